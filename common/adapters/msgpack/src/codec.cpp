@@ -1,0 +1,211 @@
+// msgpack codec: the envelope map, safe unpacking with limits, readable rejections.
+#include <troupe/adapters/msgpack/codec.hpp>
+
+#include <array>
+
+namespace troupe::codec {
+namespace detail {
+
+std::string_view type_name(const ::msgpack::object& o) noexcept {
+  switch (o.type) {
+    case ::msgpack::type::NIL: return "nil";
+    case ::msgpack::type::BOOLEAN: return "boolean";
+    case ::msgpack::type::POSITIVE_INTEGER:
+    case ::msgpack::type::NEGATIVE_INTEGER: return "integer";
+    case ::msgpack::type::FLOAT32:
+    case ::msgpack::type::FLOAT64: return "float";
+    case ::msgpack::type::STR: return "string";
+    case ::msgpack::type::BIN: return "binary";
+    case ::msgpack::type::ARRAY: return "array";
+    case ::msgpack::type::MAP: return "map";
+    case ::msgpack::type::EXT: return "extension";
+  }
+  return "unknown";
+}
+
+std::string describe(std::string_view name, std::size_t size) {
+  return std::string(name) + " (" + std::to_string(size) + " bytes)";
+}
+
+Result<::msgpack::object_handle> unpack(std::string_view bytes, std::string_view name,
+                                        const Limits& limits) {
+  using Code = Rejection::Code;
+  auto where = [&] { return describe(name, bytes.size()); };
+  if (bytes.size() > limits.max_bytes)
+    return reject(Code::too_large, where(),
+                  "larger than the limit of " + std::to_string(limits.max_bytes) + " bytes");
+  if (bytes.empty()) return reject(Code::malformed, where(), "empty");
+  std::size_t offset = 0;
+  ::msgpack::unpack_limit lim(limits.max_array, limits.max_map, limits.max_string,
+                              limits.max_binary, 0, limits.max_depth);
+  try {
+    auto handle = ::msgpack::unpack(bytes.data(), bytes.size(), offset, nullptr, nullptr, lim);
+    if (offset != bytes.size())
+      return reject(Code::malformed, where(),
+                    std::to_string(bytes.size() - offset) + " trailing bytes after the value");
+    return handle;
+  } catch (const ::msgpack::insufficient_bytes&) {
+    return reject(Code::malformed, where(), "truncated: the value ends early");
+  } catch (const ::msgpack::depth_size_overflow&) {
+    return reject(Code::too_large, where(),
+                  "nested deeper than " + std::to_string(limits.max_depth) + " levels");
+  } catch (const ::msgpack::str_size_overflow&) {
+    return reject(Code::too_large, where(),
+                  "a string is longer than " + std::to_string(limits.max_string) + " bytes");
+  } catch (const ::msgpack::bin_size_overflow&) {
+    return reject(Code::too_large, where(),
+                  "a binary is longer than " + std::to_string(limits.max_binary) + " bytes");
+  } catch (const ::msgpack::array_size_overflow&) {
+    return reject(Code::too_large, where(),
+                  "an array has more than " + std::to_string(limits.max_array) + " elements");
+  } catch (const ::msgpack::map_size_overflow&) {
+    return reject(Code::too_large, where(),
+                  "a map has more than " + std::to_string(limits.max_map) + " entries");
+  } catch (const ::msgpack::ext_size_overflow&) {
+    return reject(Code::malformed, where(), "extension types are not accepted");
+  } catch (const ::msgpack::parse_error&) {
+    return reject(Code::malformed, where(), "not msgpack (parse error at byte " +
+                                                std::to_string(offset) + ")");
+  } catch (const std::exception& e) {
+    return reject(Code::malformed, where(), std::string("not msgpack: ") + e.what());
+  }
+}
+
+void pack_string(Packer& p, std::string_view s) {
+  p.pack_str(static_cast<std::uint32_t>(s.size()));
+  p.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
+}
+
+}  // namespace detail
+
+std::string encode_envelope(const Envelope& e) {
+  detail::StringBuffer buf;
+  buf.out.reserve(256);
+  detail::Packer p(buf);
+  std::uint32_t n = 8;  // specversion id source type time datacontenttype kind schemaversion
+  if (e.sequence != 0) ++n;
+  if (!e.correlationid.empty()) ++n;
+  if (!e.causationid.empty()) ++n;
+  if (!e.traceparent.empty()) ++n;
+  p.pack_map(n);
+  auto str = [&](std::string_view key, std::string_view value) {
+    detail::pack_string(p, key);
+    detail::pack_string(p, value);
+  };
+  str("specversion", e.specversion);
+  str("id", e.id);
+  str("source", e.source);
+  str("type", e.type);
+  str("time", e.time);
+  str("datacontenttype", e.datacontenttype);
+  str("kind", to_string(e.kind));
+  if (e.sequence != 0) {
+    detail::pack_string(p, "sequence");
+    p.pack_uint64(e.sequence);
+  }
+  if (!e.correlationid.empty()) str("correlationid", e.correlationid);
+  if (!e.causationid.empty()) str("causationid", e.causationid);
+  if (!e.traceparent.empty()) str("traceparent", e.traceparent);
+  detail::pack_string(p, "schemaversion");
+  p.pack_uint32(e.schemaversion);
+  return std::move(buf.out);
+}
+
+Result<Envelope> decode_envelope(std::string_view bytes, const Limits& limits) {
+  using Code = Rejection::Code;
+  auto handle = detail::unpack(bytes, "envelope", limits);
+  if (!handle) return handle.error();
+  const ::msgpack::object& o = handle->get();
+  auto where = [&] { return detail::describe("envelope", bytes.size()); };
+  if (o.type != ::msgpack::type::MAP)
+    return reject(Code::wrong_type, where(),
+                  "expected a map, got " + std::string(detail::type_name(o)));
+
+  Envelope e;
+  e.specversion.clear();
+  e.datacontenttype.clear();
+  enum : unsigned { kSpec = 1, kId = 2, kSource = 4, kType = 8, kKind = 16 };
+  unsigned seen = 0;
+  for (std::uint32_t i = 0; i < o.via.map.size; ++i) {
+    const auto& kv = o.via.map.ptr[i];
+    if (kv.key.type != ::msgpack::type::STR) continue;  // not ours: ignore
+    std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
+    auto want_string = [&](std::string& out) -> std::optional<Rejection> {
+      if (kv.val.type != ::msgpack::type::STR)
+        return reject(Code::wrong_type, where(),
+                      "key '" + std::string(key) + "': expected string, got " +
+                          std::string(detail::type_name(kv.val)));
+      out.assign(kv.val.via.str.ptr, kv.val.via.str.size);
+      return std::nullopt;
+    };
+    auto want_uint = [&](std::uint64_t max, std::uint64_t& out) -> std::optional<Rejection> {
+      if (kv.val.type != ::msgpack::type::POSITIVE_INTEGER || kv.val.via.u64 > max)
+        return reject(Code::wrong_type, where(),
+                      "key '" + std::string(key) + "': expected unsigned integer, got " +
+                          std::string(detail::type_name(kv.val)));
+      out = kv.val.via.u64;
+      return std::nullopt;
+    };
+    std::optional<Rejection> bad;
+    if (key == "specversion") {
+      bad = want_string(e.specversion);
+      seen |= kSpec;
+    } else if (key == "id") {
+      bad = want_string(e.id);
+      seen |= kId;
+    } else if (key == "source") {
+      bad = want_string(e.source);
+      seen |= kSource;
+    } else if (key == "type") {
+      bad = want_string(e.type);
+      seen |= kType;
+    } else if (key == "time") {
+      bad = want_string(e.time);
+    } else if (key == "datacontenttype") {
+      bad = want_string(e.datacontenttype);
+    } else if (key == "kind") {
+      std::string text;
+      bad = want_string(text);
+      if (!bad) {
+        auto k = kind_from_string(text);
+        if (!k)
+          return reject(Code::invalid, where(),
+                        "key 'kind': expected event, command, query or reply, got '" + text + "'");
+        e.kind = *k;
+      }
+      seen |= kKind;
+    } else if (key == "sequence") {
+      bad = want_uint(UINT64_MAX, e.sequence);
+    } else if (key == "correlationid") {
+      bad = want_string(e.correlationid);
+    } else if (key == "causationid") {
+      bad = want_string(e.causationid);
+    } else if (key == "traceparent") {
+      bad = want_string(e.traceparent);
+    } else if (key == "schemaversion") {
+      std::uint64_t v = 0;
+      bad = want_uint(UINT32_MAX, v);
+      e.schemaversion = static_cast<std::uint32_t>(v);
+    }
+    if (bad) return *bad;
+  }
+  static constexpr std::array<std::pair<unsigned, const char*>, 5> kRequired{
+      {{kSpec, "specversion"}, {kId, "id"}, {kSource, "source"}, {kType, "type"}, {kKind, "kind"}}};
+  for (auto [bit, name] : kRequired)
+    if (!(seen & bit))
+      return reject(Code::missing, where(), std::string("missing required key '") + name + "'");
+  if (e.specversion.rfind("1.", 0) != 0)
+    return reject(Code::invalid, where(),
+                  "key 'specversion': expected 1.x, got '" + e.specversion + "'");
+  if (e.type.empty()) return reject(Code::invalid, where(), "key 'type': empty");
+  if (e.datacontenttype.empty()) e.datacontenttype = std::string(kContentType);
+  return e;
+}
+
+Result<void> validate(std::string_view bytes, std::string_view name, const Limits& limits) {
+  auto handle = detail::unpack(bytes, name, limits);
+  if (!handle) return handle.error();
+  return {};
+}
+
+}  // namespace troupe::codec

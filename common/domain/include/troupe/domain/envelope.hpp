@@ -1,0 +1,49 @@
+// The envelope: the metadata every troupe message carries (docs/protocol.md §2).
+// Attribute names follow CloudEvents 1.0 where one exists, plus troupe's
+// extensions; a tap can print any envelope as a CloudEvents JSON document.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace troupe {
+
+enum class Kind : std::uint8_t { event, command, query, reply };
+
+std::string_view to_string(Kind kind) noexcept;
+std::optional<Kind> kind_from_string(std::string_view text) noexcept;
+
+inline constexpr std::string_view kSpecVersion = "1.0";
+inline constexpr std::string_view kContentType = "application/msgpack";
+
+struct Envelope {
+  std::string specversion{kSpecVersion};  // CloudEvents spec version, "1.0"
+  std::string id;                         // UUIDv7, unique per message
+  std::string source;                     // the emitting service or client ("orders")
+  std::string type;                       // message type name ("OrderPlaced")
+  std::string time;                       // RFC 3339 UTC, microseconds
+  std::string datacontenttype{kContentType};
+  Kind kind = Kind::event;
+  std::uint64_t sequence = 0;     // publisher sequence (events, commands); 0 = none
+  std::string correlationid;      // the saga this belongs to ("" = none)
+  std::string causationid;        // id of the message that caused this one
+  std::string traceparent;        // W3C trace context ("" = none)
+  std::uint32_t schemaversion = 1;  // version of the payload's schema
+
+  bool operator==(const Envelope&) const = default;
+};
+
+// A fresh envelope: new id, the current time, the given source/type/kind.
+Envelope make_envelope(std::string source, std::string type, Kind kind);
+
+// A fresh envelope for a message caused by `cause`: same correlation id (or the
+// cause's id when it has none), causation id = cause.id, same traceparent.
+Envelope make_caused_envelope(const Envelope& cause, std::string source, std::string type,
+                              Kind kind);
+
+// The current UTC time as RFC 3339 with microseconds: "2026-11-27T18:00:00.123456Z".
+std::string rfc3339_now();
+
+}  // namespace troupe

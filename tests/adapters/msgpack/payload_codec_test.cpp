@@ -1,0 +1,217 @@
+// Typed payloads: round trips and every way a hostile or mistaken peer can fail.
+#include <troupe/adapters/msgpack/codec.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <optional>
+#include <vector>
+
+namespace {
+
+struct OrderPlaced {
+  std::string order_id;
+  std::string sku;
+  std::int64_t quantity = 0;
+  TROUPE_MESSAGE(OrderPlaced, order_id, sku, quantity)
+};
+
+struct Line {
+  std::string sku;
+  std::uint32_t quantity = 0;
+  double price = 0;
+  TROUPE_MESSAGE(Line, sku, quantity, price)
+};
+
+struct Basket {
+  std::string customer;
+  std::vector<Line> lines;
+  std::map<std::string, std::int64_t> credits;
+  std::optional<std::string> note;
+  bool express = false;
+  std::uint8_t priority = 0;
+  TROUPE_MESSAGE(Basket, customer, lines, credits, note, express, priority)
+};
+
+struct GetStock {
+  TROUPE_EMPTY_MESSAGE(GetStock)
+};
+
+// A msgpack map built by hand, to play a peer that gets things wrong.
+std::string pack_map(std::initializer_list<std::pair<std::string, std::string>> kvs) {
+  std::string out;
+  out.push_back(static_cast<char>(0x80 | kvs.size()));
+  for (auto& [k, v] : kvs) {
+    out.push_back(static_cast<char>(0xa0 | k.size()));
+    out += k;
+    out += v;  // already-encoded value
+  }
+  return out;
+}
+std::string str(std::string_view s) { return std::string(1, static_cast<char>(0xa0 | s.size())) + std::string(s); }
+std::string fixint(int v) { return std::string(1, static_cast<char>(v)); }
+
+using troupe::codec::decode;
+using troupe::codec::encode;
+using troupe::codec::Limits;
+using Code = troupe::Rejection::Code;
+
+}  // namespace
+
+TEST_CASE("a typed message survives a round trip", "[codec][payload]") {
+  OrderPlaced m{"o-1", "SKU-7", 3};
+  auto back = decode<OrderPlaced>(encode(m));
+  REQUIRE(back);
+  CHECK(*back == m);
+}
+
+TEST_CASE("nested messages, vectors, maps, optionals and small integers round-trip",
+          "[codec][payload]") {
+  Basket b{"alice", {{"A", 1, 9.5}, {"B", 40000, 0.25}}, {{"x", -5}, {"y", 7}}, "ring twice",
+           true, 200};
+  auto back = decode<Basket>(encode(b));
+  REQUIRE(back);
+  CHECK(*back == b);
+
+  SECTION("an absent optional stays absent") {
+    b.note.reset();
+    auto again = decode<Basket>(encode(b));
+    REQUIRE(again);
+    CHECK_FALSE(again->note);
+  }
+  SECTION("an empty message encodes as an empty map") {
+    CHECK(encode(GetStock{}) == std::string(1, '\x80'));
+    CHECK(decode<GetStock>(encode(GetStock{})));
+  }
+}
+
+TEST_CASE("a field of the wrong type is named with the message and its size",
+          "[codec][payload]") {
+  std::string bytes = pack_map({{"order_id", str("o-1")}, {"sku", str("S")}, {"quantity", str("three")}});
+  auto r = decode<OrderPlaced>(bytes);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == Code::wrong_type);
+  CHECK(r.error().message() == "OrderPlaced (" + std::to_string(bytes.size()) +
+                                   " bytes): field 'quantity': expected integer, got string");
+}
+
+TEST_CASE("a missing field is rejected by name, an unknown one is ignored", "[codec][payload]") {
+  auto missing = decode<OrderPlaced>(pack_map({{"order_id", str("o-1")}, {"quantity", fixint(2)}}));
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().code == Code::missing);
+  CHECK(missing.error().what == "missing field 'sku'");
+
+  auto extra = decode<OrderPlaced>(pack_map(
+      {{"order_id", str("o-1")}, {"sku", str("S")}, {"quantity", fixint(2)}, {"colour", str("red")}}));
+  REQUIRE(extra);
+  CHECK(extra->quantity == 2);
+}
+
+TEST_CASE("errors inside nested values give the path to the field", "[codec][payload]") {
+  Basket b{"alice", {{"A", 1, 1.0}, {"B", 2, 2.0}}, {}, std::nullopt, false, 0};
+  std::string bytes = encode(b);
+  // Replace the second line's quantity (fixint 2) by a string: find "quantity" then 0x02.
+  auto pos = bytes.rfind("quantity");
+  REQUIRE(pos != std::string::npos);
+  bytes.replace(pos + 8, 1, str("x"));
+  auto r = decode<Basket>(bytes);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().what == "field 'lines[1].quantity': expected integer, got string");
+}
+
+TEST_CASE("integers that do not fit the field are rejected", "[codec][payload]") {
+  Basket b{"a", {}, {}, std::nullopt, false, 0};
+  std::string bytes = encode(b);
+  auto pos = bytes.rfind("priority");
+  bytes.replace(pos + 8, 1, "\xcd\x01\x2c");  // uint16 300 into a uint8
+  auto r = decode<Basket>(bytes);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().what == "field 'priority': expected integer that fits 8 bits, got integer");
+
+  std::string neg = pack_map({{"sku", str("A")}, {"quantity", fixint(-1 & 0xff)}, {"price", fixint(1)}});
+  auto r2 = decode<Line>(neg);
+  REQUIRE_FALSE(r2);
+  CHECK(r2.error().what == "field 'quantity': expected non-negative integer, got integer");
+}
+
+TEST_CASE("input that is not a well-formed value is rejected, never a crash",
+          "[codec][payload][hostile]") {
+  std::string good = encode(OrderPlaced{"o-1", "SKU", 1});
+
+  SECTION("truncated") {
+    auto r = decode<OrderPlaced>(good.substr(0, good.size() - 3));
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == Code::malformed);
+    CHECK(r.error().message() == "OrderPlaced (" + std::to_string(good.size() - 3) +
+                                     " bytes): truncated: the value ends early");
+  }
+  SECTION("garbage") {
+    auto r = decode<OrderPlaced>(std::string("\xc1\xc1\xc1", 3));  // 0xc1 is never used
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == Code::malformed);
+    CHECK_THAT(r.error().what, Catch::StartsWith("not msgpack"));
+  }
+  SECTION("trailing bytes") {
+    auto r = decode<OrderPlaced>(good + "\x01");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().what == "1 trailing bytes after the value");
+  }
+  SECTION("empty") {
+    auto r = decode<OrderPlaced>("");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message() == "OrderPlaced (0 bytes): empty");
+  }
+  SECTION("not a map") {
+    auto r = decode<OrderPlaced>(std::string("\x93\x01\x02\x03"));
+    REQUIRE_FALSE(r);
+    CHECK(r.error().what == "expected a map, got array");
+  }
+}
+
+TEST_CASE("limits bound what a decoder will allocate", "[codec][payload][hostile]") {
+  SECTION("too large in total") {
+    Limits small;
+    small.max_bytes = 16;
+    auto r = decode<OrderPlaced>(encode(OrderPlaced{"o-1", std::string(40, 'x'), 1}), small);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == Code::too_large);
+    CHECK(r.error().what == "larger than the limit of 16 bytes");
+  }
+  SECTION("too deep") {
+    std::string deep(100, '\x91');  // 100 nested one-element arrays
+    deep += '\x01';
+    auto r = decode<OrderPlaced>(deep);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == Code::too_large);
+    CHECK(r.error().what == "nested deeper than 32 levels");
+  }
+  SECTION("a string longer than allowed") {
+    Limits l;
+    l.max_string = 8;
+    auto r = decode<OrderPlaced>(encode(OrderPlaced{"o-1", "a-very-long-sku", 1}), l);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().what == "a string is longer than 8 bytes");
+  }
+  SECTION("a huge declared array length with no data behind it") {
+    std::string lie("\xdd\x7f\xff\xff\xff", 5);  // array32 claiming 2^31-1 elements
+    auto r = decode<OrderPlaced>(lie);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == Code::too_large);
+    CHECK(r.error().what == "an array has more than 65536 elements");
+  }
+  SECTION("a huge declared string length with no data behind it") {
+    // msgpack-c waits for the whole string before copying it: nothing is allocated.
+    std::string lie("\xdb\x7f\xff\xff\xff", 5);
+    auto r = decode<OrderPlaced>(lie);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().what == "truncated: the value ends early");
+  }
+  SECTION("a string over the limit that is really there") {
+    Limits l;
+    l.max_string = 1000;
+    std::string big = "\xda\x07\xd0" + std::string(2000, 'x');  // str16 of 2000 bytes
+    auto r = decode<OrderPlaced>(big, l);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().what == "a string is longer than 1000 bytes");
+  }
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/python3
+"""Layering check: dependencies point inward (DESIGN.md §2). A header or source of a
+layer may include only the standard library, its own layer and the layers inside it;
+domain and ports include no third-party header at all."""
+import pathlib
+import re
+import sys
+
+root = pathlib.Path(sys.argv[1])
+common = root / "common"
+# layer -> troupe layers it may include
+allowed = {
+    "domain": {"domain"},
+    "ports": {"domain", "ports"},
+    "adapters": {"domain", "ports", "adapters"},
+    "runtime": {"domain", "ports", "adapters", "runtime"},
+}
+# third-party headers: only adapters and runtime may name them
+third_party = re.compile(r"^(zmq|msgpack|sqlite3|toml\+\+|spdlog|fmt|CLI|nlohmann|catch2)")
+include = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]')
+
+problems = []
+for path in sorted(common.rglob("*")):
+    if path.suffix not in {".hpp", ".cpp", ".h"}:
+        continue
+    layer = path.relative_to(common).parts[0]
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        m = include.match(line)
+        if not m:
+            continue
+        target = m.group(1)
+        where = f"{path.relative_to(root)}:{lineno}"
+        if target.startswith("troupe/"):
+            target_layer = target.split("/")[1]
+            if target_layer not in allowed[layer]:
+                problems.append(f"{where}: {layer} includes <{target}>, which points outward")
+        elif third_party.match(target) and layer in {"domain", "ports"}:
+            problems.append(f"{where}: {layer} includes third-party <{target}>")
+        elif target.startswith("../") or "/adapters/" in target:
+            problems.append(f"{where}: relative include '{target}' bypasses the layers")
+
+for p in problems:
+    print(p)
+print("layering:", "ok" if not problems else f"{len(problems)} problem(s)")
+sys.exit(1 if problems else 0)
