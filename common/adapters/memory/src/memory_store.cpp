@@ -1,0 +1,184 @@
+// MemoryStore: maps and deques with an undo log for units of work and savepoints.
+#include <troupe/adapters/memory/memory_store.hpp>
+#include <troupe/domain/id.hpp>
+
+#include <algorithm>
+
+namespace troupe::adapters {
+
+MemoryStore::MemoryStore() : incarnation_(new_id()) {}
+
+void MemoryStore::undo(std::function<void()> f) {
+  if (in_unit_) undo_.push_back(std::move(f));
+}
+
+std::optional<std::string> MemoryStore::get(std::string_view table, std::string_view key) {
+  auto t = tables_.find(table);
+  if (t == tables_.end()) return std::nullopt;
+  auto it = t->second.find(key);
+  if (it == t->second.end()) return std::nullopt;
+  return it->second;
+}
+
+void MemoryStore::put(std::string_view table, std::string_view key, std::string_view value) {
+  auto old = get(table, key);
+  undo([this, t = std::string(table), k = std::string(key), old] {
+    if (old) tables_[t][k] = *old; else tables_[t].erase(k);
+  });
+  tables_[std::string(table)][std::string(key)] = std::string(value);
+}
+
+void MemoryStore::erase(std::string_view table, std::string_view key) {
+  auto old = get(table, key);
+  if (!old) return;
+  undo([this, t = std::string(table), k = std::string(key), old] { tables_[t][k] = *old; });
+  tables_[std::string(table)].erase(std::string(key));
+}
+
+void MemoryStore::scan(std::string_view table,
+                       const std::function<bool(std::string_view, std::string_view)>& visit) {
+  auto t = tables_.find(table);
+  if (t == tables_.end()) return;
+  for (const auto& [k, v] : t->second)
+    if (!visit(k, v)) return;
+}
+
+void MemoryStore::begin() {
+  in_unit_ = true;
+  undo_.clear();
+  savepoints_.clear();
+}
+void MemoryStore::savepoint() { savepoints_.push_back(undo_.size()); }
+void MemoryStore::release() {
+  if (!savepoints_.empty()) savepoints_.pop_back();
+}
+void MemoryStore::rollback_to() {
+  if (savepoints_.empty()) return;
+  std::size_t mark = savepoints_.back();
+  while (undo_.size() > mark) {
+    undo_.back()();
+    undo_.pop_back();
+  }
+}
+void MemoryStore::commit() {
+  in_unit_ = false;
+  undo_.clear();
+  savepoints_.clear();
+}
+void MemoryStore::rollback() noexcept {
+  while (!undo_.empty()) {
+    undo_.back()();
+    undo_.pop_back();
+  }
+  in_unit_ = false;
+  savepoints_.clear();
+}
+
+std::uint64_t MemoryStore::oldest() { return outbox_.empty() ? head_ + 1 : outbox_.front().sequence; }
+
+void MemoryStore::append_event(const ports::OutboxEvent& event) {
+  std::uint64_t old_head = head_;
+  undo([this, old_head] {
+    outbox_.pop_back();
+    head_ = old_head;
+  });
+  outbox_.push_back(event);
+  head_ = event.sequence;
+}
+
+std::vector<ports::OutboxEvent> MemoryStore::events(std::uint64_t from, std::uint64_t to,
+                                                    std::size_t max) {
+  std::vector<ports::OutboxEvent> out;
+  if (outbox_.empty()) return out;
+  std::uint64_t first = outbox_.front().sequence;
+  std::size_t i = from > first ? static_cast<std::size_t>(from - first) : 0;
+  for (; i < outbox_.size() && out.size() < max && outbox_[i].sequence <= to; ++i)
+    out.push_back(outbox_[i]);
+  return out;
+}
+
+std::size_t MemoryStore::prune_events(std::size_t keep) {
+  std::size_t dropped = 0;
+  while (outbox_.size() > keep) {
+    outbox_.pop_front();
+    ++dropped;
+  }
+  return dropped;
+}
+
+std::uint64_t MemoryStore::position(std::string_view stream) {
+  auto it = positions_.find(stream);
+  return it == positions_.end() ? 0 : it->second;
+}
+
+void MemoryStore::set_position(std::string_view stream, std::uint64_t sequence) {
+  undo([this, s = std::string(stream), old = position(stream)] { positions_[s] = old; });
+  positions_[std::string(stream)] = sequence;
+}
+
+bool MemoryStore::seen(std::string_view id) { return seen_.count(id) > 0; }
+void MemoryStore::mark_seen(std::string_view id) {
+  if (seen_.insert(std::string(id)).second) undo([this, i = std::string(id)] { seen_.erase(i); });
+}
+
+std::uint64_t MemoryStore::command_head(std::string_view target) {
+  auto it = command_heads_.find(target);
+  return it == command_heads_.end() ? 0 : it->second;
+}
+
+void MemoryStore::append_command(const ports::OutboxCommand& c) {
+  undo([this, t = c.target, old = command_head(c.target)] {
+    commands_[t].pop_back();
+    command_heads_[t] = old;
+  });
+  commands_[c.target].push_back(c);
+  command_heads_[c.target] = c.sequence;
+}
+
+std::vector<ports::OutboxCommand> MemoryStore::unacked_commands(std::string_view target,
+                                                                std::size_t max) {
+  std::vector<ports::OutboxCommand> out;
+  auto it = commands_.find(target);
+  if (it == commands_.end()) return out;
+  for (const auto& c : it->second) {
+    if (out.size() >= max) break;
+    out.push_back(c);
+  }
+  return out;
+}
+
+void MemoryStore::ack_commands(std::string_view target, std::uint64_t up_to) {
+  auto it = commands_.find(target);
+  if (it == commands_.end()) return;
+  while (!it->second.empty() && it->second.front().sequence <= up_to) it->second.pop_front();
+}
+
+std::int64_t MemoryStore::add_dead_letter(const ports::DeadLetter& letter) {
+  std::int64_t id = next_letter_++;
+  letters_[id] = letter;
+  letters_[id].id = id;
+  undo([this, id] { letters_.erase(id); });
+  return id;
+}
+
+std::vector<ports::DeadLetter> MemoryStore::dead_letters(std::size_t max) {
+  std::vector<ports::DeadLetter> out;
+  for (auto it = letters_.begin(); it != letters_.end() && out.size() < max; ++it)
+    out.push_back(it->second);
+  return out;
+}
+
+std::optional<ports::DeadLetter> MemoryStore::dead_letter(std::int64_t id) {
+  auto it = letters_.find(id);
+  if (it == letters_.end()) return std::nullopt;
+  return it->second;
+}
+
+void MemoryStore::remove_dead_letter(std::int64_t id) {
+  auto it = letters_.find(id);
+  if (it == letters_.end()) return;
+  undo([this, l = it->second] { letters_[l.id] = l; });
+  letters_.erase(it);
+}
+
+}  // namespace troupe::adapters

@@ -1,0 +1,220 @@
+// TOML topology loader: schema-checked, so a mistyped key fails with its name and line.
+#include <troupe/adapters/toml/topology_loader.hpp>
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace troupe::toml {
+namespace {
+
+using Code = Rejection::Code;
+
+struct Parser {
+  std::string file;
+  std::optional<Rejection> error;
+
+  int line_of(const ::toml::node& n) const { return static_cast<int>(n.source().begin.line); }
+
+  bool fail(int line, std::string what, Code code = Code::invalid) {
+    if (!error) error = reject(code, file + ":" + std::to_string(line), std::move(what));
+    return false;
+  }
+
+  bool only_keys(const ::toml::table& t, std::string_view where, std::set<std::string_view> keys) {
+    for (auto&& [k, v] : t)
+      if (!keys.count(k.str()))
+        return fail(line_of(v), "unknown key '" + std::string(k.str()) + "' in " + std::string(where));
+    return true;
+  }
+
+  bool get_string(const ::toml::table& t, std::string_view key, std::string& out, bool required,
+                  int table_line, std::string_view where) {
+    const ::toml::node* n = t.get(key);
+    if (!n) {
+      if (required)
+        return fail(table_line, std::string(where) + " has no '" + std::string(key) + "'", Code::missing);
+      return true;
+    }
+    if (!n->is_string())
+      return fail(line_of(*n), "'" + std::string(key) + "' in " + std::string(where) +
+                                   " must be a string", Code::wrong_type);
+    out = **n->as_string();
+    return true;
+  }
+
+  template <class Int>
+  bool get_int(const ::toml::table& t, std::string_view key, Int& out, std::int64_t min,
+               std::int64_t max) {
+    const ::toml::node* n = t.get(key);
+    if (!n) return true;
+    if (!n->is_integer())
+      return fail(line_of(*n), "'" + std::string(key) + "' must be an integer", Code::wrong_type);
+    std::int64_t v = **n->as_integer();
+    if (v < min || v > max)
+      return fail(line_of(*n), "'" + std::string(key) + "' must be between " + std::to_string(min) +
+                                   " and " + std::to_string(max) + ", got " + std::to_string(v));
+    out = static_cast<Int>(v);
+    return true;
+  }
+
+  bool get_names(const ::toml::node& n, std::string_view what, std::vector<std::string>& out) {
+    const ::toml::array* a = n.as_array();
+    if (!a) return fail(line_of(n), std::string(what) + " must be an array of strings", Code::wrong_type);
+    for (auto&& e : *a) {
+      if (!e.is_string())
+        return fail(line_of(e), std::string(what) + " must be an array of strings", Code::wrong_type);
+      std::string name = **e.as_string();
+      if (!valid_name(name))
+        return fail(line_of(e), "'" + name + "' in " + std::string(what) +
+                                    " is not a valid name (no spaces, not starting with '$')");
+      if (std::find(out.begin(), out.end(), name) != out.end())
+        return fail(line_of(e), "'" + name + "' is listed twice in " + std::string(what));
+      out.push_back(std::move(name));
+    }
+    return true;
+  }
+
+  bool mesh(const ::toml::table& t, int line, Topology& topo) {
+    if (!only_keys(t, "[mesh]",
+                   {"name", "state_dir", "heartbeat_ms", "security", "durability", "synchronous",
+                    "batch_max", "batch_delay_us", "retention_events", "max_message_bytes", "seed"}))
+      return false;
+    auto& d = topo.defaults;
+    std::string durability = "durable", synchronous = "full";
+    std::int64_t heartbeat = d.heartbeat.count(), delay = d.batch_delay.count();
+    if (!get_string(t, "name", topo.mesh, true, line, "[mesh]") ||
+        !get_string(t, "state_dir", d.state_dir, false, line, "[mesh]") ||
+        !get_string(t, "security", d.security, false, line, "[mesh]") ||
+        !get_string(t, "durability", durability, false, line, "[mesh]") ||
+        !get_string(t, "synchronous", synchronous, false, line, "[mesh]") ||
+        !get_string(t, "seed", d.seed, false, line, "[mesh]") ||
+        !get_int(t, "heartbeat_ms", heartbeat, 10, 3'600'000) ||
+        !get_int(t, "batch_max", d.batch_max, 1, 100'000) ||
+        !get_int(t, "batch_delay_us", delay, 0, 1'000'000) ||
+        !get_int(t, "retention_events", d.retention_events, 1, std::int64_t{1} << 40) ||
+        !get_int(t, "max_message_bytes", d.max_message_bytes, 1024, std::int64_t{1} << 30))
+      return false;
+    d.heartbeat = std::chrono::milliseconds(heartbeat);
+    d.batch_delay = std::chrono::microseconds(delay);
+    auto line_of_key = [&](std::string_view k) { return t.get(k) ? line_of(*t.get(k)) : line; };
+    if (durability == "durable") d.durability = Durability::durable;
+    else if (durability == "memory") d.durability = Durability::memory;
+    else return fail(line_of_key("durability"), "durability must be \"durable\" or \"memory\", got \"" + durability + "\"");
+    if (synchronous == "full") d.synchronous = Synchronous::full;
+    else if (synchronous == "normal") d.synchronous = Synchronous::normal;
+    else return fail(line_of_key("synchronous"), "synchronous must be \"full\" or \"normal\", got \"" + synchronous + "\"");
+    if (d.security != "none" && d.security != "curve")
+      return fail(line_of_key("security"), "security must be \"none\" or \"curve\", got \"" + d.security + "\"");
+    if (d.security == "curve")
+      return fail(line_of_key("security"), "security \"curve\" is not available in this build yet; use \"none\"");
+    return true;
+  }
+
+  bool routes(const ::toml::node& n, std::string_view what, std::vector<std::pair<std::string, std::pair<std::vector<std::string>, int>>>& out) {
+    const ::toml::table* t = n.as_table();
+    if (!t) return fail(line_of(n), std::string(what) + " must be a table of service = [types]", Code::wrong_type);
+    for (auto&& [k, v] : *t) {
+      std::vector<std::string> types;
+      if (!get_names(v, std::string(what) + "." + std::string(k.str()), types)) return false;
+      out.push_back({std::string(k.str()), {std::move(types), line_of(v)}});
+    }
+    return true;
+  }
+
+  bool service(std::string name, const ::toml::table& t, ServiceSpec& s) {
+    s.name = std::move(name);
+    s.line = line_of(t);
+    std::string where = "[services." + s.name + "]";
+    if (!only_keys(t, where, {"events", "commands", "queries", "publishes", "accepts", "answers",
+                              "reacts_to", "sends"}))
+      return false;
+    if (!get_string(t, "events", s.endpoints.events, true, s.line, where) ||
+        !get_string(t, "commands", s.endpoints.commands, true, s.line, where) ||
+        !get_string(t, "queries", s.endpoints.queries, true, s.line, where))
+      return false;
+    for (auto [key, list] : {std::pair{"publishes", &s.publishes}, std::pair{"accepts", &s.accepts},
+                             std::pair{"answers", &s.answers}})
+      if (const ::toml::node* n = t.get(key))
+        if (!get_names(*n, s.name + "." + key, *list)) return false;
+    if (const ::toml::node* n = t.get("reacts_to")) {
+      std::vector<std::pair<std::string, std::pair<std::vector<std::string>, int>>> r;
+      if (!routes(*n, s.name + ".reacts_to", r)) return false;
+      for (auto& [pub, tl] : r) s.reacts_to.push_back({pub, std::move(tl.first), tl.second});
+    }
+    if (const ::toml::node* n = t.get("sends")) {
+      std::vector<std::pair<std::string, std::pair<std::vector<std::string>, int>>> r;
+      if (!routes(*n, s.name + ".sends", r)) return false;
+      for (auto& [target, tl] : r) s.sends.push_back({target, std::move(tl.first), tl.second});
+    }
+    return true;
+  }
+};
+
+void substitute(std::string& s, std::string_view var, std::string_view value) {
+  for (auto at = s.find(var); at != std::string::npos; at = s.find(var, at + value.size()))
+    s.replace(at, var.size(), value);
+}
+
+}  // namespace
+
+Result<Topology> parse_topology(std::string_view text, std::string name, const LoadOptions& options,
+                                std::vector<std::string>* warnings) {
+  Parser p{name, std::nullopt};
+  ::toml::table root;
+  try {
+    root = ::toml::parse(text, name);
+  } catch (const ::toml::parse_error& e) {
+    return reject(Code::malformed, name + ":" + std::to_string(e.source().begin.line),
+                  std::string(e.description()));
+  }
+  Topology topo;
+  topo.file = name;
+  for (auto&& [k, v] : root)
+    if (k.str() != "mesh" && k.str() != "services")
+      return reject(Code::invalid, name + ":" + std::to_string(p.line_of(v)),
+                    "unknown table '" + std::string(k.str()) + "' (expected [mesh] and [services.NAME])");
+  const ::toml::table* mesh = root["mesh"].as_table();
+  if (!mesh) return reject(Code::missing, name + ":1", "no [mesh] table");
+  if (!p.mesh(*mesh, p.line_of(*mesh), topo)) return *p.error;
+  if (options.state_dir) topo.defaults.state_dir = *options.state_dir;
+
+  const ::toml::table* services = root["services"].as_table();
+  if (!services) return reject(Code::missing, name + ":1", "no [services.NAME] tables");
+  for (auto&& [k, v] : *services) {
+    const ::toml::table* t = v.as_table();
+    if (!t) return reject(Code::wrong_type, name + ":" + std::to_string(p.line_of(v)),
+                          "services." + std::string(k.str()) + " must be a table");
+    ServiceSpec s;
+    if (!p.service(std::string(k.str()), *t, s)) return *p.error;
+    for (auto* e : {&s.endpoints.events, &s.endpoints.commands, &s.endpoints.queries})
+      substitute(*e, "{state_dir}", topo.defaults.state_dir);
+    topo.services.push_back(std::move(s));
+  }
+  std::sort(topo.services.begin(), topo.services.end(),
+            [](const ServiceSpec& a, const ServiceSpec& b) { return a.line < b.line; });
+
+  if (!options.check) return topo;
+  for (auto& issue : check_topology(topo)) {
+    if (issue.severity == TopologyIssue::Severity::error) {
+      auto colon = issue.message.find(": ");
+      return reject(Code::invalid, issue.message.substr(0, colon), issue.message.substr(colon + 2));
+    }
+    if (warnings) warnings->push_back(issue.message);
+  }
+  return topo;
+}
+
+Result<Topology> load_topology(const std::string& path, const LoadOptions& options,
+                               std::vector<std::string>* warnings) {
+  std::ifstream in(path);
+  if (!in) return reject(Code::missing, path, "cannot read the topology file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_topology(ss.str(), path, options, warnings);
+}
+
+}  // namespace troupe::toml

@@ -1,0 +1,95 @@
+// The topology: what a mesh is made of — its services, their endpoints, what each
+// publishes, accepts, answers and reacts to. Loaded from TOML by adapters/toml;
+// checked here, so every problem is reported with the file and line it comes from.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <troupe/domain/result.hpp>
+
+namespace troupe {
+
+struct Endpoints {
+  std::string events;    // XPUB, bound by the service
+  std::string commands;  // PULL, bound by the service
+  std::string queries;   // ROUTER, bound by the service
+  bool operator==(const Endpoints&) const = default;
+};
+
+// "inventory reacts to OrderPlaced and OrderCancelled of orders"
+struct Subscription {
+  std::string publisher;
+  std::vector<std::string> types;
+  int line = 0;
+};
+
+// "orders sends ReserveStock to inventory"
+struct CommandRoute {
+  std::string target;
+  std::vector<std::string> types;
+  int line = 0;
+};
+
+struct ServiceSpec {
+  std::string name;
+  Endpoints endpoints;
+  std::vector<std::string> publishes;  // event types
+  std::vector<std::string> accepts;    // command types
+  std::vector<std::string> answers;    // query types (besides the built-in $-queries)
+  std::vector<Subscription> reacts_to;
+  std::vector<CommandRoute> sends;
+  int line = 0;
+
+  bool publishes_type(std::string_view type) const;
+  bool accepts_type(std::string_view type) const;
+  bool answers_type(std::string_view type) const;
+};
+
+enum class Durability { durable, memory };
+enum class Synchronous { full, normal };
+
+struct MeshDefaults {
+  std::string state_dir = "var";
+  std::chrono::milliseconds heartbeat{1000};
+  std::string security = "none";
+  Durability durability = Durability::durable;
+  Synchronous synchronous = Synchronous::full;
+  std::size_t batch_max = 512;                 // messages per group commit
+  std::chrono::microseconds batch_delay{0};    // extra wait to fill a batch
+  std::size_t retention_events = 1'000'000;    // outbox events kept for replay
+  std::size_t max_message_bytes = 1u << 20;    // ZMQ_MAXMSGSIZE on every socket
+  std::string seed;                            // seed data file for the example services
+};
+
+struct Topology {
+  std::string file;  // where it was loaded from ("topology/shop.toml"), for messages
+  std::string mesh;
+  MeshDefaults defaults;
+  std::vector<ServiceSpec> services;
+
+  const ServiceSpec* find(std::string_view name) const;
+  ServiceSpec* find(std::string_view name);
+};
+
+// A finding of the topology check. Errors make a topology unusable; warnings don't.
+struct TopologyIssue {
+  enum class Severity { error, warning };
+  Severity severity = Severity::error;
+  std::string message;  // "topology/shop.toml:14: service 'inventory' reacts to unknown service 'ordrs'"
+};
+
+// Checks references between services: unknown services and types, duplicate endpoints,
+// unsupported transports (errors); published types nobody consumes (warnings).
+std::vector<TopologyIssue> check_topology(const Topology& topology);
+
+// True if `endpoint` is tcp://, ipc:// or inproc://.
+bool supported_transport(std::string_view endpoint);
+
+// True if `name` is usable as a service or message type name: non-empty, no spaces or
+// control characters, does not start with '$' (reserved for troupe's own messages).
+bool valid_name(std::string_view name);
+
+}  // namespace troupe

@@ -1,0 +1,120 @@
+// Topology look-ups and the cross-reference check behind `troupe check`.
+#include <troupe/domain/topology.hpp>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace troupe {
+namespace {
+
+bool contains(const std::vector<std::string>& v, std::string_view s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+}  // namespace
+
+bool ServiceSpec::publishes_type(std::string_view type) const { return contains(publishes, type); }
+bool ServiceSpec::accepts_type(std::string_view type) const { return contains(accepts, type); }
+bool ServiceSpec::answers_type(std::string_view type) const { return contains(answers, type); }
+
+const ServiceSpec* Topology::find(std::string_view name) const {
+  for (const auto& s : services)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+ServiceSpec* Topology::find(std::string_view name) {
+  for (auto& s : services)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+bool supported_transport(std::string_view e) {
+  for (std::string_view scheme : {"tcp://", "ipc://", "inproc://"})
+    if (e.substr(0, scheme.size()) == scheme && e.size() > scheme.size()) return true;
+  return false;
+}
+
+bool valid_name(std::string_view name) {
+  if (name.empty() || name.front() == '$' || name.size() > 128) return false;
+  return std::none_of(name.begin(), name.end(),
+                      [](char c) { return c == ' ' || static_cast<unsigned char>(c) < 0x21; });
+}
+
+std::vector<TopologyIssue> check_topology(const Topology& t) {
+  std::vector<TopologyIssue> out;
+  auto at = [&](int line) { return t.file + ":" + std::to_string(line) + ": "; };
+  auto error = [&](int line, std::string msg) {
+    out.push_back({TopologyIssue::Severity::error, at(line) + std::move(msg)});
+  };
+  auto warning = [&](int line, std::string msg) {
+    out.push_back({TopologyIssue::Severity::warning, at(line) + std::move(msg)});
+  };
+
+  if (t.services.empty()) error(1, "the mesh has no services");
+
+  std::map<std::string, std::string> endpoint_owner;
+  std::set<std::string> names;
+  for (const auto& s : t.services) {
+    if (!names.insert(s.name).second) error(s.line, "service '" + s.name + "' is declared twice");
+    if (!valid_name(s.name)) error(s.line, "service name '" + s.name + "' is not a valid name");
+    for (auto [role, e] : {std::pair{"events", &s.endpoints.events},
+                           std::pair{"commands", &s.endpoints.commands},
+                           std::pair{"queries", &s.endpoints.queries}}) {
+      if (e->empty()) {
+        error(s.line, "service '" + s.name + "' has no " + role + " endpoint");
+        continue;
+      }
+      if (!supported_transport(*e)) {
+        error(s.line, "service '" + s.name + "' " + role + " endpoint '" + *e +
+                          "' is not tcp://, ipc:// or inproc://");
+        continue;
+      }
+      auto [it, fresh] = endpoint_owner.emplace(*e, s.name + " " + role);
+      if (!fresh && e->find('*') == std::string::npos)
+        error(s.line, "service '" + s.name + "' " + role + " endpoint '" + *e +
+                          "' is already used by " + it->second);
+    }
+    for (const auto* list : {&s.publishes, &s.accepts, &s.answers})
+      for (const auto& type : *list)
+        if (!valid_name(type))
+          error(s.line, "service '" + s.name + "': '" + type + "' is not a valid message type name");
+  }
+
+  std::set<std::pair<std::string, std::string>> consumed;  // (publisher, type)
+  for (const auto& s : t.services) {
+    for (const auto& sub : s.reacts_to) {
+      const ServiceSpec* pub = t.find(sub.publisher);
+      if (!pub) {
+        error(sub.line, "service '" + s.name + "' reacts to unknown service '" + sub.publisher + "'");
+        continue;
+      }
+      for (const auto& type : sub.types) {
+        if (!pub->publishes_type(type))
+          error(sub.line, "service '" + s.name + "' reacts to '" + type + "' of '" +
+                              sub.publisher + "', which '" + sub.publisher + "' does not publish");
+        consumed.emplace(sub.publisher, type);
+      }
+    }
+    for (const auto& route : s.sends) {
+      const ServiceSpec* target = t.find(route.target);
+      if (!target) {
+        error(route.line, "service '" + s.name + "' sends to unknown service '" + route.target + "'");
+        continue;
+      }
+      for (const auto& type : route.types)
+        if (!target->accepts_type(type))
+          error(route.line, "service '" + s.name + "' sends '" + type + "' to '" + route.target +
+                                "', which '" + route.target + "' does not accept");
+    }
+  }
+  for (const auto& s : t.services)
+    for (const auto& type : s.publishes)
+      if (!consumed.count({s.name, type}))
+        warning(s.line, "service '" + s.name + "' publishes '" + type +
+                            "', which no service reacts to");
+  return out;
+}
+
+}  // namespace troupe

@@ -1,0 +1,100 @@
+// Store: the node's durable memory — outbox, inbox positions, command dedup, dead
+// letters — beside the service's State. A unit of work (begin .. commit) makes a batch
+// of handled messages, their state changes, what they emitted and the positions they
+// consumed up to atomic. Failures to write are thrown as StoreError (an environment
+// problem, not bad input): the node then stops acknowledging until writes work again.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <troupe/domain/envelope.hpp>
+#include <troupe/ports/state.hpp>
+
+namespace troupe::ports {
+
+struct StoreError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// One committed event, as the publisher sent (and will replay) it.
+struct OutboxEvent {
+  std::uint64_t sequence = 0;
+  std::string type;
+  std::string correlationid;
+  std::string causationid;
+  std::string envelope;  // encoded, sequence included
+  std::string payload;   // encoded
+};
+
+// One command this service sends, kept until the receiver acknowledges it.
+struct OutboxCommand {
+  std::string target;
+  std::uint64_t sequence = 0;  // per target
+  std::string type;
+  std::string envelope;
+  std::string payload;
+};
+
+struct DeadLetter {
+  std::int64_t id = 0;         // assigned by the store
+  std::string time;            // RFC 3339, when it was rejected
+  std::string endpoint;        // "events:orders", "commands", "queries"
+  std::string source;          // envelope source if it could be read, else ""
+  std::string type;            // envelope type if it could be read, else ""
+  std::string reason;          // the rejection message
+  std::vector<std::string> frames;  // the message exactly as received
+};
+
+class Store : public State {
+ public:
+  // Units of work. begin() opens one; savepoint/release/rollback_to bracket one
+  // message inside it so a rejected message undoes only its own writes; commit()
+  // makes everything durable (per the synchronous setting) or throws StoreError.
+  virtual void begin() = 0;
+  virtual void savepoint() = 0;
+  virtual void release() = 0;
+  virtual void rollback_to() = 0;
+  virtual void commit() = 0;
+  virtual void rollback() noexcept = 0;
+
+  // The incarnation of this store: a UUIDv7 made when it was first created. Durable
+  // stores keep it across restarts; a memory store makes a new one each start.
+  virtual std::string incarnation() const = 0;
+  virtual bool durable() const = 0;
+
+  // Events: one sequence per publisher, continuous across restarts.
+  virtual std::uint64_t head() = 0;     // highest sequence appended (0 = none)
+  virtual std::uint64_t oldest() = 0;   // lowest sequence still retained (head+1 if none)
+  virtual void append_event(const OutboxEvent& event) = 0;
+  // Events with from <= sequence <= to, in order, at most `max`.
+  virtual std::vector<OutboxEvent> events(std::uint64_t from, std::uint64_t to, std::size_t max) = 0;
+  // Drops events so that at most `keep` remain; returns how many were dropped.
+  virtual std::size_t prune_events(std::size_t keep) = 0;
+
+  // Inbox positions: the last sequence applied per stream ("orders", "cmd:cli-1", ...).
+  virtual std::uint64_t position(std::string_view stream) = 0;
+  virtual void set_position(std::string_view stream, std::uint64_t sequence) = 0;
+
+  // One-shot command dedup by command id.
+  virtual bool seen(std::string_view message_id) = 0;
+  virtual void mark_seen(std::string_view message_id) = 0;
+
+  // Commands sent, until acknowledged (sequence <= acked) by their target.
+  virtual std::uint64_t command_head(std::string_view target) = 0;
+  virtual void append_command(const OutboxCommand& command) = 0;
+  virtual std::vector<OutboxCommand> unacked_commands(std::string_view target, std::size_t max) = 0;
+  virtual void ack_commands(std::string_view target, std::uint64_t up_to) = 0;
+
+  // Dead letters: kept whole with their reason; listed newest last.
+  virtual std::int64_t add_dead_letter(const DeadLetter& letter) = 0;
+  virtual std::vector<DeadLetter> dead_letters(std::size_t max) = 0;
+  virtual std::optional<DeadLetter> dead_letter(std::int64_t id) = 0;
+  virtual void remove_dead_letter(std::int64_t id) = 0;
+  virtual std::uint64_t dead_letter_count() = 0;
+};
+
+}  // namespace troupe::ports

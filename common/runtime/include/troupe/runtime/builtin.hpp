@@ -1,0 +1,87 @@
+// troupe's own messages on the wire (docs/protocol.md §7): heartbeats, replay, errors.
+// Their type names start with '$', which application types may not.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include <troupe/domain/message.hpp>
+
+namespace troupe::builtin {
+
+inline constexpr std::string_view kHeartbeatTopic = "$heartbeat ";
+inline constexpr std::string_view kHealth = "$health";
+inline constexpr std::string_view kMetrics = "$metrics";
+inline constexpr std::string_view kTopology = "$topology";
+inline constexpr std::string_view kReplay = "$replay";
+inline constexpr std::string_view kDeadLetters = "$deadletters";
+inline constexpr std::string_view kError = "$error";
+
+// Published on the events socket every heartbeat interval (topic "$heartbeat ").
+struct Heartbeat {
+  std::string service;
+  std::string incarnation;
+  std::uint64_t head = 0;    // last event sequence committed
+  std::uint64_t oldest = 0;  // oldest event still retained for replay
+  bool durable = true;
+  std::map<std::string, std::uint64_t> acks;  // command sender -> last command applied
+  static constexpr std::string_view kType = "$heartbeat";
+  static constexpr auto fields() {
+    using Self = Heartbeat;
+    return std::tuple{TROUPE_DETAIL_FIELD(service), TROUPE_DETAIL_FIELD(incarnation),
+                      TROUPE_DETAIL_FIELD(head),    TROUPE_DETAIL_FIELD(oldest),
+                      TROUPE_DETAIL_FIELD(durable), TROUPE_DETAIL_FIELD(acks)};
+  }
+};
+
+// $replay query: events with from <= sequence <= to, at most max per reply.
+struct ReplayRequest {
+  std::uint64_t from = 1;
+  std::uint64_t to = UINT64_MAX;
+  std::uint32_t max = 512;
+  static constexpr std::string_view kType = "$replay";
+  static constexpr auto fields() {
+    using Self = ReplayRequest;
+    return std::tuple{TROUPE_DETAIL_FIELD(from), TROUPE_DETAIL_FIELD(to), TROUPE_DETAIL_FIELD(max)};
+  }
+};
+
+// $replay reply payload; the events follow as (envelope, payload) frame pairs.
+struct ReplayReply {
+  std::uint64_t head = 0;
+  std::uint64_t oldest = 0;
+  std::uint32_t count = 0;
+  std::string incarnation;
+  static constexpr std::string_view kType = "$replay";
+  static constexpr auto fields() {
+    using Self = ReplayReply;
+    return std::tuple{TROUPE_DETAIL_FIELD(head), TROUPE_DETAIL_FIELD(oldest),
+                      TROUPE_DETAIL_FIELD(count), TROUPE_DETAIL_FIELD(incarnation)};
+  }
+};
+
+// The reply to a query that could not be answered.
+struct Error {
+  std::string error;
+  static constexpr std::string_view kType = "$error";
+  static constexpr auto fields() {
+    using Self = Error;
+    return std::tuple{TROUPE_DETAIL_FIELD(error)};
+  }
+};
+
+// $deadletters query: op is "list", "show" or "retry".
+struct DeadLettersRequest {
+  std::string op = "list";
+  std::int64_t id = 0;
+  std::uint32_t max = 100;
+  static constexpr std::string_view kType = "$deadletters";
+  static constexpr auto fields() {
+    using Self = DeadLettersRequest;
+    return std::tuple{TROUPE_DETAIL_FIELD(op), TROUPE_DETAIL_FIELD(id), TROUPE_DETAIL_FIELD(max)};
+  }
+};
+
+}  // namespace troupe::builtin

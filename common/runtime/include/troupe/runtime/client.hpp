@@ -1,0 +1,83 @@
+// Client: how tools and tests talk to a mesh from outside — queries (synchronous call
+// with a timeout), commands (one-shot, deduplicated by id at the receiver), and
+// watching events. Used by the `troupe` CLI, the load driver and integration tests.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <troupe/adapters/msgpack/codec.hpp>
+#include <troupe/domain/envelope.hpp>
+#include <troupe/domain/result.hpp>
+#include <troupe/domain/topology.hpp>
+
+namespace zmq {
+class context_t;
+class socket_t;
+}  // namespace zmq
+
+namespace troupe {
+
+struct Received {
+  Envelope envelope;
+  std::string payload;
+  std::vector<std::string> extra;  // frames after the payload ($replay)
+};
+
+class Client {
+ public:
+  // `name` is the source written in envelopes ("cli", "load").
+  explicit Client(Topology topology, std::string name = "cli", zmq::context_t* context = nullptr);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Asks `service` a query; a rejection when the service does not answer within
+  // `timeout` or answers with an error.
+  Result<Received> query_raw(const std::string& service, const std::string& type, std::string payload,
+                             std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
+
+  template <Query Q>
+  Result<typename Q::Reply> query(const std::string& service, const Q& q,
+                                  std::chrono::milliseconds timeout = std::chrono::milliseconds(2000)) {
+    auto r = query_raw(service, std::string(Q::kType), codec::encode(q), timeout);
+    if (!r) return r.error();
+    return codec::decode<typename Q::Reply>(r->payload);
+  }
+
+  // Sends a command; returns its envelope (its id is what caused events will name).
+  Result<Envelope> send_raw(const std::string& service, const std::string& type, std::string payload,
+                            std::string correlation = {});
+
+  template <Message C>
+  Result<Envelope> send(const std::string& service, const C& c, std::string correlation = {}) {
+    return send_raw(service, std::string(C::kType), codec::encode(c), std::move(correlation));
+  }
+
+  // Subscribes to every event of every service (or of `services`); call before the
+  // commands whose effects you want to see.
+  void watch(const std::vector<std::string>& services = {});
+  // The next event seen, or nullopt after `timeout`.
+  std::optional<Received> next_event(std::chrono::milliseconds timeout);
+
+  const Topology& topology() const { return topology_; }
+  // Overrides where a service is (tests with resolved tcp ports).
+  void set_endpoints(const std::string& service, const Endpoints& endpoints);
+
+ private:
+  zmq::socket_t& dealer(const std::string& service);
+  zmq::socket_t& push(const std::string& service);
+
+  Topology topology_;
+  std::string name_;
+  std::unique_ptr<zmq::context_t> own_context_;
+  zmq::context_t* context_;
+  std::map<std::string, std::unique_ptr<zmq::socket_t>> dealers_, pushes_;
+  std::unique_ptr<zmq::socket_t> watcher_;
+};
+
+}  // namespace troupe

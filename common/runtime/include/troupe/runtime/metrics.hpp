@@ -1,0 +1,46 @@
+// Metrics kept by a node and served as $metrics: per message type counters and
+// handler latency, batch sizes, commit latency, delivery repair counters, socket events.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace troupe {
+
+// Fixed buckets in microseconds; the last one is +inf.
+class Histogram {
+ public:
+  static constexpr std::array<std::uint64_t, 11> kBounds{10,   50,    100,   250,    500,    1000,
+                                                         2500, 10000, 50000, 250000, UINT64_MAX};
+  void add(std::uint64_t value);
+  std::uint64_t count() const { return count_; }
+  std::uint64_t sum() const { return sum_; }
+  std::uint64_t max() const { return max_; }
+  const std::array<std::uint64_t, kBounds.size()>& buckets() const { return buckets_; }
+  // The bucket bound below which `q` (0..1) of the values fall (an upper estimate).
+  std::uint64_t quantile(double q) const;
+
+ private:
+  std::array<std::uint64_t, kBounds.size()> buckets_{};
+  std::uint64_t count_ = 0, sum_ = 0, max_ = 0;
+};
+
+struct TypeMetrics {
+  std::uint64_t received = 0, handled = 0, rejected = 0, published = 0;
+  Histogram latency_us;
+};
+
+struct Metrics {
+  std::map<std::string, TypeMetrics, std::less<>> types;
+  Histogram batch_size;
+  Histogram commit_us;
+  std::uint64_t replays_requested = 0, replays_served = 0, gaps_seen = 0, gaps_repaired = 0,
+                duplicates = 0, dead_letters = 0, rejected_frames = 0, commands_resent = 0,
+                store_failures = 0, events_lost = 0;
+  std::map<std::string, std::uint64_t> socket_events;  // "accepted", "disconnected", ...
+};
+
+}  // namespace troupe

@@ -1,0 +1,161 @@
+// Node: one service instance on brokerless ZeroMQ (DESIGN.md §5). It binds XPUB
+// (events), PULL (commands) and ROUTER (queries) as its topology says, connects to the
+// publishers it reacts to and the services it sends commands to, and runs one reactor
+// loop: handlers run one at a time, so domain code needs no locks. In durable mode
+// every batch of handled messages commits in one store transaction with what it
+// emitted and the positions it consumed up to (docs/guarantees.md).
+//
+//   troupe::Node node(topology, "inventory");
+//   node.on<OrderPlaced>([](const OrderPlaced& e, troupe::Context& ctx) { ... });
+//   node.on_query<GetStock>([](const GetStock& q, const troupe::QueryContext& ctx) {
+//     return StockLevel{...}; });
+//   return troupe::run_until_signal(node);
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include <troupe/adapters/msgpack/codec.hpp>
+#include <troupe/domain/result.hpp>
+#include <troupe/domain/topology.hpp>
+#include <troupe/ports/store.hpp>
+#include <troupe/runtime/context.hpp>
+
+namespace zmq {
+class context_t;
+}
+
+namespace troupe {
+
+inline constexpr std::string_view kVersion = "0.1.0";
+
+// A handler for one message type, after the envelope was decoded: decodes its payload
+// and runs. A returned Rejection sends the message to dead letters with that reason.
+using EventHandler = std::function<Result<void>(const Envelope&, std::string_view payload, Context&)>;
+using QueryHandler =
+    std::function<Result<std::string>(const Envelope&, std::string_view payload, QueryContext&)>;
+
+struct NodeOptions {
+  // Shared context (required for inproc between nodes of one process); nullptr = own.
+  zmq::context_t* context = nullptr;
+  // Store override (tests); by default the topology's durability decides: SQLite file
+  // <state_dir>/<service>.db, or memory.
+  std::shared_ptr<ports::Store> store;
+  // Receive high-water mark for subscriptions (tests make it tiny to force drops).
+  int sub_rcvhwm = 100000;
+  // Send high-water mark of the events socket.
+  int pub_sndhwm = 100000;
+  // Install no spdlog sink of its own (the process already set one up).
+  bool quiet = false;
+};
+
+// Plain counters, readable from any thread (for tests and tools in the same process).
+struct NodeCounters {
+  std::atomic<std::uint64_t> events_applied{0};
+  std::atomic<std::uint64_t> commands_applied{0};
+  std::atomic<std::uint64_t> queries_answered{0};
+  std::atomic<std::uint64_t> published{0};
+  std::atomic<std::uint64_t> rejected{0};
+  std::atomic<std::uint64_t> dead_letters{0};
+  std::atomic<std::uint64_t> duplicates{0};
+  std::atomic<std::uint64_t> gaps_seen{0};
+  std::atomic<std::uint64_t> gaps_repaired{0};
+  std::atomic<std::uint64_t> replays_requested{0};
+  std::atomic<std::uint64_t> replays_served{0};
+  std::atomic<std::uint64_t> subscriptions{0};   // live subscriptions on our XPUB
+  std::atomic<std::uint64_t> batches{0};
+  std::atomic<bool> running{false};
+};
+
+namespace detail {
+class NodeCore;
+}
+
+class Node {
+ public:
+  // Binds the service's endpoints and opens its store. Throws std::runtime_error with
+  // one clear line when the service is unknown, an address is in use, another instance
+  // holds the state lock, or the store cannot be opened.
+  Node(Topology topology, std::string service, NodeOptions options = {});
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Reacts to event E (its publisher is found in the topology's reacts_to).
+  template <Message E, class F>
+  void on(F&& handler) {
+    on_event_raw(E::kType, wrap<E>(std::forward<F>(handler)));
+  }
+
+  // Accepts command C (must be listed in the service's `accepts`).
+  template <Message C, class F>
+  void on_command(F&& handler) {
+    on_command_raw(C::kType, wrap<C>(std::forward<F>(handler)));
+  }
+
+  // Answers query Q with a Q::Reply (must be listed in the service's `answers`).
+  template <Query Q, class F>
+  void on_query(F&& handler) {
+    on_query_raw(Q::kType, [h = std::forward<F>(handler)](const Envelope&, std::string_view payload,
+                                                          QueryContext& ctx) -> Result<std::string> {
+      auto q = codec::decode<Q>(payload);
+      if (!q) return q.error();
+      Result<typename Q::Reply> reply = h(*q, ctx);
+      if (!reply) return reply.error();
+      return codec::encode(*reply);
+    });
+  }
+
+  void on_event_raw(std::string_view type, EventHandler handler);
+  void on_command_raw(std::string_view type, EventHandler handler);
+  void on_query_raw(std::string_view type, QueryHandler handler);
+
+  // Runs the reactor on the calling thread until stop(). Throws only for a broken
+  // environment (a store that cannot be written at start, say).
+  void run();
+
+  // Asks run() to return; safe from any thread and from a signal handler.
+  void stop() noexcept;
+
+  // The endpoints actually bound (tcp "*" ports resolved).
+  const Endpoints& bound() const;
+  // Tells the node where a peer really is (tests with tcp://127.0.0.1:* ports); before run().
+  void set_peer_endpoints(const std::string& service, const Endpoints& endpoints);
+
+  const std::string& name() const;
+  const NodeCounters& counters() const;
+  ports::Store& store();
+
+ private:
+  template <Message M, class F>
+  static EventHandler wrap(F&& handler) {
+    return [h = std::forward<F>(handler)](const Envelope&, std::string_view payload,
+                                          Context& ctx) -> Result<void> {
+      auto m = codec::decode<M>(payload);
+      if (!m) return m.error();
+      if constexpr (std::is_void_v<std::invoke_result_t<F&, const M&, Context&>>) {
+        h(*m, ctx);
+        return {};
+      } else {
+        return h(*m, ctx);
+      }
+    };
+  }
+
+  std::unique_ptr<detail::NodeCore> core_;
+};
+
+// Runs `node` until SIGTERM or SIGINT, then stops it cleanly. Returns the process exit
+// code: 0 after a clean stop, 1 if the node failed (the reason is logged).
+int run_until_signal(Node& node);
+
+// Installs SIGTERM/SIGINT handlers that call stop() on every node given, e.g. for
+// several nodes in one process, each run() on its own thread.
+void stop_on_signal(std::vector<Node*> nodes);
+
+}  // namespace troupe

@@ -1,0 +1,136 @@
+// Client: DEALER per service for queries, PUSH per service for commands, one SUB to watch.
+#include <troupe/runtime/builtin.hpp>
+#include <troupe/runtime/client.hpp>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+namespace troupe {
+namespace {
+
+std::string_view sv(const zmq::message_t& m) { return {static_cast<const char*>(m.data()), m.size()}; }
+
+}  // namespace
+
+Client::Client(Topology topology, std::string name, zmq::context_t* context)
+    : topology_(std::move(topology)), name_(std::move(name)) {
+  if (context) {
+    context_ = context;
+  } else {
+    own_context_ = std::make_unique<zmq::context_t>(1);
+    context_ = own_context_.get();
+  }
+}
+
+Client::~Client() {
+  dealers_.clear();
+  pushes_.clear();  // linger lets queued commands leave
+  watcher_.reset();
+}
+
+void Client::set_endpoints(const std::string& service, const Endpoints& endpoints) {
+  if (auto* s = topology_.find(service)) s->endpoints = endpoints;
+  dealers_.erase(service);
+  pushes_.erase(service);
+}
+
+zmq::socket_t& Client::dealer(const std::string& service) {
+  auto& slot = dealers_[service];
+  if (!slot) {
+    slot = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::dealer);
+    slot->set(zmq::sockopt::linger, 0);
+    slot->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(64u << 20));
+    slot->connect(topology_.find(service)->endpoints.queries);
+  }
+  return *slot;
+}
+
+zmq::socket_t& Client::push(const std::string& service) {
+  auto& slot = pushes_[service];
+  if (!slot) {
+    slot = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::push);
+    slot->set(zmq::sockopt::linger, 5000);
+    slot->connect(topology_.find(service)->endpoints.commands);
+  }
+  return *slot;
+}
+
+Result<Received> Client::query_raw(const std::string& service, const std::string& type,
+                                   std::string payload, std::chrono::milliseconds timeout) {
+  const ServiceSpec* spec = topology_.find(service);
+  if (!spec) return reject(Rejection::Code::invalid, service, "no such service in " + topology_.file);
+  Envelope e = make_envelope(name_, type, Kind::query);
+  std::string env = codec::encode_envelope(e);
+  auto& s = dealer(service);
+  std::array<zmq::const_buffer, 2> bufs{zmq::buffer(env), zmq::buffer(payload)};
+  zmq::send_multipart(s, bufs);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, left);
+    if (!(item.revents & ZMQ_POLLIN)) continue;
+    std::vector<zmq::message_t> frames;
+    if (!zmq::recv_multipart(s, std::back_inserter(frames))) continue;
+    if (frames.size() < 2) continue;
+    auto renv = codec::decode_envelope(sv(frames[0]));
+    if (!renv || renv->causationid != e.id) continue;  // a late reply to an earlier query
+    Received r{std::move(*renv), std::string(sv(frames[1])), {}};
+    for (std::size_t i = 2; i < frames.size(); ++i) r.extra.emplace_back(sv(frames[i]));
+    if (r.envelope.type == builtin::kError) {
+      auto err = codec::decode<builtin::Error>(r.payload);
+      return reject(Rejection::Code::refused, service, err ? err->error : "error reply");
+    }
+    return r;
+  }
+  dealers_.erase(service);  // drop the request still queued for a dead peer
+  return reject(Rejection::Code::invalid, service,
+                "no reply to " + type + " within " + std::to_string(timeout.count()) +
+                    " ms (is it running? queries endpoint " + spec->endpoints.queries + ")");
+}
+
+Result<Envelope> Client::send_raw(const std::string& service, const std::string& type,
+                                  std::string payload, std::string correlation) {
+  const ServiceSpec* spec = topology_.find(service);
+  if (!spec) return reject(Rejection::Code::invalid, service, "no such service in " + topology_.file);
+  if (!spec->accepts_type(type))
+    return reject(Rejection::Code::invalid, service, "does not accept command '" + type + "'");
+  Envelope e = make_envelope(name_, type, Kind::command);
+  e.correlationid = std::move(correlation);
+  std::string env = codec::encode_envelope(e);
+  std::array<zmq::const_buffer, 2> bufs{zmq::buffer(env), zmq::buffer(payload)};
+  zmq::send_multipart(push(service), bufs);
+  return e;
+}
+
+void Client::watch(const std::vector<std::string>& services) {
+  watcher_ = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::sub);
+  watcher_->set(zmq::sockopt::rcvhwm, 1000000);
+  for (const auto& s : topology_.services) {
+    if (!services.empty() && std::find(services.begin(), services.end(), s.name) == services.end())
+      continue;
+    for (const auto& t : s.publishes) watcher_->set(zmq::sockopt::subscribe, t + " ");
+    watcher_->connect(s.endpoints.events);
+  }
+}
+
+std::optional<Received> Client::next_event(std::chrono::milliseconds timeout) {
+  if (!watcher_) return std::nullopt;
+  zmq::pollitem_t item{watcher_->handle(), 0, ZMQ_POLLIN, 0};
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    std::vector<zmq::message_t> frames;
+    if (zmq::recv_multipart(*watcher_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+      if (frames.size() != 3) continue;
+      auto env = codec::decode_envelope(sv(frames[1]));
+      if (!env) continue;
+      return Received{std::move(*env), std::string(sv(frames[2])), {}};
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    zmq::poll(&item, 1, left);
+  }
+}
+
+}  // namespace troupe

@@ -1,0 +1,1116 @@
+// The node: binding, connecting, the reactor loop, units of work, relay, replay,
+// heartbeats and the built-in queries. One thread runs all of it (DESIGN.md §4-§5).
+#include "node_core.hpp"
+
+#include <troupe/domain/id.hpp>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+#include <thread>
+#include <filesystem>
+#include <mutex>
+
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <troupe/adapters/memory/memory_store.hpp>
+#include <troupe/adapters/sqlite/sqlite_store.hpp>
+
+namespace troupe {
+namespace detail {
+namespace {
+
+using json = nlohmann::json;
+using Code = Rejection::Code;
+
+std::string to_msgpack(const json& j) {
+  auto v = json::to_msgpack(j);
+  return std::string(v.begin(), v.end());
+}
+
+std::string topic_of(std::string_view type) { return std::string(type) + " "; }
+
+std::vector<std::string_view> views(const Frames& frames) {
+  std::vector<std::string_view> v;
+  v.reserve(frames.size());
+  for (const auto& f : frames) v.push_back(view(f));
+  return v;
+}
+
+bool contains(const std::vector<std::string>& v, std::string_view s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+void make_ipc_dir(const std::string& endpoint) {
+  constexpr std::string_view kIpc = "ipc://";
+  if (endpoint.rfind(kIpc, 0) != 0) return;
+  std::filesystem::path p(endpoint.substr(kIpc.size()));
+  if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
+}
+
+}  // namespace
+
+std::string_view view(const zmq::message_t& m) {
+  return std::string_view(static_cast<const char*>(m.data()), m.size());
+}
+
+// ---------------------------------------------------------------------------
+// construction
+
+NodeCore::NodeCore(Topology topology, std::string service, NodeOptions options)
+    : topology_(std::move(topology)), name_(std::move(service)), options_(std::move(options)) {
+  self_ = topology_.find(name_);
+  if (!self_)
+    throw std::runtime_error("service '" + name_ + "' is not in topology " + topology_.file);
+  log_ = spdlog::get(name_);
+  if (!log_) {
+    log_ = spdlog::stderr_color_mt(name_);
+    log_->set_pattern("%Y-%m-%dT%H:%M:%S.%e %n %^%l%$: %v");
+  }
+  if (options_.context) {
+    context_ = options_.context;
+  } else {
+    own_context_ = std::make_unique<zmq::context_t>(1);
+    context_ = own_context_.get();
+  }
+  stop_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (stop_fd_ < 0) throw std::runtime_error(name_ + ": eventfd: " + std::strerror(errno));
+  try {
+    open_store();
+    bind_all();
+  } catch (...) {
+    close_all();
+    throw;
+  }
+}
+
+NodeCore::~NodeCore() { close_all(); }
+
+void NodeCore::open_store() {
+  const auto& d = topology_.defaults;
+  std::filesystem::create_directories(d.state_dir);
+  std::string lock_path = d.state_dir + "/" + name_ + ".lock";
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0)
+    throw std::runtime_error(name_ + ": cannot open lock file " + lock_path + ": " + std::strerror(errno));
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
+    throw std::runtime_error("service '" + name_ + "' is already running (lock " + lock_path +
+                             " is held by another process)");
+  if (options_.store) {
+    store_ = options_.store;
+  } else if (d.durability == Durability::durable) {
+    store_ = std::make_shared<adapters::SqliteStore>(d.state_dir + "/" + name_ + ".db", d.synchronous);
+  } else {
+    store_ = std::make_shared<adapters::MemoryStore>();
+  }
+}
+
+zmq::socket_t NodeCore::make_socket(zmq::socket_type type) {
+  zmq::socket_t s(*context_, type);
+  auto hb = static_cast<int>(topology_.defaults.heartbeat.count());
+  s.set(zmq::sockopt::linger, 500);
+  s.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(topology_.defaults.max_message_bytes));
+  s.set(zmq::sockopt::heartbeat_ivl, hb);
+  s.set(zmq::sockopt::heartbeat_timeout, hb * 3);
+  s.set(zmq::sockopt::heartbeat_ttl, hb * 3);
+  return s;
+}
+
+void NodeCore::bind_all() {
+  auto bind = [&](zmq::socket_t& s, const std::string& endpoint, const char* role, std::string& out) {
+    make_ipc_dir(endpoint);
+    try {
+      s.bind(endpoint);
+    } catch (const zmq::error_t& e) {
+      throw std::runtime_error("service '" + name_ + "': cannot bind " + role + " endpoint " +
+                               endpoint + ": " + e.what());
+    }
+    out = s.get(zmq::sockopt::last_endpoint);
+  };
+  pub_ = make_socket(zmq::socket_type::xpub);
+  pub_.set(zmq::sockopt::xpub_verboser, 1);
+  pub_.set(zmq::sockopt::sndhwm, options_.pub_sndhwm);
+  pull_ = make_socket(zmq::socket_type::pull);
+  router_ = make_socket(zmq::socket_type::router);
+  router_.set(zmq::sockopt::sndhwm, 100000);
+  bind(pub_, self_->endpoints.events, "events", bound_.events);
+  bind(pull_, self_->endpoints.commands, "commands", bound_.commands);
+  bind(router_, self_->endpoints.queries, "queries", bound_.queries);
+}
+
+void NodeCore::connect_all() {
+  for (const auto& sub : self_->reacts_to) {
+    const ServiceSpec* pub = topology_.find(sub.publisher);
+    if (!pub) continue;  // check_topology rejects this earlier
+    auto up = std::make_unique<Upstream>();
+    up->name = pub->name;
+    up->endpoints = pub->endpoints;
+    for (const auto& t : sub.types) up->reacts.insert(t);
+    up->sub = make_socket(zmq::socket_type::sub);
+    up->sub.set(zmq::sockopt::rcvhwm, options_.sub_rcvhwm);
+    // Every type of the publisher: its sequence is one stream, so events we do not
+    // handle still move our position (and a missing one is a gap, not a filter).
+    for (const auto& t : pub->publishes) up->sub.set(zmq::sockopt::subscribe, topic_of(t));
+    up->sub.set(zmq::sockopt::subscribe, builtin::kHeartbeatTopic);
+    up->sub.connect(pub->endpoints.events);
+    up->dealer = make_socket(zmq::socket_type::dealer);
+    up->dealer.set(zmq::sockopt::immediate, 1);
+    up->dealer.set(zmq::sockopt::linger, 0);
+    up->dealer.connect(pub->endpoints.queries);
+    up->position = store_->position(up->name);
+    up->known_head = up->position;
+    upstreams_.push_back(std::move(up));
+  }
+  for (const auto& route : self_->sends) {
+    const ServiceSpec* target = topology_.find(route.target);
+    if (!target) continue;
+    auto down = std::make_unique<Downstream>();
+    down->name = target->name;
+    down->endpoints = target->endpoints;
+    down->push = make_socket(zmq::socket_type::push);
+    down->push.connect(target->endpoints.commands);
+    down->heartbeats = make_socket(zmq::socket_type::sub);
+    down->heartbeats.set(zmq::sockopt::subscribe, builtin::kHeartbeatTopic);
+    down->heartbeats.connect(target->endpoints.events);
+    downstreams_.emplace(down->name, std::move(down));
+  }
+}
+
+void NodeCore::close_all() noexcept {
+  for (auto& up : upstreams_) {
+    up->sub.close();
+    up->dealer.close();
+  }
+  upstreams_.clear();
+  for (auto& [_, d] : downstreams_) {
+    d->push.close();
+    d->heartbeats.close();
+  }
+  downstreams_.clear();
+  pub_.close();
+  pull_.close();
+  router_.close();
+  if (stop_fd_ >= 0) ::close(stop_fd_);
+  stop_fd_ = -1;
+  store_.reset();
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+  lock_fd_ = -1;
+}
+
+void NodeCore::stop() noexcept {
+  stop_requested_.store(true);
+  if (stop_fd_ >= 0) {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(stop_fd_, &one, sizeof one);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// the reactor
+
+void NodeCore::run() {
+  connect_all();
+  if (topology_.defaults.security == "none")
+    log_->warn("security is \"none\": any peer that can reach {} may read, send and query", bound_.events);
+  log_->info("{} {} ready: events {} commands {} queries {} ({} store, head {})", name_, kVersion,
+             bound_.events, bound_.commands, bound_.queries,
+             store_->durable() ? "durable" : "memory", store_->head());
+  state_ = "ready";
+  counters_.running.store(true);
+  const auto hb = topology_.defaults.heartbeat;
+  next_heartbeat_ = Clock::now();
+  next_maintenance_ = Clock::now() + hb;
+  request_replays(true);
+
+  std::vector<Incoming> batch;
+  std::vector<zmq::pollitem_t> items;
+  while (!stop_requested_.load()) {
+    items.clear();
+    items.push_back({nullptr, stop_fd_, ZMQ_POLLIN, 0});
+    items.push_back({pub_.handle(), 0, ZMQ_POLLIN, 0});
+    items.push_back({pull_.handle(), 0, ZMQ_POLLIN, 0});
+    items.push_back({router_.handle(), 0, ZMQ_POLLIN, 0});
+    for (auto& up : upstreams_) {
+      items.push_back({up->sub.handle(), 0, ZMQ_POLLIN, 0});
+      items.push_back({up->dealer.handle(), 0, ZMQ_POLLIN, 0});
+    }
+    for (auto& [_, d] : downstreams_) items.push_back({d->heartbeats.handle(), 0, ZMQ_POLLIN, 0});
+
+    auto now = Clock::now();
+    auto wake = std::min(next_heartbeat_, next_maintenance_);
+    auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(wake - now);
+    if (timeout.count() < 0) timeout = std::chrono::milliseconds(0);
+    try {
+      zmq::poll(items, timeout);
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+      continue;
+    }
+    if (items[0].revents & ZMQ_POLLIN) break;
+
+    // Subscriptions arriving on our XPUB (who is attached).
+    if (items[1].revents & ZMQ_POLLIN) {
+      zmq::message_t m;
+      while (pub_.recv(m, zmq::recv_flags::dontwait)) on_subscription(m);
+    }
+
+    batch.clear();
+    collect(batch, topology_.defaults.batch_max);
+    if (!batch.empty() && topology_.defaults.batch_delay.count() > 0 &&
+        batch.size() < topology_.defaults.batch_max) {
+      auto until = Clock::now() + topology_.defaults.batch_delay;
+      while (batch.size() < topology_.defaults.batch_max && Clock::now() < until) {
+        if (collect(batch, topology_.defaults.batch_max - batch.size()) == 0)
+          std::this_thread::yield();
+      }
+    }
+    if (!batch.empty()) process(batch);
+
+    now = Clock::now();
+    if (now >= next_heartbeat_) {
+      send_heartbeat();
+      next_heartbeat_ = now + hb;
+    }
+    if (now >= next_maintenance_) {
+      request_replays(false);
+      resend_commands();
+      prune();
+      next_maintenance_ = now + hb / 2;
+    }
+  }
+  state_ = "stopping";
+  counters_.running.store(false);
+  log_->info("{} stopping", name_);
+}
+
+std::size_t NodeCore::collect(std::vector<Incoming>& batch, std::size_t max) {
+  std::size_t got = 0;
+  auto take = [&](zmq::socket_t& s, Incoming::From from, Upstream* up) {
+    if (got >= max) return false;
+    Frames frames;
+    auto r = zmq::recv_multipart(s, std::back_inserter(frames), zmq::recv_flags::dontwait);
+    if (!r) return false;
+    batch.push_back({from, up, std::move(frames)});
+    ++got;
+    return true;
+  };
+  // Round robin over sockets so no source starves the others.
+  bool progress = true;
+  while (progress && got < max) {
+    progress = false;
+    progress |= take(pull_, Incoming::From::command, nullptr);
+    progress |= take(router_, Incoming::From::query, nullptr);
+    for (auto& up : upstreams_) {
+      zmq::socket_t& sub = up->sub;
+      if (got >= max) break;
+      Frames frames;
+      if (zmq::recv_multipart(sub, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+        bool hb = !frames.empty() && view(frames[0]) == builtin::kHeartbeatTopic;
+        batch.push_back({hb ? Incoming::From::heartbeat : Incoming::From::event, up.get(), std::move(frames)});
+        ++got;
+        progress = true;
+      }
+      progress |= take(up->dealer, Incoming::From::replay, up.get());
+    }
+    for (auto& [_, d] : downstreams_) progress |= take(d->heartbeats, Incoming::From::heartbeat, nullptr);
+  }
+  return got;
+}
+
+void NodeCore::process(std::vector<Incoming>& batch) {
+  auto t0 = Clock::now();
+  std::vector<std::uint64_t> start_positions;
+  for (auto& up : upstreams_) start_positions.push_back(up->position);
+  auto start_commands = command_positions_;
+  batch_out_.clear();
+  staged_commands_.clear();
+  try {
+    store_->begin();
+    for (auto& in : batch) {
+      switch (in.from) {
+        case Incoming::From::command: handle_command(in); break;
+        case Incoming::From::query: handle_query(in); break;
+        case Incoming::From::event: {
+          if (in.frames.size() != 3) {
+            reject_frames(("events:" + in.upstream->name).c_str(),
+                          "expected 3 frames (topic, envelope, payload), got " +
+                              std::to_string(in.frames.size()),
+                          views(in.frames));
+            break;
+          }
+          handle_event(*in.upstream, view(in.frames[1]), view(in.frames[2]), views(in.frames));
+          break;
+        }
+        case Incoming::From::replay: handle_replay(*in.upstream, in); break;
+        case Incoming::From::heartbeat: handle_heartbeat(in.upstream, nullptr, in); break;
+      }
+    }
+    for (std::size_t i = 0; i < upstreams_.size(); ++i)
+      if (upstreams_[i]->position != start_positions[i])
+        store_->set_position(upstreams_[i]->name, upstreams_[i]->position);
+    for (const auto& [sender, pos] : command_positions_) {
+      auto it = start_commands.find(sender);
+      if (it == start_commands.end() || it->second != pos) store_->set_position("cmd:" + sender, pos);
+    }
+    store_->commit();
+  } catch (const ports::StoreError& e) {
+    store_->rollback();
+    // Nothing of this batch happened: positions go back to what the store holds, and
+    // the events come again through replay once the store can be written.
+    for (auto& up : upstreams_) up->position = store_->position(up->name);
+    command_positions_ = start_commands;
+    batch_out_.clear();
+    ++metrics_.store_failures;
+    if (state_ != "degraded") log_->error("store write failed, not acknowledging: {}", e.what());
+    state_ = "degraded";
+    store_error_ = e.what();
+    return;
+  }
+  if (state_ == "degraded" && store_error_.size()) {
+    log_->info("store writes work again; resuming");
+    store_error_.clear();
+    state_ = "ready";
+  }
+  auto commit_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
+  metrics_.commit_us.add(static_cast<std::uint64_t>(commit_us));
+  metrics_.batch_size.add(batch.size());
+  counters_.batches.fetch_add(1, std::memory_order_relaxed);
+  relay();
+  request_replays(false);
+}
+
+void NodeCore::relay() {
+  for (auto& out : batch_out_) {
+    std::vector<zmq::const_buffer> bufs;
+    bufs.reserve(out.frames.size());
+    for (const auto& f : out.frames) bufs.push_back(zmq::buffer(f));
+    switch (out.to) {
+      case Outgoing::To::events:
+        zmq::send_multipart(pub_, bufs, zmq::send_flags::dontwait);
+        counters_.published.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case Outgoing::To::reply:
+        try {
+          zmq::send_multipart(router_, bufs, zmq::send_flags::dontwait);
+        } catch (const zmq::error_t&) {
+          // The client is gone (EHOSTUNREACH): its reply has nobody to go to.
+        }
+        break;
+      case Outgoing::To::command: {
+        auto it = downstreams_.find(out.target);
+        if (it == downstreams_.end()) break;
+        // If the receiver is not connected the send may fail: the command stays in the
+        // outbox and is resent until acknowledged.
+        zmq::send_multipart(it->second->push, bufs, zmq::send_flags::dontwait);
+        it->second->last_send = Clock::now();
+        break;
+      }
+    }
+  }
+  batch_out_.clear();
+}
+
+// ---------------------------------------------------------------------------
+// handling
+
+void NodeCore::on_subscription(const zmq::message_t& m) {
+  auto v = view(m);
+  if (v.empty()) return;
+  auto topic = v.substr(1);
+  if (topic == builtin::kHeartbeatTopic) {
+    if (v[0] == 1)
+      counters_.subscriptions.fetch_add(1);
+    else if (counters_.subscriptions.load() > 0)
+      counters_.subscriptions.fetch_sub(1);
+  }
+}
+
+void NodeCore::log_rejection(const std::string& line) {
+  ++rejections_logged_;
+  if (rejections_logged_ <= 20 || rejections_logged_ % 1000 == 0)
+    log_->warn("rejected{}: {}",
+               rejections_logged_ > 20 ? " (" + std::to_string(rejections_logged_) + " so far)" : "",
+               line);
+}
+
+void NodeCore::dead_letter(const char* endpoint, const Envelope* env, const std::string& reason,
+                           const std::vector<std::string_view>& raw) {
+  ports::DeadLetter l;
+  l.time = rfc3339_now();
+  l.endpoint = endpoint;
+  if (env) {
+    l.source = env->source;
+    l.type = env->type;
+  }
+  l.reason = reason;
+  for (auto f : raw) l.frames.emplace_back(f);
+  store_->add_dead_letter(l);
+  ++metrics_.dead_letters;
+  counters_.dead_letters.fetch_add(1, std::memory_order_relaxed);
+  counters_.rejected.fetch_add(1, std::memory_order_relaxed);
+  if (env) ++metrics_.types[env->type].rejected;
+  log_rejection(std::string(endpoint) + ": " + reason + " (kept as a dead letter)");
+}
+
+void NodeCore::reject_frames(const char* endpoint, const std::string& reason,
+                             const std::vector<std::string_view>& raw) {
+  ++metrics_.rejected_frames;
+  dead_letter(endpoint, nullptr, reason, raw);
+}
+
+void NodeCore::apply(const Envelope& env, std::string_view payload, const EventHandler& handler,
+                     const char* endpoint, const std::vector<std::string_view>& raw) {
+  auto& tm = metrics_.types[env.type];
+  ++tm.received;
+  store_->savepoint();
+  message_out_.clear();
+  Context ctx(*this, env, *store_);
+  auto t0 = Clock::now();
+  Result<void> r;
+  try {
+    r = handler(env, payload, ctx);
+  } catch (const ports::StoreError&) {
+    throw;
+  } catch (const TopologyViolation& e) {
+    r = reject(Code::invalid, env.type, e.what());
+  } catch (const std::exception& e) {
+    r = reject(Code::refused, env.type, std::string("handler failed: ") + e.what());
+  }
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
+  tm.latency_us.add(static_cast<std::uint64_t>(us));
+  if (r) {
+    store_->release();
+    ++tm.handled;
+    for (auto& o : message_out_) batch_out_.push_back(std::move(o));
+  } else {
+    store_->rollback_to();
+    store_->release();
+    dead_letter(endpoint, &env, r.error().message(), raw);
+  }
+  message_out_.clear();
+}
+
+void NodeCore::handle_command(Incoming& in) {
+  auto raw = views(in.frames);
+  if (in.frames.size() != 2) {
+    reject_frames("commands", "expected 2 frames (envelope, payload), got " + std::to_string(in.frames.size()), raw);
+    return;
+  }
+  auto env = codec::decode_envelope(view(in.frames[0]));
+  if (!env) {
+    reject_frames("commands", env.error().message(), raw);
+    return;
+  }
+  if (env->kind != Kind::command) {
+    dead_letter("commands", &*env, "expected kind 'command', got '" + std::string(to_string(env->kind)) + "'", raw);
+    return;
+  }
+  auto h = command_handlers_.find(env->type);
+  if (!self_->accepts_type(env->type) || h == command_handlers_.end()) {
+    dead_letter("commands", &*env, "service '" + name_ + "' does not accept command '" + env->type + "'", raw);
+    return;
+  }
+  if (env->sequence > 0) {
+    // From a service's command outbox: applied strictly in its order, once.
+    auto it = command_positions_.find(env->source);
+    if (it == command_positions_.end())
+      it = command_positions_.emplace(env->source, store_->position("cmd:" + env->source)).first;
+    if (env->sequence <= it->second) {
+      ++metrics_.duplicates;
+      counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (env->sequence > it->second + 1) return;  // an earlier one is missing: it will be resent
+    it->second = env->sequence;
+  } else {
+    // From a one-shot client: deduplicated by command id.
+    if (store_->seen(env->id)) {
+      ++metrics_.duplicates;
+      counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    store_->mark_seen(env->id);
+  }
+  apply(*env, view(in.frames[1]), h->second, "commands", raw);
+  counters_.commands_applied.fetch_add(1, std::memory_order_relaxed);
+}
+
+void NodeCore::handle_event(Upstream& up, std::string_view env_bytes, std::string_view payload,
+                            const std::vector<std::string_view>& raw) {
+  std::string endpoint = "events:" + up.name;
+  auto env = codec::decode_envelope(env_bytes);
+  if (!env) {
+    reject_frames(endpoint.c_str(), env.error().message(), raw);
+    return;
+  }
+  if (env->source != up.name || env->kind != Kind::event || env->sequence == 0) {
+    dead_letter(endpoint.c_str(), &*env,
+                "not an event of '" + up.name + "' with a sequence (source '" + env->source +
+                    "', kind '" + std::string(to_string(env->kind)) + "', sequence " +
+                    std::to_string(env->sequence) + ")",
+                raw);
+    return;
+  }
+  std::uint64_t seq = env->sequence;
+  if (seq <= up.position) {
+    ++metrics_.duplicates;
+    counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (seq > up.position + 1) {
+    up.known_head = std::max(up.known_head, seq);
+    if (!up.in_gap) {
+      up.in_gap = true;
+      ++metrics_.gaps_seen;
+      counters_.gaps_seen.fetch_add(1, std::memory_order_relaxed);
+      log_->debug("gap from {}: have {}, saw {}; replaying", up.name, up.position, seq);
+    }
+    return;
+  }
+  up.position = seq;
+  up.known_head = std::max(up.known_head, seq);
+  if (up.reacts.count(env->type)) {
+    auto h = event_handlers_.find(env->type);
+    if (h != event_handlers_.end()) apply(*env, payload, h->second, endpoint.c_str(), raw);
+  }
+  counters_.events_applied.fetch_add(1, std::memory_order_relaxed);
+  if (up.in_gap && up.position >= up.known_head) {
+    up.in_gap = false;
+    ++metrics_.gaps_repaired;
+    counters_.gaps_repaired.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void NodeCore::handle_replay(Upstream& up, Incoming& in) {
+  if (in.frames.size() < 2 || in.frames.size() % 2 != 0) {
+    reject_frames(("replay:" + up.name).c_str(), "a $replay reply has an odd frame count", views(in.frames));
+    return;
+  }
+  auto env = codec::decode_envelope(view(in.frames[0]));
+  if (!env || env->causationid != up.replay_id) return;  // stale or foreign: ignore
+  up.replay_in_flight = false;
+  if (env->type == builtin::kError) {
+    auto err = codec::decode<builtin::Error>(view(in.frames[1]));
+    log_->warn("replay from {} refused: {}", up.name, err ? err->error : "(unreadable)");
+    return;
+  }
+  auto hdr = codec::decode<builtin::ReplayReply>(view(in.frames[1]));
+  if (!hdr) {
+    reject_frames(("replay:" + up.name).c_str(), hdr.error().message(), views(in.frames));
+    return;
+  }
+  up.known_head = std::max(up.known_head, hdr->head);
+  if (up.position + 1 < hdr->oldest && up.position < hdr->head) {
+    std::uint64_t lost = hdr->oldest - 1 - up.position;
+    if (store_->durable()) {
+      if (!up.behind_retention)
+        log_->error("LOSS: {} no longer retains events {}..{} that this service has not applied "
+                    "(it keeps {}..{}); not applying {} until an operator decides",
+                    up.name, up.position + 1, hdr->oldest - 1, hdr->oldest, hdr->head, up.name);
+      up.behind_retention = true;
+      state_ = "degraded";
+      return;
+    }
+    log_->warn("memory mode: {} events of {} are gone ({}..{}); skipping ahead", lost, up.name,
+               up.position + 1, hdr->oldest - 1);
+    metrics_.events_lost += lost;
+    up.position = hdr->oldest - 1;
+  }
+  ++metrics_.replays_served;
+  for (std::size_t i = 2; i + 1 < in.frames.size(); i += 2)
+    handle_event(up, view(in.frames[i]), view(in.frames[i + 1]),
+                 {view(in.frames[i]), view(in.frames[i + 1])});
+}
+
+void NodeCore::handle_heartbeat(Upstream* up, Downstream* down, Incoming& in) {
+  if (in.frames.size() != 3) return;
+  auto hb = codec::decode<builtin::Heartbeat>(view(in.frames[2]));
+  if (!hb) {
+    reject_frames("heartbeats", hb.error().message(), views(in.frames));
+    return;
+  }
+  if (up && hb->service == up->name) {
+    if (!up->incarnation.empty() && hb->incarnation != up->incarnation && hb->head < up->position) {
+      if (!hb->durable) {
+        log_->warn("{} restarted without its history (memory mode): position {} -> 0", up->name, up->position);
+        metrics_.events_lost += 0;
+        up->position = 0;
+        up->known_head = 0;
+      } else if (!up->head_regressed) {
+        log_->error("LOSS: {}'s head {} is behind this service's position {}: its store was lost or "
+                    "replaced; not applying {} until an operator decides",
+                    up->name, hb->head, up->position, up->name);
+        up->head_regressed = true;
+        state_ = "degraded";
+      }
+    }
+    up->incarnation = hb->incarnation;
+    up->known_head = std::max(up->known_head, hb->head);
+    if (up->position < hb->head && !up->in_gap && !up->replay_in_flight) {
+      up->in_gap = true;
+      ++metrics_.gaps_seen;
+      counters_.gaps_seen.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  if (!down) {
+    auto it = downstreams_.find(hb->service);
+    if (it != downstreams_.end()) down = it->second.get();
+  }
+  if (down) {
+    auto ack = hb->acks.find(name_);
+    if (ack != hb->acks.end() && ack->second > down->acked) {
+      down->acked = ack->second;
+      store_->ack_commands(down->name, ack->second);
+    }
+  }
+}
+
+void NodeCore::handle_query(Incoming& in) {
+  auto raw = views(in.frames);
+  // [routing...][envelope][payload]; a REQ peer adds an empty delimiter to the routing.
+  if (in.frames.size() < 3) {
+    reject_frames("queries", "expected routing, envelope and payload frames, got " +
+                                 std::to_string(in.frames.size()) + " frame(s)", raw);
+    return;
+  }
+  std::size_t env_at = in.frames.size() - 2;
+  Outgoing out;
+  out.to = Outgoing::To::reply;
+  for (std::size_t i = 0; i < env_at; ++i) out.frames.emplace_back(view(in.frames[i]));
+
+  auto reply = [&](const Envelope* cause, std::string type, std::string payload,
+                   std::vector<std::string> extra = {}) {
+    Envelope r = cause ? make_caused_envelope(*cause, name_, std::move(type), Kind::reply)
+                       : make_envelope(name_, std::move(type), Kind::reply);
+    out.frames.push_back(codec::encode_envelope(r));
+    out.frames.push_back(std::move(payload));
+    for (auto& f : extra) out.frames.push_back(std::move(f));
+    batch_out_.push_back(std::move(out));
+  };
+  auto error_reply = [&](const Envelope* cause, const std::string& message) {
+    reply(cause, std::string(builtin::kError), codec::encode(builtin::Error{message}));
+  };
+
+  auto env = codec::decode_envelope(view(in.frames[env_at]));
+  if (!env) {
+    reject_frames("queries", env.error().message(), raw);
+    error_reply(nullptr, env.error().message());
+    return;
+  }
+  auto payload = view(in.frames[env_at + 1]);
+  counters_.queries_answered.fetch_add(1, std::memory_order_relaxed);
+  if (!env->type.empty() && env->type[0] == '$') {
+    std::string type = env->type;
+    std::vector<std::string> extra;
+    std::string body = answer_builtin(*env, payload, type, extra);
+    reply(&*env, type, std::move(body), std::move(extra));
+    return;
+  }
+  auto h = query_handlers_.find(env->type);
+  if (!self_->answers_type(env->type) || h == query_handlers_.end()) {
+    std::string msg = "service '" + name_ + "' does not answer query '" + env->type + "'";
+    dead_letter("queries", &*env, msg, raw);
+    error_reply(&*env, msg);
+    return;
+  }
+  auto& tm = metrics_.types[env->type];
+  ++tm.received;
+  QueryContext ctx(*env, *store_);
+  auto t0 = Clock::now();
+  Result<std::string> r = reject(Code::refused, env->type, "not run");
+  try {
+    r = h->second(*env, payload, ctx);
+  } catch (const ports::StoreError&) {
+    throw;
+  } catch (const std::exception& e) {
+    r = reject(Code::refused, env->type, std::string("handler failed: ") + e.what());
+  }
+  tm.latency_us.add(static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count()));
+  if (!r) {
+    dead_letter("queries", &*env, r.error().message(), raw);
+    error_reply(&*env, r.error().message());
+    return;
+  }
+  ++tm.handled;
+  reply(&*env, env->type, std::move(*r));
+}
+
+// ---------------------------------------------------------------------------
+// staging from handlers
+
+void NodeCore::stage_event(const Envelope& cause, std::string_view type, std::string payload,
+                           std::string correlation) {
+  if (!self_->publishes_type(type))
+    throw TopologyViolation("service '" + name_ + "' emits '" + std::string(type) +
+                            "', which its topology does not list in publishes");
+  Envelope e = make_caused_envelope(cause, name_, std::string(type), Kind::event);
+  if (!correlation.empty()) e.correlationid = std::move(correlation);
+  e.sequence = store_->head() + 1;
+  ports::OutboxEvent ev{e.sequence, e.type, e.correlationid, e.causationid, codec::encode_envelope(e),
+                        std::move(payload)};
+  store_->append_event(ev);
+  ++metrics_.types[ev.type].published;
+  message_out_.push_back({Outgoing::To::events, {}, {topic_of(type), std::move(ev.envelope), std::move(ev.payload)}});
+}
+
+void NodeCore::stage_command(const Envelope& cause, std::string_view target, std::string_view type,
+                             std::string payload, std::string correlation) {
+  bool routed = false;
+  for (const auto& r : self_->sends)
+    if (r.target == target && contains(r.types, type)) routed = true;
+  if (!routed)
+    throw TopologyViolation("service '" + name_ + "' sends '" + std::string(type) + "' to '" +
+                            std::string(target) + "', which its topology does not list in sends");
+  Envelope e = make_caused_envelope(cause, name_, std::string(type), Kind::command);
+  if (!correlation.empty()) e.correlationid = std::move(correlation);
+  e.sequence = store_->command_head(target) + 1;
+  ports::OutboxCommand c{std::string(target), e.sequence, e.type, codec::encode_envelope(e), std::move(payload)};
+  store_->append_command(c);
+  ++metrics_.types[c.type].published;
+  message_out_.push_back({Outgoing::To::command, c.target, {std::move(c.envelope), std::move(c.payload)}});
+}
+
+// ---------------------------------------------------------------------------
+// timers
+
+void NodeCore::request_replays(bool force) {
+  auto now = Clock::now();
+  auto timeout = std::max<std::chrono::milliseconds>(topology_.defaults.heartbeat * 2, std::chrono::milliseconds(1000));
+  for (auto& up : upstreams_) {
+    if (up->behind_retention || up->head_regressed) continue;
+    if (up->replay_in_flight && now - up->replay_sent < timeout) continue;
+    bool wanted = force || up->initial_replay_pending || up->position < up->known_head;
+    if (!wanted) continue;
+    Envelope e = make_envelope(name_, std::string(builtin::kReplay), Kind::query);
+    builtin::ReplayRequest req;
+    req.from = up->position + 1;
+    std::string env = codec::encode_envelope(e);
+    std::string body = codec::encode(req);
+    std::array<zmq::const_buffer, 2> bufs{zmq::buffer(env), zmq::buffer(body)};
+    if (zmq::send_multipart(up->dealer, bufs, zmq::send_flags::dontwait)) {
+      up->replay_in_flight = true;
+      up->initial_replay_pending = false;
+      up->replay_id = e.id;
+      up->replay_sent = now;
+      ++metrics_.replays_requested;
+      counters_.replays_requested.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+}
+
+void NodeCore::send_heartbeat() {
+  builtin::Heartbeat hb;
+  hb.service = name_;
+  hb.incarnation = store_->incarnation();
+  hb.head = store_->head();
+  hb.oldest = store_->oldest();
+  hb.durable = store_->durable();
+  for (const auto& [sender, pos] : command_positions_) hb.acks[sender] = pos;
+  Envelope e = make_envelope(name_, std::string(builtin::Heartbeat::kType), Kind::event);
+  std::string topic(builtin::kHeartbeatTopic), env = codec::encode_envelope(e), body = codec::encode(hb);
+  std::array<zmq::const_buffer, 3> bufs{zmq::buffer(topic), zmq::buffer(env), zmq::buffer(body)};
+  zmq::send_multipart(pub_, bufs, zmq::send_flags::dontwait);
+}
+
+void NodeCore::resend_commands() {
+  auto now = Clock::now();
+  for (auto& [name, d] : downstreams_) {
+    if (now - d->last_send < topology_.defaults.heartbeat * 2) continue;
+    auto pending = store_->unacked_commands(name, 512);
+    if (pending.empty()) continue;
+    for (const auto& c : pending) {
+      std::array<zmq::const_buffer, 2> bufs{zmq::buffer(c.envelope), zmq::buffer(c.payload)};
+      if (!zmq::send_multipart(d->push, bufs, zmq::send_flags::dontwait)) break;
+      ++metrics_.commands_resent;
+    }
+    d->last_send = now;
+  }
+}
+
+void NodeCore::prune() {
+  const auto keep = topology_.defaults.retention_events;
+  if (store_->head() - store_->oldest() + 1 <= keep + keep / 10) return;
+  try {
+    store_->begin();
+    std::size_t n = store_->prune_events(keep);
+    store_->commit();
+    if (n) log_->info("pruned {} events from the outbox (keeping {})", n, keep);
+  } catch (const ports::StoreError& e) {
+    store_->rollback();
+    log_->error("pruning the outbox failed: {}", e.what());
+  }
+}
+
+// ---------------------------------------------------------------------------
+// built-in queries
+
+std::string NodeCore::answer_builtin(const Envelope& env, std::string_view payload,
+                                     std::string& type, std::vector<std::string>& extra) {
+  if (env.type == builtin::kHealth) return health_reply();
+  if (env.type == builtin::kMetrics) return metrics_reply();
+  if (env.type == builtin::kTopology) return topology_reply();
+  if (env.type == builtin::kDeadLetters) return deadletters_reply(payload, type);
+  if (env.type == builtin::kReplay) {
+    auto req = codec::decode<builtin::ReplayRequest>(payload);
+    if (!req) {
+      type = builtin::kError;
+      return codec::encode(builtin::Error{req.error().message()});
+    }
+    std::uint32_t max = std::clamp<std::uint32_t>(req->max, 1, 2048);
+    builtin::ReplayReply hdr;
+    hdr.head = store_->head();
+    hdr.oldest = store_->oldest();
+    hdr.incarnation = store_->incarnation();
+    auto events = store_->events(req->from, req->to, max);
+    hdr.count = static_cast<std::uint32_t>(events.size());
+    for (auto& ev : events) {
+      extra.push_back(std::move(ev.envelope));
+      extra.push_back(std::move(ev.payload));
+    }
+    counters_.replays_served.fetch_add(1, std::memory_order_relaxed);
+    return codec::encode(hdr);
+  }
+  type = builtin::kError;
+  return codec::encode(builtin::Error{"unknown built-in query '" + env.type + "'"});
+}
+
+std::string NodeCore::health_reply() {
+  json j;
+  j["service"] = name_;
+  j["version"] = std::string(kVersion);
+  j["incarnation"] = store_->incarnation();
+  j["uptime_s"] = std::chrono::duration<double>(Clock::now() - started_).count();
+  j["state"] = state_;
+  j["durable"] = store_->durable();
+  j["head"] = store_->head();
+  j["oldest"] = store_->oldest();
+  j["subscriptions"] = counters_.subscriptions.load();
+  j["dead_letters"] = store_->dead_letter_count();
+  if (!store_error_.empty()) j["store_error"] = store_error_;
+  json ups = json::array();
+  for (const auto& up : upstreams_) {
+    json u;
+    u["publisher"] = up->name;
+    u["position"] = up->position;
+    u["known_head"] = up->known_head;
+    u["lag"] = up->known_head > up->position ? up->known_head - up->position : 0;
+    u["behind_retention"] = up->behind_retention;
+    u["head_regressed"] = up->head_regressed;
+    ups.push_back(u);
+  }
+  j["upstreams"] = ups;
+  return to_msgpack(j);
+}
+
+std::string NodeCore::metrics_reply() {
+  auto hist = [](const Histogram& h) {
+    json j;
+    j["count"] = h.count();
+    j["sum"] = h.sum();
+    j["max"] = h.max();
+    j["p50"] = h.quantile(0.5);
+    j["p99"] = h.quantile(0.99);
+    json b = json::array();
+    for (std::size_t i = 0; i < Histogram::kBounds.size(); ++i)
+      b.push_back({Histogram::kBounds[i] == UINT64_MAX ? json("+Inf") : json(Histogram::kBounds[i]),
+                   h.buckets()[i]});
+    j["buckets"] = b;
+    return j;
+  };
+  json j;
+  j["service"] = name_;
+  json types = json::object();
+  for (const auto& [type, m] : metrics_.types)
+    types[type] = {{"received", m.received},
+                   {"handled", m.handled},
+                   {"rejected", m.rejected},
+                   {"published", m.published},
+                   {"latency_us", hist(m.latency_us)}};
+  j["types"] = types;
+  j["batch_size"] = hist(metrics_.batch_size);
+  j["commit_us"] = hist(metrics_.commit_us);
+  j["replays_requested"] = metrics_.replays_requested;
+  j["replays_served"] = counters_.replays_served.load();
+  j["gaps_seen"] = metrics_.gaps_seen;
+  j["gaps_repaired"] = metrics_.gaps_repaired;
+  j["duplicates"] = metrics_.duplicates;
+  j["dead_letters"] = metrics_.dead_letters;
+  j["rejected_frames"] = metrics_.rejected_frames;
+  j["commands_resent"] = metrics_.commands_resent;
+  j["store_failures"] = metrics_.store_failures;
+  j["events_lost"] = metrics_.events_lost;
+  j["published"] = counters_.published.load();
+  j["subscriptions"] = counters_.subscriptions.load();
+  j["socket_events"] = metrics_.socket_events;
+  return to_msgpack(j);
+}
+
+std::string NodeCore::topology_reply() {
+  json j;
+  j["mesh"] = topology_.mesh;
+  j["file"] = topology_.file;
+  j["service"] = name_;
+  j["endpoints"] = {{"events", bound_.events}, {"commands", bound_.commands}, {"queries", bound_.queries}};
+  j["publishes"] = self_->publishes;
+  j["accepts"] = self_->accepts;
+  j["answers"] = self_->answers;
+  json reacts = json::object();
+  for (const auto& s : self_->reacts_to) reacts[s.publisher] = s.types;
+  j["reacts_to"] = reacts;
+  json sends = json::object();
+  for (const auto& s : self_->sends) sends[s.target] = s.types;
+  j["sends"] = sends;
+  j["heartbeat_ms"] = topology_.defaults.heartbeat.count();
+  j["durability"] = topology_.defaults.durability == Durability::durable ? "durable" : "memory";
+  return to_msgpack(j);
+}
+
+std::string NodeCore::deadletters_reply(std::string_view payload, std::string& type) {
+  auto req = codec::decode<builtin::DeadLettersRequest>(payload);
+  auto error = [&](const std::string& msg) {
+    type = builtin::kError;
+    return codec::encode(builtin::Error{msg});
+  };
+  if (!req) return error(req.error().message());
+  auto describe = [](const ports::DeadLetter& l, bool frames) {
+    json j{{"id", l.id}, {"time", l.time}, {"endpoint", l.endpoint}, {"source", l.source},
+           {"type", l.type}, {"reason", l.reason}, {"frames", l.frames.size()}};
+    if (frames) {
+      json f = json::array();
+      for (const auto& fr : l.frames) f.push_back(json::binary(std::vector<std::uint8_t>(fr.begin(), fr.end())));
+      j["raw"] = f;
+    }
+    return j;
+  };
+  if (req->op == "list") {
+    json list = json::array();
+    for (const auto& l : store_->dead_letters(req->max)) list.push_back(describe(l, false));
+    return to_msgpack(json{{"count", store_->dead_letter_count()}, {"letters", list}});
+  }
+  auto letter = store_->dead_letter(req->id);
+  if (!letter) return error("no dead letter " + std::to_string(req->id) + " in " + name_);
+  if (req->op == "show") return to_msgpack(describe(*letter, true));
+  if (req->op != "retry") return error("op must be list, show or retry, got '" + req->op + "'");
+
+  // Retry: run the handler again on the stored message, inside this batch's unit of work.
+  std::size_t env_at = letter->endpoint.rfind("events:", 0) == 0 ? 1 : 0;
+  if (letter->endpoint == "queries") return error("a query has nobody waiting for it any more: not retried");
+  if (letter->frames.size() < env_at + 2) return error("dead letter " + std::to_string(req->id) + " has too few frames to retry");
+  auto env = codec::decode_envelope(letter->frames[env_at]);
+  if (!env) return error("cannot retry: " + env.error().message());
+  const EventHandler* h = nullptr;
+  if (env_at == 1) {
+    auto it = event_handlers_.find(env->type);
+    if (it != event_handlers_.end()) h = &it->second;
+  } else {
+    auto it = command_handlers_.find(env->type);
+    if (it != command_handlers_.end()) h = &it->second;
+  }
+  if (!h) return error("no handler for '" + env->type + "' in " + name_);
+  auto before = counters_.dead_letters.load();
+  std::vector<std::string_view> raw;
+  for (const auto& f : letter->frames) raw.push_back(f);
+  apply(*env, letter->frames[env_at + 1], *h, letter->endpoint.c_str(), raw);
+  bool ok = counters_.dead_letters.load() == before;
+  if (ok) store_->remove_dead_letter(letter->id);
+  return to_msgpack(json{{"id", letter->id}, {"retried", true}, {"ok", ok}});
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------
+// Context and Node: thin forwards to the core
+
+void Context::emit_raw(std::string_view type, std::string payload, std::string correlation) {
+  core_->stage_event(*message_, type, std::move(payload), std::move(correlation));
+}
+
+void Context::send_raw(std::string_view service, std::string_view type, std::string payload,
+                       std::string correlation) {
+  core_->stage_command(*message_, service, type, std::move(payload), std::move(correlation));
+}
+
+Node::Node(Topology topology, std::string service, NodeOptions options)
+    : core_(std::make_unique<detail::NodeCore>(std::move(topology), std::move(service), std::move(options))) {}
+
+Node::~Node() = default;
+
+void Node::on_event_raw(std::string_view type, EventHandler handler) {
+  bool reacts = false;
+  for (const auto& s : core_->self_->reacts_to)
+    if (std::find(s.types.begin(), s.types.end(), type) != s.types.end()) reacts = true;
+  if (!reacts)
+    throw TopologyViolation("service '" + core_->name_ + "' handles event '" + std::string(type) +
+                            "', but its topology does not react to it");
+  core_->event_handlers_[std::string(type)] = std::move(handler);
+}
+
+void Node::on_command_raw(std::string_view type, EventHandler handler) {
+  if (!core_->self_->accepts_type(type))
+    throw TopologyViolation("service '" + core_->name_ + "' handles command '" + std::string(type) +
+                            "', but its topology does not list it in accepts");
+  core_->command_handlers_[std::string(type)] = std::move(handler);
+}
+
+void Node::on_query_raw(std::string_view type, QueryHandler handler) {
+  if (!core_->self_->answers_type(type))
+    throw TopologyViolation("service '" + core_->name_ + "' answers query '" + std::string(type) +
+                            "', but its topology does not list it in answers");
+  core_->query_handlers_[std::string(type)] = std::move(handler);
+}
+
+void Node::run() { core_->run(); }
+void Node::stop() noexcept { core_->stop(); }
+const Endpoints& Node::bound() const { return core_->bound_; }
+const std::string& Node::name() const { return core_->name_; }
+const NodeCounters& Node::counters() const { return core_->counters_; }
+ports::Store& Node::store() { return *core_->store_; }
+
+void Node::set_peer_endpoints(const std::string& service, const Endpoints& endpoints) {
+  if (auto* s = core_->topology_.find(service)) s->endpoints = endpoints;
+  core_->self_ = core_->topology_.find(core_->name_);
+}
+
+namespace {
+std::mutex g_signal_mutex;
+Node* g_nodes_fixed[16];
+std::atomic<int> g_nodes_count{0};
+
+extern "C" void on_stop_signal(int) {
+  int n = g_nodes_count.load();
+  for (int i = 0; i < n; ++i) g_nodes_fixed[i]->stop();
+}
+}  // namespace
+
+void stop_on_signal(std::vector<Node*> nodes) {
+  std::lock_guard lock(g_signal_mutex);
+  int n = 0;
+  for (Node* node : nodes)
+    if (n < 16) g_nodes_fixed[n++] = node;
+  g_nodes_count.store(n);
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+}
+
+int run_until_signal(Node& node) {
+  stop_on_signal({&node});
+  try {
+    node.run();
+  } catch (const std::exception& e) {
+    spdlog::error("{}: {}", node.name(), e.what());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace troupe

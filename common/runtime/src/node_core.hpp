@@ -1,0 +1,160 @@
+// NodeCore: the node's private machinery — sockets, reactor, unit of work, relay,
+// replay, heartbeats. Internal to the runtime library.
+#pragma once
+
+#include <troupe/runtime/builtin.hpp>
+#include <troupe/runtime/metrics.hpp>
+#include <troupe/runtime/node.hpp>
+
+#include <spdlog/spdlog.h>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include <chrono>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <vector>
+
+namespace troupe::detail {
+
+using Clock = std::chrono::steady_clock;
+using Frames = std::vector<zmq::message_t>;
+
+std::string_view view(const zmq::message_t& m);
+
+// A publisher this node reacts to.
+struct Upstream {
+  std::string name;
+  Endpoints endpoints;
+  std::set<std::string, std::less<>> reacts;  // types with a handler here
+  zmq::socket_t sub;
+  zmq::socket_t dealer;  // replay requests
+  std::uint64_t position = 0;    // last sequence applied (mirrors the store inside a batch)
+  std::uint64_t known_head = 0;  // highest sequence the publisher is known to have
+  std::string incarnation;
+  bool replay_in_flight = false;
+  bool initial_replay_pending = true;  // catch up from our position once connected
+  std::string replay_id;
+  Clock::time_point replay_sent{};
+  bool in_gap = false;
+  bool behind_retention = false;
+  bool head_regressed = false;
+};
+
+// A service this node sends commands to.
+struct Downstream {
+  std::string name;
+  Endpoints endpoints;
+  zmq::socket_t push;
+  zmq::socket_t heartbeats;  // its XPUB, heartbeats only (acks)
+  std::uint64_t acked = 0;
+  Clock::time_point last_send{};
+};
+
+// A message waiting to be sent after commit.
+struct Outgoing {
+  enum class To { events, command, reply } to = To::events;
+  std::string target;  // command target
+  std::vector<std::string> frames;
+};
+
+struct Incoming {
+  enum class From { command, query, event, replay, heartbeat } from = From::command;
+  Upstream* upstream = nullptr;
+  Frames frames;
+};
+
+class NodeCore {
+ public:
+  NodeCore(Topology topology, std::string service, NodeOptions options);
+  ~NodeCore();
+
+  void run();
+  void stop() noexcept;
+
+  // Called by Context while a handler runs.
+  void stage_event(const Envelope& cause, std::string_view type, std::string payload,
+                   std::string correlation);
+  void stage_command(const Envelope& cause, std::string_view target, std::string_view type,
+                     std::string payload, std::string correlation);
+
+  Topology topology_;
+  const ServiceSpec* self_ = nullptr;
+  std::string name_;
+  NodeOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+  NodeCounters counters_;
+  Metrics metrics_;
+  Endpoints bound_;
+
+  std::map<std::string, EventHandler, std::less<>> event_handlers_;
+  std::map<std::string, EventHandler, std::less<>> command_handlers_;
+  std::map<std::string, QueryHandler, std::less<>> query_handlers_;
+
+  std::shared_ptr<ports::Store> store_;
+
+ private:
+  void open_store();
+  void bind_all();
+  void connect_all();
+  void close_all() noexcept;
+  zmq::socket_t make_socket(zmq::socket_type type);
+
+  std::size_t collect(std::vector<Incoming>& batch, std::size_t max);
+  void process(std::vector<Incoming>& batch);
+  void relay();
+
+  void on_subscription(const zmq::message_t& msg);
+  void handle_command(Incoming& in);
+  void handle_query(Incoming& in);
+  void handle_event(Upstream& up, std::string_view env_bytes, std::string_view payload,
+                    const std::vector<std::string_view>& raw);
+  void handle_replay(Upstream& up, Incoming& in);
+  void handle_heartbeat(Upstream* up, Downstream* down, Incoming& in);
+  void apply(const Envelope& env, std::string_view payload, const EventHandler& handler,
+             const char* endpoint, const std::vector<std::string_view>& raw);
+  void dead_letter(const char* endpoint, const Envelope* env, const std::string& reason,
+                   const std::vector<std::string_view>& raw);
+  void reject_frames(const char* endpoint, const std::string& reason,
+                     const std::vector<std::string_view>& raw);
+
+  std::string answer_builtin(const Envelope& env, std::string_view payload, std::string& type,
+                             std::vector<std::string>& extra_frames);
+  std::string health_reply();
+  std::string metrics_reply();
+  std::string topology_reply();
+  std::string deadletters_reply(std::string_view payload, std::string& type);
+
+  void request_replays(bool force);
+  void send_heartbeat();
+  void resend_commands();
+  void prune();
+  void log_rejection(const std::string& line);
+
+  std::unique_ptr<zmq::context_t> own_context_;
+  zmq::context_t* context_ = nullptr;
+  int lock_fd_ = -1;
+  int stop_fd_ = -1;
+  zmq::socket_t pub_, pull_, router_;
+  std::vector<std::unique_ptr<Upstream>> upstreams_;
+  std::map<std::string, std::unique_ptr<Downstream>, std::less<>> downstreams_;
+
+  // Staging of the message being handled, then of the whole batch.
+  std::vector<Outgoing> message_out_;
+  std::vector<Outgoing> batch_out_;
+  std::vector<std::pair<std::string, std::uint64_t>> staged_commands_;  // target, seq
+  std::map<std::string, std::uint64_t> command_positions_;  // sender -> last applied
+
+  Clock::time_point started_ = Clock::now();
+  Clock::time_point next_heartbeat_{};
+  Clock::time_point next_maintenance_{};
+  std::string state_ = "starting";
+  std::string store_error_;
+  std::uint64_t rejections_logged_ = 0;
+  std::atomic<bool> stop_requested_{false};
+};
+
+}  // namespace troupe::detail

@@ -1,0 +1,258 @@
+// The node over real ZeroMQ sockets on every transport: fan-out, commands, queries,
+// late joiners, garbage on every endpoint.
+#include "../support/test_mesh.hpp"
+
+#include <troupe/runtime/builtin.hpp>
+#include <troupe/runtime/client.hpp>
+
+#include <catch2/catch.hpp>
+#include <set>
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+using namespace testmesh;
+using troupe::Client;
+using troupe::Node;
+using troupe::NodeOptions;
+
+namespace {
+
+std::int64_t applied(Client& c, const std::string& service) {
+  auto r = c.query(service, GetApplied{}, std::chrono::milliseconds(1000));
+  return r ? r->count : -1;
+}
+
+nlohmann::json json_query(Client& c, const std::string& service, std::string_view type) {
+  auto r = c.query_raw(service, std::string(type), std::string(1, '\x80'));
+  REQUIRE(r);
+  return nlohmann::json::from_msgpack(r->payload);
+}
+
+// Builds pub + n subscribers on `transport`, sharing one context (inproc needs it).
+struct Mesh {
+  TempDir dir;
+  zmq::context_t ctx;
+  troupe::Topology topo;
+  std::vector<std::unique_ptr<Node>> nodes;
+  std::vector<std::unique_ptr<Running>> running;
+  std::unique_ptr<Client> client;
+
+  Mesh(const std::string& transport, int subscribers, const std::string& durability = "durable")
+      : topo(topology(transport, dir.str(), subscribers, durability)) {
+    for (const auto& s : topo.services) nodes.push_back(make(s.name));
+    // tcp://127.0.0.1:* — tell everyone the ports that were really bound.
+    for (auto& n : nodes)
+      for (auto& m : nodes) n->set_peer_endpoints(m->name(), m->bound());
+    client = std::make_unique<Client>(topo, "test", &ctx);
+    for (auto& m : nodes) client->set_endpoints(m->name(), m->bound());
+  }
+  std::unique_ptr<Node> make(const std::string& name, NodeOptions o = {}) {
+    o.context = &ctx;
+    auto n = std::make_unique<Node>(topo, name, o);
+    install(*n);
+    return n;
+  }
+  void start() {
+    for (auto& n : nodes) running.push_back(std::make_unique<Running>(*n));
+  }
+  ~Mesh() {
+    client.reset();
+    running.clear();
+    nodes.clear();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("events fan out to two subscribers, commands and queries work, on every transport",
+          "[node][integration]") {
+  for (std::string transport : {"tcp", "ipc", "inproc"}) {
+    DYNAMIC_SECTION("over " << transport) {
+      Mesh m(transport, 2);
+      m.start();
+      // The publisher knows when its subscribers are attached: no sleep needed.
+      REQUIRE(eventually([&] { return m.nodes[0]->counters().subscriptions.load() >= 2; }));
+      for (int i = 0; i < 50; ++i) REQUIRE(m.client->send("pub", Emit{4, ""}));
+      REQUIRE(eventually([&] { return applied(*m.client, "sub1") == 200 && applied(*m.client, "sub2") == 200; }));
+      auto a = m.client->query("sub1", GetApplied{});
+      REQUIRE(a);
+      CHECK(a->out_of_order == 0);
+      CHECK(a->last == 200);
+      // Each command reached the one PULL of pub exactly once: 50 commands, 200 events.
+      CHECK(m.nodes[0]->counters().commands_applied.load() == 50);
+      CHECK(applied(*m.client, "pub") == 200);
+    }
+  }
+}
+
+TEST_CASE("a subscriber that starts after its publisher receives every event without sleeping",
+          "[node][integration][replay]") {
+  Mesh m("ipc", 1);
+  Running pub(*m.nodes[0]);
+  REQUIRE(m.client->send("pub", Emit{25, ""}));
+  REQUIRE(eventually([&] { return applied(*m.client, "pub") == 25; }));
+  {
+    Running sub(*m.nodes[1]);  // joins late: catches up from the publisher's outbox
+    REQUIRE(eventually([&] { return applied(*m.client, "sub1") == 25; }));
+    REQUIRE(eventually([&] { return m.nodes[0]->counters().subscriptions.load() >= 1; }));
+    REQUIRE(m.client->send("pub", Emit{25, ""}));
+    REQUIRE(eventually([&] { return applied(*m.client, "sub1") == 50; }));
+    auto a = m.client->query("sub1", GetApplied{});
+    REQUIRE(a);
+    CHECK(a->out_of_order == 0);
+  }
+}
+
+TEST_CASE("a query to a service that is not running times out with a clear error",
+          "[node][integration]") {
+  TempDir dir;
+  auto topo = topology("ipc", dir.str(), 1);
+  Client c(topo);
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = c.query("sub1", GetApplied{}, std::chrono::milliseconds(300));
+  REQUIRE_FALSE(r);
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3));
+  CHECK_THAT(r.error().message(), Catch::StartsWith("sub1: no reply to GetApplied within 300 ms"));
+  CHECK_THAT(r.error().message(), Catch::Contains("sub1.queries"));
+}
+
+TEST_CASE("garbage on every endpoint is rejected, kept, and the node keeps serving",
+          "[node][integration][hostile]") {
+  Mesh m("ipc", 1);
+  m.start();
+  auto& pub = *m.nodes[0];
+  zmq::socket_t push(m.ctx, zmq::socket_type::push);
+  push.connect(pub.bound().commands);
+  zmq::socket_t dealer(m.ctx, zmq::socket_type::dealer);
+  dealer.connect(pub.bound().queries);
+
+  auto send = [](zmq::socket_t& s, std::vector<std::string> frames) {
+    std::vector<zmq::const_buffer> b;
+    for (auto& f : frames) b.push_back(zmq::buffer(f));
+    REQUIRE(zmq::send_multipart(s, b));
+  };
+  // Commands: one frame; garbage envelope; valid envelope with a wrong payload; unknown type.
+  send(push, {"just one frame"});
+  send(push, {"\xc1\xc1", "x"});
+  auto env = troupe::make_envelope("mallory", "Emit", troupe::Kind::command);
+  send(push, {troupe::codec::encode_envelope(env), "\x81\xa5" "count\xa3two"});
+  auto unknown = troupe::make_envelope("mallory", "DropTables", troupe::Kind::command);
+  send(push, {troupe::codec::encode_envelope(unknown), "\x80"});
+  // Queries: garbage envelope (the node answers $error), and an unknown query.
+  send(dealer, {"garbage", "more garbage"});
+
+  REQUIRE(eventually([&] { return pub.counters().dead_letters.load() >= 5; }));
+  // Still serving: a valid command goes through and the subscriber sees its events.
+  REQUIRE(m.client->send("pub", Emit{3, ""}));
+  REQUIRE(eventually([&] { return applied(*m.client, "sub1") == 3; }));
+
+  // The garbage query got an error reply naming the problem.
+  zmq::pollitem_t item{dealer.handle(), 0, ZMQ_POLLIN, 0};
+  REQUIRE(eventually([&] { zmq::poll(&item, 1, std::chrono::milliseconds(10)); return (item.revents & ZMQ_POLLIN) != 0; }));
+  std::vector<zmq::message_t> reply;
+  REQUIRE(zmq::recv_multipart(dealer, std::back_inserter(reply)));
+  REQUIRE(reply.size() == 2);
+  auto renv = troupe::codec::decode_envelope(reply[0].to_string_view());
+  REQUIRE(renv);
+  CHECK(renv->type == "$error");
+
+  auto health = json_query(*m.client, "pub", "$health");
+  CHECK(health["dead_letters"].get<int>() == 5);
+  CHECK(health["state"] == "ready");
+  auto letters = m.client->query_raw("pub", "$deadletters",
+                                     troupe::codec::encode(troupe::builtin::DeadLettersRequest{}));
+  REQUIRE(letters);
+  auto list = nlohmann::json::from_msgpack(letters->payload);
+  REQUIRE(list["letters"].size() == 5);
+  std::set<std::string> reasons;  // commands and queries interleave: compare as a set
+  for (const auto& l : list["letters"]) reasons.insert(l["reason"].get<std::string>());
+  CHECK(reasons == std::set<std::string>{
+                       "expected 2 frames (envelope, payload), got 1",
+                       "envelope (2 bytes): not msgpack (parse error at byte 0)",
+                       "Emit (11 bytes): field 'count': expected integer, got string",
+                       "service 'pub' does not accept command 'DropTables'",
+                       "envelope (7 bytes): 6 trailing bytes after the value",
+                   });
+}
+
+TEST_CASE("a forged publisher's garbage on a subscription is rejected and kept",
+          "[node][integration][hostile]") {
+  TempDir dir;
+  zmq::context_t ctx;
+  auto topo = topology("inproc", dir.str(), 1);
+  // Stand in for pub with a raw XPUB that sends garbage, then a valid stream.
+  zmq::socket_t fake(ctx, zmq::socket_type::xpub);
+  fake.bind(topo.find("pub")->endpoints.events);
+  zmq::socket_t fake_q(ctx, zmq::socket_type::router);
+  fake_q.bind(topo.find("pub")->endpoints.queries);
+  NodeOptions o;
+  o.context = &ctx;
+  Node sub(topo, "sub1", o);
+  install(sub);
+  Running r(sub);
+  zmq::message_t subscription;
+  REQUIRE(fake.recv(subscription));  // the node subscribed: it is attached
+  auto send = [&](std::vector<std::string> frames) {
+    std::vector<zmq::const_buffer> b;
+    for (auto& f : frames) b.push_back(zmq::buffer(f));
+    REQUIRE(zmq::send_multipart(fake, b));
+  };
+  send({"Ping ", "\xc1"});                        // two frames
+  send({"Ping ", "not msgpack", "\x80"});         // garbage envelope
+  auto wrong_source = troupe::make_envelope("mallory", "Ping", troupe::Kind::event);
+  wrong_source.sequence = 1;
+  send({"Ping ", troupe::codec::encode_envelope(wrong_source), troupe::codec::encode(Ping{1, ""})});
+  REQUIRE(eventually([&] { return sub.counters().dead_letters.load() == 3; }));
+  auto good = troupe::make_envelope("pub", "Ping", troupe::Kind::event);
+  good.sequence = 1;
+  send({"Ping ", troupe::codec::encode_envelope(good), troupe::codec::encode(Ping{1, ""})});
+  REQUIRE(eventually([&] { return sub.counters().events_applied.load() == 1; }));
+}
+
+TEST_CASE("several nodes share one process and one context over inproc, each on its thread",
+          "[node][integration]") {
+  Mesh m("inproc", 3);
+  m.start();
+  REQUIRE(m.client->send("pub", Emit{100, ""}));
+  REQUIRE(eventually([&] {
+    return applied(*m.client, "sub1") == 100 && applied(*m.client, "sub2") == 100 &&
+           applied(*m.client, "sub3") == 100;
+  }));
+}
+
+TEST_CASE("$health, $metrics and $topology describe the node", "[node][integration]") {
+  Mesh m("inproc", 1);
+  m.start();
+  REQUIRE(m.client->send("pub", Emit{10, ""}));
+  REQUIRE(eventually([&] { return applied(*m.client, "sub1") == 10; }));
+  auto health = json_query(*m.client, "sub1", "$health");
+  CHECK(health["service"] == "sub1");
+  CHECK(health["version"] == "0.1.0");
+  CHECK(health["incarnation"].get<std::string>().size() == 36);
+  CHECK(health["state"] == "ready");
+  CHECK(health["upstreams"][0]["publisher"] == "pub");
+  CHECK(health["upstreams"][0]["position"] == 10);
+  auto metrics = json_query(*m.client, "sub1", "$metrics");
+  CHECK(metrics["types"]["Ping"]["handled"] == 10);
+  CHECK(metrics["types"]["Ping"]["latency_us"]["count"] == 10);
+  auto pub_metrics = json_query(*m.client, "pub", "$metrics");
+  CHECK(pub_metrics["types"]["Ping"]["published"] == 10);
+  CHECK(pub_metrics["types"]["Emit"]["handled"] == 1);
+  auto topo = json_query(*m.client, "sub1", "$topology");
+  CHECK(topo["reacts_to"]["pub"][0] == "Ping");
+  CHECK(topo["mesh"] == "test");
+}
+
+TEST_CASE("a handler for something the topology does not declare is refused at start",
+          "[node]") {
+  TempDir dir;
+  auto topo = topology("inproc", dir.str(), 1);
+  zmq::context_t ctx;
+  NodeOptions o;
+  o.context = &ctx;
+  Node sub(topo, "sub1", o);
+  CHECK_THROWS_WITH(sub.on<Emit>([](const Emit&, troupe::Context&) {}),
+                    "service 'sub1' handles event 'Emit', but its topology does not react to it");
+  CHECK_THROWS_WITH(Node(topo, "nobody", o), Catch::Contains("service 'nobody' is not in topology"));
+}
