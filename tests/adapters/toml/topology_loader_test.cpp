@@ -1,0 +1,118 @@
+// Topology files: a good one loads; every mistake is named with file:line.
+#include <troupe/adapters/toml/topology_loader.hpp>
+
+#include <catch2/catch.hpp>
+
+using troupe::toml::parse_topology;
+
+namespace {
+
+const char* kGood = R"(# a two-service mesh
+[mesh]
+name = "shop"
+state_dir = "var/shop"
+heartbeat_ms = 250
+
+[services.orders]
+events = "ipc://{state_dir}/orders.events"
+commands = "tcp://127.0.0.1:5601"
+queries = "inproc://orders.queries"
+publishes = ["OrderPlaced", "OrderConfirmed"]
+accepts = ["PlaceOrder"]
+answers = ["GetOrder"]
+reacts_to = { inventory = ["StockReserved"] }
+
+[services.inventory]
+events = "ipc://{state_dir}/inventory.events"
+commands = "ipc://{state_dir}/inventory.commands"
+queries = "ipc://{state_dir}/inventory.queries"
+publishes = ["StockReserved"]
+reacts_to = { orders = ["OrderPlaced"] }
+)";
+
+std::string with(std::string text, const std::string& from, const std::string& to) {
+  auto at = text.find(from);
+  REQUIRE(at != std::string::npos);
+  return text.replace(at, from.size(), to);
+}
+
+std::string error_of(const std::string& text) {
+  auto r = parse_topology(text, "topology/shop.toml");
+  REQUIRE_FALSE(r);
+  return r.error().message();
+}
+
+}  // namespace
+
+TEST_CASE("a good topology loads with its services in file order", "[topology]") {
+  std::vector<std::string> warnings;
+  auto t = parse_topology(kGood, "topology/shop.toml", {}, &warnings);
+  REQUIRE(t);
+  CHECK(t->mesh == "shop");
+  CHECK(t->defaults.heartbeat.count() == 250);
+  REQUIRE(t->services.size() == 2);
+  CHECK(t->services[0].name == "orders");
+  CHECK(t->services[0].endpoints.events == "ipc://var/shop/orders.events");
+  CHECK(t->services[1].reacts_to[0].publisher == "orders");
+  REQUIRE(warnings.size() == 1);
+  CHECK(warnings[0] == "topology/shop.toml:7: service 'orders' publishes 'OrderConfirmed', which no service reacts to");
+}
+
+TEST_CASE("the state directory can be moved, and the endpoints move with it", "[topology]") {
+  troupe::toml::LoadOptions o;
+  o.state_dir = "/tmp/elsewhere";
+  auto t = parse_topology(kGood, "x.toml", o);
+  REQUIRE(t);
+  CHECK(t->services[1].endpoints.queries == "ipc:///tmp/elsewhere/inventory.queries");
+}
+
+TEST_CASE("topology errors name the file and the line", "[topology]") {
+  SECTION("an unknown publisher") {
+    CHECK(error_of(with(kGood, "orders = [\"OrderPlaced\"]", "ordrs = [\"OrderPlaced\"]")) ==
+          "topology/shop.toml:21: service 'inventory' reacts to unknown service 'ordrs'");
+  }
+  SECTION("a type the publisher does not publish") {
+    CHECK(error_of(with(kGood, "orders = [\"OrderPlaced\"]", "orders = [\"OrderShipped\"]")) ==
+          "topology/shop.toml:21: service 'inventory' reacts to 'OrderShipped' of 'orders', which "
+          "'orders' does not publish");
+  }
+  SECTION("a mistyped key") {
+    CHECK(error_of(with(kGood, "heartbeat_ms = 250", "heartbeat = 250")) ==
+          "topology/shop.toml:5: unknown key 'heartbeat' in [mesh]");
+  }
+  SECTION("a wrong type") {
+    CHECK(error_of(with(kGood, "heartbeat_ms = 250", "heartbeat_ms = \"fast\"")) ==
+          "topology/shop.toml:5: 'heartbeat_ms' must be an integer");
+  }
+  SECTION("a missing endpoint") {
+    CHECK(error_of(with(kGood, "queries = \"inproc://orders.queries\"\n", "")) ==
+          "topology/shop.toml:7: [services.orders] has no 'queries'");
+  }
+  SECTION("an endpoint used twice") {
+    CHECK(error_of(with(kGood, "ipc://{state_dir}/inventory.events", "ipc://{state_dir}/orders.events")) ==
+          "topology/shop.toml:16: service 'inventory' events endpoint 'ipc://var/shop/orders.events' is "
+          "already used by orders events");
+  }
+  SECTION("an unsupported transport") {
+    CHECK(error_of(with(kGood, "tcp://127.0.0.1:5601", "udp://127.0.0.1:5601")) ==
+          "topology/shop.toml:7: service 'orders' commands endpoint 'udp://127.0.0.1:5601' is not "
+          "tcp://, ipc:// or inproc://");
+  }
+  SECTION("a type name with a space or a reserved $") {
+    CHECK(error_of(with(kGood, "\"OrderConfirmed\"", "\"Order Confirmed\"")) ==
+          "topology/shop.toml:11: 'Order Confirmed' in orders.publishes is not a valid name (no spaces, not "
+          "starting with '$')");
+  }
+  SECTION("a TOML syntax error") {
+    CHECK(error_of(with(kGood, "name = \"shop\"", "name = \"shop")).rfind("topology/shop.toml:3: ", 0) == 0);
+  }
+  SECTION("no mesh table") {
+    CHECK(error_of("[services.a]\nevents=\"ipc://a\"\n") == "topology/shop.toml:1: no [mesh] table");
+  }
+}
+
+TEST_CASE("a missing file is a clear error", "[topology]") {
+  auto r = troupe::toml::load_topology("/nonexistent/shop.toml");
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message() == "/nonexistent/shop.toml: cannot read the topology file");
+}

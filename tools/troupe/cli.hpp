@@ -1,0 +1,53 @@
+// Shared pieces of the `troupe` command: options every subcommand takes, exit codes,
+// JSON <-> msgpack, CloudEvents JSON, and loading the topology once.
+#pragma once
+
+#include <troupe/adapters/toml/topology_loader.hpp>
+#include <troupe/domain/envelope.hpp>
+#include <troupe/runtime/client.hpp>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+
+namespace troupe::cli {
+
+// Exit codes (docs/operations.md): what a script can rely on.
+enum Exit : int {
+  kOk = 0,
+  kFailed = 1,       // the check found errors, the service refused, invariants broken
+  kUsage = 2,        // bad arguments or an unreadable topology
+  kUnreachable = 3,  // a service did not answer in time
+};
+
+struct Common {
+  std::string topology = "topology/shop.toml";
+  std::string state_dir;  // overrides [mesh] state_dir when set
+  int timeout_ms = 2000;
+};
+
+void add_common(CLI::App& app, Common& common);
+
+// Loads the topology; on failure prints the file:line error and returns nullopt.
+std::optional<Topology> load(const Common& common, bool check = true);
+
+std::string to_msgpack(const nlohmann::json& j);
+// Decodes a msgpack value to JSON (binaries become arrays of bytes); never throws.
+nlohmann::json to_json(std::string_view msgpack);
+// Parses a JSON argument; prints an error naming `what` and returns nullopt on failure.
+std::optional<nlohmann::json> parse_json(const std::string& text, const std::string& what);
+
+// One message as a CloudEvents 1.0 JSON document, payload decoded into "data".
+nlohmann::json cloudevent(const Envelope& envelope, std::string_view payload);
+
+// Subcommands: each adds itself to `app` and returns the function that runs it.
+using Runner = std::function<int()>;
+Runner add_check(CLI::App& app);
+Runner add_send(CLI::App& app);
+Runner add_query(CLI::App& app);
+Runner add_status(CLI::App& app);
+Runner add_deadletters(CLI::App& app);
+
+}  // namespace troupe::cli

@@ -1,0 +1,60 @@
+// troupe deadletters list|show|retry SERVICE [ID]: what a service refused, and why.
+#include "cli.hpp"
+
+#include <troupe/runtime/builtin.hpp>
+
+#include <iomanip>
+#include <iostream>
+
+namespace troupe::cli {
+
+Runner add_deadletters(CLI::App& app) {
+  auto* cmd = app.add_subcommand("deadletters", "list, show or retry the messages a service refused");
+  struct Opts : Common {
+    std::string op, service;
+    std::int64_t id = 0;
+    bool json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  add_common(*cmd, *o);
+  cmd->add_option("OP", o->op, "list, show or retry")->required()->check(CLI::IsMember({"list", "show", "retry"}));
+  cmd->add_option("SERVICE", o->service, "the service")->required();
+  cmd->add_option("ID", o->id, "the dead letter's id (show, retry)");
+  cmd->add_flag("--json", o->json, "print JSON");
+  return [o, cmd]() -> int {
+    if (!*cmd) return -1;
+    if (o->op != "list" && o->id == 0) {
+      std::cerr << "troupe: deadletters " << o->op << " needs an ID\n";
+      return kUsage;
+    }
+    auto t = load(*o);
+    if (!t) return kUsage;
+    Client client(*t, "cli");
+    builtin::DeadLettersRequest req{o->op, o->id, 1000};
+    auto r = client.query_raw(o->service, std::string(builtin::kDeadLetters), codec::encode(req),
+                              std::chrono::milliseconds(o->timeout_ms));
+    if (!r) {
+      std::cerr << "troupe: " << r.error().message() << '\n';
+      return r.error().code == Rejection::Code::refused ? kFailed : kUnreachable;
+    }
+    auto j = to_json(r->payload);
+    if (o->json || o->op == "show") {
+      std::cout << j.dump(2) << '\n';
+      return kOk;
+    }
+    if (o->op == "retry") {
+      bool ok = j.value("ok", false);
+      std::cout << "dead letter " << o->id << (ok ? ": handled, removed\n" : ": refused again, kept\n");
+      return ok ? kOk : kFailed;
+    }
+    std::cout << o->service << ": " << j.value("count", 0) << " dead letter(s)\n";
+    if (j.contains("letters"))
+      for (const auto& l : j["letters"])
+        std::cout << std::setw(6) << l.value("id", 0) << "  " << l.value("time", "") << "  "
+                  << std::left << std::setw(16) << l.value("endpoint", "") << std::setw(16)
+                  << l.value("type", "") << l.value("reason", "") << std::right << '\n';
+    return kOk;
+  };
+}
+
+}  // namespace troupe::cli

@@ -1,0 +1,35 @@
+// troupe: the command-line tool for a troupe mesh — check, send, query, status,
+// deadletters. Every subcommand has --help; exit codes are listed in docs/operations.md.
+#include "cli.hpp"
+
+#include <troupe/runtime/node.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+int main(int argc, char** argv) {
+  using namespace troupe::cli;
+  CLI::App app{"troupe: look into and drive a brokerless ZeroMQ service mesh"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string(troupe::kVersion));
+  std::vector<Runner> runners{add_check(app), add_send(app), add_query(app), add_status(app),
+                              add_deadletters(app)};
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? kOk : kUsage;
+  }
+  spdlog::set_level(spdlog::level::warn);
+  try {
+    for (auto& run : runners) {
+      int code = run();
+      if (code >= 0) return code;
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "troupe: " << e.what() << '\n';
+    return kFailed;
+  }
+  return kUsage;
+}
