@@ -7,12 +7,23 @@ namespace troupe::cli {
 
 Runner add_check(CLI::App& app) {
   auto* cmd = app.add_subcommand("check", "validate a topology file (errors exit 1, warnings do not)");
-  auto c = std::make_shared<Common>();
+  struct Opts : Common {
+    bool list = false, print_state_dir = false;
+  };
+  auto c = std::make_shared<Opts>();
   add_common(*cmd, *c);
+  cmd->add_flag("--list", c->list, "print only the service names, one a line (for scripts)");
+  cmd->add_flag("--print-state-dir", c->print_state_dir, "print only the state directory (for scripts)");
   return [c, cmd]() -> int {
     if (!*cmd) return -1;
-    auto t = load(*c, /*check=*/false);
+    auto t = load(*c, /*check=*/c->list || c->print_state_dir);
     if (!t) return kFailed;
+    if (c->list || c->print_state_dir) {
+      if (c->print_state_dir) std::cout << t->defaults.state_dir << '\n';
+      if (c->list)
+        for (const auto& s : t->services) std::cout << s.name << '\n';
+      return kOk;
+    }
     int errors = 0, warnings = 0;
     for (const auto& issue : check_topology(*t)) {
       bool error = issue.severity == TopologyIssue::Severity::error;

@@ -49,5 +49,8 @@ Runner add_send(CLI::App& app);
 Runner add_query(CLI::App& app);
 Runner add_status(CLI::App& app);
 Runner add_deadletters(CLI::App& app);
+Runner add_verify(CLI::App& app);
+Runner add_load(CLI::App& app);
+Runner add_tap(CLI::App& app);
 
 }  // namespace troupe::cli

@@ -1,5 +1,5 @@
 // troupe: the command-line tool for a troupe mesh — check, send, query, status,
-// deadletters. Every subcommand has --help; exit codes are listed in docs/operations.md.
+// deadletters, tap, and for the example shop verify and load. Every subcommand has --help; exit codes are listed in docs/operations.md.
 #include "cli.hpp"
 
 #include <troupe/runtime/node.hpp>
@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string(troupe::kVersion));
   std::vector<Runner> runners{add_check(app), add_send(app), add_query(app), add_status(app),
-                              add_deadletters(app)};
+                              add_deadletters(app), add_verify(app), add_load(app), add_tap(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

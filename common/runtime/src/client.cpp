@@ -104,13 +104,14 @@ Result<Envelope> Client::send_raw(const std::string& service, const std::string&
   return e;
 }
 
-void Client::watch(const std::vector<std::string>& services) {
+void Client::watch(const std::vector<std::string>& services, bool heartbeats) {
   watcher_ = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::sub);
   watcher_->set(zmq::sockopt::rcvhwm, 1000000);
   for (const auto& s : topology_.services) {
     if (!services.empty() && std::find(services.begin(), services.end(), s.name) == services.end())
       continue;
     for (const auto& t : s.publishes) watcher_->set(zmq::sockopt::subscribe, t + " ");
+    if (heartbeats) watcher_->set(zmq::sockopt::subscribe, builtin::kHeartbeatTopic);
     watcher_->connect(s.endpoints.events);
   }
 }

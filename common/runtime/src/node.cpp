@@ -1067,6 +1067,19 @@ void Node::on_query_raw(std::string_view type, QueryHandler handler) {
 }
 
 void Node::run() { core_->run(); }
+
+void Node::initialize(const std::function<void(StateView&)>& f) {
+  auto& store = *core_->store_;
+  store.begin();
+  try {
+    StateView view(store);
+    f(view);
+    store.commit();
+  } catch (...) {
+    store.rollback();
+    throw;
+  }
+}
 void Node::stop() noexcept { core_->stop(); }
 const Endpoints& Node::bound() const { return core_->bound_; }
 const std::string& Node::name() const { return core_->name_; }

@@ -60,7 +60,9 @@ class Client {
 
   // Subscribes to every event of every service (or of `services`); call before the
   // commands whose effects you want to see.
-  void watch(const std::vector<std::string>& services = {});
+  // With `heartbeats`, the services' heartbeats are seen too (type "$heartbeat"): the
+  // first one proves the subscription is live.
+  void watch(const std::vector<std::string>& services = {}, bool heartbeats = false);
   // The next event seen, or nullopt after `timeout`.
   std::optional<Received> next_event(std::chrono::milliseconds timeout);
 

@@ -115,6 +115,10 @@ class Node {
   void on_command_raw(std::string_view type, EventHandler handler);
   void on_query_raw(std::string_view type, QueryHandler handler);
 
+  // Runs `f` in one unit of work before the node serves (seeding state on first start,
+  // say). Throws what f throws, or StoreError; nothing is kept unless it succeeds.
+  void initialize(const std::function<void(StateView&)>& f);
+
   // Runs the reactor on the calling thread until stop(). Throws only for a broken
   // environment (a store that cannot be written at start, say).
   void run();

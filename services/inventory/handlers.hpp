@@ -1,0 +1,10 @@
+// inventory: decode -> decide -> store -> emit.
+#pragma once
+
+#include "../shop/seed.hpp"
+
+#include <troupe/runtime/node.hpp>
+
+namespace shop::inventory {
+void install(troupe::Node& node, const Seed& seed);
+}

@@ -1,0 +1,68 @@
+// inventory: its wire contract.
+#pragma once
+
+#include <troupe/domain/message.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace shop {
+
+// events
+struct StockReserved {
+  std::string order_id;
+  std::string customer;
+  std::string sku;
+  std::int64_t quantity = 0;
+  std::int64_t amount = 0;
+  TROUPE_MESSAGE(StockReserved, order_id, customer, sku, quantity, amount)
+};
+
+struct StockRejected {
+  std::string order_id;
+  std::string sku;
+  std::string reason;
+  TROUPE_MESSAGE(StockRejected, order_id, sku, reason)
+};
+
+struct StockReleased {
+  std::string order_id;
+  std::string sku;
+  std::int64_t quantity = 0;
+  TROUPE_MESSAGE(StockReleased, order_id, sku, quantity)
+};
+
+// queries
+struct StockItem {
+  std::string sku;
+  std::int64_t initial = 0;
+  std::int64_t on_hand = 0;   // available to reserve
+  std::int64_t reserved = 0;  // held for orders in flight
+  std::int64_t shipped = 0;   // committed to shipments
+  TROUPE_MESSAGE(StockItem, sku, initial, on_hand, reserved, shipped)
+};
+
+struct Reservation {
+  std::string order_id;
+  std::string sku;
+  std::int64_t quantity = 0;
+  std::string state;  // held | released | committed | returned
+  TROUPE_MESSAGE(Reservation, order_id, sku, quantity, state)
+};
+
+struct StockReport {
+  std::vector<StockItem> items;
+  std::vector<Reservation> reservations;  // a page: order_id > after
+  TROUPE_MESSAGE(StockReport, items, reservations)
+};
+
+struct GetStock {
+  std::optional<std::string> after;   // reservations page; absent: from the start
+  std::optional<std::int64_t> limit;  // absent: 500
+  using Reply = StockReport;
+  TROUPE_MESSAGE(GetStock, after, limit)
+};
+
+}  // namespace shop

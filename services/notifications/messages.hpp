@@ -1,0 +1,33 @@
+// notifications: its wire contract (it emits nothing: it records what it would send).
+#pragma once
+
+#include <troupe/domain/message.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace shop {
+
+struct Notification {
+  std::string key;  // order_id + ":" + kind
+  std::string order_id;
+  std::string customer;
+  std::string text;
+  TROUPE_MESSAGE(Notification, key, order_id, customer, text)
+};
+
+struct NotificationList {
+  std::vector<Notification> notifications;
+  TROUPE_MESSAGE(NotificationList, notifications)
+};
+
+struct ListNotifications {
+  std::optional<std::string> after;   // absent: from the start
+  std::optional<std::int64_t> limit;  // absent: 500
+  using Reply = NotificationList;
+  TROUPE_MESSAGE(ListNotifications, after, limit)
+};
+
+}  // namespace shop

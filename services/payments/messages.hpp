@@ -1,0 +1,67 @@
+// payments: its wire contract.
+#pragma once
+
+#include <troupe/domain/message.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace shop {
+
+// events
+struct PaymentCaptured {
+  std::string order_id;
+  std::string customer;
+  std::int64_t amount = 0;
+  TROUPE_MESSAGE(PaymentCaptured, order_id, customer, amount)
+};
+
+struct PaymentDeclined {
+  std::string order_id;
+  std::string customer;
+  std::string reason;
+  TROUPE_MESSAGE(PaymentDeclined, order_id, customer, reason)
+};
+
+struct PaymentRefunded {
+  std::string order_id;
+  std::string customer;
+  std::int64_t amount = 0;
+  TROUPE_MESSAGE(PaymentRefunded, order_id, customer, amount)
+};
+
+// queries
+struct Account {
+  std::string customer;
+  std::int64_t initial = 0;
+  std::int64_t balance = 0;
+  std::int64_t captured = 0;
+  std::int64_t refunded = 0;
+  TROUPE_MESSAGE(Account, customer, initial, balance, captured, refunded)
+};
+
+struct Payment {
+  std::string order_id;
+  std::string customer;
+  std::int64_t captured = 0;
+  std::int64_t refunded = 0;
+  bool cancelled = false;  // the order was cancelled before any capture
+  TROUPE_MESSAGE(Payment, order_id, customer, captured, refunded, cancelled)
+};
+
+struct BalanceReport {
+  std::vector<Account> accounts;
+  std::vector<Payment> payments;  // a page: order_id > after
+  TROUPE_MESSAGE(BalanceReport, accounts, payments)
+};
+
+struct GetBalance {
+  std::optional<std::string> after;   // absent: from the start
+  std::optional<std::int64_t> limit;  // absent: 500
+  using Reply = BalanceReport;
+  TROUPE_MESSAGE(GetBalance, after, limit)
+};
+
+}  // namespace shop

@@ -1,0 +1,38 @@
+// shipping: its wire contract.
+#pragma once
+
+#include <troupe/domain/message.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace shop {
+
+struct ShipmentScheduled {
+  std::string order_id;
+  std::string shipment_id;
+  TROUPE_MESSAGE(ShipmentScheduled, order_id, shipment_id)
+};
+
+struct Shipment {
+  std::string order_id;
+  std::string shipment_id;
+  std::string status;  // scheduled | cancelled (an order cancelled before or after scheduling)
+  TROUPE_MESSAGE(Shipment, order_id, shipment_id, status)
+};
+
+struct ShipmentList {
+  std::vector<Shipment> shipments;
+  TROUPE_MESSAGE(ShipmentList, shipments)
+};
+
+struct ListShipments {
+  std::optional<std::string> after;   // absent: from the start
+  std::optional<std::int64_t> limit;  // absent: 500
+  using Reply = ShipmentList;
+  TROUPE_MESSAGE(ListShipments, after, limit)
+};
+
+}  // namespace shop

@@ -1,0 +1,24 @@
+// The one main() of every shop service: options, topology, seed, node, signals.
+// A service's own main.cpp only names itself and its install function.
+#pragma once
+
+#include "seed.hpp"
+
+#include <troupe/runtime/node.hpp>
+
+#include <functional>
+#include <string>
+
+namespace shop {
+
+using Install = std::function<void(troupe::Node&, const Seed&)>;
+
+// Exit codes: 0 clean stop (SIGTERM/SIGINT), 1 broken environment (address in use,
+// store unwritable, already running), 2 bad topology or seed file, 64 bad arguments.
+int service_main(int argc, char** argv, const std::string& name, const std::string& summary,
+                 const Install& install);
+
+// Loads the seed named by the topology ([mesh] seed, relative to the working directory).
+troupe::Result<Seed> seed_for(const troupe::Topology& topology);
+
+}  // namespace shop

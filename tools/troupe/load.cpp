@@ -1,0 +1,171 @@
+// troupe load: drives orders through the shop with a mix that produces every outcome
+// (unknown and scarce SKUs, customers short of credit, racing cancellations), waits
+// until every order is terminal, and reports throughput and end-to-end latency.
+#include "../../services/shop/seed.hpp"
+#include "cli.hpp"
+#include "shop_queries.hpp"
+
+#include <troupe/domain/id.hpp>
+
+#include <algorithm>
+#include <iomanip>
+#include <iostream>
+#include <random>
+#include <thread>
+#include <unistd.h>
+
+namespace troupe::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Tracked {
+  Clock::time_point sent;
+  std::optional<double> latency_ms;
+  std::string outcome;  // confirmed | cancelled | "" (not yet)
+};
+
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  auto i = static_cast<std::size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+}  // namespace
+
+Runner add_load(CLI::App& app) {
+  auto* cmd = app.add_subcommand("load", "place N orders with mixed outcomes and report latency; exit 1 if any is stuck");
+  struct Opts : Common {
+    int orders = 200;
+    double rate = 500;
+    unsigned seed = 1;
+    double cancel_ratio = 0.1;
+    int wait_s = 60;
+    bool quiet = false;
+  };
+  auto o = std::make_shared<Opts>();
+  add_common(*cmd, *o);
+  cmd->add_option("--orders,-n", o->orders, "how many orders")->capture_default_str()->check(CLI::Range(1, 10000000));
+  cmd->add_option("--rate,-r", o->rate, "orders per second (0: as fast as possible)")->capture_default_str();
+  cmd->add_option("--seed,-s", o->seed, "random seed of the mix (a run is reproducible)")->capture_default_str();
+  cmd->add_option("--cancel-ratio", o->cancel_ratio, "share of orders cancelled right after placing")->capture_default_str();
+  cmd->add_option("--wait", o->wait_s, "seconds to wait for every order to end")->capture_default_str();
+  cmd->add_flag("--quiet,-q", o->quiet, "no progress lines");
+  return [o, cmd]() -> int {
+    if (!*cmd) return -1;
+    auto t = load(*o);
+    if (!t) return kUsage;
+    auto seed = shop::load_seed(t->defaults.seed);
+    if (!seed) {
+      std::cerr << "troupe: " << seed.error().message() << '\n';
+      return kUsage;
+    }
+    std::vector<std::string> skus, scarce, customers;
+    for (const auto& [sku, s] : seed->skus) (s.stock < 1000 ? scarce : skus).push_back(sku);
+    for (const auto& [c, _] : seed->customers) customers.push_back(c);
+    if (skus.empty()) skus = scarce;
+
+    Client client(*t, "load");
+    client.watch({"orders"}, /*heartbeats=*/true);
+    // The first heartbeat proves the subscription is live: no terminal event is missed.
+    auto first = client.next_event(std::chrono::milliseconds(t->defaults.heartbeat.count() * 3 + 2000));
+    if (!first) {
+      std::cerr << "troupe: orders is not publishing (is the mesh up? try scripts/mesh up)\n";
+      return kUnreachable;
+    }
+
+    std::mt19937_64 rng(o->seed);
+    std::uniform_real_distribution<double> u(0, 1);
+    std::string run = new_id().substr(9, 9);  // unique per run, short
+    std::map<std::string, Tracked> tracked;
+    std::size_t terminal = 0, confirmed = 0, cancelled = 0;
+    auto on_event = [&](const Received& ev) {
+      if (ev.envelope.type != "OrderConfirmed" && ev.envelope.type != "OrderCancelled") return;
+      auto it = tracked.find(ev.envelope.correlationid);
+      if (it == tracked.end() || !it->second.outcome.empty()) return;
+      it->second.outcome = ev.envelope.type == "OrderConfirmed" ? "confirmed" : "cancelled";
+      it->second.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - it->second.sent).count();
+      ++terminal;
+      (ev.envelope.type == "OrderConfirmed" ? confirmed : cancelled)++;
+    };
+    auto drain = [&](std::chrono::milliseconds wait) {
+      while (auto ev = client.next_event(wait)) {
+        on_event(*ev);
+        wait = std::chrono::milliseconds(0);
+      }
+    };
+    bool tty = isatty(2);
+    auto progress = [&](bool force) {
+      static Clock::time_point last{};
+      if (o->quiet || (!force && Clock::now() - last < std::chrono::seconds(1))) return;
+      last = Clock::now();
+      std::cerr << (tty ? "\r" : "") << "load: " << tracked.size() << "/" << o->orders << " placed, " << terminal
+                << " ended" << (tty ? "   " : "\n") << std::flush;
+    };
+
+    auto t0 = Clock::now();
+    for (int i = 0; i < o->orders; ++i) {
+      if (o->rate > 0) {
+        auto due = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(i / o->rate));
+        while (Clock::now() < due) drain(std::chrono::duration_cast<std::chrono::milliseconds>(due - Clock::now()));
+      }
+      shop::PlaceOrder p;
+      p.order_id = "o" + run + "-" + std::to_string(i + 1);
+      p.customer = customers[rng() % customers.size()];
+      double roll = u(rng);
+      p.sku = roll < 0.03 ? "SKU-404" : roll < 0.10 && !scarce.empty() ? scarce[rng() % scarce.size()] : skus[rng() % skus.size()];
+      p.quantity = 1 + static_cast<std::int64_t>(rng() % 3);
+      tracked[p.order_id].sent = Clock::now();
+      auto sent = client.send("orders", p, p.order_id);
+      if (!sent) {
+        std::cerr << "troupe: " << sent.error().message() << '\n';
+        return kFailed;
+      }
+      if (u(rng) < o->cancel_ratio)
+        (void)client.send("orders", shop::CancelOrder{p.order_id, "changed my mind"}, p.order_id);
+      drain(std::chrono::milliseconds(0));
+      progress(false);
+    }
+    auto sent_done = Clock::now();
+    auto deadline = sent_done + std::chrono::seconds(o->wait_s);
+    // Wait for the terminal events; past a quiet spell, ask orders directly for the rest.
+    auto last_check = Clock::now();
+    while (terminal < tracked.size() && Clock::now() < deadline) {
+      drain(std::chrono::milliseconds(100));
+      progress(false);
+      if (terminal < tracked.size() && Clock::now() - last_check > std::chrono::seconds(2)) {
+        last_check = Clock::now();
+        for (auto& [id, tr] : tracked) {
+          if (!tr.outcome.empty()) continue;
+          auto v = client.query("orders", shop::GetOrder{id}, std::chrono::milliseconds(1000));
+          if (v && (v->status == "confirmed" || v->status == "cancelled")) {
+            tr.outcome = v->status;
+            ++terminal;
+            (v->status == "confirmed" ? confirmed : cancelled)++;
+          }
+        }
+      }
+    }
+    progress(true);
+    if (!o->quiet && tty) std::cerr << '\n';
+    double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+    std::vector<double> lat;
+    for (auto& [_, tr] : tracked)
+      if (tr.latency_ms) lat.push_back(*tr.latency_ms);
+    std::size_t stuck = tracked.size() - terminal;
+    std::cout << std::fixed << std::setprecision(1);
+    std::cout << "load: " << tracked.size() << " orders in " << elapsed << " s ("
+              << (elapsed > 0 ? static_cast<double>(terminal) / elapsed : 0) << " orders/s ended; sent at "
+              << static_cast<double>(tracked.size()) / std::max(1e-9, std::chrono::duration<double>(sent_done - t0).count())
+              << "/s)\n";
+    std::cout << std::setprecision(2) << "latency (PlaceOrder sent -> terminal event): p50 " << percentile(lat, 0.5)
+              << " ms, p99 " << percentile(lat, 0.99) << " ms, max " << percentile(lat, 1.0) << " ms ("
+              << lat.size() << " timed)\n";
+    std::cout << "orders: " << tracked.size() << " placed, " << confirmed << " confirmed, " << cancelled
+              << " cancelled, " << stuck << " stuck\n";
+    return stuck ? kFailed : kOk;
+  };
+}
+
+}  // namespace troupe::cli
