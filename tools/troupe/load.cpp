@@ -41,6 +41,7 @@ Runner add_load(CLI::App& app) {
     double rate = 500;
     unsigned seed = 1;
     double cancel_ratio = 0.1;
+    int cancel_delay_ms = 0;
     int wait_s = 60;
     bool quiet = false;
   };
@@ -50,6 +51,9 @@ Runner add_load(CLI::App& app) {
   cmd->add_option("--rate,-r", o->rate, "orders per second (0: as fast as possible)")->capture_default_str();
   cmd->add_option("--seed,-s", o->seed, "random seed of the mix (a run is reproducible)")->capture_default_str();
   cmd->add_option("--cancel-ratio", o->cancel_ratio, "share of orders cancelled right after placing")->capture_default_str();
+  cmd->add_option("--cancel-delay", o->cancel_delay_ms,
+                  "send each cancellation up to this many ms after its order (racing the saga)")
+      ->capture_default_str();
   cmd->add_option("--wait", o->wait_s, "seconds to wait for every order to end")->capture_default_str();
   cmd->add_flag("--quiet,-q", o->quiet, "no progress lines");
   return [o, cmd]() -> int {
@@ -89,7 +93,19 @@ Runner add_load(CLI::App& app) {
       ++terminal;
       (ev.envelope.type == "OrderConfirmed" ? confirmed : cancelled)++;
     };
+    std::multimap<Clock::time_point, std::string> cancels;  // due -> order id
+    auto send_due_cancels = [&] {
+      while (!cancels.empty() && cancels.begin()->first <= Clock::now()) {
+        auto id = cancels.begin()->second;
+        cancels.erase(cancels.begin());
+        (void)client.send("orders", shop::CancelOrder{id, "changed my mind"}, id);
+      }
+    };
     auto drain = [&](std::chrono::milliseconds wait) {
+      send_due_cancels();
+      if (!cancels.empty())
+        wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(cancels.begin()->first - Clock::now()));
+      if (wait.count() < 0) wait = std::chrono::milliseconds(0);
       while (auto ev = client.next_event(wait)) {
         on_event(*ev);
         wait = std::chrono::milliseconds(0);
@@ -123,7 +139,9 @@ Runner add_load(CLI::App& app) {
         return kFailed;
       }
       if (u(rng) < o->cancel_ratio)
-        (void)client.send("orders", shop::CancelOrder{p.order_id, "changed my mind"}, p.order_id);
+        cancels.emplace(Clock::now() + std::chrono::microseconds(o->cancel_delay_ms > 0 ? rng() % (o->cancel_delay_ms * 1000) : 0),
+                        p.order_id);
+      send_due_cancels();
       drain(std::chrono::milliseconds(0));
       progress(false);
     }
@@ -131,7 +149,7 @@ Runner add_load(CLI::App& app) {
     auto deadline = sent_done + std::chrono::seconds(o->wait_s);
     // Wait for the terminal events; past a quiet spell, ask orders directly for the rest.
     auto last_check = Clock::now();
-    while (terminal < tracked.size() && Clock::now() < deadline) {
+    while ((terminal < tracked.size() || !cancels.empty()) && Clock::now() < deadline) {
       drain(std::chrono::milliseconds(100));
       progress(false);
       if (terminal < tracked.size() && Clock::now() - last_check > std::chrono::seconds(2)) {

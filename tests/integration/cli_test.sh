@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The troupe command: --help everywhere, `check` on the shipped and on broken
+# topologies (file:line), exit codes for unreachable services and bad arguments.
+# Usage: cli_test.sh SOURCE_ROOT TROUPE_BINARY
+set -uo pipefail
+cd "$1"
+troupe=$2
+tmp=$(mktemp -d /tmp/troupe-cli-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+expect() {  # description, expected exit code, expected output substring, command...
+  local what=$1 code=$2 text=$3; shift 3
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  if [[ $rc -eq $code && $out == *"$text"* ]]; then echo "ok: $what"
+  else echo "FAIL: $what (exit $rc, expected $code; output: $out)"; failures=$((failures + 1)); fi
+}
+
+for sub in check send query status deadletters verify load tap; do
+  expect "troupe $sub --help" 0 "Usage:" "$troupe" "$sub" --help
+done
+expect "troupe --help lists the subcommands" 0 "deadletters" "$troupe" --help
+expect "no subcommand is a usage error" 2 "" "$troupe"
+
+expect "the shipped topology is valid" 0 "topology/shop.toml: OK (5 services" "$troupe" check
+expect "a warning names file and line" 0 "topology/shop.toml:22: warning: service 'inventory' publishes 'StockReleased'" "$troupe" check
+for t in topology/*.toml; do
+  [[ $t == *seed* ]] && continue
+  expect "$t is valid" 0 ": OK (" "$troupe" check --topology "$t"
+done
+
+sed 's/orders = \["OrderPlaced", "OrderCancelled"\]/ordrs = ["OrderPlaced", "OrderCancelled"]/' topology/shop.toml >"$tmp/broken.toml"
+expect "an unknown publisher is an error with file:line" 1 "$tmp/broken.toml:28: error: service 'inventory' reacts to unknown service 'ordrs'" \
+  "$troupe" check --topology "$tmp/broken.toml"
+sed 's/heartbeat_ms = 500/heartbeat_ms = "fast"/' topology/shop.toml >"$tmp/typed.toml"
+expect "a wrong type is an error with file:line" 1 "$tmp/typed.toml:7: 'heartbeat_ms' must be an integer" \
+  "$troupe" check --topology "$tmp/typed.toml"
+expect "a missing topology file" 1 "/nonexistent.toml: cannot read the topology file" "$troupe" check --topology /nonexistent.toml
+
+expect "a query to a service that is not running exits 3" 3 "no reply to \$health within 200 ms" \
+  "$troupe" query --state-dir "$tmp/none" --timeout 200 orders '$health'
+expect "status shows unreachable services and exits 3" 3 "unreachable" "$troupe" status --state-dir "$tmp/none" --timeout 100
+expect "a payload that is not JSON exits 2" 2 "the payload is not JSON" "$troupe" send --state-dir "$tmp/none" orders PlaceOrder '{oops'
+expect "a command the service does not accept exits 2" 2 "does not accept command 'Shout'" "$troupe" send --state-dir "$tmp/none" orders Shout '{}'
+
+echo "cli: $failures failure(s)"
+exit $((failures > 0))
