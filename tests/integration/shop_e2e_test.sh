@@ -4,15 +4,19 @@
 #   cancellations racing the saga converge to a consistent state;
 #   a malformed PlaceOrder is dead-lettered and the next order still completes;
 #   restarting a service mid-load loses no order; `down` leaves no process behind.
-# Usage: shop_e2e_test.sh SOURCE_ROOT BUILD_ROOT
+# With topology/shop-edge.toml the same test runs on the one-process edge binary (a
+# restart then restarts the whole process).
+# Usage: shop_e2e_test.sh SOURCE_ROOT BUILD_ROOT [TOPOLOGY]
 set -uo pipefail
 src=$1
 export TROUPE_BUILD_DIR=$2
+topology=${3:-topology/shop.toml}
 cd "$src"
 state=$(mktemp -d /tmp/troupe-e2e-XXXXXX)
-mesh=(scripts/mesh --state-dir "$state")
+mesh=(scripts/mesh --topology "$topology" --state-dir "$state")
 troupe=("$TROUPE_BUILD_DIR/troupe")
-args=(--state-dir "$state")
+args=(--topology "$topology" --state-dir "$state")
+echo "shop e2e on $topology"
 failures=0
 check() {  # description, command...
   local what=$1; shift
@@ -49,7 +53,13 @@ check "the malformed PlaceOrder is a dead letter with its reason" grep -q "field
 
 "${troupe[@]}" load "${args[@]}" --orders 600 --rate 300 --seed 9 --quiet >"$state/restart-load.out" &
 load=$!
-until grep -q '"head":[1-9][0-9][0-9]' <<<"$("${troupe[@]}" query "${args[@]}" payments '$health' 2>/dev/null)"; do sleep 0.05; done
+# Restart once the load is under way (orders' head has moved on), with a deadline.
+start_head=$("${troupe[@]}" query "${args[@]}" orders '$health' | grep -o '"head":[0-9]*' | cut -d: -f2)
+deadline=$((SECONDS + 30))
+until (( $("${troupe[@]}" query "${args[@]}" orders '$health' | grep -o '"head":[0-9]*' | cut -d: -f2) > start_head + 100 )); do
+  if ! kill -0 "$load" 2>/dev/null || ((SECONDS > deadline)); then echo "FAIL: the load did not get under way"; break; fi
+  sleep 0.05
+done
 check "payments restarts mid-load" "${mesh[@]}" restart payments
 wait "$load"
 tail -1 "$state/restart-load.out"

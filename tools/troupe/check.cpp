@@ -8,18 +8,21 @@ namespace troupe::cli {
 Runner add_check(CLI::App& app) {
   auto* cmd = app.add_subcommand("check", "validate a topology file (errors exit 1, warnings do not)");
   struct Opts : Common {
-    bool list = false, print_state_dir = false;
+    bool list = false, print_state_dir = false, print_host = false;
   };
   auto c = std::make_shared<Opts>();
   add_common(*cmd, *c);
   cmd->add_flag("--list", c->list, "print only the service names, one a line (for scripts)");
   cmd->add_flag("--print-state-dir", c->print_state_dir, "print only the state directory (for scripts)");
+  cmd->add_flag("--print-host", c->print_host, "print only [mesh] host, the one-process executable, if any");
   return [c, cmd]() -> int {
     if (!*cmd) return -1;
-    auto t = load(*c, /*check=*/c->list || c->print_state_dir);
+    bool scripted = c->list || c->print_state_dir || c->print_host;
+    auto t = load(*c, /*check=*/scripted);
     if (!t) return kFailed;
-    if (c->list || c->print_state_dir) {
+    if (scripted) {
       if (c->print_state_dir) std::cout << t->defaults.state_dir << '\n';
+      if (c->print_host) std::cout << t->defaults.host << '\n';
       if (c->list)
         for (const auto& s : t->services) std::cout << s.name << '\n';
       return kOk;

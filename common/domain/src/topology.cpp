@@ -18,6 +18,14 @@ bool ServiceSpec::publishes_type(std::string_view type) const { return contains(
 bool ServiceSpec::accepts_type(std::string_view type) const { return contains(accepts, type); }
 bool ServiceSpec::answers_type(std::string_view type) const { return contains(answers, type); }
 
+Endpoints Topology::external(const ServiceSpec& s) const {
+  Endpoints e = s.endpoints;
+  if (!s.expose.events.empty()) e.events = s.expose.events;
+  if (!s.expose.commands.empty()) e.commands = s.expose.commands;
+  if (!s.expose.queries.empty()) e.queries = s.expose.queries;
+  return e;
+}
+
 const ServiceSpec* Topology::find(std::string_view name) const {
   for (const auto& s : services)
     if (s.name == name) return &s;
@@ -61,7 +69,12 @@ std::vector<TopologyIssue> check_topology(const Topology& t) {
     if (!valid_name(s.name)) error(s.line, "service name '" + s.name + "' is not a valid name");
     for (auto [role, e] : {std::pair{"events", &s.endpoints.events},
                            std::pair{"commands", &s.endpoints.commands},
-                           std::pair{"queries", &s.endpoints.queries}}) {
+                           std::pair{"queries", &s.endpoints.queries},
+                           std::pair{"exposed events", &s.expose.events},
+                           std::pair{"exposed commands", &s.expose.commands},
+                           std::pair{"exposed queries", &s.expose.queries}}) {
+      bool exposed = std::string_view(role).rfind("exposed", 0) == 0;
+      if (e->empty() && exposed) continue;
       if (e->empty()) {
         error(s.line, "service '" + s.name + "' has no " + role + " endpoint");
         continue;

@@ -29,7 +29,10 @@ Client::~Client() {
 }
 
 void Client::set_endpoints(const std::string& service, const Endpoints& endpoints) {
-  if (auto* s = topology_.find(service)) s->endpoints = endpoints;
+  if (auto* s = topology_.find(service)) {
+    s->endpoints = endpoints;
+    s->expose = {};
+  }
   dealers_.erase(service);
   pushes_.erase(service);
 }
@@ -40,7 +43,7 @@ zmq::socket_t& Client::dealer(const std::string& service) {
     slot = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::dealer);
     slot->set(zmq::sockopt::linger, 0);
     slot->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(64u << 20));
-    slot->connect(topology_.find(service)->endpoints.queries);
+    slot->connect(topology_.external(*topology_.find(service)).queries);
   }
   return *slot;
 }
@@ -50,7 +53,7 @@ zmq::socket_t& Client::push(const std::string& service) {
   if (!slot) {
     slot = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::push);
     slot->set(zmq::sockopt::linger, 5000);
-    slot->connect(topology_.find(service)->endpoints.commands);
+    slot->connect(topology_.external(*topology_.find(service)).commands);
   }
   return *slot;
 }
@@ -87,7 +90,7 @@ Result<Received> Client::query_raw(const std::string& service, const std::string
   dealers_.erase(service);  // drop the request still queued for a dead peer
   return reject(Rejection::Code::invalid, service,
                 "no reply to " + type + " within " + std::to_string(timeout.count()) +
-                    " ms (is it running? queries endpoint " + spec->endpoints.queries + ")");
+                    " ms (is it running? queries endpoint " + topology_.external(*spec).queries + ")");
 }
 
 Result<Envelope> Client::send_raw(const std::string& service, const std::string& type,
@@ -112,7 +115,7 @@ void Client::watch(const std::vector<std::string>& services, bool heartbeats) {
       continue;
     for (const auto& t : s.publishes) watcher_->set(zmq::sockopt::subscribe, t + " ");
     if (heartbeats) watcher_->set(zmq::sockopt::subscribe, builtin::kHeartbeatTopic);
-    watcher_->connect(s.endpoints.events);
+    watcher_->connect(topology_.external(s).events);
   }
 }
 

@@ -142,6 +142,10 @@ void NodeCore::bind_all() {
   bind(pub_, self_->endpoints.events, "events", bound_.events);
   bind(pull_, self_->endpoints.commands, "commands", bound_.commands);
   bind(router_, self_->endpoints.queries, "queries", bound_.queries);
+  std::string ignored;
+  if (!self_->expose.events.empty()) bind(pub_, self_->expose.events, "exposed events", ignored);
+  if (!self_->expose.commands.empty()) bind(pull_, self_->expose.commands, "exposed commands", ignored);
+  if (!self_->expose.queries.empty()) bind(router_, self_->expose.queries, "exposed queries", ignored);
 }
 
 void NodeCore::connect_all() {

@@ -81,7 +81,8 @@ struct Parser {
   bool mesh(const ::toml::table& t, int line, Topology& topo) {
     if (!only_keys(t, "[mesh]",
                    {"name", "state_dir", "heartbeat_ms", "security", "durability", "synchronous",
-                    "batch_max", "batch_delay_us", "retention_events", "max_message_bytes", "seed"}))
+                    "batch_max", "batch_delay_us", "retention_events", "max_message_bytes", "seed",
+                    "host"}))
       return false;
     auto& d = topo.defaults;
     std::string durability = "durable", synchronous = "full";
@@ -92,6 +93,7 @@ struct Parser {
         !get_string(t, "durability", durability, false, line, "[mesh]") ||
         !get_string(t, "synchronous", synchronous, false, line, "[mesh]") ||
         !get_string(t, "seed", d.seed, false, line, "[mesh]") ||
+        !get_string(t, "host", d.host, false, line, "[mesh]") ||
         !get_int(t, "heartbeat_ms", heartbeat, 10, 3'600'000) ||
         !get_int(t, "batch_max", d.batch_max, 1, 100'000) ||
         !get_int(t, "batch_delay_us", delay, 0, 1'000'000) ||
@@ -130,8 +132,18 @@ struct Parser {
     s.line = line_of(t);
     std::string where = "[services." + s.name + "]";
     if (!only_keys(t, where, {"events", "commands", "queries", "publishes", "accepts", "answers",
-                              "reacts_to", "sends"}))
+                              "reacts_to", "sends", "expose"}))
       return false;
+    if (const ::toml::node* n = t.get("expose")) {
+      const ::toml::table* x = n->as_table();
+      std::string xwhere = where + ".expose";
+      if (!x) return fail(line_of(*n), "expose must be a table of events/commands/queries endpoints", Code::wrong_type);
+      if (!only_keys(*x, xwhere, {"events", "commands", "queries"}) ||
+          !get_string(*x, "events", s.expose.events, false, s.line, xwhere) ||
+          !get_string(*x, "commands", s.expose.commands, false, s.line, xwhere) ||
+          !get_string(*x, "queries", s.expose.queries, false, s.line, xwhere))
+        return false;
+    }
     if (!get_string(t, "events", s.endpoints.events, true, s.line, where) ||
         !get_string(t, "commands", s.endpoints.commands, true, s.line, where) ||
         !get_string(t, "queries", s.endpoints.queries, true, s.line, where))
@@ -190,7 +202,8 @@ Result<Topology> parse_topology(std::string_view text, std::string name, const L
                           "services." + std::string(k.str()) + " must be a table");
     ServiceSpec s;
     if (!p.service(std::string(k.str()), *t, s)) return *p.error;
-    for (auto* e : {&s.endpoints.events, &s.endpoints.commands, &s.endpoints.queries})
+    for (auto* e : {&s.endpoints.events, &s.endpoints.commands, &s.endpoints.queries, &s.expose.events,
+                    &s.expose.commands, &s.expose.queries})
       substitute(*e, "{state_dir}", topo.defaults.state_dir);
     topo.services.push_back(std::move(s));
   }

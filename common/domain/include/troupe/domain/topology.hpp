@@ -36,6 +36,9 @@ struct CommandRoute {
 struct ServiceSpec {
   std::string name;
   Endpoints endpoints;
+  // Extra endpoints bound for tools in other processes when `endpoints` are inproc
+  // (the edge binary); empty when not needed. Clients prefer these.
+  Endpoints expose;
   std::vector<std::string> publishes;  // event types
   std::vector<std::string> accepts;    // command types
   std::vector<std::string> answers;    // query types (besides the built-in $-queries)
@@ -62,6 +65,7 @@ struct MeshDefaults {
   std::size_t retention_events = 1'000'000;    // outbox events kept for replay
   std::size_t max_message_bytes = 1u << 20;    // ZMQ_MAXMSGSIZE on every socket
   std::string seed;                            // seed data file for the example services
+  std::string host;  // executable hosting every service in one process ("" = one each)
 };
 
 struct Topology {
@@ -69,6 +73,10 @@ struct Topology {
   std::string mesh;
   MeshDefaults defaults;
   std::vector<ServiceSpec> services;
+
+  // Where a process outside the mesh reaches `service`: its expose endpoints if it has
+  // them, else its endpoints.
+  Endpoints external(const ServiceSpec& service) const;
 
   const ServiceSpec* find(std::string_view name) const;
   ServiceSpec* find(std::string_view name);
