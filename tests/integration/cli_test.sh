@@ -16,7 +16,7 @@ expect() {  # description, expected exit code, expected output substring, comman
   else echo "FAIL: $what (exit $rc, expected $code; output: $out)"; failures=$((failures + 1)); fi
 }
 
-for sub in check send query status deadletters verify load tap; do
+for sub in check send query status deadletters verify load tap trace graph metrics export; do
   expect "troupe $sub --help" 0 "Usage:" "$troupe" "$sub" --help
 done
 expect "troupe --help lists the subcommands" 0 "deadletters" "$troupe" --help
@@ -42,6 +42,24 @@ expect "a query to a service that is not running exits 3" 3 "no reply to \$healt
 expect "status shows unreachable services and exits 3" 3 "unreachable" "$troupe" status --state-dir "$tmp/none" --timeout 100
 expect "a payload that is not JSON exits 2" 2 "the payload is not JSON" "$troupe" send --state-dir "$tmp/none" orders PlaceOrder '{oops'
 expect "a command the service does not accept exits 2" 2 "does not accept command 'Shout'" "$troupe" send --state-dir "$tmp/none" orders Shout '{}'
+
+# Deployment: systemd units that systemd itself accepts.
+"$troupe" export systemd --out "$tmp/units" --bin-dir "$(dirname "$troupe")/services" --workdir "$PWD" >/dev/null
+expect "one unit per service and a target" 0 "troupe-shop-orders.service" ls "$tmp/units"
+if command -v systemd-analyze >/dev/null; then
+  expect "systemd-analyze verify accepts the units" 0 "" \
+    bash -c 'cd "$1" && systemd-analyze verify --man=no ./*.service ./*.target 2>&1 | grep -v "Cannot add dependency job\|ignoring\|Failed to connect" ; exit ${PIPESTATUS[0]}' _ "$tmp/units"
+else
+  echo "skip: systemd-analyze is not installed"
+fi
+"$troupe" export systemd --topology topology/shop-edge.toml --out "$tmp/edge-units" --bin-dir "$(dirname "$troupe")/services" >/dev/null
+expect "the edge topology gets one unit for its host process" 0 "troupe-shop-shop-edge.service" ls "$tmp/edge-units"
+
+# The choreography as a picture.
+expect "graph: DOT edges from publisher to subscriber" 0 '"orders" -> "inventory" [label="OrderPlaced\nOrderCancelled"]' "$troupe" graph
+expect "graph: Mermaid" 0 'orders -- "OrderPlaced<br/>OrderCancelled" --> inventory' "$troupe" graph --format mermaid
+expect "metrics --prometheus marks services that do not answer" 0 'troupe_up{service="orders"} 0' \
+  "$troupe" metrics --prometheus --state-dir "$tmp/none" --timeout 100
 
 echo "cli: $failures failure(s)"
 exit $((failures > 0))

@@ -222,7 +222,7 @@ TEST_CASE("several nodes share one process and one context over inproc, each on 
 }
 
 TEST_CASE("$health, $metrics and $topology describe the node", "[node][integration]") {
-  Mesh m("inproc", 1);
+  Mesh m("ipc", 1);
   m.start();
   REQUIRE(m.client->send("pub", Emit{10, ""}));
   REQUIRE(eventually([&] { return applied(*m.client, "sub1") == 10; }));
@@ -236,6 +236,7 @@ TEST_CASE("$health, $metrics and $topology describe the node", "[node][integrati
   auto metrics = json_query(*m.client, "sub1", "$metrics");
   CHECK(metrics["types"]["Ping"]["handled"] == 10);
   CHECK(metrics["types"]["Ping"]["latency_us"]["count"] == 10);
+  CHECK(metrics["socket_events"]["accepted"].get<int>() >= 1);  // the test client, at least
   auto pub_metrics = json_query(*m.client, "pub", "$metrics");
   CHECK(pub_metrics["types"]["Ping"]["published"] == 10);
   CHECK(pub_metrics["types"]["Emit"]["handled"] == 1);

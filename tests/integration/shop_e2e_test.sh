@@ -51,6 +51,28 @@ letters=$("${troupe[@]}" deadletters "${args[@]}" list orders)
 echo "$letters"
 check "the malformed PlaceOrder is a dead letter with its reason" grep -q "field 'quantity': expected integer, got string" <<<"$letters"
 
+# Traces: a cancelled order shows its compensation; a stuck one names who it waits on.
+"${troupe[@]}" send "${args[@]}" --wait orders PlaceOrder '{"order_id":"trace-1","customer":"erin","sku":"MN-303","quantity":1}' >/dev/null
+deadline=$((SECONDS + 10))
+until "${troupe[@]}" query "${args[@]}" orders GetOrder '{"order_id":"trace-1"}' | grep -q cancelled || ((SECONDS > deadline)); do sleep 0.05; done
+tr=$("${troupe[@]}" trace "${args[@]}" trace-1)
+echo "$tr"
+check "the trace of a cancelled order marks the compensation" grep -q "inventory/StockReleased.*\[compensation\]" <<<"$tr"
+check "the trace of a cancelled order ends in its outcome" grep -q "outcome: " <<<"$tr"
+if [[ $topology != *edge* ]]; then
+  "${mesh[@]}" kill payments >/dev/null
+  "${troupe[@]}" send "${args[@]}" orders PlaceOrder '{"order_id":"trace-2","customer":"alice","sku":"KB-101","quantity":1}' >/dev/null
+  deadline=$((SECONDS + 10))
+  until "${troupe[@]}" trace "${args[@]}" --timeout 300 trace-2 2>/dev/null | grep -q StockReserved || ((SECONDS > deadline)); do sleep 0.05; done
+  tr=$("${troupe[@]}" trace "${args[@]}" --timeout 300 trace-2 2>&1)
+  echo "$tr"
+  check "the trace of a stuck order names the service it waits on" grep -q "waiting .* s: payments has not reacted to StockReserved #" <<<"$tr"
+  "${mesh[@]}" up >/dev/null
+  deadline=$((SECONDS + 15))
+  until "${troupe[@]}" query "${args[@]}" orders GetOrder '{"order_id":"trace-2"}' | grep -q confirmed || ((SECONDS > deadline)); do sleep 0.05; done
+  check "once payments is back the order completes" bash -c '"$@" | grep -q "outcome: orders/OrderConfirmed"' _ "${troupe[@]}" trace "${args[@]}" trace-2
+fi
+
 "${troupe[@]}" load "${args[@]}" --orders 600 --rate 300 --seed 9 --quiet >"$state/restart-load.out" &
 load=$!
 # Restart once the load is under way (orders' head has moved on), with a deadline.

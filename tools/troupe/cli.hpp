@@ -52,5 +52,9 @@ Runner add_deadletters(CLI::App& app);
 Runner add_verify(CLI::App& app);
 Runner add_load(CLI::App& app);
 Runner add_tap(CLI::App& app);
+Runner add_trace(CLI::App& app);
+Runner add_graph(CLI::App& app);
+Runner add_metrics(CLI::App& app);
+Runner add_export(CLI::App& app);
 
 }  // namespace troupe::cli

@@ -21,6 +21,9 @@ using Clock = std::chrono::steady_clock;
 
 struct Tracked {
   Clock::time_point sent;
+  Clock::time_point checked;
+  Envelope envelope;  // the PlaceOrder as sent, to resend with the same id
+  std::string payload;
   std::optional<double> latency_ms;
   std::string outcome;  // confirmed | cancelled | "" (not yet)
 };
@@ -120,6 +123,30 @@ Runner add_load(CLI::App& app) {
                 << " ended" << (tty ? "   " : "\n") << std::flush;
     };
 
+    // An order that has not ended after a while: ask orders about it. Ended: count it.
+    // Unknown to orders (the PlaceOrder was lost, e.g. orders was killed with it
+    // unread): resend the same command; its id and the order id make that safe.
+    std::size_t resent = 0;
+    auto check_unfinished = [&] {
+      int asked = 0;
+      auto now = Clock::now();
+      for (auto& [id, tr] : tracked) {
+        if (!tr.outcome.empty() || now - tr.checked < std::chrono::seconds(2) || asked >= 500) continue;
+        tr.checked = now;
+        ++asked;
+        auto v = client.query("orders", shop::GetOrder{id}, std::chrono::milliseconds(1000));
+        if (v && (v->status == "confirmed" || v->status == "cancelled")) {
+          tr.outcome = v->status;
+          ++terminal;
+          (v->status == "confirmed" ? confirmed : cancelled)++;
+        } else if (!v && v.error().code == Rejection::Code::refused) {
+          (void)client.resend("orders", tr.envelope, tr.payload);
+          ++resent;
+        }
+      }
+    };
+    auto last_sweep = Clock::now();
+
     auto t0 = Clock::now();
     for (int i = 0; i < o->orders; ++i) {
       if (o->rate > 0) {
@@ -132,18 +159,25 @@ Runner add_load(CLI::App& app) {
       double roll = u(rng);
       p.sku = roll < 0.03 ? "SKU-404" : roll < 0.10 && !scarce.empty() ? scarce[rng() % scarce.size()] : skus[rng() % skus.size()];
       p.quantity = 1 + static_cast<std::int64_t>(rng() % 3);
-      tracked[p.order_id].sent = Clock::now();
+      auto& tr = tracked[p.order_id];
+      tr.sent = tr.checked = Clock::now();
       auto sent = client.send("orders", p, p.order_id);
       if (!sent) {
         std::cerr << "troupe: " << sent.error().message() << '\n';
         return kFailed;
       }
+      tr.envelope = *sent;
+      tr.payload = codec::encode(p);
       if (u(rng) < o->cancel_ratio)
         cancels.emplace(Clock::now() + std::chrono::microseconds(o->cancel_delay_ms > 0 ? rng() % (o->cancel_delay_ms * 1000) : 0),
                         p.order_id);
       send_due_cancels();
       drain(std::chrono::milliseconds(0));
       progress(false);
+      if (Clock::now() - last_sweep > std::chrono::seconds(2)) {
+        last_sweep = Clock::now();
+        check_unfinished();
+      }
     }
     auto sent_done = Clock::now();
     auto deadline = sent_done + std::chrono::seconds(o->wait_s);
@@ -154,15 +188,7 @@ Runner add_load(CLI::App& app) {
       progress(false);
       if (terminal < tracked.size() && Clock::now() - last_check > std::chrono::seconds(2)) {
         last_check = Clock::now();
-        for (auto& [id, tr] : tracked) {
-          if (!tr.outcome.empty()) continue;
-          auto v = client.query("orders", shop::GetOrder{id}, std::chrono::milliseconds(1000));
-          if (v && (v->status == "confirmed" || v->status == "cancelled")) {
-            tr.outcome = v->status;
-            ++terminal;
-            (v->status == "confirmed" ? confirmed : cancelled)++;
-          }
-        }
+        check_unfinished();
       }
     }
     progress(true);
@@ -180,6 +206,7 @@ Runner add_load(CLI::App& app) {
     std::cout << std::setprecision(2) << "latency (PlaceOrder sent -> terminal event): p50 " << percentile(lat, 0.5)
               << " ms, p99 " << percentile(lat, 0.99) << " ms, max " << percentile(lat, 1.0) << " ms ("
               << lat.size() << " timed)\n";
+    if (resent) std::cout << "resent " << resent << " PlaceOrder command(s) that orders had not received\n";
     std::cout << "orders: " << tracked.size() << " placed, " << confirmed << " confirmed, " << cancelled
               << " cancelled, " << stuck << " stuck\n";
     return stuck ? kFailed : kOk;

@@ -1,5 +1,6 @@
 // troupe: the command-line tool for a troupe mesh — check, send, query, status,
-// deadletters, tap, and for the example shop verify and load. Every subcommand has --help; exit codes are listed in docs/operations.md.
+// deadletters, tap, trace, graph, metrics, and for the example shop verify and
+// load. Every subcommand has --help; exit codes are listed in docs/operations.md.
 #include "cli.hpp"
 
 #include <troupe/runtime/node.hpp>
@@ -14,7 +15,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string(troupe::kVersion));
   std::vector<Runner> runners{add_check(app), add_send(app), add_query(app), add_status(app),
-                              add_deadletters(app), add_verify(app), add_load(app), add_tap(app)};
+                              add_deadletters(app), add_verify(app), add_load(app), add_tap(app),
+                              add_trace(app), add_graph(app), add_metrics(app), add_export(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

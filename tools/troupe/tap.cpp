@@ -1,13 +1,23 @@
-// troupe tap: watches every service's events live, one aligned line per message (or
-// CloudEvents JSON per line), with filters.
+// troupe tap: watches the mesh live. Events come from every service's events socket;
+// while a tap is subscribed, services also mirror the commands, queries, dead letters
+// and gap/repair notices they handle (docs/protocol.md §7.7). One aligned line per
+// message (colour on a terminal) or one CloudEvents JSON document per line; filters;
+// --record FILE keeps everything seen, --from FILE reads it back through the filters.
 #include "cli.hpp"
+
+#include <troupe/runtime/builtin.hpp>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
 
 #include <fnmatch.h>
 #include <unistd.h>
 
 #include <csignal>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <map>
 
 namespace troupe::cli {
 namespace {
@@ -15,13 +25,21 @@ namespace {
 volatile std::sig_atomic_t g_stop = 0;
 extern "C" void on_signal(int) { g_stop = 1; }
 
-// A few payload fields worth showing on one line.
-std::string key_fields(const nlohmann::json& data) {
+// One thing the tap saw, in its JSON form (a CloudEvent plus troupe's tap attributes).
+nlohmann::json record(const Envelope& original, std::string_view payload, const std::string& kind,
+                      const std::string& target) {
+  auto j = cloudevent(original, payload);
+  j["tapkind"] = kind;  // event, command, query, deadletter, gap, repaired
+  j["taptarget"] = target;
+  return j;
+}
+
+std::string short_fields(const nlohmann::json& data) {
   std::string out;
   if (!data.is_object()) return out;
   for (const auto& [k, v] : data.items()) {
-    if (k == "order_id") continue;  // already shown as the correlation
-    if (out.size() > 60) {
+    if (k == "order_id") continue;  // shown as the correlation
+    if (out.size() > 70) {
       out += " …";
       break;
     }
@@ -33,58 +51,145 @@ std::string key_fields(const nlohmann::json& data) {
 }  // namespace
 
 Runner add_tap(CLI::App& app) {
-  auto* cmd = app.add_subcommand("tap", "watch the events of every service live, with filters");
+  auto* cmd = app.add_subcommand("tap", "watch events, commands, queries, dead letters and gap repairs live, with filters");
   struct Opts : Common {
     std::vector<std::string> services;
-    std::string type = "*", kind, correlation;
-    bool json = false;
+    std::string type = "*", kind, correlation, record_file, from_file;
+    bool json = false, events_only = false;
     int limit = 0;
     double seconds = 0;
   };
   auto o = std::make_shared<Opts>();
   add_common(*cmd, *o);
-  cmd->add_option("--service", o->services, "only these publishers (repeatable)");
+  cmd->add_option("--service", o->services, "only messages from or to these services (repeatable)");
   cmd->add_option("--type", o->type, "only types matching this glob, e.g. 'Order*'")->capture_default_str();
-  cmd->add_option("--kind", o->kind, "only this kind (event)");
+  cmd->add_option("--kind", o->kind, "only event, command, query, deadletter, gap or repaired");
   cmd->add_option("--correlation", o->correlation, "only this correlation id (an order id)");
   cmd->add_flag("--json", o->json, "one CloudEvents JSON document per line");
-  cmd->add_option("--limit", o->limit, "stop after this many messages (0: no limit)");
+  cmd->add_flag("--events-only", o->events_only, "do not ask services to mirror what they handle");
+  cmd->add_option("--record", o->record_file, "also write everything seen to FILE (JSON lines)");
+  cmd->add_option("--from", o->from_file, "read a recording instead of the live mesh");
+  cmd->add_option("--limit", o->limit, "stop after this many shown messages (0: no limit)");
   cmd->add_option("--seconds", o->seconds, "stop after this many seconds (0: until interrupted)");
   return [o, cmd]() -> int {
     if (!*cmd) return -1;
+    bool colour = isatty(1) && !o->json;
+    int shown = 0;
+    auto show = [&](const nlohmann::json& r) {
+      std::string kind = r.value("tapkind", "event"), source = r.value("source", ""),
+                  target = r.value("taptarget", ""), type = r.value("type", ""),
+                  corr = r.value("correlationid", "");
+      if (fnmatch(o->type.c_str(), type.c_str(), 0) != 0) return;
+      if (!o->kind.empty() && o->kind != kind) return;
+      if (!o->correlation.empty() && o->correlation != corr) return;
+      if (!o->services.empty() && std::find(o->services.begin(), o->services.end(), source) == o->services.end() &&
+          std::find(o->services.begin(), o->services.end(), target) == o->services.end())
+        return;
+      ++shown;
+      if (o->json) {
+        std::cout << r.dump() << std::endl;
+        return;
+      }
+      std::string time = r.value("time", "");
+      if (time.size() >= 23) time = time.substr(11, 12);
+      const char* c = "";
+      if (colour) {
+        if (kind == "deadletter" || kind == "gap") c = "\x1b[1;31m";
+        else if (kind == "command") c = "\x1b[36m";
+        else if (kind == "query") c = "\x1b[35m";
+        else if (type.find("Cancel") != std::string::npos || type.find("Declin") != std::string::npos ||
+                 type.find("Reject") != std::string::npos || type.find("Releas") != std::string::npos ||
+                 type.find("Refund") != std::string::npos)
+          c = "\x1b[33m";
+        else c = "\x1b[32m";
+      }
+      const char* reset = colour ? "\x1b[0m" : "";
+      std::string seq = r.contains("sequence") ? "#" + std::to_string(r["sequence"].get<std::uint64_t>()) : "";
+      std::cout << time << "  " << c << std::left << std::setw(10) << kind << reset << std::setw(13) << source
+                << "→ " << std::setw(14) << target << c << std::setw(18) << type << reset << std::setw(6) << seq
+                << std::setw(17) << corr.substr(0, 16) << short_fields(r.value("data", nlohmann::json())) << std::endl;
+    };
+
+    if (!o->from_file.empty()) {
+      std::ifstream in(o->from_file);
+      if (!in) {
+        std::cerr << "troupe: cannot read " << o->from_file << '\n';
+        return kUsage;
+      }
+      std::string line;
+      int lineno = 0;
+      while (std::getline(in, line) && (o->limit == 0 || shown < o->limit)) {
+        ++lineno;
+        if (line.empty()) continue;
+        try {
+          show(nlohmann::json::parse(line));
+        } catch (const nlohmann::json::exception& e) {
+          std::cerr << "troupe: " << o->from_file << ":" << lineno << ": not a tap record: " << e.what() << '\n';
+        }
+      }
+      return kOk;
+    }
+
     auto t = load(*o);
     if (!t) return kUsage;
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
-    Client client(*t, "tap");
-    client.watch(o->services);
-    bool colour = isatty(1) && !o->json;
-    int shown = 0;
+    std::ofstream rec;
+    if (!o->record_file.empty()) {
+      rec.open(o->record_file, std::ios::app);
+      if (!rec) {
+        std::cerr << "troupe: cannot write " << o->record_file << '\n';
+        return kUsage;
+      }
+    }
+    zmq::context_t ctx(1);
+    zmq::socket_t sub(ctx, zmq::socket_type::sub);
+    sub.set(zmq::sockopt::rcvhwm, 100000);  // beyond this the services drop, never block
+    sub.set(zmq::sockopt::linger, 0);
+    for (const auto& s : t->services) {
+      for (const auto& type : s.publishes) sub.set(zmq::sockopt::subscribe, type + " ");
+      if (!o->events_only) sub.set(zmq::sockopt::subscribe, builtin::kTapTopic);
+      sub.connect(t->external(s).events);
+    }
+    std::map<std::string, std::uint64_t> last_mirror, dropped;
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int>(o->seconds * 1000));
+    zmq::pollitem_t item{sub.handle(), 0, ZMQ_POLLIN, 0};
     while (!g_stop && (o->limit == 0 || shown < o->limit)) {
       if (o->seconds > 0 && std::chrono::steady_clock::now() >= deadline) break;
-      auto ev = client.next_event(std::chrono::milliseconds(100));
-      if (!ev) continue;
-      const auto& e = ev->envelope;
-      if (fnmatch(o->type.c_str(), e.type.c_str(), 0) != 0) continue;
-      if (!o->kind.empty() && o->kind != to_string(e.kind)) continue;
-      if (!o->correlation.empty() && o->correlation != e.correlationid) continue;
-      ++shown;
-      if (o->json) {
-        std::cout << cloudevent(e, ev->payload).dump() << std::endl;
+      zmq::poll(&item, 1, std::chrono::milliseconds(100));
+      std::vector<zmq::message_t> frames;
+      if (!zmq::recv_multipart(sub, std::back_inserter(frames), zmq::recv_flags::dontwait)) continue;
+      nlohmann::json r;
+      if (frames.size() == 3) {
+        auto env = codec::decode_envelope(frames[1].to_string_view());
+        if (!env) continue;
+        r = record(*env, frames[2].to_string_view(), "event", "*");
+      } else if (frames.size() == 4 && frames[0].to_string_view() == builtin::kTapTopic) {
+        auto m = codec::decode_envelope(frames[1].to_string_view());
+        auto original = codec::decode_envelope(frames[2].to_string_view());
+        if (!m || !original) continue;
+        // A jump in a service's mirror sequence: this tap was too slow and missed some.
+        auto& last = last_mirror[m->source];
+        if (last && m->sequence > last + 1) {
+          dropped[m->source] += m->sequence - last - 1;
+          std::cerr << "tap: missed " << m->sequence - last - 1 << " mirrored message(s) of " << m->source
+                    << " while this tap was behind (" << dropped[m->source] << " in all); caught up\n";
+        }
+        last = m->sequence;
+        std::string kind = m->type.substr(1);  // "$command" -> "command"
+        r = record(*original, frames[3].to_string_view(), kind, m->source);
+        if (kind == "gap" || kind == "repaired") {
+          r["source"] = r["data"].value("publisher", original->source);
+          r["type"] = kind == "gap" ? "gap" : "repaired";
+        }
+      } else {
         continue;
       }
-      std::string time = e.time.size() >= 23 ? e.time.substr(11, 12) : e.time;
-      const char* c = colour ? (e.type.find("Cancel") != std::string::npos || e.type.find("Declin") != std::string::npos ||
-                                        e.type.find("Reject") != std::string::npos
-                                    ? "\x1b[31m"
-                                    : "\x1b[32m")
-                             : "";
-      const char* r = colour ? "\x1b[0m" : "";
-      std::cout << time << "  " << std::left << std::setw(6) << to_string(e.kind) << std::setw(14) << e.source
-                << c << std::setw(18) << e.type << r << std::setw(5) << ("#" + std::to_string(e.sequence)) << ' '
-                << std::setw(16) << e.correlationid.substr(0, 15) << key_fields(to_json(ev->payload)) << std::endl;
+      if (rec) rec << r.dump() << '\n';
+      show(r);
     }
+    for (const auto& [service, n] : dropped)
+      std::cerr << "tap: " << n << " mirrored message(s) of " << service << " were dropped for this tap\n";
     return kOk;
   };
 }

@@ -107,6 +107,14 @@ Result<Envelope> Client::send_raw(const std::string& service, const std::string&
   return e;
 }
 
+Result<void> Client::resend(const std::string& service, const Envelope& envelope, const std::string& payload) {
+  if (!topology_.find(service)) return reject(Rejection::Code::invalid, service, "no such service in " + topology_.file);
+  std::string env = codec::encode_envelope(envelope);
+  std::array<zmq::const_buffer, 2> bufs{zmq::buffer(env), zmq::buffer(payload)};
+  zmq::send_multipart(push(service), bufs);
+  return {};
+}
+
 void Client::watch(const std::vector<std::string>& services, bool heartbeats) {
   watcher_ = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::sub);
   watcher_->set(zmq::sockopt::rcvhwm, 1000000);

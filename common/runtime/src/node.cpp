@@ -148,6 +148,45 @@ void NodeCore::bind_all() {
   if (!self_->expose.queries.empty()) bind(router_, self_->expose.queries, "exposed queries", ignored);
 }
 
+void NodeCore::start_monitors() {
+  static std::atomic<int> unique{0};
+  int events = ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED |
+               ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_ACCEPT_FAILED;
+  for (zmq::socket_t* s : {&pub_, &pull_, &router_}) {
+    std::string address = "inproc://troupe-monitor-" + name_ + "-" + std::to_string(unique.fetch_add(1));
+    if (zmq_socket_monitor(s->handle(), address.c_str(), events) != 0) continue;
+    zmq::socket_t m(*context_, zmq::socket_type::pair);
+    m.set(zmq::sockopt::linger, 0);
+    m.connect(address);
+    monitors_.push_back(std::move(m));
+  }
+}
+
+void NodeCore::drain_monitor(zmq::socket_t& monitor) {
+  while (true) {
+    zmq::message_t event, address;
+    if (!monitor.recv(event, zmq::recv_flags::dontwait)) return;
+    if (event.more() && !monitor.recv(address, zmq::recv_flags::dontwait)) return;
+    if (event.size() < 6) continue;
+    std::uint16_t id = 0;
+    std::memcpy(&id, event.data(), sizeof id);
+    const char* name = "other";
+    switch (id) {
+      case ZMQ_EVENT_ACCEPTED: name = "accepted"; break;
+      case ZMQ_EVENT_ACCEPT_FAILED: name = "accept_failed"; break;
+      case ZMQ_EVENT_DISCONNECTED: name = "disconnected"; break;
+      case ZMQ_EVENT_CLOSED: name = "closed"; break;
+      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: name = "handshake_succeeded"; break;
+      case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+      case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+      case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: name = "handshake_failed"; break;
+      default: break;
+    }
+    ++metrics_.socket_events[name];
+  }
+}
+
 void NodeCore::connect_all() {
   for (const auto& sub : self_->reacts_to) {
     const ServiceSpec* pub = topology_.find(sub.publisher);
@@ -187,6 +226,9 @@ void NodeCore::connect_all() {
 }
 
 void NodeCore::close_all() noexcept {
+  for (zmq::socket_t* s : {&pub_, &pull_, &router_})
+    if (s->handle()) zmq_socket_monitor(s->handle(), nullptr, 0);
+  monitors_.clear();
   for (auto& up : upstreams_) {
     up->sub.close();
     up->dealer.close();
@@ -219,6 +261,7 @@ void NodeCore::stop() noexcept {
 // the reactor
 
 void NodeCore::run() {
+  start_monitors();
   connect_all();
   if (topology_.defaults.security == "none")
     log_->warn("security is \"none\": any peer that can reach {} may read, send and query", bound_.events);
@@ -245,6 +288,8 @@ void NodeCore::run() {
       items.push_back({up->dealer.handle(), 0, ZMQ_POLLIN, 0});
     }
     for (auto& [_, d] : downstreams_) items.push_back({d->heartbeats.handle(), 0, ZMQ_POLLIN, 0});
+    const std::size_t first_monitor = items.size();
+    for (auto& m : monitors_) items.push_back({m.handle(), 0, ZMQ_POLLIN, 0});
 
     auto now = Clock::now();
     auto wake = std::min(next_heartbeat_, next_maintenance_);
@@ -257,6 +302,8 @@ void NodeCore::run() {
       continue;
     }
     if (items[0].revents & ZMQ_POLLIN) break;
+    for (std::size_t i = 0; i < monitors_.size(); ++i)
+      if (items[first_monitor + i].revents & ZMQ_POLLIN) drain_monitor(monitors_[i]);
 
     // Subscriptions arriving on our XPUB (who is attached).
     if (items[1].revents & ZMQ_POLLIN) {
@@ -288,7 +335,14 @@ void NodeCore::run() {
       next_maintenance_ = now + hb / 2;
     }
   }
+  // Handle what has already arrived before closing: a clean stop loses no message
+  // that reached this process.
   state_ = "stopping";
+  for (int round = 0; round < 100; ++round) {
+    batch.clear();
+    if (collect(batch, topology_.defaults.batch_max) == 0) break;
+    process(batch);
+  }
   counters_.running.store(false);
   log_->info("{} stopping", name_);
 }
@@ -427,12 +481,25 @@ void NodeCore::on_subscription(const zmq::message_t& m) {
   auto v = view(m);
   if (v.empty()) return;
   auto topic = v.substr(1);
-  if (topic == builtin::kHeartbeatTopic) {
+  auto count = [&](std::atomic<std::uint64_t>& c) {
     if (v[0] == 1)
-      counters_.subscriptions.fetch_add(1);
-    else if (counters_.subscriptions.load() > 0)
-      counters_.subscriptions.fetch_sub(1);
-  }
+      c.fetch_add(1);
+    else if (c.load() > 0)
+      c.fetch_sub(1);
+  };
+  if (topic == builtin::kHeartbeatTopic) count(counters_.subscriptions);
+  if (topic == builtin::kTapTopic) count(counters_.taps);
+}
+
+void NodeCore::mirror(std::string_view what, std::string_view envelope, std::string_view payload) {
+  if (counters_.taps.load(std::memory_order_relaxed) == 0) return;  // an idle mesh pays nothing
+  Envelope m = make_envelope(name_, std::string(what), Kind::event);
+  m.sequence = ++mirror_sequence_;
+  std::string topic(builtin::kTapTopic), menv = codec::encode_envelope(m);
+  std::array<zmq::const_buffer, 4> bufs{zmq::buffer(topic), zmq::buffer(menv), zmq::buffer(envelope),
+                                        zmq::buffer(payload)};
+  zmq::send_multipart(pub_, bufs, zmq::send_flags::dontwait);
+  counters_.mirrored.fetch_add(1, std::memory_order_relaxed);
 }
 
 void NodeCore::log_rejection(const std::string& line) {
@@ -455,6 +522,11 @@ void NodeCore::dead_letter(const char* endpoint, const Envelope* env, const std:
   l.reason = reason;
   for (auto f : raw) l.frames.emplace_back(f);
   store_->add_dead_letter(l);
+  if (counters_.taps.load(std::memory_order_relaxed)) {
+    Envelope dl = env ? *env : make_envelope("?", "?", Kind::event);
+    mirror("$deadletter", codec::encode_envelope(dl),
+           to_msgpack(json{{"endpoint", l.endpoint}, {"reason", l.reason}, {"frames", l.frames.size()}}));
+  }
   ++metrics_.dead_letters;
   counters_.dead_letters.fetch_add(1, std::memory_order_relaxed);
   counters_.rejected.fetch_add(1, std::memory_order_relaxed);
@@ -511,6 +583,7 @@ void NodeCore::handle_command(Incoming& in) {
     reject_frames("commands", env.error().message(), raw);
     return;
   }
+  mirror("$command", view(in.frames[0]), view(in.frames[1]));
   if (env->kind != Kind::command) {
     dead_letter("commands", &*env, "expected kind 'command', got '" + std::string(to_string(env->kind)) + "'", raw);
     return;
@@ -574,6 +647,8 @@ void NodeCore::handle_event(Upstream& up, std::string_view env_bytes, std::strin
       ++metrics_.gaps_seen;
       counters_.gaps_seen.fetch_add(1, std::memory_order_relaxed);
       log_->debug("gap from {}: have {}, saw {}; replaying", up.name, up.position, seq);
+      mirror("$gap", codec::encode_envelope(*env),
+             to_msgpack(json{{"publisher", up.name}, {"position", up.position}, {"seen", seq}}));
     }
     return;
   }
@@ -586,6 +661,7 @@ void NodeCore::handle_event(Upstream& up, std::string_view env_bytes, std::strin
   counters_.events_applied.fetch_add(1, std::memory_order_relaxed);
   if (up.in_gap && up.position >= up.known_head) {
     up.in_gap = false;
+    mirror("$repaired", env_bytes, to_msgpack(json{{"publisher", up.name}, {"position", up.position}}));
     ++metrics_.gaps_repaired;
     counters_.gaps_repaired.fetch_add(1, std::memory_order_relaxed);
   }
@@ -716,6 +792,7 @@ void NodeCore::handle_query(Incoming& in) {
     reply(&*env, type, std::move(body), std::move(extra));
     return;
   }
+  mirror("$query", view(in.frames[env_at]), payload);
   auto h = query_handlers_.find(env->type);
   if (!self_->answers_type(env->type) || h == query_handlers_.end()) {
     std::string msg = "service '" + name_ + "' does not answer query '" + env->type + "'";
@@ -738,7 +815,11 @@ void NodeCore::handle_query(Incoming& in) {
   tm.latency_us.add(static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count()));
   if (!r) {
-    dead_letter("queries", &*env, r.error().message(), raw);
+    // A payload that does not decode is bad input: kept. A handler's refusal ("no such
+    // order") is an answer: the client gets it, nothing is kept.
+    auto code = r.error().code;
+    if (code != Code::invalid && code != Code::refused) dead_letter("queries", &*env, r.error().message(), raw);
+    else ++tm.rejected;
     error_reply(&*env, r.error().message());
     return;
   }
@@ -861,6 +942,19 @@ std::string NodeCore::answer_builtin(const Envelope& env, std::string_view paylo
   if (env.type == builtin::kMetrics) return metrics_reply();
   if (env.type == builtin::kTopology) return topology_reply();
   if (env.type == builtin::kDeadLetters) return deadletters_reply(payload, type);
+  if (env.type == builtin::kTrace) {
+    auto req = codec::decode<builtin::TraceRequest>(payload);
+    if (!req) {
+      type = builtin::kError;
+      return codec::encode(builtin::Error{req.error().message()});
+    }
+    auto events = store_->events_of(req->correlationid, std::clamp<std::uint32_t>(req->max, 1, 10000));
+    for (auto& ev : events) {
+      extra.push_back(std::move(ev.envelope));
+      extra.push_back(std::move(ev.payload));
+    }
+    return to_msgpack(json{{"count", events.size()}});
+  }
   if (env.type == builtin::kReplay) {
     auto req = codec::decode<builtin::ReplayRequest>(payload);
     if (!req) {
@@ -952,6 +1046,8 @@ std::string NodeCore::metrics_reply() {
   j["events_lost"] = metrics_.events_lost;
   j["published"] = counters_.published.load();
   j["subscriptions"] = counters_.subscriptions.load();
+  j["taps"] = counters_.taps.load();
+  j["mirrored"] = counters_.mirrored.load();
   j["socket_events"] = metrics_.socket_events;
   return to_msgpack(j);
 }

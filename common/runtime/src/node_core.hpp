@@ -133,12 +133,20 @@ class NodeCore {
   void resend_commands();
   void prune();
   void log_rejection(const std::string& line);
+  // Mirrors one message to subscribed taps (never blocks: a slow tap loses mirrors,
+  // which it detects from the mirror sequence).
+  void mirror(std::string_view what, std::string_view envelope, std::string_view payload);
+  std::uint64_t mirror_sequence_ = 0;
 
   std::unique_ptr<zmq::context_t> own_context_;
   zmq::context_t* context_ = nullptr;
   int lock_fd_ = -1;
   int stop_fd_ = -1;
   zmq::socket_t pub_, pull_, router_;
+  // zmq_socket_monitor of the three bound sockets: counted into metrics_.socket_events.
+  std::vector<zmq::socket_t> monitors_;
+  void start_monitors();
+  void drain_monitor(zmq::socket_t& monitor);
   std::vector<std::unique_ptr<Upstream>> upstreams_;
   std::map<std::string, std::unique_ptr<Downstream>, std::less<>> downstreams_;
 

@@ -97,6 +97,13 @@ std::vector<ports::OutboxEvent> MemoryStore::events(std::uint64_t from, std::uin
   return out;
 }
 
+std::vector<ports::OutboxEvent> MemoryStore::events_of(std::string_view correlationid, std::size_t max) {
+  std::vector<ports::OutboxEvent> out;
+  for (const auto& e : outbox_)
+    if (e.correlationid == correlationid && out.size() < max) out.push_back(e);
+  return out;
+}
+
 std::size_t MemoryStore::prune_events(std::size_t keep) {
   std::size_t dropped = 0;
   while (outbox_.size() > keep) {

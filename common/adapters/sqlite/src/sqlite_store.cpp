@@ -61,7 +61,7 @@ namespace {
 
 enum Stmt {
   kGet, kPut, kErase, kScan,
-  kAppendEvent, kEvents, kOldest, kPrune, kCountEvents,
+  kAppendEvent, kEvents, kOldest, kPrune, kCountEvents, kEventsOf,
   kPosition, kSetPosition, kSeen, kMarkSeen,
   kAppendCommand, kUnacked, kAck,
   kAddLetter, kAddFrame, kLetters, kLetter, kFrames, kRemoveLetter, kRemoveFrames, kCountLetters,
@@ -82,6 +82,8 @@ const char* const kSql[kCount] = {
     "SELECT min(seq) FROM troupe_outbox",
     "DELETE FROM troupe_outbox WHERE seq <= ?1",
     "SELECT count(*), max(seq) FROM troupe_outbox",
+    "SELECT seq, type, correlationid, causationid, envelope, payload FROM troupe_outbox "
+    "WHERE correlationid = ?1 ORDER BY seq LIMIT ?2",
     "SELECT position FROM troupe_inbox WHERE stream = ?1",
     "INSERT INTO troupe_inbox(stream, position) VALUES (?1, ?2) "
     "ON CONFLICT(stream) DO UPDATE SET position = excluded.position",
@@ -284,6 +286,16 @@ std::vector<ports::OutboxEvent> SqliteStore::events(std::uint64_t from, std::uin
   std::vector<ports::OutboxEvent> out;
   auto& s = stmt(kEvents).bind(1, from).bind(2, std::min<std::uint64_t>(to, INT64_MAX))
                 .bind(3, static_cast<std::int64_t>(max));
+  while (s.step())
+    out.push_back({static_cast<std::uint64_t>(s.i64(0)), s.text(1), s.text(2), s.text(3), s.text(4),
+                   s.text(5)});
+  s.reset();
+  return out;
+}
+
+std::vector<ports::OutboxEvent> SqliteStore::events_of(std::string_view correlationid, std::size_t max) {
+  std::vector<ports::OutboxEvent> out;
+  auto& s = stmt(kEventsOf).bind(1, correlationid).bind(2, static_cast<std::int64_t>(max));
   while (s.step())
     out.push_back({static_cast<std::uint64_t>(s.i64(0)), s.text(1), s.text(2), s.text(3), s.text(4),
                    s.text(5)});

@@ -72,6 +72,8 @@ class Store : public State {
   virtual void append_event(const OutboxEvent& event) = 0;
   // Events with from <= sequence <= to, in order, at most `max`.
   virtual std::vector<OutboxEvent> events(std::uint64_t from, std::uint64_t to, std::size_t max) = 0;
+  // Retained events of one saga (correlation id), in sequence order, at most `max`.
+  virtual std::vector<OutboxEvent> events_of(std::string_view correlationid, std::size_t max) = 0;
   // Drops events so that at most `keep` remain; returns how many were dropped.
   virtual std::size_t prune_events(std::size_t keep) = 0;
 

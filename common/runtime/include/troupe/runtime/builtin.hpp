@@ -12,12 +12,16 @@
 namespace troupe::builtin {
 
 inline constexpr std::string_view kHeartbeatTopic = "$heartbeat ";
+// Taps subscribe to this topic; while one does, the node mirrors what it handles:
+// [$tap ][mirror envelope][original envelope][original payload] (docs/protocol.md §7.6).
+inline constexpr std::string_view kTapTopic = "$tap ";
 inline constexpr std::string_view kHealth = "$health";
 inline constexpr std::string_view kMetrics = "$metrics";
 inline constexpr std::string_view kTopology = "$topology";
 inline constexpr std::string_view kReplay = "$replay";
 inline constexpr std::string_view kDeadLetters = "$deadletters";
 inline constexpr std::string_view kError = "$error";
+inline constexpr std::string_view kTrace = "$trace";
 
 // Published on the events socket every heartbeat interval (topic "$heartbeat ").
 struct Heartbeat {
@@ -81,6 +85,18 @@ struct DeadLettersRequest {
   static constexpr auto fields() {
     using Self = DeadLettersRequest;
     return std::tuple{TROUPE_DETAIL_FIELD(op), TROUPE_DETAIL_FIELD(id), TROUPE_DETAIL_FIELD(max)};
+  }
+};
+
+// $trace query: the retained events of one saga; the reply's payload is
+// {"count": n} and the events follow as (envelope, payload) frame pairs, as in $replay.
+struct TraceRequest {
+  std::string correlationid;
+  std::uint32_t max = 1000;
+  static constexpr std::string_view kType = "$trace";
+  static constexpr auto fields() {
+    using Self = TraceRequest;
+    return std::tuple{TROUPE_DETAIL_FIELD(correlationid), TROUPE_DETAIL_FIELD(max)};
   }
 };
 

@@ -53,6 +53,10 @@ class Client {
   Result<Envelope> send_raw(const std::string& service, const std::string& type, std::string payload,
                             std::string correlation = {});
 
+  // Sends a command again with its original envelope (same id): the receiver applies
+  // it at most once, so a client that is unsure whether it arrived can simply resend.
+  Result<void> resend(const std::string& service, const Envelope& envelope, const std::string& payload);
+
   template <Message C>
   Result<Envelope> send(const std::string& service, const C& c, std::string correlation = {}) {
     return send_raw(service, std::string(C::kType), codec::encode(c), std::move(correlation));

@@ -68,6 +68,8 @@ struct NodeCounters {
   std::atomic<std::uint64_t> replays_requested{0};
   std::atomic<std::uint64_t> replays_served{0};
   std::atomic<std::uint64_t> subscriptions{0};   // live subscriptions on our XPUB
+  std::atomic<std::uint64_t> taps{0};            // taps subscribed to our mirror
+  std::atomic<std::uint64_t> mirrored{0};        // messages mirrored to taps
   std::atomic<std::uint64_t> batches{0};
   std::atomic<bool> running{false};
 };

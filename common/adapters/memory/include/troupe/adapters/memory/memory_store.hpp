@@ -38,6 +38,7 @@ class MemoryStore final : public ports::Store {
   std::uint64_t oldest() override;
   void append_event(const ports::OutboxEvent& event) override;
   std::vector<ports::OutboxEvent> events(std::uint64_t from, std::uint64_t to, std::size_t max) override;
+  std::vector<ports::OutboxEvent> events_of(std::string_view correlationid, std::size_t max) override;
   std::size_t prune_events(std::size_t keep) override;
 
   std::uint64_t position(std::string_view stream) override;

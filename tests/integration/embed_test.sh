@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Embedding: `meson install` into a temporary root, then the out-of-tree example in
+# examples/embed builds against the installed headers, library and troupe.pc through
+# pkg-config, and runs.
+# Usage: embed_test.sh SOURCE_ROOT BUILD_ROOT SANITIZE
+set -uo pipefail
+src=$1 build=$2 sanitize=$3
+tmp=$(mktemp -d /tmp/troupe-embed-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+meson install -C "$build" --destdir "$tmp/root" --quiet >"$tmp/install.log" 2>&1 || { cat "$tmp/install.log"; exit 1; }
+pc=$(find "$tmp/root" -name troupe.pc | head -1)
+[[ -n $pc ]] || { echo "FAIL: no troupe.pc installed"; exit 1; }
+echo "installed: $(find "$tmp/root" -name 'libtroupe.a' | head -1), $pc, $(find "$tmp/root" -path '*include/troupe/runtime/node.hpp')"
+extra=()
+[[ $sanitize != none ]] && extra=(-Db_sanitize="$sanitize" -Db_lundef=false -Dcpp_args=-Wno-maybe-uninitialized)
+export PKG_CONFIG_SYSROOT_DIR=$tmp/root PKG_CONFIG_PATH=$(dirname "$pc")
+meson setup "$tmp/example" "$src/examples/embed" --wrap-mode=nofallback "${extra[@]}" >"$tmp/setup.log" 2>&1 || { cat "$tmp/setup.log"; exit 1; }
+ninja -C "$tmp/example" >"$tmp/build.log" 2>&1 || { tail -30 "$tmp/build.log"; exit 1; }
+out=$("$tmp/example/greeter")
+echo "$out"
+[[ $out == "Greeted: hello, edge" ]] || { echo "FAIL: unexpected output"; exit 1; }
+echo "embed: ok"
