@@ -99,9 +99,40 @@ double troupe_run(int events, const std::string& durability) {
   client_topo.find("pub")->endpoints = pub.bound();
   troupe::Client client(client_topo, "bench", &ctx);
   const int per_burst = 100;
+  std::vector<troupe::Envelope> bursts;
   auto t0 = Clock::now();
-  for (int sent = 0; sent < events; sent += per_burst) (void)client.send("pub", Burst{per_burst});
-  while (applied.load() < events) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  for (int sent = 0; sent < events; sent += per_burst) {
+    auto e = client.send("pub", Burst{per_burst});
+    if (e) bursts.push_back(*e);
+  }
+  auto give_up = Clock::now() + std::chrono::seconds(120);
+  auto last_progress = Clock::now();
+  std::int64_t last_applied = 0;
+  while (applied.load() < events) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    if (applied.load() != last_applied) {
+      last_applied = applied.load();
+      last_progress = Clock::now();
+    } else if (Clock::now() - last_progress > std::chrono::seconds(3)) {
+      // No progress: resend the bursts pub says it never handled (reported, not hidden).
+      int resent = 0;
+      for (const auto& b : bursts)
+        if (auto s = client.seen("pub", {b.id}); s && !s->at(0)) {
+          (void)client.resend("pub", b, troupe::codec::encode(Burst{per_burst}));
+          ++resent;
+        }
+      std::cerr << "\nevents_bench: stalled at " << last_applied << "; resent " << resent << " lost command(s)\n";
+      last_progress = Clock::now();
+    }
+    if (Clock::now() > give_up) {
+      std::cerr << "\nevents_bench: stuck at " << applied.load() << " of " << events << " (pub commands "
+                << pub.counters().commands_applied << ", published " << pub.counters().published << ", head "
+                << pub.store().head() << "; sub applied " << sub.counters().events_applied << ", gaps "
+                << sub.counters().gaps_seen << "/" << sub.counters().gaps_repaired << ", replays "
+                << sub.counters().replays_requested << ", duplicates " << sub.counters().duplicates << ")\n";
+      std::exit(1);
+    }
+  }
   double rate = events / std::chrono::duration<double>(Clock::now() - t0).count();
   pub.stop();
   sub.stop();

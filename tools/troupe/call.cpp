@@ -26,10 +26,12 @@ Runner add_send(CLI::App& app) {
     if (!payload) return kUsage;
     Client client(*t, "cli");
     if (o->wait) client.watch();
-    auto sent = client.send_raw(o->service, o->type, to_msgpack(*payload), o->correlation);
+    // Resent until the service confirms it applied the command (its id makes that safe).
+    auto sent = client.send_confirmed(o->service, o->type, to_msgpack(*payload), o->correlation,
+                                      std::chrono::milliseconds(o->timeout_ms));
     if (!sent) {
       std::cerr << "troupe: " << sent.error().message() << '\n';
-      return kUsage;
+      return sent.error().code == Rejection::Code::invalid && sent.error().what.rfind("command ", 0) == 0 ? kUnreachable : kUsage;
     }
     if (!o->wait) {
       std::cout << sent->id << '\n';

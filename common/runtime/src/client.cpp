@@ -5,6 +5,8 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include <thread>
+
 namespace troupe {
 namespace {
 
@@ -113,6 +115,33 @@ Result<void> Client::resend(const std::string& service, const Envelope& envelope
   std::array<zmq::const_buffer, 2> bufs{zmq::buffer(env), zmq::buffer(payload)};
   zmq::send_multipart(push(service), bufs);
   return {};
+}
+
+std::optional<std::vector<bool>> Client::seen(const std::string& service, const std::vector<std::string>& ids,
+                                              std::chrono::milliseconds timeout) {
+  auto r = query_raw(service, std::string(builtin::kSeen), codec::encode(builtin::SeenRequest{ids}), timeout);
+  if (!r) return std::nullopt;
+  auto reply = codec::decode<builtin::SeenReply>(r->payload);
+  if (!reply || reply->seen.size() != ids.size()) return std::nullopt;
+  return reply->seen;
+}
+
+Result<Envelope> Client::send_confirmed(const std::string& service, const std::string& type, std::string payload,
+                                        std::string correlation, std::chrono::milliseconds timeout) {
+  auto sent = send_raw(service, type, payload, std::move(correlation));
+  if (!sent) return sent;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto wait = std::chrono::milliseconds(5);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto s = seen(service, {sent->id}, std::chrono::milliseconds(300));
+    if (s && s->at(0)) return sent;
+    std::this_thread::sleep_for(wait);
+    wait = std::min(wait * 2, std::chrono::milliseconds(200));
+    if (!s || !s->at(0)) (void)resend(service, *sent, payload);
+  }
+  return reject(Rejection::Code::invalid, service,
+                "command " + type + " " + sent->id + " not applied within " + std::to_string(timeout.count()) +
+                    " ms (is it running? it may still arrive; resending it is safe)");
 }
 
 void Client::watch(const std::vector<std::string>& services, bool heartbeats) {

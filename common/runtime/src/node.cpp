@@ -584,6 +584,16 @@ void NodeCore::handle_command(Incoming& in) {
     return;
   }
   mirror("$command", view(in.frames[0]), view(in.frames[1]));
+  if (env->sequence == 0) {
+    // From a one-shot client: handled once per command id — applied or dead-lettered,
+    // either way a resend changes nothing ($seen tells the client).
+    if (store_->seen(env->id)) {
+      ++metrics_.duplicates;
+      counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    store_->mark_seen(env->id);
+  }
   if (env->kind != Kind::command) {
     dead_letter("commands", &*env, "expected kind 'command', got '" + std::string(to_string(env->kind)) + "'", raw);
     return;
@@ -605,14 +615,6 @@ void NodeCore::handle_command(Incoming& in) {
     }
     if (env->sequence > it->second + 1) return;  // an earlier one is missing: it will be resent
     it->second = env->sequence;
-  } else {
-    // From a one-shot client: deduplicated by command id.
-    if (store_->seen(env->id)) {
-      ++metrics_.duplicates;
-      counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    store_->mark_seen(env->id);
   }
   apply(*env, view(in.frames[1]), h->second, "commands", raw);
   counters_.commands_applied.fetch_add(1, std::memory_order_relaxed);
@@ -942,6 +944,16 @@ std::string NodeCore::answer_builtin(const Envelope& env, std::string_view paylo
   if (env.type == builtin::kMetrics) return metrics_reply();
   if (env.type == builtin::kTopology) return topology_reply();
   if (env.type == builtin::kDeadLetters) return deadletters_reply(payload, type);
+  if (env.type == builtin::kSeen) {
+    auto req = codec::decode<builtin::SeenRequest>(payload);
+    if (!req) {
+      type = builtin::kError;
+      return codec::encode(builtin::Error{req.error().message()});
+    }
+    builtin::SeenReply reply;
+    for (const auto& id : req->ids) reply.seen.push_back(store_->seen(id));
+    return codec::encode(reply);
+  }
   if (env.type == builtin::kTrace) {
     auto req = codec::decode<builtin::TraceRequest>(payload);
     if (!req) {

@@ -65,7 +65,7 @@ enum Stmt {
   kPosition, kSetPosition, kSeen, kMarkSeen,
   kAppendCommand, kUnacked, kAck,
   kAddLetter, kAddFrame, kLetters, kLetter, kFrames, kRemoveLetter, kRemoveFrames, kCountLetters,
-  kSetMeta, kGetMeta,
+  kSetMeta, kGetMeta, kSavepoint, kRelease, kRollbackTo,
   kCount
 };
 
@@ -103,6 +103,9 @@ const char* const kSql[kCount] = {
     "INSERT INTO troupe_meta(key, value) VALUES (?1, ?2) "
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     "SELECT value FROM troupe_meta WHERE key = ?1",
+    "SAVEPOINT message",
+    "RELEASE message",
+    "ROLLBACK TO message",
 };
 
 const char* const kSchema = R"sql(
@@ -229,17 +232,17 @@ void SqliteStore::begin() {
 }
 
 void SqliteStore::savepoint() {
-  exec("SAVEPOINT message");
+  stmt(kSavepoint).run();  // prepared once: a savepoint per message must be cheap
   savepoint_heads_.push_back(head_);
 }
 
 void SqliteStore::release() {
-  exec("RELEASE message");
+  stmt(kRelease).run();
   if (!savepoint_heads_.empty()) savepoint_heads_.pop_back();
 }
 
 void SqliteStore::rollback_to() {
-  exec("ROLLBACK TO message");
+  stmt(kRollbackTo).run();
   if (!savepoint_heads_.empty()) head_ = savepoint_heads_.back();
 }
 

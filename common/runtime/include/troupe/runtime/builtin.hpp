@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <troupe/domain/message.hpp>
 
@@ -22,6 +23,7 @@ inline constexpr std::string_view kReplay = "$replay";
 inline constexpr std::string_view kDeadLetters = "$deadletters";
 inline constexpr std::string_view kError = "$error";
 inline constexpr std::string_view kTrace = "$trace";
+inline constexpr std::string_view kSeen = "$seen";
 
 // Published on the events socket every heartbeat interval (topic "$heartbeat ").
 struct Heartbeat {
@@ -97,6 +99,24 @@ struct TraceRequest {
   static constexpr auto fields() {
     using Self = TraceRequest;
     return std::tuple{TROUPE_DETAIL_FIELD(correlationid), TROUPE_DETAIL_FIELD(max)};
+  }
+};
+
+// $seen query: which of these one-shot command ids has the service applied (committed)?
+struct SeenRequest {
+  std::vector<std::string> ids;
+  static constexpr std::string_view kType = "$seen";
+  static constexpr auto fields() {
+    using Self = SeenRequest;
+    return std::tuple{TROUPE_DETAIL_FIELD(ids)};
+  }
+};
+struct SeenReply {
+  std::vector<bool> seen;
+  static constexpr std::string_view kType = "$seen";
+  static constexpr auto fields() {
+    using Self = SeenReply;
+    return std::tuple{TROUPE_DETAIL_FIELD(seen)};
   }
 };
 

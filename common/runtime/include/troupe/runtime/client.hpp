@@ -57,6 +57,17 @@ class Client {
   // it at most once, so a client that is unsure whether it arrived can simply resend.
   Result<void> resend(const std::string& service, const Envelope& envelope, const std::string& payload);
 
+  // Sends a command and makes sure it was applied: asks the service ($seen) and resends
+  // the same command until it says so, or `timeout` passes (a rejection then). Safe,
+  // because the receiver applies a command id once.
+  Result<Envelope> send_confirmed(const std::string& service, const std::string& type, std::string payload,
+                                  std::string correlation = {},
+                                  std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+
+  // Which of these command ids `service` has applied; nullopt if it did not answer.
+  std::optional<std::vector<bool>> seen(const std::string& service, const std::vector<std::string>& ids,
+                                        std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
+
   template <Message C>
   Result<Envelope> send(const std::string& service, const C& c, std::string correlation = {}) {
     return send_raw(service, std::string(C::kType), codec::encode(c), std::move(correlation));

@@ -183,7 +183,9 @@ bool read_value(Reader& r, const ::msgpack::object& o, V& out) {
     std::string base = r.path;
     for (std::uint32_t i = 0; i < o.via.array.size; ++i) {
       r.path = base + "[" + std::to_string(i) + "]";
-      if (!read_value(r, o.via.array.ptr[i], out[i])) return false;
+      typename V::value_type element{};  // (std::vector<bool> has no element references)
+      if (!read_value(r, o.via.array.ptr[i], element)) return false;
+      out[i] = std::move(element);
     }
     r.path = base;
     return true;
