@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 
 namespace troupe {
@@ -41,16 +42,28 @@ std::string_view to_string(Rejection::Code code) noexcept {
 
 std::string rfc3339_now() {
   using namespace std::chrono;
-  auto now = system_clock::now();
-  auto us = duration_cast<microseconds>(now.time_since_epoch()).count();
+  auto us = duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
   std::time_t secs = static_cast<std::time_t>(us / 1000000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(us % 1000000));
-  return buf;
+  // The date and time to the second change once a second: format them once per thread
+  // and second (a profile showed gmtime_r + snprintf on every message).
+  thread_local std::time_t cached_secs = -1;
+  thread_local char cached[20];  // "YYYY-MM-DDTHH:MM:SS"
+  if (secs != cached_secs) {
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    std::memcpy(cached, buf, 19);
+    cached_secs = secs;
+  }
+  std::string out(cached, 19);
+  out.resize(27);
+  out[19] = '.';
+  auto frac = static_cast<int>(us % 1000000);
+  for (int i = 25; i >= 20; --i, frac /= 10) out[static_cast<std::size_t>(i)] = static_cast<char>('0' + frac % 10);
+  out[26] = 'Z';
+  return out;
 }
 
 Envelope make_envelope(std::string source, std::string type, Kind kind) {

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# A short seeded chaos run (scripts/chaos): at least 10 SIGKILLs with restarts and 2
+# SIGSTOP stalls under a steady order load; nothing lost, duplicated or stuck.
+# Usage: chaos_test.sh SOURCE_ROOT BUILD_ROOT
+set -uo pipefail
+cd "$1"
+export TROUPE_BUILD_DIR=$2
+out=$(scripts/chaos --duration 40 --seed 11 --rate 150 2>&1)
+rc=$?
+echo "$out" | grep -v "^chaos: t=" | tail -6
+echo "$out" | grep -c "SIGKILL" | sed 's/^/kills: /'
+echo "$out" | grep -c "SIGSTOP" | sed 's/^/stalls: /'
+last=$(tail -1 <<<"$out")
+kills=$(sed -nE 's/.*\(([0-9]+) kills, ([0-9]+) stalls\).*/\1/p' <<<"$last")
+stalls=$(sed -nE 's/.*\(([0-9]+) kills, ([0-9]+) stalls\).*/\2/p' <<<"$last")
+failures=0
+[[ $rc -eq 0 ]] || { echo "FAIL: chaos exited $rc"; failures=$((failures + 1)); }
+[[ $last == *"lost=0 duplicated=0 stuck=0"* ]] || { echo "FAIL: $last"; failures=$((failures + 1)); }
+[[ ${kills:-0} -ge 10 ]] || { echo "FAIL: only ${kills:-0} kills"; failures=$((failures + 1)); }
+[[ ${stalls:-0} -ge 2 ]] || { echo "FAIL: only ${stalls:-0} stalls"; failures=$((failures + 1)); }
+echo "chaos test: $failures failure(s)"
+exit $((failures > 0))
