@@ -11,9 +11,6 @@
 #include "../shipping/handlers.hpp"
 #include "../shop/service_main.hpp"
 
-#include <troupe/adapters/toml/topology_loader.hpp>
-
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
@@ -23,27 +20,12 @@
 #include <thread>
 
 int main(int argc, char** argv) {
-  CLI::App app{"shop-edge: the five shop services in one process over inproc"};
-  std::string topology_file = "topology/shop-edge.toml", state_dir;
-  app.add_option("--topology,-t", topology_file, "topology file")->capture_default_str();
-  app.add_option("--state-dir", state_dir, "override the topology's state directory");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 64;
-  }
-  troupe::toml::LoadOptions options;
-  if (!state_dir.empty()) options.state_dir = state_dir;
-  auto topology = troupe::toml::load_topology(topology_file, options);
-  if (!topology) {
-    std::cerr << "shop-edge: " << topology.error().message() << '\n';
-    return 2;
-  }
-  auto seed = shop::seed_for(*topology);
-  if (!seed) {
-    std::cerr << "shop-edge: " << seed.error().message() << '\n';
-    return 2;
-  }
+  auto config = shop::configure(argc, argv, "shop-edge", "the five shop services in one process over inproc",
+                                "topology/shop-edge.toml");
+  if (auto* code = std::get_if<int>(&config)) return *code;
+  auto& [topology_value, seed_value] = std::get<shop::Config>(config);
+  auto* topology = &topology_value;
+  auto* seed = &seed_value;
   const std::map<std::string, shop::Install> installers{
       {"orders", shop::orders::install},     {"inventory", shop::inventory::install},
       {"payments", shop::payments::install}, {"shipping", shop::shipping::install},

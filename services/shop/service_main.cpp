@@ -16,10 +16,10 @@ troupe::Result<Seed> seed_for(const troupe::Topology& topology) {
   return load_seed(topology.defaults.seed);
 }
 
-int service_main(int argc, char** argv, const std::string& name, const std::string& summary,
-                 const Install& install) {
+std::variant<Config, int> configure(int argc, char** argv, const std::string& name,
+                                    const std::string& summary, const std::string& default_topology) {
   CLI::App app{name + ": " + summary};
-  std::string topology_file = "topology/shop.toml", state_dir;
+  std::string topology_file = default_topology, state_dir;
   app.add_option("--topology,-t", topology_file, "topology file")->capture_default_str();
   app.add_option("--state-dir", state_dir, "override the topology's state directory");
   try {
@@ -39,9 +39,17 @@ int service_main(int argc, char** argv, const std::string& name, const std::stri
     std::cerr << name << ": " << seed.error().message() << '\n';
     return 2;
   }
+  return Config{std::move(*topology), std::move(*seed)};
+}
+
+int service_main(int argc, char** argv, const std::string& name, const std::string& summary,
+                 const Install& install) {
+  auto config = configure(argc, argv, name, summary, "topology/shop.toml");
+  if (auto* code = std::get_if<int>(&config)) return *code;
+  auto& [topology, seed] = std::get<Config>(config);
   try {
-    troupe::Node node(std::move(*topology), name);
-    install(node, *seed);
+    troupe::Node node(std::move(topology), name);
+    install(node, seed);
     return troupe::run_until_signal(node);
   } catch (const std::exception& e) {
     std::cerr << name << ": " << e.what() << '\n';

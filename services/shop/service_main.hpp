@@ -8,10 +8,22 @@
 
 #include <functional>
 #include <string>
+#include <variant>
 
 namespace shop {
 
 using Install = std::function<void(troupe::Node&, const Seed&)>;
+
+struct Config {
+  troupe::Topology topology;
+  Seed seed;
+};
+
+// Parses --topology/--state-dir/--help and loads the topology and its seed file.
+// Returns the configuration, or the exit code to leave with (0 after --help, 2 for a
+// bad topology or seed file, 64 for bad arguments), the reason already printed.
+std::variant<Config, int> configure(int argc, char** argv, const std::string& name,
+                                    const std::string& summary, const std::string& default_topology);
 
 // Exit codes: 0 clean stop (SIGTERM/SIGINT), 1 broken environment (address in use,
 // store unwritable, already running), 2 bad topology or seed file, 64 bad arguments.

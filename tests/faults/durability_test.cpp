@@ -147,6 +147,25 @@ TEST_CASE("a subscriber that falls behind the publisher's retention gets a loud,
   CHECK_THAT(m.procs["sub1"]->output(), Catch::Contains("LOSS: pub no longer retains events 1.."));
 }
 
+TEST_CASE("a publisher whose store was replaced is reported loudly, not applied from scratch",
+          "[durability][faults][process]") {
+  ProcessMesh m(1);
+  m.start("pub");
+  m.start("sub1");
+  REQUIRE(m.client->send("pub", Emit{50, ""}));
+  REQUIRE(eventually([&] { return m.applied("sub1").count == 50; }));
+  m.kill9("sub1");  // the subscriber restarts too: what it knows of pub must be on disk
+  m.kill9("pub");
+  for (const char* f : {"pub.db", "pub.db-wal", "pub.db-shm"}) std::filesystem::remove(m.dir.path / f);
+  m.start("pub");
+  m.start("sub1");
+  REQUIRE(m.client->send("pub", Emit{60, ""}));  // new sequence numbers 1..60 over old ones
+  REQUIRE(eventually([&] { return m.json("sub1", "$health")["upstreams"][0]["head_regressed"] == true; }));
+  CHECK(m.json("sub1", "$health")["state"] == "degraded");
+  CHECK(m.applied("sub1").count == 50);  // nothing of the new stream applied as if it were the old one
+  CHECK_THAT(m.procs["sub1"]->output(), Catch::Contains("LOSS: pub's store was replaced"));
+}
+
 TEST_CASE("SIGTERM stops a service cleanly with exit 0", "[node][process]") {
   ProcessMesh m(1);
   m.start("pub");

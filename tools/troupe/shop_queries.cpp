@@ -3,43 +3,46 @@
 
 namespace troupe::cli {
 
-std::optional<std::string> snapshot(Client& client, ShopSnapshot& out) {
-  const auto timeout = std::chrono::milliseconds(5000);
+namespace {
+
+// Asks `service` page after page (order id > after, 1000 at a time); `take` keeps a
+// page's rows and returns how many it had and the last key.
+template <class Query, class Take>
+std::optional<std::string> pages(Client& client, const std::string& service, Take take) {
   std::string after;
   while (true) {
-    auto page = client.query("orders", shop::ListOrders{after, 1000}, timeout);
+    auto page = client.query(service, Query{after, 1000}, std::chrono::milliseconds(5000));
     if (!page) return page.error().message();
-    for (auto& o : page->orders) out.orders[o.order_id] = o;
-    if (page->orders.size() < 1000) break;
-    after = page->orders.back().order_id;
+    auto [rows, last] = take(*page);
+    if (rows < 1000) return std::nullopt;
+    after = last;
   }
-  after.clear();
-  while (true) {
-    auto page = client.query("inventory", shop::GetStock{after, 1000}, timeout);
-    if (!page) return page.error().message();
-    out.stock = page->items;
-    for (auto& r : page->reservations) out.reservations[r.order_id] = r;
-    if (page->reservations.size() < 1000) break;
-    after = page->reservations.back().order_id;
-  }
-  after.clear();
-  while (true) {
-    auto page = client.query("payments", shop::GetBalance{after, 1000}, timeout);
-    if (!page) return page.error().message();
-    out.accounts = page->accounts;
-    for (auto& p : page->payments) out.payments[p.order_id] = p;
-    if (page->payments.size() < 1000) break;
-    after = page->payments.back().order_id;
-  }
-  after.clear();
-  while (true) {
-    auto page = client.query("shipping", shop::ListShipments{after, 1000}, timeout);
-    if (!page) return page.error().message();
-    for (auto& s : page->shipments) out.shipments[s.order_id] = s;
-    if (page->shipments.size() < 1000) break;
-    after = page->shipments.back().order_id;
-  }
-  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> snapshot(Client& client, ShopSnapshot& out) {
+  if (auto e = pages<shop::ListOrders>(client, "orders", [&](shop::OrderList& p) {
+        for (auto& o : p.orders) out.orders[o.order_id] = o;
+        return std::pair{p.orders.size(), p.orders.empty() ? "" : p.orders.back().order_id};
+      }))
+    return e;
+  if (auto e = pages<shop::GetStock>(client, "inventory", [&](shop::StockReport& p) {
+        out.stock = p.items;
+        for (auto& r : p.reservations) out.reservations[r.order_id] = r;
+        return std::pair{p.reservations.size(), p.reservations.empty() ? "" : p.reservations.back().order_id};
+      }))
+    return e;
+  if (auto e = pages<shop::GetBalance>(client, "payments", [&](shop::BalanceReport& p) {
+        out.accounts = p.accounts;
+        for (auto& x : p.payments) out.payments[x.order_id] = x;
+        return std::pair{p.payments.size(), p.payments.empty() ? "" : p.payments.back().order_id};
+      }))
+    return e;
+  return pages<shop::ListShipments>(client, "shipping", [&](shop::ShipmentList& p) {
+    for (auto& x : p.shipments) out.shipments[x.order_id] = x;
+    return std::pair{p.shipments.size(), p.shipments.empty() ? "" : p.shipments.back().order_id};
+  });
 }
 
 }  // namespace troupe::cli

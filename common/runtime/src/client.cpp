@@ -44,6 +44,7 @@ zmq::socket_t& Client::dealer(const std::string& service) {
   if (!slot) {
     slot = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::dealer);
     slot->set(zmq::sockopt::linger, 0);
+    slot->set(zmq::sockopt::sndtimeo, 1000);
     slot->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(64u << 20));
     slot->connect(topology_.external(*topology_.find(service)).queries);
   }
@@ -55,6 +56,7 @@ zmq::socket_t& Client::push(const std::string& service) {
   if (!slot) {
     slot = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::push);
     slot->set(zmq::sockopt::linger, 5000);
+    slot->set(zmq::sockopt::sndtimeo, 5000);  // a receiver that is down never blocks us for good
     slot->connect(topology_.external(*topology_.find(service)).commands);
   }
   return *slot;
@@ -68,13 +70,21 @@ Result<Received> Client::query_raw(const std::string& service, const std::string
   std::string env = codec::encode_envelope(e);
   auto& s = dealer(service);
   std::array<zmq::const_buffer, 2> bufs{zmq::buffer(env), zmq::buffer(payload)};
-  zmq::send_multipart(s, bufs);
+  if (!zmq::send_multipart(s, bufs)) {
+    dealers_.erase(service);
+    return reject(Rejection::Code::invalid, service, "cannot send " + type + ": its queue is full (is it running?)");
+  }
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, left);
+    try {
+      zmq::poll(&item, 1, left);
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+      continue;
+    }
     if (!(item.revents & ZMQ_POLLIN)) continue;
     std::vector<zmq::message_t> frames;
     if (!zmq::recv_multipart(s, std::back_inserter(frames))) continue;
@@ -105,7 +115,8 @@ Result<Envelope> Client::send_raw(const std::string& service, const std::string&
   e.correlationid = std::move(correlation);
   std::string env = codec::encode_envelope(e);
   std::array<zmq::const_buffer, 2> bufs{zmq::buffer(env), zmq::buffer(payload)};
-  zmq::send_multipart(push(service), bufs);
+  if (!zmq::send_multipart(push(service), bufs))
+    return reject(Rejection::Code::invalid, service, "cannot send " + type + ": its queue is full (is it running?)");
   return e;
 }
 
@@ -113,7 +124,8 @@ Result<void> Client::resend(const std::string& service, const Envelope& envelope
   if (!topology_.find(service)) return reject(Rejection::Code::invalid, service, "no such service in " + topology_.file);
   std::string env = codec::encode_envelope(envelope);
   std::array<zmq::const_buffer, 2> bufs{zmq::buffer(env), zmq::buffer(payload)};
-  zmq::send_multipart(push(service), bufs);
+  if (!zmq::send_multipart(push(service), bufs))
+    return reject(Rejection::Code::invalid, service, "cannot resend: its queue is full (is it running?)");
   return {};
 }
 
@@ -170,7 +182,11 @@ std::optional<Received> Client::next_event(std::chrono::milliseconds timeout) {
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return std::nullopt;
-    zmq::poll(&item, 1, left);
+    try {
+      zmq::poll(&item, 1, left);
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+    }
   }
 }
 

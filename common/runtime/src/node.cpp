@@ -56,6 +56,9 @@ void make_ipc_dir(const std::string& endpoint) {
 
 }  // namespace
 
+// Where a node keeps, per publisher, the incarnation its position refers to.
+constexpr std::string_view kUpstreamsTable = "$upstreams";
+
 std::string_view view(const zmq::message_t& m) {
   return std::string_view(static_cast<const char*>(m.data()), m.size());
 }
@@ -208,6 +211,7 @@ void NodeCore::connect_all() {
     up->dealer.connect(pub->endpoints.queries);
     up->position = store_->position(up->name);
     up->known_head = up->position;
+    up->incarnation = store_->get(kUpstreamsTable, up->name).value_or("");
     upstreams_.push_back(std::move(up));
   }
   for (const auto& route : self_->sends) {
@@ -386,6 +390,10 @@ void NodeCore::process(std::vector<Incoming>& batch) {
   std::vector<std::uint64_t> start_positions;
   for (auto& up : upstreams_) start_positions.push_back(up->position);
   auto start_commands = command_positions_;
+  std::vector<std::pair<Upstream*, std::string>> start_incarnations;
+  for (auto& up : upstreams_) start_incarnations.emplace_back(up.get(), up->incarnation);
+  std::map<std::string, std::uint64_t> start_acked;
+  for (auto& [n, d] : downstreams_) start_acked[n] = d->acked;
   batch_out_.clear();
   staged_commands_.clear();
   try {
@@ -417,23 +425,28 @@ void NodeCore::process(std::vector<Incoming>& batch) {
       if (it == start_commands.end() || it->second != pos) store_->set_position("cmd:" + sender, pos);
     }
     store_->commit();
-  } catch (const ports::StoreError& e) {
+  } catch (const std::exception& e) {
     store_->rollback();
-    // Nothing of this batch happened: positions go back to what the store holds, and
-    // the events come again through replay once the store can be written.
-    for (auto& up : upstreams_) up->position = store_->position(up->name);
+    // Nothing of this batch happened: positions, incarnations and acks go back to what
+    // was committed, and the events come again through replay once writes work.
+    for (std::size_t i = 0; i < upstreams_.size(); ++i) upstreams_[i]->position = start_positions[i];
+    for (auto& [up, inc] : start_incarnations) up->incarnation = inc;
+    for (auto& [n, d] : downstreams_) d->acked = start_acked[n];
     command_positions_ = start_commands;
     batch_out_.clear();
     ++metrics_.store_failures;
-    if (state_ != "degraded") log_->error("store write failed, not acknowledging: {}", e.what());
+    if (store_error_.empty()) log_->error("handling a batch failed, not acknowledging it: {}", e.what());
     state_ = "degraded";
     store_error_ = e.what();
     return;
   }
-  if (state_ == "degraded" && store_error_.size()) {
+  if (!store_error_.empty()) {
     log_->info("store writes work again; resuming");
     store_error_.clear();
-    state_ = "ready";
+    // Still degraded if a loss was reported: that needs an operator, not a retry.
+    bool loss = commands_lost_;
+    for (const auto& up : upstreams_) loss = loss || up->behind_retention || up->head_regressed;
+    state_ = loss ? "degraded" : "ready";
   }
   auto commit_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
   metrics_.commit_us.add(static_cast<std::uint64_t>(commit_us));
@@ -594,17 +607,10 @@ void NodeCore::handle_command(Incoming& in) {
     }
     store_->mark_seen(env->id);
   }
-  if (env->kind != Kind::command) {
-    dead_letter("commands", &*env, "expected kind 'command', got '" + std::string(to_string(env->kind)) + "'", raw);
-    return;
-  }
-  auto h = command_handlers_.find(env->type);
-  if (!self_->accepts_type(env->type) || h == command_handlers_.end()) {
-    dead_letter("commands", &*env, "service '" + name_ + "' does not accept command '" + env->type + "'", raw);
-    return;
-  }
   if (env->sequence > 0) {
-    // From a service's command outbox: applied strictly in its order, once.
+    // From a service's command outbox: handled strictly in its order, once — the
+    // position moves on even when the command is then refused, so one bad command
+    // cannot block its sender's stream.
     auto it = command_positions_.find(env->source);
     if (it == command_positions_.end())
       it = command_positions_.emplace(env->source, store_->position("cmd:" + env->source)).first;
@@ -613,8 +619,20 @@ void NodeCore::handle_command(Incoming& in) {
       counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    if (env->sequence > it->second + 1) return;  // an earlier one is missing: it will be resent
+    if (env->sequence > it->second + 1) {  // an earlier one is missing: it will be resent
+      ++metrics_.commands_out_of_order;
+      return;
+    }
     it->second = env->sequence;
+  }
+  if (env->kind != Kind::command) {
+    dead_letter("commands", &*env, "expected kind 'command', got '" + std::string(to_string(env->kind)) + "'", raw);
+    return;
+  }
+  auto h = command_handlers_.find(env->type);
+  if (!self_->accepts_type(env->type) || h == command_handlers_.end()) {
+    dead_letter("commands", &*env, "service '" + name_ + "' does not accept command '" + env->type + "'", raw);
+    return;
   }
   apply(*env, view(in.frames[1]), h->second, "commands", raw);
   counters_.commands_applied.fetch_add(1, std::memory_order_relaxed);
@@ -636,7 +654,12 @@ void NodeCore::handle_event(Upstream& up, std::string_view env_bytes, std::strin
                 raw);
     return;
   }
+  if (up.behind_retention || up.head_regressed) return;  // stopped loudly: see check_publisher
   std::uint64_t seq = env->sequence;
+  if (!up.verified) {  // not yet known to be the publisher our position refers to
+    up.known_head = std::max(up.known_head, seq);
+    return;
+  }
   if (seq <= up.position) {
     ++metrics_.duplicates;
     counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
@@ -687,6 +710,8 @@ void NodeCore::handle_replay(Upstream& up, Incoming& in) {
     reject_frames(("replay:" + up.name).c_str(), hdr.error().message(), views(in.frames));
     return;
   }
+  check_publisher(up, hdr->incarnation, hdr->boot, hdr->head, hdr->durable);
+  if (up.behind_retention || up.head_regressed) return;
   up.known_head = std::max(up.known_head, hdr->head);
   if (up.position + 1 < hdr->oldest && up.position < hdr->head) {
     std::uint64_t lost = hdr->oldest - 1 - up.position;
@@ -705,9 +730,11 @@ void NodeCore::handle_replay(Upstream& up, Incoming& in) {
     up.position = hdr->oldest - 1;
   }
   ++metrics_.replays_served;
+  // Kept as [topic][envelope][payload] like a live event, so a dead letter can be retried.
+  static const std::string kReplayedTopic = "$replayed ";
   for (std::size_t i = 2; i + 1 < in.frames.size(); i += 2)
     handle_event(up, view(in.frames[i]), view(in.frames[i + 1]),
-                 {view(in.frames[i]), view(in.frames[i + 1])});
+                 {kReplayedTopic, view(in.frames[i]), view(in.frames[i + 1])});
 }
 
 void NodeCore::handle_heartbeat(Upstream* up, Downstream* down, Incoming& in) {
@@ -718,26 +745,14 @@ void NodeCore::handle_heartbeat(Upstream* up, Downstream* down, Incoming& in) {
     return;
   }
   if (up && hb->service == up->name) {
-    if (!up->incarnation.empty() && hb->incarnation != up->incarnation && hb->head < up->position) {
-      if (!hb->durable) {
-        log_->warn("{} restarted without its history (memory mode): position {} -> 0", up->name, up->position);
-        metrics_.events_lost += 0;
-        up->position = 0;
-        up->known_head = 0;
-      } else if (!up->head_regressed) {
-        log_->error("LOSS: {}'s head {} is behind this service's position {}: its store was lost or "
-                    "replaced; not applying {} until an operator decides",
-                    up->name, hb->head, up->position, up->name);
-        up->head_regressed = true;
-        state_ = "degraded";
+    check_publisher(*up, hb->incarnation, hb->boot, hb->head, hb->durable);
+    if (!up->behind_retention && !up->head_regressed) {
+      up->known_head = std::max(up->known_head, hb->head);
+      if (up->position < hb->head && !up->in_gap && !up->replay_in_flight) {
+        up->in_gap = true;
+        ++metrics_.gaps_seen;
+        counters_.gaps_seen.fetch_add(1, std::memory_order_relaxed);
       }
-    }
-    up->incarnation = hb->incarnation;
-    up->known_head = std::max(up->known_head, hb->head);
-    if (up->position < hb->head && !up->in_gap && !up->replay_in_flight) {
-      up->in_gap = true;
-      ++metrics_.gaps_seen;
-      counters_.gaps_seen.fetch_add(1, std::memory_order_relaxed);
     }
   }
   if (!down) {
@@ -748,9 +763,59 @@ void NodeCore::handle_heartbeat(Upstream* up, Downstream* down, Incoming& in) {
     auto ack = hb->acks.find(name_);
     if (ack != hb->acks.end() && ack->second > down->acked) {
       down->acked = ack->second;
+      down->last_progress = Clock::now();
       store_->ack_commands(down->name, ack->second);
+    } else if (ack != hb->acks.end() && ack->second < down->acked) {
+      log_->error("LOSS: {} acknowledges our commands only up to #{} after #{}: it lost applied "
+                  "commands (its store was replaced?); they are not resent",
+                  down->name, ack->second, down->acked);
+      down->acked = ack->second;
+      commands_lost_ = true;
+      state_ = "degraded";
     }
   }
+}
+
+void NodeCore::check_publisher(Upstream& up, const std::string& incarnation, const std::string& boot,
+                               std::uint64_t head, bool durable) {
+  if (up.behind_retention || up.head_regressed || incarnation.empty()) return;
+  // A head is compared with our position only on the first word from a new start of
+  // the publisher: later heartbeats can be older than events that reached us by replay.
+  bool new_boot = boot != up.boot;
+  up.boot = boot;
+  if (up.incarnation.empty()) {
+    up.incarnation = incarnation;  // first contact: remembered with our position
+    store_->put(kUpstreamsTable, up.name, incarnation);
+  } else if (incarnation != up.incarnation) {
+    if (!durable) {
+      std::uint64_t lost = up.known_head > up.position ? up.known_head - up.position : 0;
+      log_->warn("{} restarted without its history (memory mode): {} event(s) never applied are gone; "
+                 "position {} -> 0", up.name, lost, up.position);
+      metrics_.events_lost += lost;
+      up.position = 0;
+      up.known_head = head;
+      up.in_gap = false;
+      up.incarnation = incarnation;
+      store_->put(kUpstreamsTable, up.name, incarnation);
+      up.verified = true;
+      return;
+    }
+    log_->error("LOSS: {}'s store was replaced (incarnation {}, this service applied up to #{} of {}); "
+                "not applying {} until an operator decides",
+                up.name, incarnation, up.position, up.incarnation, up.name);
+    up.head_regressed = true;
+    state_ = "degraded";
+    return;
+  }
+  if (new_boot && head < up.position) {
+    log_->error("LOSS: {}'s head #{} is behind this service's position #{}: it lost committed events "
+                "(synchronous=normal and a power cut?); not applying {} until an operator decides",
+                up.name, head, up.position, up.name);
+    up.head_regressed = true;
+    state_ = "degraded";
+    return;
+  }
+  up.verified = true;
 }
 
 void NodeCore::handle_query(Incoming& in) {
@@ -896,6 +961,7 @@ void NodeCore::send_heartbeat() {
   builtin::Heartbeat hb;
   hb.service = name_;
   hb.incarnation = store_->incarnation();
+  hb.boot = boot_;
   hb.head = store_->head();
   hb.oldest = store_->oldest();
   hb.durable = store_->durable();
@@ -909,15 +975,20 @@ void NodeCore::send_heartbeat() {
 void NodeCore::resend_commands() {
   auto now = Clock::now();
   for (auto& [name, d] : downstreams_) {
-    if (now - d->last_send < topology_.defaults.heartbeat * 2) continue;
+    // Resend when acknowledgements have not moved for two heartbeats — not "when we
+    // have not sent lately", which steady traffic would postpone forever.
+    if (now - d->last_progress < topology_.defaults.heartbeat * 2) continue;
     auto pending = store_->unacked_commands(name, 512);
-    if (pending.empty()) continue;
+    if (pending.empty()) {
+      d->last_progress = now;
+      continue;
+    }
     for (const auto& c : pending) {
       std::array<zmq::const_buffer, 2> bufs{zmq::buffer(c.envelope), zmq::buffer(c.payload)};
       if (!zmq::send_multipart(d->push, bufs, zmq::send_flags::dontwait)) break;
       ++metrics_.commands_resent;
     }
-    d->last_send = now;
+    d->last_send = d->last_progress = now;
   }
 }
 
@@ -978,6 +1049,8 @@ std::string NodeCore::answer_builtin(const Envelope& env, std::string_view paylo
     hdr.head = store_->head();
     hdr.oldest = store_->oldest();
     hdr.incarnation = store_->incarnation();
+    hdr.durable = store_->durable();
+    hdr.boot = boot_;
     auto events = store_->events(req->from, req->to, max);
     hdr.count = static_cast<std::uint32_t>(events.size());
     for (auto& ev : events) {
@@ -1054,6 +1127,7 @@ std::string NodeCore::metrics_reply() {
   j["dead_letters"] = metrics_.dead_letters;
   j["rejected_frames"] = metrics_.rejected_frames;
   j["commands_resent"] = metrics_.commands_resent;
+  j["commands_out_of_order"] = metrics_.commands_out_of_order;
   j["store_failures"] = metrics_.store_failures;
   j["events_lost"] = metrics_.events_lost;
   j["published"] = counters_.published.load();
@@ -1209,8 +1283,10 @@ Node* g_nodes_fixed[16];
 std::atomic<int> g_nodes_count{0};
 
 extern "C" void on_stop_signal(int) {
+  int saved = errno;
   int n = g_nodes_count.load();
   for (int i = 0; i < n; ++i) g_nodes_fixed[i]->stop();
+  errno = saved;
 }
 }  // namespace
 
@@ -1229,13 +1305,15 @@ void stop_on_signal(std::vector<Node*> nodes) {
 
 int run_until_signal(Node& node) {
   stop_on_signal({&node});
+  int code = 0;
   try {
     node.run();
   } catch (const std::exception& e) {
     spdlog::error("{}: {}", node.name(), e.what());
-    return 1;
+    code = 1;
   }
-  return 0;
+  g_nodes_count.store(0);  // the node may be destroyed after this: signals must not reach it
+  return code;
 }
 
 }  // namespace troupe

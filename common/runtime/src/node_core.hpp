@@ -2,6 +2,7 @@
 // replay, heartbeats. Internal to the runtime library.
 #pragma once
 
+#include <troupe/domain/id.hpp>
 #include <troupe/runtime/builtin.hpp>
 #include <troupe/runtime/metrics.hpp>
 #include <troupe/runtime/node.hpp>
@@ -35,11 +36,15 @@ struct Upstream {
   std::uint64_t position = 0;    // last sequence applied (mirrors the store inside a batch)
   std::uint64_t known_head = 0;  // highest sequence the publisher is known to have
   std::string incarnation;
+  std::string boot;  // the publisher process we last heard from
   bool replay_in_flight = false;
   bool initial_replay_pending = true;  // catch up from our position once connected
   std::string replay_id;
   Clock::time_point replay_sent{};
   bool in_gap = false;
+  // Nothing is applied from a publisher until it has said who it is (heartbeat or
+  // replay reply) and that matched what our position refers to.
+  bool verified = false;
   bool behind_retention = false;
   bool head_regressed = false;
 };
@@ -52,6 +57,7 @@ struct Downstream {
   zmq::socket_t heartbeats;  // its XPUB, heartbeats only (acks)
   std::uint64_t acked = 0;
   Clock::time_point last_send{};
+  Clock::time_point last_progress = Clock::now();  // when `acked` last moved (or we resent)
 };
 
 // A message waiting to be sent after commit.
@@ -114,6 +120,11 @@ class NodeCore {
                     const std::vector<std::string_view>& raw);
   void handle_replay(Upstream& up, Incoming& in);
   void handle_heartbeat(Upstream* up, Downstream* down, Incoming& in);
+  // Compares what a publisher says of itself (heartbeat, replay reply) with what this
+  // service remembers; a replaced store or lost commits stop that stream loudly.
+  void check_publisher(Upstream& up, const std::string& incarnation, const std::string& boot,
+                       std::uint64_t head, bool durable);
+  const std::string boot_ = new_id();  // this start of this node
   void apply(const Envelope& env, std::string_view payload, const EventHandler& handler,
              const char* endpoint, const std::vector<std::string_view>& raw);
   void dead_letter(const char* endpoint, const Envelope* env, const std::string& reason,
@@ -161,6 +172,7 @@ class NodeCore {
   Clock::time_point next_maintenance_{};
   std::string state_ = "starting";
   std::string store_error_;
+  bool commands_lost_ = false;  // a receiver's acks went backwards (reported as LOSS)
   std::uint64_t rejections_logged_ = 0;
   std::atomic<bool> stop_requested_{false};
 };

@@ -29,6 +29,7 @@ inline constexpr std::string_view kSeen = "$seen";
 struct Heartbeat {
   std::string service;
   std::string incarnation;
+  std::string boot;          // new each time the node starts
   std::uint64_t head = 0;    // last event sequence committed
   std::uint64_t oldest = 0;  // oldest event still retained for replay
   bool durable = true;
@@ -37,8 +38,9 @@ struct Heartbeat {
   static constexpr auto fields() {
     using Self = Heartbeat;
     return std::tuple{TROUPE_DETAIL_FIELD(service), TROUPE_DETAIL_FIELD(incarnation),
-                      TROUPE_DETAIL_FIELD(head),    TROUPE_DETAIL_FIELD(oldest),
-                      TROUPE_DETAIL_FIELD(durable), TROUPE_DETAIL_FIELD(acks)};
+                      TROUPE_DETAIL_FIELD(boot),    TROUPE_DETAIL_FIELD(head),
+                      TROUPE_DETAIL_FIELD(oldest),  TROUPE_DETAIL_FIELD(durable),
+                      TROUPE_DETAIL_FIELD(acks)};
   }
 };
 
@@ -60,11 +62,14 @@ struct ReplayReply {
   std::uint64_t oldest = 0;
   std::uint32_t count = 0;
   std::string incarnation;
+  std::string boot;
+  bool durable = true;
   static constexpr std::string_view kType = "$replay";
   static constexpr auto fields() {
     using Self = ReplayReply;
-    return std::tuple{TROUPE_DETAIL_FIELD(head), TROUPE_DETAIL_FIELD(oldest),
-                      TROUPE_DETAIL_FIELD(count), TROUPE_DETAIL_FIELD(incarnation)};
+    return std::tuple{TROUPE_DETAIL_FIELD(head), TROUPE_DETAIL_FIELD(oldest), TROUPE_DETAIL_FIELD(count),
+                      TROUPE_DETAIL_FIELD(incarnation), TROUPE_DETAIL_FIELD(boot),
+                      TROUPE_DETAIL_FIELD(durable)};
   }
 };
 

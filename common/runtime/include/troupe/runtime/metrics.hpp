@@ -38,7 +38,7 @@ struct Metrics {
   Histogram batch_size;
   Histogram commit_us;
   std::uint64_t replays_requested = 0, replays_served = 0, gaps_seen = 0, gaps_repaired = 0,
-                duplicates = 0, dead_letters = 0, rejected_frames = 0, commands_resent = 0,
+                duplicates = 0, dead_letters = 0, rejected_frames = 0, commands_resent = 0, commands_out_of_order = 0,
                 store_failures = 0, events_lost = 0;
   std::map<std::string, std::uint64_t> socket_events;  // "accepted", "disconnected", ...
 };
