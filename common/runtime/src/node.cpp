@@ -277,7 +277,7 @@ void NodeCore::run() {
   const auto hb = topology_.defaults.heartbeat;
   next_heartbeat_ = Clock::now();
   next_maintenance_ = Clock::now() + hb;
-  request_replays(true);
+  request_replays();
 
   std::vector<Incoming> batch;
   std::vector<zmq::pollitem_t> items;
@@ -333,7 +333,7 @@ void NodeCore::run() {
       next_heartbeat_ = now + hb;
     }
     if (now >= next_maintenance_) {
-      request_replays(false);
+      request_replays();
       resend_commands();
       prune();
       next_maintenance_ = now + hb / 2;
@@ -414,7 +414,7 @@ void NodeCore::process(std::vector<Incoming>& batch) {
           break;
         }
         case Incoming::From::replay: handle_replay(*in.upstream, in); break;
-        case Incoming::From::heartbeat: handle_heartbeat(in.upstream, nullptr, in); break;
+        case Incoming::From::heartbeat: handle_heartbeat(in.upstream, in); break;
       }
     }
     for (std::size_t i = 0; i < upstreams_.size(); ++i)
@@ -453,7 +453,7 @@ void NodeCore::process(std::vector<Incoming>& batch) {
   metrics_.batch_size.add(batch.size());
   counters_.batches.fetch_add(1, std::memory_order_relaxed);
   relay();
-  request_replays(false);
+  request_replays();
 }
 
 void NodeCore::relay() {
@@ -479,7 +479,6 @@ void NodeCore::relay() {
         // If the receiver is not connected the send may fail: the command stays in the
         // outbox and is resent until acknowledged.
         zmq::send_multipart(it->second->push, bufs, zmq::send_flags::dontwait);
-        it->second->last_send = Clock::now();
         break;
       }
     }
@@ -737,7 +736,7 @@ void NodeCore::handle_replay(Upstream& up, Incoming& in) {
                  {kReplayedTopic, view(in.frames[i]), view(in.frames[i + 1])});
 }
 
-void NodeCore::handle_heartbeat(Upstream* up, Downstream* down, Incoming& in) {
+void NodeCore::handle_heartbeat(Upstream* up, Incoming& in) {
   if (in.frames.size() != 3) return;
   auto hb = codec::decode<builtin::Heartbeat>(view(in.frames[2]));
   if (!hb) {
@@ -755,11 +754,9 @@ void NodeCore::handle_heartbeat(Upstream* up, Downstream* down, Incoming& in) {
       }
     }
   }
-  if (!down) {
-    auto it = downstreams_.find(hb->service);
-    if (it != downstreams_.end()) down = it->second.get();
-  }
-  if (down) {
+  auto it = downstreams_.find(hb->service);
+  if (it != downstreams_.end()) {
+    Downstream* down = it->second.get();
     auto ack = hb->acks.find(name_);
     if (ack != hb->acks.end() && ack->second > down->acked) {
       down->acked = ack->second;
@@ -932,13 +929,13 @@ void NodeCore::stage_command(const Envelope& cause, std::string_view target, std
 // ---------------------------------------------------------------------------
 // timers
 
-void NodeCore::request_replays(bool force) {
+void NodeCore::request_replays() {
   auto now = Clock::now();
   auto timeout = std::max<std::chrono::milliseconds>(topology_.defaults.heartbeat * 2, std::chrono::milliseconds(1000));
   for (auto& up : upstreams_) {
     if (up->behind_retention || up->head_regressed) continue;
     if (up->replay_in_flight && now - up->replay_sent < timeout) continue;
-    bool wanted = force || up->initial_replay_pending || up->position < up->known_head;
+    bool wanted = up->initial_replay_pending || up->position < up->known_head;
     if (!wanted) continue;
     Envelope e = make_envelope(name_, std::string(builtin::kReplay), Kind::query);
     builtin::ReplayRequest req;
@@ -988,7 +985,7 @@ void NodeCore::resend_commands() {
       if (!zmq::send_multipart(d->push, bufs, zmq::send_flags::dontwait)) break;
       ++metrics_.commands_resent;
     }
-    d->last_send = d->last_progress = now;
+    d->last_progress = now;
   }
 }
 

@@ -56,7 +56,6 @@ struct Downstream {
   zmq::socket_t push;
   zmq::socket_t heartbeats;  // its XPUB, heartbeats only (acks)
   std::uint64_t acked = 0;
-  Clock::time_point last_send{};
   Clock::time_point last_progress = Clock::now();  // when `acked` last moved (or we resent)
 };
 
@@ -119,7 +118,7 @@ class NodeCore {
   void handle_event(Upstream& up, std::string_view env_bytes, std::string_view payload,
                     const std::vector<std::string_view>& raw);
   void handle_replay(Upstream& up, Incoming& in);
-  void handle_heartbeat(Upstream* up, Downstream* down, Incoming& in);
+  void handle_heartbeat(Upstream* up, Incoming& in);
   // Compares what a publisher says of itself (heartbeat, replay reply) with what this
   // service remembers; a replaced store or lost commits stop that stream loudly.
   void check_publisher(Upstream& up, const std::string& incarnation, const std::string& boot,
@@ -139,7 +138,7 @@ class NodeCore {
   std::string topology_reply();
   std::string deadletters_reply(std::string_view payload, std::string& type);
 
-  void request_replays(bool force);
+  void request_replays();
   void send_heartbeat();
   void resend_commands();
   void prune();
