@@ -396,6 +396,8 @@ void NodeCore::process(std::vector<Incoming>& batch) {
   for (auto& [n, d] : downstreams_) start_acked[n] = d->acked;
   batch_out_.clear();
   staged_commands_.clear();
+  const auto start_head = store_->head();
+  bool wrote = false;  // a batch of queries and heartbeats alone proves nothing about writes
   try {
     store_->begin();
     for (auto& in : batch) {
@@ -418,12 +420,18 @@ void NodeCore::process(std::vector<Incoming>& batch) {
       }
     }
     for (std::size_t i = 0; i < upstreams_.size(); ++i)
-      if (upstreams_[i]->position != start_positions[i])
+      if (upstreams_[i]->position != start_positions[i]) {
         store_->set_position(upstreams_[i]->name, upstreams_[i]->position);
+        wrote = true;
+      }
     for (const auto& [sender, pos] : command_positions_) {
       auto it = start_commands.find(sender);
-      if (it == start_commands.end() || it->second != pos) store_->set_position("cmd:" + sender, pos);
+      if (it == start_commands.end() || it->second != pos) {
+        store_->set_position("cmd:" + sender, pos);
+        wrote = true;
+      }
     }
+    wrote = wrote || store_->head() != start_head;
     store_->commit();
   } catch (const std::exception& e) {
     store_->rollback();
@@ -438,9 +446,10 @@ void NodeCore::process(std::vector<Incoming>& batch) {
     if (store_error_.empty()) log_->error("handling a batch failed, not acknowledging it: {}", e.what());
     state_ = "degraded";
     store_error_ = e.what();
+    answer_queries_outside_batch(batch);
     return;
   }
-  if (!store_error_.empty()) {
+  if (!store_error_.empty() && wrote) {
     log_->info("store writes work again; resuming");
     store_error_.clear();
     // Still degraded if a loss was reported: that needs an operator, not a retry.
@@ -454,6 +463,21 @@ void NodeCore::process(std::vector<Incoming>& batch) {
   counters_.batches.fetch_add(1, std::memory_order_relaxed);
   relay();
   request_replays();
+}
+
+// Queries only read. When a batch could not be committed (a full disk, a failing store)
+// its queries are answered again on their own, so `$health`, `$metrics` and the
+// services' own queries keep working while writes fail and show why.
+void NodeCore::answer_queries_outside_batch(std::vector<Incoming>& batch) {
+  for (auto& in : batch) {
+    if (in.from != Incoming::From::query) continue;
+    try {
+      handle_query(in);
+    } catch (const std::exception& e) {
+      log_->debug("query not answered while the store fails: {}", e.what());
+    }
+  }
+  relay();
 }
 
 void NodeCore::relay() {

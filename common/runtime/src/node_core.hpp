@@ -111,6 +111,7 @@ class NodeCore {
   std::size_t collect(std::vector<Incoming>& batch, std::size_t max);
   void process(std::vector<Incoming>& batch);
   void relay();
+  void answer_queries_outside_batch(std::vector<Incoming>& batch);
 
   void on_subscription(const zmq::message_t& msg);
   void handle_command(Incoming& in);
