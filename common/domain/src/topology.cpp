@@ -122,11 +122,69 @@ std::vector<TopologyIssue> check_topology(const Topology& t) {
                                 "', which '" + route.target + "' does not accept");
     }
   }
+  for (const auto& c : t.clients) {
+    const char* what = c.role == ClientSpec::Role::tap ? "tap" : "client";
+    if (!valid_name(c.name)) error(c.line, std::string(what) + " name '" + c.name + "' is not a valid name");
+    if (!names.insert(c.name).second)
+      error(c.line, std::string(what) + " '" + c.name + "' has the name of another service, client or tap");
+    for (const auto* list : {&c.commands, &c.queries, &c.events})
+      for (const auto& target : *list)
+        if (target != "*" && !t.find(target))
+          error(c.line, std::string(what) + " '" + c.name + "' names unknown service '" + target + "'");
+  }
   for (const auto& s : t.services)
     for (const auto& type : s.publishes)
       if (!consumed.count({s.name, type}))
         warning(s.line, "service '" + s.name + "' publishes '" + type +
                             "', which no service reacts to");
+  return out;
+}
+
+
+
+bool ClientSpec::may(const std::vector<std::string>& list, std::string_view service) const {
+  return std::any_of(list.begin(), list.end(), [&](const std::string& s) { return s == "*" || s == service; });
+}
+
+Admission Topology::admission(const ServiceSpec& service) const {
+  Admission a;
+  auto add = [](std::vector<std::string>& v, const std::string& name) {
+    if (std::find(v.begin(), v.end(), name) == v.end()) v.push_back(name);
+  };
+  for (const auto& s : services) {
+    for (const auto& sub : s.reacts_to)
+      if (sub.publisher == service.name) {
+        add(a.events, s.name);
+        add(a.queries, s.name);
+      }
+    for (const auto& route : s.sends)
+      if (route.target == service.name) {
+        add(a.commands, s.name);
+        add(a.events, s.name);
+      }
+  }
+  for (const auto& c : clients) {
+    if (c.role == ClientSpec::Role::tap) {
+      add(a.events, c.name);
+      continue;
+    }
+    if (c.may(c.events, service.name)) add(a.events, c.name);
+    if (c.may(c.commands, service.name)) add(a.commands, c.name);
+    if (c.may(c.queries, service.name)) add(a.queries, c.name);
+  }
+  return a;
+}
+
+const ClientSpec* Topology::find_client(std::string_view name) const {
+  for (const auto& c : clients)
+    if (c.name == name) return &c;
+  return nullptr;
+}
+
+std::vector<std::string> Topology::identities() const {
+  std::vector<std::string> out;
+  for (const auto& s : services) out.push_back(s.name);
+  for (const auto& c : clients) out.push_back(c.name);
   return out;
 }
 

@@ -116,3 +116,54 @@ TEST_CASE("a missing file is a clear error", "[topology]") {
   REQUIRE_FALSE(r);
   CHECK(r.error().message() == "/nonexistent/shop.toml: cannot read the topology file");
 }
+
+TEST_CASE("a curve topology names who may reach each endpoint", "[topology][security]") {
+  std::string text = with(kGood, "heartbeat_ms = 250", "heartbeat_ms = 250\nsecurity = \"curve\"") + R"(
+[clients.storefront]
+commands = ["orders"]
+queries = ["*"]
+
+[taps.ops]
+)";
+  auto t = parse_topology(text, "topology/shop.toml");
+  REQUIRE(t);
+  CHECK(t->curve());
+  CHECK(t->defaults.keys_dir == "var/shop/keys");
+  REQUIRE(t->clients.size() == 2);
+  auto orders = t->admission(*t->find("orders"));
+  // inventory reacts to orders: its events and its $replay queries; the tap watches.
+  CHECK(orders.events == std::vector<std::string>{"inventory", "ops"});
+  CHECK(orders.queries == std::vector<std::string>{"inventory", "storefront"});
+  CHECK(orders.commands == std::vector<std::string>{"storefront"});
+  auto inventory = t->admission(*t->find("inventory"));
+  CHECK(inventory.commands.empty());  // nobody may send inventory commands
+  CHECK(inventory.queries == std::vector<std::string>{"orders", "storefront"});
+  CHECK(t->identities() == std::vector<std::string>{"orders", "inventory", "storefront", "ops"});
+}
+
+TEST_CASE("security mistakes name the file and the line", "[topology][security]") {
+  SECTION("an unknown security") {
+    CHECK(error_of(with(kGood, "heartbeat_ms = 250", "heartbeat_ms = 250\nsecurity = \"tls\"")) ==
+          "topology/shop.toml:6: security must be \"none\" or \"curve\", got \"tls\"");
+  }
+  SECTION("a public key that is not Z85") {
+    CHECK(error_of(with(kGood, "accepts = [\"PlaceOrder\"]", "accepts = [\"PlaceOrder\"]\npublic_key = \"short\"")) ==
+          "topology/shop.toml:13: public_key in [services.orders] must be a CURVE public key in Z85 (40 characters)");
+  }
+  SECTION("a client naming an unknown service") {
+    CHECK(error_of(std::string(kGood) + "\n[clients.app]\ncommands = [\"ordrs\"]\n") ==
+          "topology/shop.toml:23: client 'app' names unknown service 'ordrs'");
+  }
+  SECTION("a client with the name of a service") {
+    CHECK(error_of(std::string(kGood) + "\n[taps.orders]\n") ==
+          "topology/shop.toml:23: tap 'orders' has the name of another service, client or tap");
+  }
+  SECTION("an unknown key in a client") {
+    CHECK(error_of(std::string(kGood) + "\n[clients.app]\nsend = [\"orders\"]\n") ==
+          "topology/shop.toml:24: unknown key 'send' in [clients.app]");
+  }
+  SECTION("a tap may not send") {
+    CHECK(error_of(std::string(kGood) + "\n[taps.ops]\ncommands = [\"orders\"]\n") ==
+          "topology/shop.toml:24: unknown key 'commands' in [taps.ops]");
+  }
+}

@@ -82,7 +82,7 @@ struct Parser {
     if (!only_keys(t, "[mesh]",
                    {"name", "state_dir", "heartbeat_ms", "security", "durability", "synchronous",
                     "batch_max", "batch_delay_us", "retention_events", "max_message_bytes", "seed",
-                    "host"}))
+                    "host", "keys_dir"}))
       return false;
     auto& d = topo.defaults;
     std::string durability = "durable", synchronous = "full";
@@ -94,6 +94,7 @@ struct Parser {
         !get_string(t, "synchronous", synchronous, false, line, "[mesh]") ||
         !get_string(t, "seed", d.seed, false, line, "[mesh]") ||
         !get_string(t, "host", d.host, false, line, "[mesh]") ||
+        !get_string(t, "keys_dir", d.keys_dir, false, line, "[mesh]") ||
         !get_int(t, "heartbeat_ms", heartbeat, 10, 3'600'000) ||
         !get_int(t, "batch_max", d.batch_max, 1, 100'000) ||
         !get_int(t, "batch_delay_us", delay, 0, 1'000'000) ||
@@ -111,8 +112,6 @@ struct Parser {
     else return fail(line_of_key("synchronous"), "synchronous must be \"full\" or \"normal\", got \"" + synchronous + "\"");
     if (d.security != "none" && d.security != "curve")
       return fail(line_of_key("security"), "security must be \"none\" or \"curve\", got \"" + d.security + "\"");
-    if (d.security == "curve")
-      return fail(line_of_key("security"), "security \"curve\" is not available in this build yet; use \"none\"");
     return true;
   }
 
@@ -132,8 +131,9 @@ struct Parser {
     s.line = line_of(t);
     std::string where = "[services." + s.name + "]";
     if (!only_keys(t, where, {"events", "commands", "queries", "publishes", "accepts", "answers",
-                              "reacts_to", "sends", "expose"}))
+                              "reacts_to", "sends", "expose", "public_key"}))
       return false;
+    if (!public_key(t, s.public_key, s.line, where)) return false;
     if (const ::toml::node* n = t.get("expose")) {
       const ::toml::table* x = n->as_table();
       std::string xwhere = where + ".expose";
@@ -164,6 +164,41 @@ struct Parser {
     }
     return true;
   }
+
+  // A CURVE public key in Z85: 40 characters of the Z85 alphabet.
+  bool public_key(const ::toml::table& t, std::string& out, int line, const std::string& where) {
+    if (!get_string(t, "public_key", out, false, line, where)) return false;
+    static constexpr std::string_view kZ85 =
+        "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+    if (!out.empty() && (out.size() != 40 || out.find_first_not_of(kZ85) != std::string::npos))
+      return fail(line_of(*t.get("public_key")),
+                  "public_key in " + where + " must be a CURVE public key in Z85 (40 characters)");
+    return true;
+  }
+
+  bool client(std::string name, const ::toml::table& t, ClientSpec::Role role, ClientSpec& c) {
+    c.name = std::move(name);
+    c.role = role;
+    c.line = line_of(t);
+    std::string where = std::string(role == ClientSpec::Role::tap ? "[taps." : "[clients.") + c.name + "]";
+    if (role == ClientSpec::Role::tap) {
+      if (!only_keys(t, where, {"public_key"})) return false;
+    } else if (!only_keys(t, where, {"public_key", "commands", "queries", "events"})) {
+      return false;
+    }
+    if (!public_key(t, c.public_key, c.line, where)) return false;
+    for (auto [key, list] : {std::pair{"commands", &c.commands}, std::pair{"queries", &c.queries},
+                             std::pair{"events", &c.events}})
+      if (const ::toml::node* n = t.get(key)) {
+        const ::toml::array* a = n->as_array();
+        if (!a) return fail(line_of(*n), std::string(key) + " in " + where + " must be an array of service names", Code::wrong_type);
+        for (auto&& e : *a) {
+          if (!e.is_string()) return fail(line_of(e), std::string(key) + " in " + where + " must be an array of service names", Code::wrong_type);
+          list->push_back(**e.as_string());
+        }
+      }
+    return true;
+  }
 };
 
 void substitute(std::string& s, std::string_view var, std::string_view value) {
@@ -186,9 +221,10 @@ Result<Topology> parse_topology(std::string_view text, std::string name, const L
   Topology topo;
   topo.file = name;
   for (auto&& [k, v] : root)
-    if (k.str() != "mesh" && k.str() != "services")
+    if (k.str() != "mesh" && k.str() != "services" && k.str() != "clients" && k.str() != "taps")
       return reject(Code::invalid, name + ":" + std::to_string(p.line_of(v)),
-                    "unknown table '" + std::string(k.str()) + "' (expected [mesh] and [services.NAME])");
+                    "unknown table '" + std::string(k.str()) +
+                        "' (expected [mesh], [services.NAME], [clients.NAME] and [taps.NAME])");
   const ::toml::table* mesh = root["mesh"].as_table();
   if (!mesh) return reject(Code::missing, name + ":1", "no [mesh] table");
   if (!p.mesh(*mesh, p.line_of(*mesh), topo)) return *p.error;
@@ -207,6 +243,24 @@ Result<Topology> parse_topology(std::string_view text, std::string name, const L
       substitute(*e, "{state_dir}", topo.defaults.state_dir);
     topo.services.push_back(std::move(s));
   }
+  for (auto [table, role] : {std::pair{"clients", ClientSpec::Role::client}, std::pair{"taps", ClientSpec::Role::tap}}) {
+    const ::toml::node* group = root.get(table);
+    if (!group) continue;
+    if (!group->is_table())
+      return reject(Code::wrong_type, name + ":" + std::to_string(p.line_of(*group)),
+                    std::string(table) + " must be tables [" + table + ".NAME]");
+    for (auto&& [k, v] : *group->as_table()) {
+      const ::toml::table* t = v.as_table();
+      if (!t) return reject(Code::wrong_type, name + ":" + std::to_string(p.line_of(v)),
+                            std::string(table) + "." + std::string(k.str()) + " must be a table");
+      ClientSpec c;
+      if (!p.client(std::string(k.str()), *t, role, c)) return *p.error;
+      topo.clients.push_back(std::move(c));
+    }
+  }
+  substitute(topo.defaults.keys_dir, "{state_dir}", topo.defaults.state_dir);
+  if (topo.curve() && topo.defaults.keys_dir.empty())
+    return reject(Code::invalid, name + ":" + std::to_string(p.line_of(*mesh)), "security \"curve\" needs a keys_dir");
   std::sort(topo.services.begin(), topo.services.end(),
             [](const ServiceSpec& a, const ServiceSpec& b) { return a.line < b.line; });
 

@@ -44,11 +44,37 @@ struct ServiceSpec {
   std::vector<std::string> answers;    // query types (besides the built-in $-queries)
   std::vector<Subscription> reacts_to;
   std::vector<CommandRoute> sends;
+  std::string public_key;  // CURVE, Z85; "" = read from the keys directory
   int line = 0;
 
   bool publishes_type(std::string_view type) const;
   bool accepts_type(std::string_view type) const;
   bool answers_type(std::string_view type) const;
+};
+
+// An identity outside the services that may talk to the mesh under CURVE: a client
+// (the troupe CLI, a load driver, an application) or a tap (watches every service's
+// events and the mirrors of what they handle, sends and asks nothing).
+struct ClientSpec {
+  enum class Role { client, tap };
+  std::string name;
+  Role role = Role::client;
+  std::string public_key;             // Z85; "" = read from the keys directory
+  std::vector<std::string> commands;  // services it may send commands to ("*": all)
+  std::vector<std::string> queries;   // services it may query
+  std::vector<std::string> events;    // services whose events it may subscribe to
+  int line = 0;
+
+  bool may(const std::vector<std::string>& list, std::string_view service) const;
+};
+
+// Who may connect to each endpoint of one service under CURVE, by identity name.
+// Derived from the choreography, so the topology states each path once: a service that
+// reacts to S may subscribe to S's events and query S (its $replay); one that sends S
+// commands may push them and watch S's heartbeats (they carry its acks); clients and
+// taps as their [clients.*] / [taps.*] tables say.
+struct Admission {
+  std::vector<std::string> events, commands, queries;
 };
 
 enum class Durability { durable, memory };
@@ -57,7 +83,8 @@ enum class Synchronous { full, normal };
 struct MeshDefaults {
   std::string state_dir = "var";
   std::chrono::milliseconds heartbeat{1000};
-  std::string security = "none";
+  std::string security = "none";                 // "none" or "curve"
+  std::string keys_dir = "{state_dir}/keys";     // CURVE key pairs, NAME.key / NAME.pub
   Durability durability = Durability::durable;
   Synchronous synchronous = Synchronous::full;
   std::size_t batch_max = 512;                 // messages per group commit
@@ -73,6 +100,13 @@ struct Topology {
   std::string mesh;
   MeshDefaults defaults;
   std::vector<ServiceSpec> services;
+  std::vector<ClientSpec> clients;  // clients and taps
+
+  bool curve() const { return defaults.security == "curve"; }
+  Admission admission(const ServiceSpec& service) const;
+  const ClientSpec* find_client(std::string_view name) const;
+  // Every identity that needs a key pair: services, then clients and taps.
+  std::vector<std::string> identities() const;
 
   // Where a process outside the mesh reaches `service`: its expose endpoints if it has
   // them, else its endpoints.
