@@ -1,0 +1,92 @@
+// CURVE key files: made, kept private, never overwritten, read back and checked.
+#include <troupe/runtime/keys.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace fs = std::filesystem;
+using namespace troupe;
+
+namespace {
+
+struct TempDir {
+  fs::path path = fs::temp_directory_path() / ("troupe-keys-" + std::to_string(::getpid()) + "-" +
+                                               std::to_string(reinterpret_cast<std::uintptr_t>(this)));
+  ~TempDir() { fs::remove_all(path); }
+};
+
+}  // namespace
+
+TEST_CASE("a key pair is written privately and read back", "[keys]") {
+  TempDir dir;
+  auto pair = keys::generate();
+  REQUIRE(pair);
+  CHECK(pair->public_key.size() == 40);
+  CHECK(pair->secret_key.size() == 40);
+  REQUIRE(keys::write(dir.path.string(), "orders", *pair));
+
+  struct stat st {};
+  REQUIRE(::stat((dir.path / "orders.key").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  REQUIRE(::stat(dir.path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0700);
+
+  auto back = keys::load(dir.path.string(), "orders");
+  REQUIRE(back);
+  CHECK(back->public_key == pair->public_key);
+  CHECK(back->secret_key == pair->secret_key);
+  CHECK(keys::encode(keys::decode(pair->public_key)) == pair->public_key);
+  CHECK(keys::decode(pair->public_key).size() == 32);
+
+  SECTION("an existing key is never overwritten") {
+    auto other = keys::generate();
+    REQUIRE(other);
+    auto r = keys::write(dir.path.string(), "orders", *other);
+    REQUIRE_FALSE(r);
+    CHECK_THAT(r.error().message(), Catch::Contains("orders.pub: already exists; not overwriting a key"));
+    CHECK(keys::load(dir.path.string(), "orders")->secret_key == pair->secret_key);
+  }
+  SECTION("a public key file that does not match its secret key is refused") {
+    fs::remove(dir.path / "orders.pub");
+    std::ofstream(dir.path / "orders.pub") << keys::generate()->public_key << "\n";
+    auto r = keys::load(dir.path.string(), "orders");
+    REQUIRE_FALSE(r);
+    CHECK_THAT(r.error().message(), Catch::Contains("does not match the secret key in orders.key"));
+  }
+  SECTION("a damaged key file is named") {
+    fs::remove(dir.path / "orders.key");
+    std::ofstream(dir.path / "orders.key") << "# comment\nnot-a-key\n";
+    auto r = keys::load(dir.path.string(), "orders");
+    REQUIRE_FALSE(r);
+    CHECK_THAT(r.error().message(), Catch::Contains("orders.key: not a Z85 CURVE key (40 characters)"));
+  }
+}
+
+TEST_CASE("keygen for a mesh makes only what is missing", "[keys]") {
+  TempDir dir;
+  Topology t;
+  t.defaults.keys_dir = dir.path.string();
+  for (const char* name : {"orders", "payments"}) {
+    ServiceSpec s;
+    s.name = name;
+    t.services.push_back(s);
+  }
+  t.services.back().public_key = keys::generate()->public_key;  // held on another host
+  ClientSpec tap;
+  tap.name = "ops";
+  tap.role = ClientSpec::Role::tap;
+  t.clients.push_back(tap);
+
+  auto made = keys::make_missing(t);
+  REQUIRE(made);
+  CHECK(*made == std::vector<std::string>{"orders", "ops"});
+  auto again = keys::make_missing(t);
+  REQUIRE(again);
+  CHECK(again->empty());
+  CHECK(keys::public_key(t, "payments").value() == t.services.back().public_key);
+  CHECK(keys::public_key(t, "orders").value() == keys::load(dir.path.string(), "orders")->public_key);
+}
