@@ -16,7 +16,7 @@ expect() {  # description, expected exit code, expected output substring, comman
   else echo "FAIL: $what (exit $rc, expected $code; output: $out)"; failures=$((failures + 1)); fi
 }
 
-for sub in check send query status deadletters verify load tap trace graph metrics export; do
+for sub in check send query status deadletters verify load tap trace graph metrics export keygen; do
   expect "troupe $sub --help" 0 "Usage:" "$troupe" "$sub" --help
 done
 expect "troupe --help lists the subcommands" 0 "deadletters" "$troupe" --help
@@ -37,6 +37,13 @@ expect "a wrong type is an error with file:line" 1 "$tmp/typed.toml:7: 'heartbea
   "$troupe" check --topology "$tmp/typed.toml"
 expect "a missing topology file" 1 "/nonexistent.toml: cannot read the topology file" "$troupe" check --topology /nonexistent.toml
 
+expect "under curve, a missing key is named, with how to make it" 1 "identity 'cli' has no usable CURVE key pair: $tmp/none/keys/cli.key: cannot read the key file" \
+  "$troupe" query --state-dir "$tmp/none" --timeout 200 orders '$health'
+expect "keygen --mesh makes every identity's key pair" 0 "made 8 key pair(s) in $tmp/none/keys" \
+  "$troupe" keygen --mesh --state-dir "$tmp/none"
+expect "keygen refuses to overwrite" 1 "$tmp/none/keys/cli.pub: already exists; not overwriting a key" \
+  "$troupe" keygen cli --out "$tmp/none/keys"
+expect "keygen wants NAME or --mesh" 2 "give either NAME or --mesh" "$troupe" keygen
 expect "a query to a service that is not running exits 3" 3 "no reply to \$health within 200 ms" \
   "$troupe" query --state-dir "$tmp/none" --timeout 200 orders '$health'
 expect "status shows unreachable services and exits 3" 3 "unreachable" "$troupe" status --state-dir "$tmp/none" --timeout 100

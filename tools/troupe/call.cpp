@@ -25,6 +25,7 @@ Runner add_send(CLI::App& app) {
     auto payload = parse_json(o->payload, "the payload");
     if (!payload) return kUsage;
     Client client(*t, "cli");
+    client.set_identity(identity(*o));
     if (o->wait) client.watch();
     // Resent until the service confirms it applied the command (its id makes that safe).
     auto sent = client.send_confirmed(o->service, o->type, to_msgpack(*payload), o->correlation,
@@ -71,6 +72,7 @@ Runner add_query(CLI::App& app) {
     auto payload = parse_json(o->payload, "the payload");
     if (!payload) return kUsage;
     Client client(*t, "cli");
+    client.set_identity(identity(*o));
     auto r = client.query_raw(o->service, o->type, to_msgpack(*payload), std::chrono::milliseconds(o->timeout_ms));
     if (!r) {
       std::cerr << "troupe: " << r.error().message() << '\n';

@@ -8,21 +8,23 @@ namespace troupe::cli {
 Runner add_check(CLI::App& app) {
   auto* cmd = app.add_subcommand("check", "validate a topology file (errors exit 1, warnings do not)");
   struct Opts : Common {
-    bool list = false, print_state_dir = false, print_host = false;
+    bool list = false, print_state_dir = false, print_host = false, print_security = false;
   };
   auto c = std::make_shared<Opts>();
   add_common(*cmd, *c);
   cmd->add_flag("--list", c->list, "print only the service names, one a line (for scripts)");
   cmd->add_flag("--print-state-dir", c->print_state_dir, "print only the state directory (for scripts)");
   cmd->add_flag("--print-host", c->print_host, "print only [mesh] host, the one-process executable, if any");
+  cmd->add_flag("--print-security", c->print_security, "print only [mesh] security: none or curve");
   return [c, cmd]() -> int {
     if (!*cmd) return -1;
-    bool scripted = c->list || c->print_state_dir || c->print_host;
+    bool scripted = c->list || c->print_state_dir || c->print_host || c->print_security;
     auto t = load(*c, /*check=*/scripted);
     if (!t) return kFailed;
     if (scripted) {
       if (c->print_state_dir) std::cout << t->defaults.state_dir << '\n';
       if (c->print_host) std::cout << t->defaults.host << '\n';
+      if (c->print_security) std::cout << t->defaults.security << '\n';
       if (c->list)
         for (const auto& s : t->services) std::cout << s.name << '\n';
       return kOk;

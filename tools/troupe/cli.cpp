@@ -1,6 +1,7 @@
 // Shared helpers of the `troupe` command.
 #include "cli.hpp"
 
+#include <cstdlib>
 #include <iostream>
 
 namespace troupe::cli {
@@ -9,6 +10,15 @@ void add_common(CLI::App& app, Common& c) {
   app.add_option("--topology,-t", c.topology, "topology file")->capture_default_str();
   app.add_option("--state-dir", c.state_dir, "override the topology's state directory");
   app.add_option("--timeout", c.timeout_ms, "milliseconds to wait for an answer")->capture_default_str();
+  app.add_option("--identity", c.identity,
+                 "CURVE identity to present, a [clients.NAME] or [taps.NAME] of the topology "
+                 "(default: $TROUPE_IDENTITY, else cli; tap for troupe tap)");
+}
+
+std::string identity(const Common& c, const char* fallback) {
+  if (!c.identity.empty()) return c.identity;
+  if (const char* env = std::getenv("TROUPE_IDENTITY"); env && *env) return env;
+  return fallback;
 }
 
 std::optional<Topology> load(const Common& c, bool check) {

@@ -26,9 +26,14 @@ struct Common {
   std::string topology = "topology/shop.toml";
   std::string state_dir;  // overrides [mesh] state_dir when set
   int timeout_ms = 2000;
+  std::string identity;  // the CURVE identity presented ("" = TROUPE_IDENTITY, else the default)
 };
 
 void add_common(CLI::App& app, Common& common);
+
+// The identity a command presents under CURVE: --identity, else $TROUPE_IDENTITY, else
+// `fallback` ("cli"; "tap" for troupe tap).
+std::string identity(const Common& common, const char* fallback = "cli");
 
 // Loads the topology; on failure prints the file:line error and returns nullopt.
 std::optional<Topology> load(const Common& common, bool check = true);
@@ -56,5 +61,6 @@ Runner add_trace(CLI::App& app);
 Runner add_graph(CLI::App& app);
 Runner add_metrics(CLI::App& app);
 Runner add_export(CLI::App& app);
+Runner add_keygen(CLI::App& app);
 
 }  // namespace troupe::cli

@@ -30,6 +30,7 @@ Runner add_deadletters(CLI::App& app) {
     auto t = load(*o);
     if (!t) return kUsage;
     Client client(*t, "cli");
+    client.set_identity(identity(*o));
     builtin::DeadLettersRequest req{o->op, o->id, 1000};
     auto r = client.query_raw(o->service, std::string(builtin::kDeadLetters), codec::encode(req),
                               std::chrono::milliseconds(o->timeout_ms));

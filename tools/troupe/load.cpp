@@ -74,6 +74,7 @@ Runner add_load(CLI::App& app) {
     if (skus.empty()) skus = scarce;
 
     Client client(*t, "load");
+    client.set_identity(identity(*o));
     client.watch({"orders"}, /*heartbeats=*/true);
     // The first heartbeat proves the subscription is live: no terminal event is missed.
     auto first = client.next_event(std::chrono::milliseconds(t->defaults.heartbeat.count() * 3 + 2000));

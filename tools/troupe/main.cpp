@@ -16,7 +16,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string(troupe::kVersion));
   std::vector<Runner> runners{add_check(app), add_send(app), add_query(app), add_status(app),
                               add_deadletters(app), add_verify(app), add_load(app), add_tap(app),
-                              add_trace(app), add_graph(app), add_metrics(app), add_export(app)};
+                              add_trace(app), add_graph(app), add_metrics(app), add_export(app),
+                              add_keygen(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

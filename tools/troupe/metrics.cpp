@@ -40,6 +40,7 @@ Runner add_metrics(CLI::App& app) {
     auto t = load(*o);
     if (!t) return kUsage;
     Client client(*t, "metrics");
+    client.set_identity(identity(*o));
     std::map<std::string, nlohmann::json> all;
     for (const auto& s : t->services) {
       auto r = client.query_raw(s.name, std::string(builtin::kMetrics), std::string(1, '\x80'),

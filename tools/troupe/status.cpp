@@ -103,6 +103,7 @@ Runner add_status(CLI::App& app) {
     auto t = load(*o);
     if (!t) return kUsage;
     Client client(*t, "cli");
+    client.set_identity(identity(*o));
     std::map<std::string, Sample> previous;
     if (!o->watch) return print_table(client, *t, o->timeout_ms, previous) ? kUnreachable : kOk;
     while (true) {

@@ -29,7 +29,7 @@ extern "C" void on_signal(int) { g_stop = 1; }
 nlohmann::json record(const Envelope& original, std::string_view payload, const std::string& kind,
                       const std::string& target) {
   auto j = cloudevent(original, payload);
-  j["tapkind"] = kind;  // event, command, query, deadletter, gap, repaired
+  j["tapkind"] = kind;  // event, command, query, deadletter, gap, repaired, refused
   j["taptarget"] = target;
   return j;
 }
@@ -63,7 +63,7 @@ Runner add_tap(CLI::App& app) {
   add_common(*cmd, *o);
   cmd->add_option("--service", o->services, "only messages from or to these services (repeatable)");
   cmd->add_option("--type", o->type, "only types matching this glob, e.g. 'Order*'")->capture_default_str();
-  cmd->add_option("--kind", o->kind, "only event, command, query, deadletter, gap or repaired");
+  cmd->add_option("--kind", o->kind, "only event, command, query, deadletter, gap, repaired or refused");
   cmd->add_option("--correlation", o->correlation, "only this correlation id (an order id)");
   cmd->add_flag("--json", o->json, "one CloudEvents JSON document per line");
   cmd->add_flag("--events-only", o->events_only, "do not ask services to mirror what they handle");
@@ -149,6 +149,7 @@ Runner add_tap(CLI::App& app) {
     for (const auto& s : t->services) {
       for (const auto& type : s.publishes) sub.set(zmq::sockopt::subscribe, type + " ");
       if (!o->events_only) sub.set(zmq::sockopt::subscribe, builtin::kTapTopic);
+      curve_client(sub, *t, s.name, identity(*o, "tap"));
       sub.connect(t->external(s).events);
     }
     std::map<std::string, std::uint64_t> last_mirror, dropped;
@@ -178,6 +179,10 @@ Runner add_tap(CLI::App& app) {
         last = m->sequence;
         std::string kind = m->type.substr(1);  // "$command" -> "command"
         r = record(*original, frames[3].to_string_view(), kind, m->source);
+        if (kind == "refused") {  // a CURVE handshake the service's ZAP handler turned away
+          r["source"] = r["data"].value("address", std::string("?"));
+          r["type"] = "refused:" + r["data"].value("endpoint", std::string("?"));
+        }
         if (kind == "gap" || kind == "repaired") {
           r["source"] = r["data"].value("publisher", original->source);
           r["type"] = kind == "gap" ? "gap" : "repaired";

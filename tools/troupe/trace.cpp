@@ -56,6 +56,7 @@ Runner add_trace(CLI::App& app) {
     auto t = load(*o);
     if (!t) return kUsage;
     Client client(*t, "trace");
+    client.set_identity(identity(*o));
     std::vector<Node> nodes;
     std::map<std::string, nlohmann::json> health;
     std::vector<std::string> unreachable;

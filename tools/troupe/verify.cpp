@@ -138,6 +138,7 @@ Runner add_verify(CLI::App& app) {
     auto t = load(*o);
     if (!t) return kUsage;
     Client client(*t, "verify");
+    client.set_identity(identity(*o));
     return verify_shop(client, *t, o->settle_ms, false);
   };
 }

@@ -1,6 +1,7 @@
 // Client: DEALER per service for queries, PUSH per service for commands, one SUB to watch.
 #include <troupe/runtime/builtin.hpp>
 #include <troupe/runtime/client.hpp>
+#include <troupe/runtime/keys.hpp>
 
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -13,6 +14,19 @@ namespace {
 std::string_view sv(const zmq::message_t& m) { return {static_cast<const char*>(m.data()), m.size()}; }
 
 }  // namespace
+
+void curve_client(zmq::socket_t& socket, const Topology& topology, const std::string& service,
+                  const std::string& identity) {
+  if (!topology.curve()) return;
+  auto me = keys::load(topology.defaults.keys_dir, identity);
+  if (!me)
+    throw std::runtime_error("identity '" + identity + "' has no usable CURVE key pair: " + me.error().message());
+  auto server = keys::public_key(topology, service);
+  if (!server) throw std::runtime_error("no public key of service '" + service + "': " + server.error().message());
+  socket.set(zmq::sockopt::curve_serverkey, *server);
+  socket.set(zmq::sockopt::curve_publickey, me->public_key);
+  socket.set(zmq::sockopt::curve_secretkey, me->secret_key);
+}
 
 Client::Client(Topology topology, std::string name, zmq::context_t* context)
     : topology_(std::move(topology)), name_(std::move(name)) {
@@ -46,6 +60,7 @@ zmq::socket_t& Client::dealer(const std::string& service) {
     slot->set(zmq::sockopt::linger, 0);
     slot->set(zmq::sockopt::sndtimeo, 1000);
     slot->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(64u << 20));
+    curve_client(*slot, topology_, service, identity_);
     slot->connect(topology_.external(*topology_.find(service)).queries);
   }
   return *slot;
@@ -57,6 +72,7 @@ zmq::socket_t& Client::push(const std::string& service) {
     slot = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::push);
     slot->set(zmq::sockopt::linger, 5000);
     slot->set(zmq::sockopt::sndtimeo, 5000);  // a receiver that is down never blocks us for good
+    curve_client(*slot, topology_, service, identity_);
     slot->connect(topology_.external(*topology_.find(service)).commands);
   }
   return *slot;
@@ -164,6 +180,7 @@ void Client::watch(const std::vector<std::string>& services, bool heartbeats) {
       continue;
     for (const auto& t : s.publishes) watcher_->set(zmq::sockopt::subscribe, t + " ");
     if (heartbeats) watcher_->set(zmq::sockopt::subscribe, builtin::kHeartbeatTopic);
+    curve_client(*watcher_, topology_, s.name, identity_);  // per connection: each has its server key
     watcher_->connect(topology_.external(s).events);
   }
 }

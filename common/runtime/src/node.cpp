@@ -2,6 +2,8 @@
 // heartbeats and the built-in queries. One thread runs all of it (DESIGN.md §4-§5).
 #include "node_core.hpp"
 
+#include <troupe/runtime/keys.hpp>
+
 #include <troupe/domain/id.hpp>
 
 #include <nlohmann/json.hpp>
@@ -125,7 +127,75 @@ zmq::socket_t NodeCore::make_socket(zmq::socket_type type) {
   return s;
 }
 
+// ---------------------------------------------------------------------------
+// CURVE
+
+void NodeCore::setup_curve() {
+  auto pair = keys::load(topology_.defaults.keys_dir, name_);
+  if (!pair)
+    throw std::runtime_error("service '" + name_ + "': security is \"curve\" but its key pair is unusable: " +
+                             pair.error().message() + " (make the mesh's keys with `troupe keygen --mesh`)");
+  secret_key_ = pair->secret_key;
+  public_key_ = pair->public_key;
+  auto need = [&](const std::string& service) {
+    if (server_keys_.count(service)) return;
+    auto key = keys::public_key(topology_, service);
+    if (!key)
+      throw std::runtime_error("service '" + name_ + "': no public key of '" + service + "': " + key.error().message());
+    server_keys_[service] = *key;
+  };
+  for (const auto& sub : self_->reacts_to) need(sub.publisher);
+  for (const auto& route : self_->sends) need(route.target);
+
+  zap_ = detail::ZapAuthority::of(*context_);
+  Admission admission = topology_.admission(*self_);
+  for (auto [endpoint, names] : {std::pair{"events", &admission.events}, std::pair{"commands", &admission.commands},
+                                 std::pair{"queries", &admission.queries}}) {
+    std::map<std::string, std::string> allowed;  // raw key -> name
+    for (const auto& who : *names) {
+      auto key = keys::public_key(topology_, who);
+      if (!key) {
+        log_->warn("no public key of '{}' ({}): it cannot reach {} until it has one", who,
+                   key.error().message(), endpoint);
+        continue;
+      }
+      allowed[keys::decode(*key)] = who;
+    }
+    zap_->allow(name_ + "/" + endpoint, std::move(allowed));
+  }
+}
+
+void NodeCore::secure_server(zmq::socket_t& s, const char* endpoint) {
+  if (!zap_) return;
+  s.set(zmq::sockopt::curve_server, 1);
+  s.set(zmq::sockopt::curve_secretkey, secret_key_);
+  s.set(zmq::sockopt::zap_domain, name_ + "/" + endpoint);
+}
+
+void NodeCore::secure_client(zmq::socket_t& s, const std::string& service) {
+  if (!zap_) return;
+  s.set(zmq::sockopt::curve_serverkey, server_keys_.at(service));
+  s.set(zmq::sockopt::curve_publickey, public_key_);
+  s.set(zmq::sockopt::curve_secretkey, secret_key_);
+}
+
+void NodeCore::collect_refusals() {
+  if (!zap_ || !zap_->has_refusals()) return;
+  for (auto& r : zap_->take_refusals(name_ + "/")) {
+    auto endpoint = r.domain.substr(name_.size() + 1);
+    ++metrics_.auth_refused[endpoint];
+    if (refused_logged_.insert(r.domain + " " + r.key).second)
+      log_->warn("refused a CURVE handshake on {} from {}: public key {} is not allowed there", endpoint,
+                 r.address, r.key);
+    // The tap sees it like a message from the peer: source = its address.
+    Envelope peer = make_envelope(r.address.empty() ? "unknown-peer" : r.address, "$refused", Kind::command);
+    mirror("$refused", codec::encode_envelope(peer),
+           to_msgpack(json{{"endpoint", endpoint}, {"address", r.address}, {"key", r.key}}));
+  }
+}
+
 void NodeCore::bind_all() {
+  if (topology_.curve()) setup_curve();
   auto bind = [&](zmq::socket_t& s, const std::string& endpoint, const char* role, std::string& out) {
     make_ipc_dir(endpoint);
     try {
@@ -142,6 +212,9 @@ void NodeCore::bind_all() {
   pull_ = make_socket(zmq::socket_type::pull);
   router_ = make_socket(zmq::socket_type::router);
   router_.set(zmq::sockopt::sndhwm, 100000);
+  secure_server(pub_, "events");
+  secure_server(pull_, "commands");
+  secure_server(router_, "queries");
   bind(pub_, self_->endpoints.events, "events", bound_.events);
   bind(pull_, self_->endpoints.commands, "commands", bound_.commands);
   bind(router_, self_->endpoints.queries, "queries", bound_.queries);
@@ -204,10 +277,12 @@ void NodeCore::connect_all() {
     // handle still move our position (and a missing one is a gap, not a filter).
     for (const auto& t : pub->publishes) up->sub.set(zmq::sockopt::subscribe, topic_of(t));
     up->sub.set(zmq::sockopt::subscribe, builtin::kHeartbeatTopic);
+    secure_client(up->sub, pub->name);
     up->sub.connect(pub->endpoints.events);
     up->dealer = make_socket(zmq::socket_type::dealer);
     up->dealer.set(zmq::sockopt::immediate, 1);
     up->dealer.set(zmq::sockopt::linger, 0);
+    secure_client(up->dealer, pub->name);
     up->dealer.connect(pub->endpoints.queries);
     up->position = store_->position(up->name);
     up->known_head = up->position;
@@ -221,9 +296,11 @@ void NodeCore::connect_all() {
     down->name = target->name;
     down->endpoints = target->endpoints;
     down->push = make_socket(zmq::socket_type::push);
+    secure_client(down->push, target->name);
     down->push.connect(target->endpoints.commands);
     down->heartbeats = make_socket(zmq::socket_type::sub);
     down->heartbeats.set(zmq::sockopt::subscribe, builtin::kHeartbeatTopic);
+    secure_client(down->heartbeats, target->name);
     down->heartbeats.connect(target->endpoints.events);
     downstreams_.emplace(down->name, std::move(down));
   }
@@ -246,6 +323,10 @@ void NodeCore::close_all() noexcept {
   pub_.close();
   pull_.close();
   router_.close();
+  if (zap_) {
+    for (const char* e : {"events", "commands", "queries"}) zap_->forget(name_ + "/" + e);
+    zap_.reset();  // before an owned context closes: the last node stops the authority
+  }
   if (stop_fd_ >= 0) ::close(stop_fd_);
   stop_fd_ = -1;
   store_.reset();
@@ -267,8 +348,12 @@ void NodeCore::stop() noexcept {
 void NodeCore::run() {
   start_monitors();
   connect_all();
-  if (topology_.defaults.security == "none")
-    log_->warn("security is \"none\": any peer that can reach {} may read, send and query", bound_.events);
+  if (topology_.curve())
+    log_->info("security is \"curve\": only the topology's identities may connect (keys in {})",
+               topology_.defaults.keys_dir);
+  else
+    log_->warn("SECURITY IS OFF (security = \"none\"): any peer that can reach {} may read, send and query",
+               bound_.events);
   log_->info("{} {} ready: events {} commands {} queries {} ({} store, head {})", name_, kVersion,
              bound_.events, bound_.commands, bound_.queries,
              store_->durable() ? "durable" : "memory", store_->head());
@@ -308,6 +393,7 @@ void NodeCore::run() {
     if (items[0].revents & ZMQ_POLLIN) break;
     for (std::size_t i = 0; i < monitors_.size(); ++i)
       if (items[first_monitor + i].revents & ZMQ_POLLIN) drain_monitor(monitors_[i]);
+    collect_refusals();
 
     // Subscriptions arriving on our XPUB (who is attached).
     if (items[1].revents & ZMQ_POLLIN) {
@@ -1156,6 +1242,7 @@ std::string NodeCore::metrics_reply() {
   j["taps"] = counters_.taps.load();
   j["mirrored"] = counters_.mirrored.load();
   j["socket_events"] = metrics_.socket_events;
+  j["auth_refused"] = metrics_.auth_refused;
   return to_msgpack(j);
 }
 

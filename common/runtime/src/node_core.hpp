@@ -7,6 +7,8 @@
 #include <troupe/runtime/metrics.hpp>
 #include <troupe/runtime/node.hpp>
 
+#include "zap.hpp"
+
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -151,6 +153,16 @@ class NodeCore {
 
   std::unique_ptr<zmq::context_t> own_context_;
   zmq::context_t* context_ = nullptr;
+  // CURVE: this service's key pair, the public keys of the services it connects to,
+  // and the context's ZAP authority holding this service's allow-lists.
+  std::string secret_key_, public_key_;
+  std::map<std::string, std::string> server_keys_;  // service -> public key
+  std::shared_ptr<detail::ZapAuthority> zap_;
+  std::set<std::string> refused_logged_;  // domain + key, so each is logged once
+  void setup_curve();
+  void secure_server(zmq::socket_t& s, const char* endpoint);
+  void secure_client(zmq::socket_t& s, const std::string& service);
+  void collect_refusals();
   int lock_fd_ = -1;
   int stop_fd_ = -1;
   zmq::socket_t pub_, pull_, router_;

@@ -28,6 +28,12 @@ struct Received {
   std::vector<std::string> extra;  // frames after the payload ($replay)
 };
 
+// Makes `socket` a CURVE client of `service` presenting `identity`'s key pair from the
+// topology's keys directory; does nothing when the topology's security is "none".
+// Throws std::runtime_error naming the missing or bad key file.
+void curve_client(zmq::socket_t& socket, const Topology& topology, const std::string& service,
+                  const std::string& identity);
+
 class Client {
  public:
   // `name` is the source written in envelopes ("cli", "load").
@@ -81,6 +87,12 @@ class Client {
   // The next event seen, or nullopt after `timeout`.
   std::optional<Received> next_event(std::chrono::milliseconds timeout);
 
+  // Under security = "curve", the identity whose key pair this client presents (a
+  // [clients.NAME] or [taps.NAME] of the topology); "cli" unless set. Takes effect for
+  // sockets opened after the call.
+  void set_identity(std::string identity) { identity_ = std::move(identity); }
+  const std::string& identity() const { return identity_; }
+
   const Topology& topology() const { return topology_; }
   // Overrides where a service is (tests with resolved tcp ports).
   void set_endpoints(const std::string& service, const Endpoints& endpoints);
@@ -91,6 +103,7 @@ class Client {
 
   Topology topology_;
   std::string name_;
+  std::string identity_ = "cli";
   std::unique_ptr<zmq::context_t> own_context_;
   zmq::context_t* context_;
   std::map<std::string, std::unique_ptr<zmq::socket_t>> dealers_, pushes_;
