@@ -4,7 +4,10 @@ python3-zmq and python3-msgpack: subscribes to every service of a topology and p
 each event it sees, one line each (or one CloudEvents JSON document per line).
 
     examples/python/tap.py [--topology topology/shop.toml] [--state-dir DIR]
-                           [--limit N] [--seconds S] [--json]
+                           [--identity tap] [--limit N] [--seconds S] [--json]
+
+Under security = "curve" it presents the key pair of a [taps.NAME] identity from the
+mesh's keys directory (NAME.key, NAME.pub) and checks each service's public key.
 """
 import argparse
 import json
@@ -16,16 +19,32 @@ import msgpack
 import zmq
 
 
-def endpoints(topology_path, state_dir):
+def read_key(path):
+    """A key file: the first line that is not empty and not a # comment (Z85)."""
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                return line.encode()
+    raise SystemExit(f"tap.py: {path} holds no key")
+
+
+def load(topology_path, state_dir):
     with open(topology_path, "rb") as f:
         topo = tomllib.load(f)
-    state = state_dir or topo["mesh"].get("state_dir", "var")
+    mesh = topo["mesh"]
+    state = state_dir or mesh.get("state_dir", "var")
+    keys = mesh.get("keys_dir", "{state_dir}/keys").replace("{state_dir}", state)
+    curve = mesh.get("security", "none") == "curve"
     out = {}
     for name, svc in topo["services"].items():
         # A service running in one process with others (inproc) exposes endpoints for us.
         ep = svc.get("expose", {}).get("events") or svc["events"]
-        out[name] = (ep.replace("{state_dir}", state), svc.get("publishes", []))
-    return out
+        server_key = None
+        if curve:
+            server_key = svc.get("public_key", "").encode() or read_key(f"{keys}/{name}.pub")
+        out[name] = (ep.replace("{state_dir}", state), svc.get("publishes", []), server_key)
+    return out, (keys if curve else None)
 
 
 def main():
@@ -35,13 +54,21 @@ def main():
     ap.add_argument("--limit", type=int, default=0, help="stop after N events")
     ap.add_argument("--seconds", type=float, default=0, help="stop after S seconds")
     ap.add_argument("--json", action="store_true", help="CloudEvents JSON, one per line")
+    ap.add_argument("--identity", default="tap", help="the [taps.NAME] whose keys to present (curve)")
     args = ap.parse_args()
 
+    services, keys_dir = load(args.topology, args.state_dir)
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
-    for name, (ep, types) in endpoints(args.topology, args.state_dir).items():
+    if keys_dir:
+        secret = read_key(f"{keys_dir}/{args.identity}.key")
+        sub.curve_secretkey = secret
+        sub.curve_publickey = zmq.curve_public(secret)
+    for name, (ep, types, server_key) in services.items():
         for t in types:
             sub.setsockopt(zmq.SUBSCRIBE, (t + " ").encode())  # topic = type + one space
+        if server_key:
+            sub.curve_serverkey = server_key  # per connection: set before each connect
         sub.connect(ep)
 
     seen = 0
