@@ -1,8 +1,13 @@
-// events_bench: one publisher -> one subscriber, 100-byte payloads, tcp loopback.
-// Raw libzmq PUB/SUB, troupe in memory mode and troupe durable (SQLite, fsync on) are
-// run in the same invocation and printed with their ratios: absolute numbers drift on
-// a noisy machine, ratios hold.
-//   events_bench [EVENTS] [--json FILE]
+// events_bench: troupe (memory mode, and durable: SQLite WAL, synchronous=FULL) beside
+// raw libzmq with no delivery guarantee, over tcp loopback, in one invocation. Absolute
+// numbers drift on a noisy machine; ratios hold better.
+//   --mode events   1 publisher -> N subscribers, events/s each subscriber received
+//   --mode command  a command sent -> the event it caused seen by the sender (one at a time)
+//   --mode query    a query -> its reply (one at a time)
+// Run with no options it prints the 1 -> 1, 100-byte table of the three systems.
+// scripts/bench runs one system per invocation and reads --json.
+#include "bench_report.hpp"
+
 #include <troupe/adapters/toml/topology_loader.hpp>
 #include <troupe/runtime/client.hpp>
 #include <troupe/runtime/node.hpp>
@@ -11,169 +16,527 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <thread>
+#include <unistd.h>
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
 
+constexpr const char* kUsage = R"(usage: events_bench [EVENTS] [options]
+  --mode events|command|query  what to measure (default events)
+  --system all|raw|memory|durable  which system (default all; repeatable)
+  --count N        events to publish, or round trips to time (default 200000 / 5000)
+  --payload BYTES  payload size of each event, command and query (default 100)
+  --fanout N       subscribers of the publisher, events mode (default 1)
+  --samples FILE   round-trip latencies, one per line in ms (FILE.<system> if several)
+  --json FILE      records {scenario, system, metric, value, unit} as a JSON array
+  --scenario NAME  scenario name in the records (default from mode, payload, fanout)
+exit status: 0 done, 1 a system lost what it promised to deliver (durable), 2 usage
+)";
+
+struct Options {
+  std::string mode = "events";
+  std::vector<std::string> systems;
+  int count = 0;
+  int payload = 100;
+  int fanout = 1;
+  std::string samples, json, scenario;
+};
+
+// The messages of the benchmark service: Burst makes the publisher emit `count` Ticks
+// in one handler (so one commit); Ping causes one Pong; Echo is answered with its body.
 struct Tick {
-  std::int64_t n = 0;
+  std::int64_t n = 0;  // -1: a warm-up tick, not counted
   std::string body;
   TROUPE_MESSAGE(Tick, n, body)
 };
 struct Burst {
   std::int64_t count = 0;
-  TROUPE_MESSAGE(Burst, count)
+  std::int64_t body_bytes = 0;
+  std::int64_t warmup = 0;
+  TROUPE_MESSAGE(Burst, count, body_bytes, warmup)
+};
+struct Ping {
+  std::int64_t n = 0;
+  std::string body;
+  TROUPE_MESSAGE(Ping, n, body)
+};
+struct Pong {
+  std::int64_t n = 0;
+  std::string body;
+  TROUPE_MESSAGE(Pong, n, body)
+};
+struct EchoReply {
+  std::int64_t n = 0;
+  std::string body;
+  TROUPE_MESSAGE(EchoReply, n, body)
+};
+struct Echo {
+  std::int64_t n = 0;
+  std::string body;
+  using Reply = EchoReply;
+  TROUPE_MESSAGE(Echo, n, body)
 };
 
-const std::string kBody(84, 'x');  // + n + keys = ~100 bytes of payload
-
-double raw_zmq(int events) {
-  zmq::context_t ctx;
-  zmq::socket_t pub(ctx, zmq::socket_type::pub), sub(ctx, zmq::socket_type::sub);
-  pub.set(zmq::sockopt::sndhwm, 0);
-  sub.set(zmq::sockopt::rcvhwm, 0);
-  pub.bind("tcp://127.0.0.1:*");
-  sub.set(zmq::sockopt::subscribe, "");
-  sub.connect(pub.get(zmq::sockopt::last_endpoint));
-  // Wait until the subscription is live (a probe gets through), then measure.
-  while (true) {
-    pub.send(zmq::str_buffer("probe"), zmq::send_flags::none);
-    zmq::message_t m;
-    if (sub.recv(m, zmq::recv_flags::dontwait)) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+// The body length that makes an encoded {n, body} message exactly `payload` bytes
+// (or as close as msgpack's length prefixes allow).
+std::size_t body_for(int payload) {
+  std::size_t body = payload > 24 ? static_cast<std::size_t>(payload) - 16 : 8;
+  for (int i = 0; i < 4; ++i) {
+    auto size = troupe::codec::encode(Tick{1000000, std::string(body, 'x')}).size();
+    if (size == static_cast<std::size_t>(payload) || (size > static_cast<std::size_t>(payload) && body == 8)) break;
+    body = size > static_cast<std::size_t>(payload) ? body - std::min(body - 8, size - payload)
+                                                   : body + (payload - size);
   }
-  std::string payload(100, 'p');
-  std::atomic<int> got{0};
-  std::thread reader([&] {
-    zmq::message_t m;
-    while (got.load(std::memory_order_relaxed) < events) {
-      std::vector<zmq::message_t> frames;
-      if (zmq::recv_multipart(sub, std::back_inserter(frames)) && frames.size() == 3) got.fetch_add(1);
+  return body;
+}
+
+struct Throughput {
+  double rate = 0;  // events/s each subscriber received
+  long lost = 0;    // over all subscribers
+};
+
+struct RoundTrips {
+  std::vector<double> ms;
+  long lost = 0;
+};
+
+// ---- raw libzmq -------------------------------------------------------------------
+
+// The size of a real troupe envelope, so raw frames have troupe's shapes.
+std::size_t envelope_bytes() {
+  auto env = troupe::make_envelope("pub", "Tick", troupe::Kind::event);
+  env.sequence = 123456;
+  return troupe::codec::encode_envelope(env).size();
+}
+
+Throughput raw_events(int events, int payload_bytes, int fanout) {
+  zmq::context_t ctx;
+  zmq::socket_t pub(ctx, zmq::socket_type::pub);
+  pub.set(zmq::sockopt::sndhwm, 0);
+  pub.bind("tcp://127.0.0.1:*");
+  std::vector<zmq::socket_t> subs;
+  for (int i = 0; i < fanout; ++i) {
+    subs.emplace_back(ctx, zmq::socket_type::sub);
+    subs.back().set(zmq::sockopt::rcvhwm, 0);
+    subs.back().set(zmq::sockopt::rcvtimeo, 100);
+    subs.back().set(zmq::sockopt::subscribe, "");
+    subs.back().connect(pub.get(zmq::sockopt::last_endpoint));
+  }
+  // Every subscription is live once a probe got through to it; then measure.
+  std::vector<bool> live(subs.size(), false);
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (std::count(live.begin(), live.end(), true) < fanout) {
+    if (Clock::now() > deadline) throw std::runtime_error("raw libzmq: subscriptions not live within 10 s");
+    pub.send(zmq::str_buffer("probe"), zmq::send_flags::none);
+    for (std::size_t i = 0; i < subs.size(); ++i) {
+      zmq::message_t m;
+      while (subs[i].recv(m, zmq::recv_flags::dontwait)) live[i] = true;
     }
-  });
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  std::vector<long> got(subs.size(), 0);
+  std::vector<Clock::time_point> last(subs.size());
+  std::vector<std::thread> readers;
+  for (std::size_t i = 0; i < subs.size(); ++i)
+    readers.emplace_back([&, i] {
+      auto quiet_since = Clock::now();
+      while (got[i] < events) {
+        std::vector<zmq::message_t> frames;
+        if (zmq::recv_multipart(subs[i], std::back_inserter(frames)) && frames.size() == 3) {
+          ++got[i];
+          last[i] = quiet_since = Clock::now();
+        } else if (frames.empty() && Clock::now() - quiet_since > std::chrono::seconds(3)) {
+          break;  // lost: counted below, never hidden
+        }
+      }
+    });
   auto t0 = Clock::now();
-  std::string topic = "Tick ", env(180, 'e');  // same frame shapes as troupe's
+  std::string topic = "Tick ", env(envelope_bytes(), 'e'), payload(static_cast<std::size_t>(payload_bytes), 'p');
   for (int i = 0; i < events; ++i) {
     std::array<zmq::const_buffer, 3> b{zmq::buffer(topic), zmq::buffer(env), zmq::buffer(payload)};
     zmq::send_multipart(pub, b);
   }
-  reader.join();
-  return events / std::chrono::duration<double>(Clock::now() - t0).count();
+  for (auto& r : readers) r.join();
+  Throughput t;
+  long total = 0;
+  auto end = t0;
+  for (std::size_t i = 0; i < subs.size(); ++i) {
+    total += got[i];
+    end = std::max(end, last[i]);
+  }
+  t.lost = static_cast<long>(events) * fanout - total;
+  t.rate = static_cast<double>(total) / fanout / std::max(1e-9, std::chrono::duration<double>(end - t0).count());
+  return t;
 }
 
-double troupe_run(int events, const std::string& durability) {
-  auto dir = std::filesystem::temp_directory_path() / ("troupe-bench-" + durability + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::string text = "[mesh]\nname = \"bench\"\nstate_dir = \"" + dir.string() +
-                     "\"\nheartbeat_ms = 200\nsynchronous = \"full\"\ndurability = \"" + durability +
-                     "\"\n[services.pub]\nevents = \"tcp://127.0.0.1:*\"\ncommands = \"tcp://127.0.0.1:*\"\n"
-                     "queries = \"tcp://127.0.0.1:*\"\npublishes = [\"Tick\"]\naccepts = [\"Burst\"]\n"
-                     "[services.sub]\nevents = \"tcp://127.0.0.1:*\"\ncommands = \"tcp://127.0.0.1:*\"\n"
-                     "queries = \"tcp://127.0.0.1:*\"\nreacts_to = { pub = [\"Tick\"] }\n";
-  auto topo = troupe::toml::parse_topology(text, "bench.toml");
-  if (!topo) throw std::runtime_error(topo.error().message());
+// command: PUSH -> a responder's PULL, which publishes the caused event on PUB -> SUB.
+// query: DEALER -> ROUTER -> DEALER. Frames: [envelope][payload] as troupe's.
+RoundTrips raw_round_trips(const std::string& mode, int count, int payload_bytes) {
   zmq::context_t ctx;
-  troupe::NodeOptions o;
-  o.context = &ctx;
-  troupe::Node pub(*topo, "pub", o), sub(*topo, "sub", o);
-  for (auto* n : {&pub, &sub}) {
-    n->set_peer_endpoints("pub", pub.bound());
-    n->set_peer_endpoints("sub", sub.bound());
-  }
-  std::atomic<std::int64_t> applied{0};
-  pub.on_command<Burst>([](const Burst& b, troupe::Context& ctx) {
-    for (std::int64_t i = 0; i < b.count; ++i) ctx.emit(Tick{i, kBody});
+  bool command = mode == "command";
+  zmq::socket_t in(ctx, command ? zmq::socket_type::pull : zmq::socket_type::router);
+  zmq::socket_t out(ctx, zmq::socket_type::pub);
+  in.bind("tcp://127.0.0.1:*");
+  out.bind("tcp://127.0.0.1:*");
+  zmq::socket_t req(ctx, command ? zmq::socket_type::push : zmq::socket_type::dealer);
+  zmq::socket_t sub(ctx, zmq::socket_type::sub);
+  req.connect(in.get(zmq::sockopt::last_endpoint));
+  sub.set(zmq::sockopt::subscribe, "Pong ");
+  sub.connect(out.get(zmq::sockopt::last_endpoint));
+  zmq::socket_t& reply_in = command ? sub : req;
+  std::atomic<bool> stop{false};
+  std::thread responder([&] {
+    zmq::pollitem_t item{in.handle(), 0, ZMQ_POLLIN, 0};
+    while (!stop.load()) {
+      if (zmq::poll(&item, 1, milliseconds(50)) == 0) continue;
+      std::vector<zmq::message_t> frames;
+      if (!zmq::recv_multipart(in, std::back_inserter(frames))) continue;
+      if (command) {
+        if (frames.size() != 2) continue;
+        std::array<zmq::const_buffer, 3> b{zmq::str_buffer("Pong "), zmq::buffer(frames[0].data(), frames[0].size()),
+                                           zmq::buffer(frames[1].data(), frames[1].size())};
+        zmq::send_multipart(out, b);
+      } else {
+        zmq::send_multipart(in, frames);  // [identity][envelope][payload] back to the asker
+      }
+    }
   });
-  sub.on<Tick>([&](const Tick&, troupe::Context&) { applied.fetch_add(1, std::memory_order_relaxed); });
-  std::thread tp([&] { pub.run(); }), ts([&] { sub.run(); });
-  while (pub.counters().subscriptions.load() < 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  auto client_topo = *topo;
-  client_topo.find("pub")->endpoints = pub.bound();
-  troupe::Client client(client_topo, "bench", &ctx);
+  std::string env(envelope_bytes(), 'e'), payload(static_cast<std::size_t>(std::max(payload_bytes, 8)), 'p');
+  // Returns the round trip in ms, or nullopt when nothing matching came within `timeout`.
+  auto once = [&](std::int64_t n, milliseconds timeout) -> std::optional<double> {
+    std::memcpy(payload.data(), &n, sizeof n);
+    auto t0 = Clock::now();
+    std::array<zmq::const_buffer, 2> b{zmq::buffer(env), zmq::buffer(payload)};
+    zmq::send_multipart(req, b);
+    zmq::pollitem_t item{reply_in.handle(), 0, ZMQ_POLLIN, 0};
+    auto deadline = t0 + timeout;
+    while (Clock::now() < deadline) {
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()) + milliseconds(1);
+      if (zmq::poll(&item, 1, left) == 0) continue;
+      std::vector<zmq::message_t> frames;
+      if (!zmq::recv_multipart(reply_in, std::back_inserter(frames), zmq::recv_flags::dontwait)) continue;
+      const auto& p = frames.back();
+      std::int64_t got = -1;
+      if (p.size() >= sizeof got) std::memcpy(&got, p.data(), sizeof got);
+      if (got == n) return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    }
+    return std::nullopt;
+  };
+  // Warm up: the first round trips prove the connections (and the subscription) are live.
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  std::int64_t n = 0;
+  while (!once(--n, milliseconds(100)))
+    if (Clock::now() > deadline) throw std::runtime_error("raw libzmq: no round trip within 10 s");
+  for (int i = 0; i < 50; ++i) (void)once(--n, milliseconds(1000));
+  RoundTrips r;
+  for (int i = 0; i < count; ++i) {
+    if (auto ms = once(i, milliseconds(5000))) r.ms.push_back(*ms);
+    else ++r.lost;
+  }
+  stop = true;
+  responder.join();
+  return r;
+}
+
+// ---- troupe -----------------------------------------------------------------------
+
+// A publisher service "pub" and `subscribers` services reacting to its Ticks, each a
+// Node on its own thread over tcp loopback, in one process and one zmq context.
+class Mesh {
+ public:
+  Mesh(const std::string& durability, int subscribers) {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("troupe-bench-" + durability + "-" + std::to_string(::getpid()) + "-" + std::to_string(++runs_));
+    std::filesystem::remove_all(dir_);
+    std::string text = "[mesh]\nname = \"bench\"\nstate_dir = \"" + dir_.string() +
+                       "\"\nheartbeat_ms = 200\nsynchronous = \"full\"\ndurability = \"" + durability + "\"\n" +
+                       service("pub") +
+                       "publishes = [\"Tick\", \"Pong\"]\naccepts = [\"Burst\", \"Ping\"]\nanswers = [\"Echo\"]\n";
+    for (int i = 1; i <= subscribers; ++i)
+      text += service("sub" + std::to_string(i)) + "reacts_to = { pub = [\"Tick\"] }\n";
+    auto topo = troupe::toml::parse_topology(text, "bench.toml");
+    if (!topo) throw std::runtime_error(topo.error().message());
+    topo_ = *topo;
+    troupe::NodeOptions o;
+    o.context = &ctx_;
+    nodes_.push_back(std::make_unique<troupe::Node>(topo_, "pub", o));
+    for (int i = 1; i <= subscribers; ++i)
+      nodes_.push_back(std::make_unique<troupe::Node>(topo_, "sub" + std::to_string(i), o));
+  }
+  ~Mesh() {
+    for (auto& n : nodes_) n->stop();
+    for (auto& t : threads_) t.join();
+    nodes_.clear();
+    std::filesystem::remove_all(dir_);
+  }
+  Mesh(const Mesh&) = delete;
+  Mesh& operator=(const Mesh&) = delete;
+
+  troupe::Node& pub() { return *nodes_[0]; }
+  troupe::Node& sub(int i) { return *nodes_[static_cast<std::size_t>(i) + 1]; }
+
+  void start() {
+    for (auto& n : nodes_)
+      for (auto& peer : nodes_) n->set_peer_endpoints(peer->name(), peer->bound());
+    for (auto& n : nodes_) threads_.emplace_back([&n] { n->run(); });
+  }
+
+  std::unique_ptr<troupe::Client> client() {
+    auto t = topo_;
+    for (auto& n : nodes_) t.find(n->name())->endpoints = n->bound();
+    return std::make_unique<troupe::Client>(t, "bench", &ctx_);
+  }
+
+ private:
+  static std::string service(const std::string& name) {
+    return "[services." + name +
+           "]\nevents = \"tcp://127.0.0.1:*\"\ncommands = \"tcp://127.0.0.1:*\"\nqueries = \"tcp://127.0.0.1:*\"\n";
+  }
+  static inline int runs_ = 0;
+  std::filesystem::path dir_;
+  zmq::context_t ctx_;
+  troupe::Topology topo_;
+  std::vector<std::unique_ptr<troupe::Node>> nodes_;
+  std::vector<std::thread> threads_;
+};
+
+Throughput troupe_events(int events, const std::string& durability, int payload_bytes, int fanout) {
+  Mesh mesh(durability, fanout);
+  std::vector<std::atomic<std::int64_t>> applied(static_cast<std::size_t>(fanout));
+  std::vector<std::atomic<std::int64_t>> warm(static_cast<std::size_t>(fanout));
+  mesh.pub().on_command<Burst>([](const Burst& b, troupe::Context& ctx) {
+    std::string body(static_cast<std::size_t>(b.body_bytes), 'x');
+    for (std::int64_t i = 0; i < b.count; ++i) ctx.emit(Tick{b.warmup ? -1 : i, body});
+  });
+  for (int s = 0; s < fanout; ++s)
+    mesh.sub(s).on<Tick>([&, s](const Tick& t, troupe::Context&) {
+      (t.n < 0 ? warm : applied)[static_cast<std::size_t>(s)].fetch_add(1, std::memory_order_relaxed);
+    });
+  mesh.start();
+  auto client = mesh.client();
+  auto body = static_cast<std::int64_t>(body_for(payload_bytes));
+  // Warm up until every subscriber applied a tick: every subscription is live.
+  auto deadline = Clock::now() + std::chrono::seconds(20);
+  auto all_warm = [&] {
+    return std::all_of(warm.begin(), warm.end(), [](const auto& w) { return w.load() > 0; });
+  };
+  while (!all_warm()) {
+    if (Clock::now() > deadline) throw std::runtime_error("troupe " + durability + ": subscribers not live within 20 s");
+    (void)client->send("pub", Burst{1, body, 1});
+    auto wait = Clock::now() + milliseconds(50);
+    while (!all_warm() && Clock::now() < wait) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+
   const int per_burst = 100;
   std::vector<troupe::Envelope> bursts;
+  auto total = [&] {
+    std::int64_t sum = 0;
+    for (auto& a : applied) sum += a.load(std::memory_order_relaxed);
+    return sum;
+  };
+  const std::int64_t want = static_cast<std::int64_t>(events) * fanout;
   auto t0 = Clock::now();
   for (int sent = 0; sent < events; sent += per_burst) {
-    auto e = client.send("pub", Burst{per_burst});
+    auto e = client->send("pub", Burst{std::min(per_burst, events - sent), body, 0});
     if (e) bursts.push_back(*e);
   }
   auto give_up = Clock::now() + std::chrono::seconds(120);
   auto last_progress = Clock::now();
-  std::int64_t last_applied = 0;
-  while (applied.load() < events) {
+  std::int64_t last_total = 0;
+  while (total() < want && Clock::now() < give_up) {
     std::this_thread::sleep_for(std::chrono::microseconds(200));
-    if (applied.load() != last_applied) {
-      last_applied = applied.load();
+    if (auto now_total = total(); now_total != last_total) {
+      last_total = now_total;
       last_progress = Clock::now();
     } else if (Clock::now() - last_progress > std::chrono::seconds(3)) {
       // No progress: resend the bursts pub says it never handled (reported, not hidden).
       int resent = 0;
       for (const auto& b : bursts)
-        if (auto s = client.seen("pub", {b.id}); s && !s->at(0)) {
-          (void)client.resend("pub", b, troupe::codec::encode(Burst{per_burst}));
+        if (auto s = client->seen("pub", {b.id}); s && !s->at(0)) {
+          (void)client->resend("pub", b, troupe::codec::encode(Burst{per_burst, body, 0}));
           ++resent;
         }
-      std::cerr << "\nevents_bench: stalled at " << last_applied << "; resent " << resent << " lost command(s)\n";
+      std::cerr << "events_bench: troupe " << durability << " stalled at " << last_total << " of " << want
+                << "; resent " << resent << " lost command(s)\n";
+      // Memory mode delivers at most once: what is gone stays gone, and is counted.
+      if (resent == 0 && durability == "memory") break;
       last_progress = Clock::now();
     }
-    if (Clock::now() > give_up) {
-      std::cerr << "\nevents_bench: stuck at " << applied.load() << " of " << events << " (pub commands "
-                << pub.counters().commands_applied << ", published " << pub.counters().published << ", head "
-                << pub.store().head() << "; sub applied " << sub.counters().events_applied << ", gaps "
-                << sub.counters().gaps_seen << "/" << sub.counters().gaps_repaired << ", replays "
-                << sub.counters().replays_requested << ", duplicates " << sub.counters().duplicates << ")\n";
-      std::exit(1);
-    }
   }
-  double rate = events / std::chrono::duration<double>(Clock::now() - t0).count();
-  pub.stop();
-  sub.stop();
-  tp.join();
-  ts.join();
-  std::filesystem::remove_all(dir);
-  return rate;
+  Throughput t;
+  auto got = total();
+  t.lost = static_cast<long>(want - got);
+  t.rate = static_cast<double>(got) / fanout /
+           std::max(1e-9, std::chrono::duration<double>(last_progress - t0).count());
+  if (got == want)
+    t.rate = static_cast<double>(events) / std::chrono::duration<double>(Clock::now() - t0).count();
+  if (t.lost > 0)
+    std::cerr << "events_bench: troupe " << durability << " lost " << t.lost << " event deliveries (pub published "
+              << mesh.pub().counters().published << ", head " << mesh.pub().store().head() << ")\n";
+  return t;
+}
+
+RoundTrips troupe_round_trips(const std::string& mode, int count, const std::string& durability, int payload_bytes) {
+  Mesh mesh(durability, 0);
+  mesh.pub().on_command<Ping>([](const Ping& p, troupe::Context& ctx) { ctx.emit(Pong{p.n, p.body}); });
+  // A query reads the service's state, as a real one would (durable: one SQLite lookup).
+  mesh.pub().on_query<Echo>([](const Echo& q, const troupe::QueryContext& ctx) -> troupe::Result<EchoReply> {
+    if (auto cached = ctx.state().load<EchoReply>("echo", "last")) return *cached;
+    return EchoReply{q.n, q.body};
+  });
+  mesh.start();
+  auto client = mesh.client();
+  std::string body(body_for(payload_bytes), 'x');
+  bool command = mode == "command";
+  if (command) {
+    client->watch({"pub"}, /*heartbeats=*/true);
+    // The first heartbeat proves the subscription is live: no caused event is missed.
+    if (!client->next_event(milliseconds(10000)))
+      throw std::runtime_error("troupe " + durability + ": no heartbeat within 10 s");
+  }
+  auto once = [&](std::int64_t n, milliseconds timeout) -> std::optional<double> {
+    auto t0 = Clock::now();
+    if (command) {
+      auto sent = client->send("pub", Ping{n, body});
+      if (!sent) return std::nullopt;
+      auto deadline = t0 + timeout;
+      while (Clock::now() < deadline) {
+        auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()) + milliseconds(1);
+        auto ev = client->next_event(left);
+        if (ev && ev->envelope.type == "Pong" && ev->envelope.causationid == sent->id)
+          return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      }
+      return std::nullopt;
+    }
+    auto reply = client->query("pub", Echo{n, body}, timeout);
+    if (!reply || reply->n != n) return std::nullopt;
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  };
+  for (int i = 0; i < 50; ++i) (void)once(-1 - i, milliseconds(2000));
+  RoundTrips r;
+  for (int i = 0; i < count; ++i) {
+    if (auto ms = once(i, milliseconds(5000))) r.ms.push_back(*ms);
+    else ++r.lost;
+  }
+  return r;
+}
+
+// ---- main -------------------------------------------------------------------------
+
+const char* system_name(const std::string& s) {
+  return s == "raw" ? "raw-libzmq" : s == "memory" ? "troupe-memory" : "troupe-durable";
+}
+
+std::string default_scenario(const Options& o) {
+  if (o.mode != "events") return o.mode + "-rtt";
+  std::string size = o.payload % 1024 == 0 ? std::to_string(o.payload / 1024) + "KiB" : std::to_string(o.payload) + "B";
+  return (o.fanout == 1 ? "events-1to1-" : "fanout-1to" + std::to_string(o.fanout) + "-") + size;
+}
+
+int parse(int argc, char** argv, Options& o) {
+  auto need = [&](int& i) -> std::string {
+    if (i + 1 >= argc) throw std::invalid_argument(std::string(argv[i]) + " needs a value");
+    return argv[++i];
+  };
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::cout << kUsage;
+      return 0;
+    } else if (a == "--mode") o.mode = need(i);
+    else if (a == "--system") {
+      auto s = need(i);
+      if (s == "all") o.systems = {"raw", "memory", "durable"};
+      else o.systems.push_back(s);
+    } else if (a == "--count") o.count = std::stoi(need(i));
+    else if (a == "--payload") o.payload = std::stoi(need(i));
+    else if (a == "--fanout") o.fanout = std::stoi(need(i));
+    else if (a == "--samples") o.samples = need(i);
+    else if (a == "--json") o.json = need(i);
+    else if (a == "--scenario") o.scenario = need(i);
+    else if (!a.empty() && a[0] != '-') o.count = std::stoi(a);
+    else throw std::invalid_argument("unknown option " + a);
+  }
+  if (o.mode != "events" && o.mode != "command" && o.mode != "query")
+    throw std::invalid_argument("--mode must be events, command or query");
+  for (const auto& s : o.systems)
+    if (s != "raw" && s != "memory" && s != "durable")
+      throw std::invalid_argument("--system must be all, raw, memory or durable, got " + s);
+  if (o.systems.empty()) o.systems = {"raw", "memory", "durable"};
+  if (o.count <= 0) o.count = o.mode == "events" ? 200000 : 5000;
+  if (o.payload < 16 || o.payload > 1000000) throw std::invalid_argument("--payload must be 16 .. 1000000");
+  if (o.fanout < 1 || o.fanout > 16) throw std::invalid_argument("--fanout must be 1 .. 16");
+  if (o.scenario.empty()) o.scenario = default_scenario(o);
+  return -1;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int events = 200000;
-  std::string json_out;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--json" && i + 1 < argc) json_out = argv[++i];
-    else if (a == "-h" || a == "--help") {
-      std::cout << "usage: events_bench [EVENTS] [--json FILE]\n";
-      return 0;
-    } else events = std::stoi(a);
+  Options o;
+  try {
+    if (int rc = parse(argc, argv, o); rc >= 0) return rc;
+  } catch (const std::exception& e) {
+    std::cerr << "events_bench: " << e.what() << "\n" << kUsage;
+    return 2;
   }
-  spdlog::set_level(spdlog::level::warn);
-  std::cerr << "events_bench: " << events << " events of ~100 B, 1 publisher -> 1 subscriber, tcp loopback\n";
-  std::cerr << "  raw libzmq PUB/SUB ..." << std::flush;
-  double raw = raw_zmq(events);
-  std::cerr << " done\n  troupe memory mode ..." << std::flush;
-  double mem = troupe_run(events, "memory");
-  std::cerr << " done\n  troupe durable (SQLite WAL, synchronous=FULL) ..." << std::flush;
-  double dur = troupe_run(events, "durable");
-  std::cerr << " done\n";
-  std::printf("%-44s %14s %10s\n", "scenario: 1 -> 1 events, 100 B, tcp", "events/s", "vs raw");
-  std::printf("%-44s %14.0f %10.2f\n", "raw libzmq PUB/SUB (no delivery guarantee)", raw, 1.0);
-  std::printf("%-44s %14.0f %10.2f\n", "troupe memory mode", mem, mem / raw);
-  std::printf("%-44s %14.0f %10.2f\n", "troupe durable, fsync per batch", dur, dur / raw);
-  if (!json_out.empty()) {
-    std::ofstream j(json_out);
-    j << "[\n";
-    j << R"(  {"scenario": "events-1to1-100B", "system": "raw-libzmq", "metric": "throughput", "value": )" << raw << R"(, "unit": "events/s"},)" << "\n";
-    j << R"(  {"scenario": "events-1to1-100B", "system": "troupe-memory", "metric": "throughput", "value": )" << mem << R"(, "unit": "events/s"},)" << "\n";
-    j << R"(  {"scenario": "events-1to1-100B", "system": "troupe-durable", "metric": "throughput", "value": )" << dur << R"(, "unit": "events/s"})" << "\n]\n";
+  spdlog::set_level(spdlog::level::err);  // not the "security is none" warnings of each node
+  bench::Report report;
+  bool broken_promise = false;
+  try {
+    if (o.mode == "events") {
+      std::cerr << "events_bench: " << o.count << " events of " << o.payload << " B, 1 publisher -> " << o.fanout
+                << " subscriber(s), tcp loopback\n";
+      std::printf("%-44s %14s %10s %8s\n", ("scenario: " + o.scenario).c_str(), "events/s", "vs raw", "lost");
+      double raw = 0;
+      for (const auto& s : o.systems) {
+        std::cerr << "  " << system_name(s) << " ..." << std::flush;
+        auto t = s == "raw" ? raw_events(o.count, o.payload, o.fanout)
+                            : troupe_events(o.count, s, o.payload, o.fanout);
+        std::cerr << " done\n";
+        if (s == "raw") raw = t.rate;
+        char ratio[16] = "-";
+        if (raw > 0) std::snprintf(ratio, sizeof ratio, "%.2f", t.rate / raw);
+        std::printf("%-44s %14.0f %10s %8ld\n", system_name(s), t.rate, ratio, t.lost);
+        report.add(o.scenario, system_name(s), "throughput", t.rate, "events/s");
+        report.add(o.scenario, system_name(s), "lost", static_cast<double>(t.lost), "events");
+        if (t.lost > 0 && s == "durable") broken_promise = true;
+      }
+    } else {
+      std::cerr << "events_bench: " << o.count << " " << o.mode << " round trips, " << o.payload
+                << " B payloads, tcp loopback\n";
+      std::printf("%-44s %10s %10s %10s %8s\n", ("scenario: " + o.scenario).c_str(), "p50 ms", "p99 ms", "max ms",
+                  "lost");
+      for (const auto& s : o.systems) {
+        std::cerr << "  " << system_name(s) << " ..." << std::flush;
+        auto r = s == "raw" ? raw_round_trips(o.mode, o.count, o.payload)
+                            : troupe_round_trips(o.mode, o.count, s, o.payload);
+        std::cerr << " done\n";
+        std::printf("%-44s %10.3f %10.3f %10.3f %8ld\n", system_name(s), bench::percentile(r.ms, 0.5),
+                    bench::percentile(r.ms, 0.99), bench::percentile(r.ms, 1.0), r.lost);
+        report.add_latency(o.scenario, system_name(s), r.ms, r.lost);
+        if (!o.samples.empty())
+          bench::write_samples(o.systems.size() == 1 ? o.samples : o.samples + "." + system_name(s), r.ms);
+        if (r.lost > 0 && s == "durable") broken_promise = true;
+      }
+    }
+    if (!o.json.empty()) report.write_json(o.json);
+  } catch (const std::exception& e) {
+    std::cerr << "\nevents_bench: " << e.what() << '\n';
+    return 1;
   }
-  return 0;
+  return broken_promise ? 1 : 0;
 }
