@@ -10,6 +10,7 @@
 
 #include <troupe/adapters/toml/topology_loader.hpp>
 #include <troupe/runtime/client.hpp>
+#include <troupe/runtime/keys.hpp>
 #include <troupe/runtime/node.hpp>
 
 #include <spdlog/spdlog.h>
@@ -43,6 +44,7 @@ constexpr const char* kUsage = R"(usage: events_bench [EVENTS] [options]
   --samples FILE   round-trip latencies, one per line in ms (FILE.<system> if several)
   --json FILE      records {scenario, system, metric, value, unit} as a JSON array
   --scenario NAME  scenario name in the records (default from mode, payload, fanout)
+  --curve          troupe systems with security = "curve" (CurveZMQ + ZAP on every endpoint)
 exit status: 0 done, 1 a system lost what it promised to deliver (durable), 2 usage
 )";
 
@@ -53,7 +55,10 @@ struct Options {
   int payload = 100;
   int fanout = 1;
   std::string samples, json, scenario;
+  bool curve = false;
 };
+
+bool g_curve = false;  // --curve: every Mesh runs with CurveZMQ
 
 // The messages of the benchmark service: Burst makes the publisher emit `count` Ticks
 // in one handler (so one commit); Ping causes one Pong; Echo is answered with its body.
@@ -263,13 +268,16 @@ class Mesh {
     std::filesystem::remove_all(dir_);
     std::string text = "[mesh]\nname = \"bench\"\nstate_dir = \"" + dir_.string() +
                        "\"\nheartbeat_ms = 200\nsynchronous = \"full\"\ndurability = \"" + durability + "\"\n" +
-                       service("pub") +
+                       (g_curve ? "security = \"curve\"\n" : "") + service("pub") +
                        "publishes = [\"Tick\", \"Pong\"]\naccepts = [\"Burst\", \"Ping\"]\nanswers = [\"Echo\"]\n";
     for (int i = 1; i <= subscribers; ++i)
       text += service("sub" + std::to_string(i)) + "reacts_to = { pub = [\"Tick\"] }\n";
+    if (g_curve) text += "[clients.bench]\ncommands = [\"*\"]\nqueries = [\"*\"]\nevents = [\"*\"]\n";
     auto topo = troupe::toml::parse_topology(text, "bench.toml");
     if (!topo) throw std::runtime_error(topo.error().message());
     topo_ = *topo;
+    if (g_curve)
+      if (auto made = troupe::keys::make_missing(topo_); !made) throw std::runtime_error(made.error().message());
     troupe::NodeOptions o;
     o.context = &ctx_;
     nodes_.push_back(std::make_unique<troupe::Node>(topo_, "pub", o));
@@ -297,7 +305,9 @@ class Mesh {
   std::unique_ptr<troupe::Client> client() {
     auto t = topo_;
     for (auto& n : nodes_) t.find(n->name())->endpoints = n->bound();
-    return std::make_unique<troupe::Client>(t, "bench", &ctx_);
+    auto c = std::make_unique<troupe::Client>(t, "bench", &ctx_);
+    c->set_identity("bench");
+    return c;
   }
 
  private:
@@ -467,6 +477,7 @@ int parse(int argc, char** argv, Options& o) {
     else if (a == "--samples") o.samples = need(i);
     else if (a == "--json") o.json = need(i);
     else if (a == "--scenario") o.scenario = need(i);
+    else if (a == "--curve") o.curve = true;
     else if (!a.empty() && a[0] != '-') o.count = std::stoi(a);
     else throw std::invalid_argument("unknown option " + a);
   }
@@ -479,7 +490,10 @@ int parse(int argc, char** argv, Options& o) {
   if (o.count <= 0) o.count = o.mode == "events" ? 200000 : 5000;
   if (o.payload < 16 || o.payload > 1000000) throw std::invalid_argument("--payload must be 16 .. 1000000");
   if (o.fanout < 1 || o.fanout > 16) throw std::invalid_argument("--fanout must be 1 .. 16");
-  if (o.scenario.empty()) o.scenario = default_scenario(o);
+  if (o.curve && std::find(o.systems.begin(), o.systems.end(), "raw") != o.systems.end())
+    throw std::invalid_argument("--curve applies to the troupe systems: give --system memory and/or durable");
+  if (o.scenario.empty()) o.scenario = default_scenario(o) + (o.curve ? "-curve" : "");
+  g_curve = o.curve;
   return -1;
 }
 

@@ -23,10 +23,11 @@ for system in ("troupe-memory", "troupe-durable"):
 EXPECTED |= {("footprint", "troupe-durable", m) for m in (
     "size-one-service", "size-shop-edge", "rss-one-service", "rss-shop-edge", "ready-5-processes", "ready-shop-edge")}
 EXPECTED |= {("footprint", "mosquitto-broker", m) for m in ("size", "rss", "ready")}
+EXPECTED |= {("events-1to1-100B-curve", s, m) for s in ("troupe-memory", "troupe-durable") for m in ("throughput", "lost")}
 
 TABLE_ROWS = ["events 1→1, 100 B", "events 1→1, 1 KiB", "fan-out 1→3, 100 B", "command round trip p50",
               "command round trip p99", "query round trip p50", "query round trip p99", "shop saga, sustained",
-              "shop saga at 1,000 orders/s, p99", "idle RSS", "exec → ready", "cost of CURVE"]
+              "shop saga at 1,000 orders/s, p99", "idle RSS", "exec → ready", "with CURVE", "cost of CURVE"]
 TABLE_HEADERS = ["troupe memory", "troupe durable", "raw libzmq", "Mosquitto QoS 0", "Mosquitto QoS 1",
                  "memory / raw", "durable / QoS 1"]
 
