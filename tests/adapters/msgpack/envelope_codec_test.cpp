@@ -161,3 +161,41 @@ TEST_CASE("hostile envelopes are bounded", "[codec][envelope][hostile]") {
     CHECK(r.error().code == Code::malformed);
   }
 }
+
+TEST_CASE("the direct envelope reader and the general decoder agree on every input",
+          "[codec][envelope][differential]") {
+  // Valid envelopes as troupe writes them, then each prefix and each single-byte change
+  // of them: both decoders must accept the same, read the same, refuse the same.
+  auto agree = [](const std::string& bytes) {
+    auto fast = decode_envelope(bytes);
+    auto tree = codec::detail::decode_envelope_tree(bytes);
+    REQUIRE(bool(fast) == bool(tree));
+    if (fast) {
+      CHECK(*fast == *tree);
+    } else {
+      CHECK(fast.error().message() == tree.error().message());
+    }
+  };
+  Envelope full = make_envelope("orders", "OrderPlaced", Kind::event);
+  full.sequence = 4'000'000'000ULL;
+  full.correlationid = "order-1";
+  full.causationid = new_id();
+  full.traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  Envelope bare = make_envelope("cli", "PlaceOrder", Kind::command);
+  std::vector<std::string> inputs{encode_envelope(full), encode_envelope(bare),
+                                  map_of({{"specversion", s("1.0")}, {"id", s("x")}, {"source", s("a")},
+                                          {"type", s("T")}, {"kind", s("query")}, {"extra", "\xc3"}})};
+  std::size_t checked = 0;
+  for (const auto& valid : inputs) {
+    agree(valid);
+    for (std::size_t n = 0; n < valid.size(); ++n) agree(valid.substr(0, n));
+    for (std::size_t i = 0; i < valid.size(); ++i)
+      for (unsigned char flip : {0x01, 0x10, 0x80, 0xff}) {
+        std::string mutated = valid;
+        mutated[i] = static_cast<char>(static_cast<unsigned char>(mutated[i]) ^ flip);
+        agree(mutated);
+        ++checked;
+      }
+  }
+  CHECK(checked > 1000);
+}

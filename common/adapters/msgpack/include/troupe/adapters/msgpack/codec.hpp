@@ -32,7 +32,15 @@ std::string encode_envelope(const Envelope& envelope);
 
 // Decodes an envelope. Unknown keys are ignored (forward compatibility); a missing
 // required key (specversion, id, source, type, kind) is rejected by name.
+// Envelopes written as troupe writes them (a flat map of strings and unsigned integers)
+// are read straight from the bytes; anything else goes through the general decoder,
+// which words every rejection. Both accept and refuse the same inputs.
 Result<Envelope> decode_envelope(std::string_view bytes, const Limits& limits = kEnvelopeLimits);
+
+namespace detail {
+// The general decoder alone (through msgpack-c's object tree), for differential tests.
+Result<Envelope> decode_envelope_tree(std::string_view bytes, const Limits& limits = kEnvelopeLimits);
+}  // namespace detail
 
 // Encodes a typed message as a msgpack map keyed by field name.
 template <Message T>
