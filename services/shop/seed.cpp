@@ -1,7 +1,12 @@
 // Seed file loader (TOML): [skus.NAME] stock/price, [customers.NAME] credit.
 #include "seed.hpp"
 
+#include <troupe/adapters/toml/screen.hpp>
+
 #include <toml++/toml.h>
+
+#include <fstream>
+#include <sstream>
 
 namespace shop {
 namespace {
@@ -15,12 +20,19 @@ troupe::Rejection at(const std::string& path, const toml::node& n, std::string w
 }  // namespace
 
 troupe::Result<Seed> load_seed(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return troupe::reject(Code::missing, path, "cannot read the seed file");
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_seed(text.str(), path);
+}
+
+troupe::Result<Seed> parse_seed(std::string_view text, const std::string& path) {
+  if (auto screened = troupe::toml::screen_toml(text, path); !screened) return screened.error();
   toml::table root;
   try {
-    root = toml::parse_file(path);
+    root = toml::parse(text, path);
   } catch (const toml::parse_error& e) {
-    if (e.source().begin.line == 0)
-      return troupe::reject(Code::missing, path, "cannot read the seed file");
     return troupe::reject(Code::malformed, path + ":" + std::to_string(e.source().begin.line),
                           std::string(e.description()));
   }

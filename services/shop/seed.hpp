@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 
 namespace shop {
 
@@ -22,5 +23,8 @@ struct Seed {
 
 // Reads a seed file; every problem names file:line.
 troupe::Result<Seed> load_seed(const std::string& path);
+
+// The same from text; `name` stands for the file in messages.
+troupe::Result<Seed> parse_seed(std::string_view text, const std::string& name);
 
 }  // namespace shop

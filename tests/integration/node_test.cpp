@@ -6,6 +6,7 @@
 #include <troupe/runtime/client.hpp>
 
 #include <catch2/catch.hpp>
+#include <map>
 #include <set>
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
@@ -174,6 +175,73 @@ TEST_CASE("garbage on every endpoint is rejected, kept, and the node keeps servi
                        "service 'pub' does not accept command 'DropTables'",
                        "envelope (7 bytes): 6 trailing bytes after the value",
                    });
+}
+
+TEST_CASE("a peer cannot grow a node's metrics or acknowledgements, nor detach its taps",
+          "[node][integration][hostile]") {
+  Mesh m("ipc", 1);
+  m.start();
+  auto& pub = *m.nodes[0];
+  zmq::socket_t push(m.ctx, zmq::socket_type::push);
+  push.connect(pub.bound().commands);
+  auto send = [](zmq::socket_t& s, std::vector<std::string> frames) {
+    std::vector<zmq::const_buffer> b;
+    for (auto& f : frames) b.push_back(zmq::buffer(f));
+    REQUIRE(zmq::send_multipart(s, b));
+  };
+  // Twenty commands of types no service declares, and twenty numbered like a service's
+  // outbox by senders the topology does not route to pub (the first in order, too).
+  for (int i = 0; i < 20; ++i) {
+    auto junk = troupe::make_envelope("mallory", "Junk" + std::to_string(i), troupe::Kind::command);
+    send(push, {troupe::codec::encode_envelope(junk), "\x80"});
+    auto forged = troupe::make_envelope("forged-" + std::to_string(i), "Emit", troupe::Kind::command);
+    forged.sequence = 1 + static_cast<std::uint64_t>(i);
+    send(push, {troupe::codec::encode_envelope(forged), troupe::codec::encode(Emit{1, ""})});
+  }
+  REQUIRE(eventually([&] { return pub.counters().dead_letters.load() == 40; }));
+  CHECK(pub.counters().commands_applied.load() == 0);
+  // sub1 is routed to pub: its numbered commands are applied and acknowledged.
+  REQUIRE(m.client->send("sub1", Emit{2, ""}));
+  REQUIRE(eventually([&] { return applied(*m.client, "sub1") == 2; }));
+
+  auto metrics = json_query(*m.client, "pub", "$metrics");
+  for (const auto& [type, _] : metrics["types"].items()) CHECK(type.rfind("Junk", 0) != 0);
+  CHECK(metrics["types"]["$unknown"]["rejected"] == 20);
+  CHECK(metrics["types"]["Emit"]["rejected"] == 20);
+  auto letters = m.client->query_raw("pub", "$deadletters",
+                                     troupe::codec::encode(troupe::builtin::DeadLettersRequest{}));
+  REQUIRE(letters);
+  auto list = nlohmann::json::from_msgpack(letters->payload);
+  CHECK(list["letters"][1]["reason"] ==
+        "a sequenced command from 'forged-0', which the topology does not list as sending to 'pub'");
+
+  zmq::socket_t beats(m.ctx, zmq::socket_type::sub);
+  beats.set(zmq::sockopt::subscribe, "$heartbeat ");
+  beats.connect(pub.bound().events);
+  std::map<std::string, std::uint64_t> acks;
+  REQUIRE(eventually([&] {
+    std::vector<zmq::message_t> frames;
+    if (!zmq::recv_multipart(beats, std::back_inserter(frames), zmq::recv_flags::dontwait)) return false;
+    auto hb = troupe::codec::decode<troupe::builtin::Heartbeat>(frames.at(2).to_string_view());
+    REQUIRE(hb);
+    acks = hb->acks;
+    return acks.count("sub1") == 1;
+  }));
+  CHECK(acks.size() == 1);
+
+  // A real tap, then frames on the XPUB that are neither a subscription (1) nor an
+  // unsubscription (0): the tap stays counted, and mirrors keep flowing to it.
+  zmq::socket_t tap(m.ctx, zmq::socket_type::sub);
+  tap.set(zmq::sockopt::subscribe, "$tap ");
+  tap.connect(pub.bound().events);
+  REQUIRE(eventually([&] { return pub.counters().taps.load() == 1; }));
+  zmq::socket_t xsub(m.ctx, zmq::socket_type::xsub);
+  xsub.connect(pub.bound().events);
+  for (std::string frame : {std::string("\x02$tap "), std::string("\x7f$tap "), std::string("\x02$heartbeat "),
+                            std::string("\x01$tap ")})
+    REQUIRE(xsub.send(zmq::buffer(frame)));
+  CHECK(eventually([&] { return pub.counters().taps.load() == 2; }, std::chrono::seconds(5)));
+  CHECK(pub.counters().subscriptions.load() >= 1);
 }
 
 TEST_CASE("a forged publisher's garbage on a subscription is rejected and kept",

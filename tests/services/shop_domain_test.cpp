@@ -148,3 +148,18 @@ TEST_CASE("notifications: one message per outcome, keyed by order and kind", "[s
   CHECK(notifications::cancelled(OrderCancelled{"o-1", "bob", "stock: gone"}).text ==
         "Dear bob, your order o-1 was cancelled (stock: gone).");
 }
+
+TEST_CASE("seed: a seed file loads from text, and mistakes are named by line", "[shop][seed]") {
+  auto s = parse_seed("[skus.KB]\nstock = 5\nprice = 100\n[customers.alice]  # caf\xc3\xa9\ncredit = 7\n", "seed.toml");
+  REQUIRE(s);
+  CHECK(s->skus.at("KB").price == 100);
+  CHECK(s->customers.at("alice") == 7);
+  auto negative = parse_seed("[skus.KB]\nstock = -5\nprice = 100\n[customers.a]\ncredit = 7\n", "seed.toml");
+  REQUIRE_FALSE(negative);
+  CHECK(negative.error().message() == "seed.toml:2: 'stock' of sku 'KB' must not be negative");
+  // toml++ 3.3 has undefined behaviour on such a name (see topology_loader_test.cpp).
+  auto accented = parse_seed("[skus.KB]\nstock = 5\nprice = 100\n[customers.\"jos\xc3\xa9\"]\ncredit = 7\n", "seed.toml");
+  REQUIRE_FALSE(accented);
+  CHECK(accented.error().message() ==
+        "seed.toml:4: non-ASCII character in a key (names are A-Z a-z 0-9 _ -, and ASCII in quotes)");
+}

@@ -44,7 +44,7 @@ Runner add_send(CLI::App& app) {
       auto ev = client.next_event(left);
       if (!ev) break;
       if (ev->envelope.causationid == sent->id) {
-        std::cout << cloudevent(ev->envelope, ev->payload).dump() << '\n';
+        std::cout << dump(cloudevent(ev->envelope, ev->payload)) << '\n';
         return kOk;
       }
     }
@@ -78,7 +78,7 @@ Runner add_query(CLI::App& app) {
       std::cerr << "troupe: " << r.error().message() << '\n';
       return r.error().code == Rejection::Code::refused ? kFailed : kUnreachable;
     }
-    std::cout << to_json(r->payload).dump(o->pretty ? 2 : -1) << '\n';
+    std::cout << dump(to_json(r->payload), o->pretty ? 2 : -1) << '\n';
     return kOk;
   };
 }

@@ -46,6 +46,10 @@ nlohmann::json to_json(std::string_view bytes) {
   }
 }
 
+std::string dump(const nlohmann::json& j, int indent) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::optional<nlohmann::json> parse_json(const std::string& text, const std::string& what) {
   try {
     return nlohmann::json::parse(text);

@@ -41,6 +41,10 @@ std::optional<Topology> load(const Common& common, bool check = true);
 std::string to_msgpack(const nlohmann::json& j);
 // Decodes a msgpack value to JSON (binaries become arrays of bytes); never throws.
 nlohmann::json to_json(std::string_view msgpack);
+
+// JSON text of `j` (indented when indent >= 0). Strings that are not UTF-8 — dead
+// letters and metrics carry what peers sent — are printed with U+FFFD, never an error.
+std::string dump(const nlohmann::json& j, int indent = -1);
 // Parses a JSON argument; prints an error naming `what` and returns nullopt on failure.
 std::optional<nlohmann::json> parse_json(const std::string& text, const std::string& what);
 

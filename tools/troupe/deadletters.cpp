@@ -40,7 +40,7 @@ Runner add_deadletters(CLI::App& app) {
     }
     auto j = to_json(r->payload);
     if (o->json || o->op == "show") {
-      std::cout << j.dump(2) << '\n';
+      std::cout << dump(j, 2) << '\n';
       return kOk;
     }
     if (o->op == "retry") {

@@ -48,7 +48,7 @@ Runner add_metrics(CLI::App& app) {
       all[s.name] = r ? to_json(r->payload) : nlohmann::json();
     }
     if (!o->prometheus) {
-      std::cout << nlohmann::json(all).dump(2) << '\n';
+      std::cout << dump(nlohmann::json(all), 2) << '\n';
       return kOk;
     }
     std::map<std::string, Family> families;

@@ -43,7 +43,7 @@ std::string short_fields(const nlohmann::json& data) {
       out += " …";
       break;
     }
-    out += (out.empty() ? "" : " ") + k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+    out += (out.empty() ? "" : " ") + k + "=" + (v.is_string() ? v.get<std::string>() : dump(v));
   }
   return out;
 }
@@ -87,7 +87,7 @@ Runner add_tap(CLI::App& app) {
         return;
       ++shown;
       if (o->json) {
-        std::cout << r.dump() << std::endl;
+        std::cout << dump(r) << std::endl;
         return;
       }
       std::string time = r.value("time", "");
@@ -190,7 +190,7 @@ Runner add_tap(CLI::App& app) {
       } else {
         continue;
       }
-      if (rec) rec << r.dump() << '\n';
+      if (rec) rec << dump(r) << '\n';
       show(r);
     }
     for (const auto& [service, n] : dropped)

@@ -81,7 +81,7 @@ Runner add_trace(CLI::App& app) {
     }
     std::sort(nodes.begin(), nodes.end(), [](const Node& a, const Node& b) { return a.env.time < b.env.time; });
     if (o->json) {
-      for (const auto& n : nodes) std::cout << cloudevent(n.env, codec::encode_envelope(n.env)).dump() << '\n';
+      for (const auto& n : nodes) std::cout << dump(cloudevent(n.env, codec::encode_envelope(n.env))) << '\n';
     }
     std::map<std::string, std::size_t> by_id;
     for (std::size_t i = 0; i < nodes.size(); ++i) by_id[nodes[i].env.id] = i;
@@ -104,7 +104,7 @@ Runner add_trace(CLI::App& app) {
           if (n.data.is_object())
             for (const auto& [k, v] : n.data.items())
               if (k != "order_id" && fields.size() < 60)
-                fields += (fields.empty() ? "" : " ") + k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+                fields += (fields.empty() ? "" : " ") + k + "=" + (v.is_string() ? v.get<std::string>() : dump(v));
           std::cout << prefix << (last ? "└─ " : "├─ ") << n.env.source << "/" << n.env.type << " #"
                     << n.env.sequence << "  " << hop.str() << mark(n.env.type)
                     << "  " << fields << '\n';

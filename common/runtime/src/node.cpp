@@ -601,7 +601,9 @@ void NodeCore::relay() {
 
 void NodeCore::on_subscription(const zmq::message_t& m) {
   auto v = view(m);
-  if (v.empty()) return;
+  // 1 subscribes and 0 unsubscribes; an XSUB peer can send anything else as well, and
+  // that is no reason to stop mirroring for a tap.
+  if (v.empty() || (v[0] != 0 && v[0] != 1)) return;
   auto topic = v.substr(1);
   auto count = [&](std::atomic<std::uint64_t>& c) {
     if (v[0] == 1)
@@ -652,8 +654,23 @@ void NodeCore::dead_letter(const char* endpoint, const Envelope* env, const std:
   ++metrics_.dead_letters;
   counters_.dead_letters.fetch_add(1, std::memory_order_relaxed);
   counters_.rejected.fetch_add(1, std::memory_order_relaxed);
-  if (env) ++metrics_.types[env->type].rejected;
+  // Per type only for types of the mesh: a peer must not grow $metrics with names of
+  // its own (nor put bytes that are not UTF-8 in its keys).
+  if (env) ++metrics_.types[mesh_type(env->type) ? env->type : std::string(kUnknownType)].rejected;
   log_rejection(std::string(endpoint) + ": " + reason + " (kept as a dead letter)");
+}
+
+bool NodeCore::sends_to_us(std::string_view source) const {
+  const ServiceSpec* sender = topology_.find(source);
+  if (!sender) return false;
+  return std::any_of(sender->sends.begin(), sender->sends.end(),
+                     [&](const CommandRoute& r) { return r.target == name_; });
+}
+
+bool NodeCore::mesh_type(std::string_view type) const {
+  return std::any_of(topology_.services.begin(), topology_.services.end(), [&](const ServiceSpec& s) {
+    return s.publishes_type(type) || s.accepts_type(type) || s.answers_type(type);
+  });
 }
 
 void NodeCore::reject_frames(const char* endpoint, const std::string& reason,
@@ -717,6 +734,15 @@ void NodeCore::handle_command(Incoming& in) {
     store_->mark_seen(env->id);
   }
   if (env->sequence > 0) {
+    // Only services the topology routes to us number their commands. Anyone else's
+    // numbers would add a position to the store and an ack to every heartbeat, for good.
+    if (!sends_to_us(env->source)) {
+      dead_letter("commands", &*env,
+                  "a sequenced command from '" + env->source +
+                      "', which the topology does not list as sending to '" + name_ + "'",
+                  raw);
+      return;
+    }
     // From a service's command outbox: handled strictly in its order, once — the
     // position moves on even when the command is then refused, so one bad command
     // cannot block its sender's stream.

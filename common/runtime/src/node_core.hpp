@@ -26,6 +26,9 @@ namespace troupe::detail {
 using Clock = std::chrono::steady_clock;
 using Frames = std::vector<zmq::message_t>;
 
+// Where rejections of a type the mesh does not know are counted in $metrics.
+inline constexpr std::string_view kUnknownType = "$unknown";
+
 std::string_view view(const zmq::message_t& m);
 
 // A publisher this node reacts to.
@@ -133,6 +136,10 @@ class NodeCore {
                    const std::vector<std::string_view>& raw);
   void reject_frames(const char* endpoint, const std::string& reason,
                      const std::vector<std::string_view>& raw);
+  // True if the topology routes commands from `source` to this service.
+  bool sends_to_us(std::string_view source) const;
+  // True if some service of the topology publishes, accepts or answers `type`.
+  bool mesh_type(std::string_view type) const;
 
   std::string answer_builtin(const Envelope& env, std::string_view payload, std::string& type,
                              std::vector<std::string>& extra_frames);

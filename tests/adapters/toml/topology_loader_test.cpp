@@ -166,4 +166,44 @@ TEST_CASE("security mistakes name the file and the line", "[topology][security]"
     CHECK(error_of(std::string(kGood) + "\n[taps.ops]\ncommands = [\"orders\"]\n") ==
           "topology/shop.toml:24: unknown key 'commands' in [taps.ops]");
   }
+
+// toml++ 3.3 (Debian 12) classifies these characters with a table that reaches
+// __builtin_unreachable (found by fuzz/topology_fuzz.cpp): the loader refuses them
+// by line before toml++ sees them.
+TEST_CASE("non-ASCII where TOML allows none is refused by line, never parsed", "[topology][hostile]") {
+  SECTION("in a table name") {
+    CHECK(error_of(with(kGood, "[services.inventory]", "[services.caf\xc3\xa9]")) ==
+          "topology/shop.toml:16: non-ASCII character in a key (names are A-Z a-z 0-9 _ -, and ASCII "
+          "in quotes)");
+  }
+  SECTION("in a quoted key") {
+    CHECK(error_of(with(kGood, "heartbeat_ms = 250", "\"h\xce\xb5\" = 250")) ==
+          "topology/shop.toml:5: non-ASCII character in a key (names are A-Z a-z 0-9 _ -, and ASCII "
+          "in quotes)");
+  }
+  SECTION("after a value") {
+    CHECK(error_of(with(kGood, "heartbeat_ms = 250", "heartbeat_ms = 250\xc2\xa7")) ==
+          "topology/shop.toml:5: non-ASCII character outside a string or comment");
+  }
+  SECTION("alone, as in marzer/tomlplusplus#295") {
+    CHECK(error_of("\xcc\xaa") == "topology/shop.toml:1: non-ASCII character in a key (names are A-Z "
+                                  "a-z 0-9 _ -, and ASCII in quotes)");
+  }
+  SECTION("first after a line-ending backslash, as in marzer/tomlplusplus#190") {
+    CHECK(error_of(with(kGood, "name = \"shop\"", "name = \"\"\"\\\n\xc2\xa7\"\"\"")) ==
+          "topology/shop.toml:4: non-ASCII character first after a line-ending backslash in a "
+          "multi-line string (escape it as \\uXXXX)");
+  }
+  SECTION("after text the scanner does not follow") {
+    CHECK(error_of(with(kGood, "heartbeat_ms = 250", "= 250\n# \xc3\xa9")) ==
+          "topology/shop.toml:6: non-ASCII character outside a string or comment");
+  }
+}
+
+TEST_CASE("non-ASCII in comments and string values is fine", "[topology]") {
+  auto t = parse_topology(with(with(kGood, "# a two-service mesh", "# un r\xc3\xa9seau \xce\xb1\xce\xb2"),
+                               "state_dir = \"var/shop\"", "state_dir = \"var/caf\xc3\xa9\"  # \xc2\xa7"),
+                          "topology/shop.toml");
+  REQUIRE(t);
+  CHECK(t->defaults.state_dir == "var/caf\xc3\xa9");
 }

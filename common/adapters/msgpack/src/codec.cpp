@@ -3,9 +3,116 @@
 
 #include <array>
 #include <optional>
+#include <vector>
 
 namespace troupe::codec {
 namespace detail {
+namespace {
+
+std::uint64_t big_endian(std::string_view bytes, std::size_t at, std::size_t n) {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < n; ++i) v = (v << 8) | static_cast<unsigned char>(bytes[at + i]);
+  return v;
+}
+
+// Walks one msgpack value without allocating anything for it and checks every limit on
+// the way. msgpack-c allocates the elements of an array or a map as soon as it reads
+// the header, before they arrive: 31 nested headers claiming 65,535 elements each (155
+// bytes) made it allocate 65 MB. Only input that has passed this walk reaches it, so
+// every element it allocates stands for bytes that are really there.
+template <class Where>
+std::optional<Rejection> walk(std::string_view bytes, const Limits& limits, const Where& where) {
+  using Code = Rejection::Code;
+  auto truncated = [&] { return reject(Code::malformed, where(), "truncated: the value ends early"); };
+  std::vector<std::uint64_t> open;  // items still to come in each open array or map
+  std::size_t at = 0;
+  while (true) {
+    if (at >= bytes.size()) return truncated();
+    const auto c = static_cast<unsigned char>(bytes[at]);
+    std::size_t header = 1;  // marker and length bytes
+    std::size_t length = 0;  // bytes of a scalar after its header, or a container's count
+    enum { scalar, string, binary, extension, array, map } kind = scalar;
+    auto sized = [&](std::size_t n) {  // a length (or count) of n bytes follows the marker
+      if (bytes.size() - at < 1 + n) return false;
+      header = 1 + n;
+      length = static_cast<std::size_t>(big_endian(bytes, at + 1, n));
+      return true;
+    };
+    if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
+      // fixint, nil, false, true: the marker is the value
+    } else if (c <= 0x8f) {
+      kind = map;
+      length = c & 0x0fu;
+    } else if (c <= 0x9f) {
+      kind = array;
+      length = c & 0x0fu;
+    } else if (c <= 0xbf) {
+      kind = string;
+      length = c & 0x1fu;
+    } else if (c == 0xc1) {  // never used
+      return reject(Code::malformed, where(), "not msgpack (parse error at byte " + std::to_string(at) + ")");
+    } else if (c <= 0xc6) {
+      kind = binary;
+      if (!sized(std::size_t{1} << (c - 0xc4))) return truncated();
+    } else if (c <= 0xc9) {
+      kind = extension;
+      if (!sized(std::size_t{1} << (c - 0xc7))) return truncated();
+      length += 1;  // the extension's type byte
+    } else if (c <= 0xcb) {
+      length = c == 0xca ? 4 : 8;  // float32, float64
+    } else if (c <= 0xd3) {
+      length = std::size_t{1} << ((c - 0xcc) & 3);  // uint8..uint64, int8..int64
+    } else if (c <= 0xd8) {
+      kind = extension;
+      length = 1 + (std::size_t{1} << (c - 0xd4));  // fixext: type byte and data
+    } else if (c <= 0xdb) {
+      kind = string;
+      if (!sized(std::size_t{1} << (c - 0xd9))) return truncated();
+    } else {  // array16, array32, map16, map32
+      kind = c >= 0xde ? map : array;
+      if (!sized(c & 1 ? 4 : 2)) return truncated();
+    }
+
+    if (kind == array || kind == map) {
+      // Like msgpack-c: the count is judged at the header, the depth only when not empty.
+      if (kind == map && length > limits.max_map)
+        return reject(Code::too_large, where(),
+                      "a map has more than " + std::to_string(limits.max_map) + " entries");
+      if (kind == array && length > limits.max_array)
+        return reject(Code::too_large, where(),
+                      "an array has more than " + std::to_string(limits.max_array) + " elements");
+      at += header;
+      if (length > 0) {
+        if (open.size() + 1 > limits.max_depth)
+          return reject(Code::too_large, where(),
+                        "nested deeper than " + std::to_string(limits.max_depth) + " levels");
+        open.push_back(kind == map ? 2 * std::uint64_t{length} : std::uint64_t{length});
+        continue;
+      }
+    } else {
+      // Like msgpack-c: the bytes must be there before their length is judged, so a
+      // huge declared string with nothing behind it is truncated, not too large.
+      if (bytes.size() - at - header < length) return truncated();
+      if (kind == string && length > limits.max_string)
+        return reject(Code::too_large, where(),
+                      "a string is longer than " + std::to_string(limits.max_string) + " bytes");
+      if (kind == binary && length > limits.max_binary)
+        return reject(Code::too_large, where(),
+                      "a binary is longer than " + std::to_string(limits.max_binary) + " bytes");
+      if (kind == extension) return reject(Code::malformed, where(), "extension types are not accepted");
+      at += header + length;
+    }
+    // One more item is complete, and so is every container it completes.
+    while (!open.empty() && --open.back() == 0) open.pop_back();
+    if (open.empty()) break;
+  }
+  if (at != bytes.size())
+    return reject(Code::malformed, where(),
+                  std::to_string(bytes.size() - at) + " trailing bytes after the value");
+  return std::nullopt;
+}
+
+}  // namespace
 
 std::string_view type_name(const ::msgpack::object& o) noexcept {
   switch (o.type) {
@@ -36,6 +143,7 @@ Result<::msgpack::object_handle> unpack(std::string_view bytes, std::string_view
     return reject(Code::too_large, where(),
                   "larger than the limit of " + std::to_string(limits.max_bytes) + " bytes");
   if (bytes.empty()) return reject(Code::malformed, where(), "empty");
+  if (auto bad = walk(bytes, limits, where)) return *bad;
   std::size_t offset = 0;
   ::msgpack::unpack_limit lim(limits.max_array, limits.max_map, limits.max_string,
                               limits.max_binary, 0, limits.max_depth);

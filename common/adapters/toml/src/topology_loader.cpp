@@ -1,6 +1,8 @@
 // TOML topology loader: schema-checked, so a mistyped key fails with its name and line.
 #include <troupe/adapters/toml/topology_loader.hpp>
 
+#include <troupe/adapters/toml/screen.hpp>
+
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -211,6 +213,7 @@ void substitute(std::string& s, std::string_view var, std::string_view value) {
 Result<Topology> parse_topology(std::string_view text, std::string name, const LoadOptions& options,
                                 std::vector<std::string>* warnings) {
   Parser p{name, std::nullopt};
+  if (auto screened = screen_toml(text, name); !screened) return screened.error();
   ::toml::table root;
   try {
     root = ::toml::parse(text, name);
