@@ -166,6 +166,7 @@ TEST_CASE("security mistakes name the file and the line", "[topology][security]"
     CHECK(error_of(std::string(kGood) + "\n[taps.ops]\ncommands = [\"orders\"]\n") ==
           "topology/shop.toml:24: unknown key 'commands' in [taps.ops]");
   }
+}
 
 // toml++ 3.3 (Debian 12) classifies these characters with a table that reaches
 // __builtin_unreachable (found by fuzz/topology_fuzz.cpp): the loader refuses them
