@@ -184,9 +184,17 @@ void NodeCore::collect_refusals() {
   for (auto& r : zap_->take_refusals(name_ + "/")) {
     auto endpoint = r.domain.substr(name_.size() + 1);
     ++metrics_.auth_refused[endpoint];
-    if (refused_logged_.insert(r.domain + " " + r.key).second)
-      log_->warn("refused a CURVE handshake on {} from {}: public key {} is not allowed there", endpoint,
-                 r.address, r.key);
+    // Once per endpoint and key; past kMaxLoggedKeys distinct keys (someone cycling
+    // through fresh ones) only the count grows, and that is said once.
+    if (refused_logged_.size() < kMaxLoggedKeys) {
+      if (refused_logged_.insert(r.domain + " " + r.key).second)
+        log_->warn("refused a CURVE handshake on {} from {}: public key {} is not allowed there", endpoint,
+                   r.address, r.key);
+    } else if (refused_logged_.size() == kMaxLoggedKeys) {
+      refused_logged_.insert("");  // past the cap: say so once
+      log_->warn("refused CURVE handshakes from more than {} keys; further ones are counted in $metrics "
+                 "(auth_refused), not logged", kMaxLoggedKeys);
+    }
     // The tap sees it like a message from the peer: source = its address.
     Envelope peer = make_envelope(r.address.empty() ? "unknown-peer" : r.address, "$refused", Kind::command);
     mirror("$refused", codec::encode_envelope(peer),

@@ -166,6 +166,7 @@ class NodeCore {
   std::map<std::string, std::string> server_keys_;  // service -> public key
   std::shared_ptr<detail::ZapAuthority> zap_;
   std::set<std::string> refused_logged_;  // domain + key, so each is logged once
+  static constexpr std::size_t kMaxLoggedKeys = 1000;
   void setup_curve();
   void secure_server(zmq::socket_t& s, const char* endpoint);
   void secure_client(zmq::socket_t& s, const std::string& service);

@@ -90,7 +90,8 @@ void ZapAuthority::answer(std::vector<zmq::message_t>& request) {
         user = k->second;
       }
     }
-    if (status != "200") {
+    // Bounded: a peer cycling through fresh keys cannot grow this while a node is busy.
+    if (status != "200" && refusals_.size() < kMaxPending) {
       refusals_.push_back({domain, address, keys::encode(key)});
       pending_.store(true, std::memory_order_relaxed);
     }

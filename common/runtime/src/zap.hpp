@@ -49,6 +49,7 @@ class ZapAuthority {
   explicit ZapAuthority(zmq::context_t& context);
 
  private:
+  static constexpr std::size_t kMaxPending = 10000;  // refusals not yet taken by a node
   void serve();
   void answer(std::vector<zmq::message_t>& request);
 
