@@ -114,6 +114,16 @@ def zmtp_send(endpoint, socket_type, frames):
             s.close()
 
 
+def read_key(path):
+    """A troupe key file: the first line that is not empty and not a # comment (Z85)."""
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                return line.encode()
+    raise SystemExit(f"garbage_test: {path} holds no key")
+
+
 def pack(obj):
     return msgpack.packb(obj, use_bin_type=True)
 
@@ -144,6 +154,24 @@ class Mesh:
                          sum(name in svc.get("sends", {}) for svc in topo["services"].values())
                          for name in self.services}
         self.ctx = zmq.Context()
+        # Under CURVE the garbage comes from an admitted identity (the operator, cli): a
+        # peer that passed the handshake is the one that can reach the handlers. The
+        # hand-written ZMTP below speaks NULL and so tests the handshake's side instead.
+        self.curve = mesh.get("security", "none") == "curve"
+        if self.curve:
+            keys = mesh.get("keys_dir", "{state_dir}/keys").replace("{state_dir}", self.state)
+            self.secret = read_key(f"{keys}/cli.key")
+            self.public = zmq.curve_public(self.secret)
+            self.server_keys = {name: svc.get("public_key", "").encode() or read_key(f"{keys}/{name}.pub")
+                                for name, svc in topo["services"].items()}
+
+    def connect(self, sock, service, endpoint):
+        """Connects a libzmq socket to one of `service`'s endpoints, with CURVE if on."""
+        if self.curve:
+            sock.curve_secretkey = self.secret
+            sock.curve_publickey = self.public
+            sock.curve_serverkey = self.server_keys[service]
+        sock.connect(self.services[service]["endpoints"][endpoint])
 
     def troupe(self, *args, timeout=60):
         cmd = [os.path.join(self.args.build, "troupe"), args[0], "--topology", self.args.topology,
@@ -166,7 +194,7 @@ class Mesh:
         """A query over DEALER, as a client written from the protocol would ask it."""
         s = self.ctx.socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 0)
-        s.connect(self.services[service]["endpoints"]["queries"])
+        self.connect(s, service, "queries")
         try:
             s.send_multipart([pack_envelope(type=qtype, kind="query", source="garbage-test"), pack(payload)])
             if not s.poll(timeout_ms):
@@ -194,11 +222,11 @@ class Garbage:
             self.push[name] = ctx.socket(zmq.PUSH)
             self.dealer[name] = ctx.socket(zmq.DEALER)
             self.xsub[name] = ctx.socket(zmq.XSUB)
-            for s, ep in ((self.push[name], eps["commands"]), (self.dealer[name], eps["queries"]),
-                          (self.xsub[name], eps["events"])):
+            for s, ep in ((self.push[name], "commands"), (self.dealer[name], "queries"),
+                          (self.xsub[name], "events")):
                 s.setsockopt(zmq.LINGER, 0)
                 s.setsockopt(zmq.SNDTIMEO, 5000)
-                s.connect(ep)
+                mesh.connect(s, name, ep)
         zero = {name: 0 for name in mesh.services}
         self.rejected_frames = dict(zero)  # refused before an envelope was read
         self.dead_letters = dict(zero)     # all of those, and what reached a handler boundary
@@ -310,7 +338,7 @@ class Garbage:
         """A REQ peer (an empty delimiter before the envelope): one garbage query, one answer."""
         req = self.mesh.ctx.socket(zmq.REQ)
         req.setsockopt(zmq.LINGER, 0)
-        req.connect(self.mesh.services[name]["endpoints"]["queries"])
+        self.mesh.connect(req, name, "queries")
         req.send_multipart([pack_envelope(type="NoSuchQueryReq", kind="query"), self.rb(0, 16)])
         self.sent += 1
         self.dead_letters[name] += 1
@@ -340,10 +368,10 @@ class Garbage:
         refused trips an assertion in libzmq 4.3.4 (session_base.cpp, zeromq/libzmq#3442)."""
         big = b"\x00" * (self.mesh.max_message + 1)
         eps = self.mesh.services[name]["endpoints"]
-        for kind, ep in ((zmq.PUSH, eps["commands"]), (zmq.DEALER, eps["queries"])):
+        for kind, ep in ((zmq.PUSH, "commands"), (zmq.DEALER, "queries")):
             s = self.mesh.ctx.socket(kind)
             s.setsockopt(zmq.LINGER, 0)
-            s.connect(ep)
+            self.mesh.connect(s, name, ep)
             s.send(big)
             self.spent.append(s)
         zmtp_send(eps["events"], b"SUB", [b"\x01" + big])
@@ -500,7 +528,7 @@ def main():
         tap = mesh.ctx.socket(zmq.SUB)
         tap.setsockopt(zmq.LINGER, 0)
         tap.setsockopt(zmq.SUBSCRIBE, b"$tap ")
-        tap.connect(mesh.services[name]["endpoints"]["events"])
+        mesh.connect(tap, name, "events")
         attached = poll_until(lambda: (mesh.metrics(name) or {}).get("taps") == base[name]["taps"] + 1, 10)
         x = garbage.xsub[name]
         for frame in (b"\x02$tap ", b"\x7f$tap ", b"\x00$tap ", b"\x02$heartbeat ", b"\x01$tap "):
