@@ -21,9 +21,11 @@ the load completed and `troupe verify` holds.
 The same --seed sends the same garbage. Run from the source root, with the mesh up.
 """
 import argparse
+import ctypes
 import json
 import os
 import random
+import signal
 import socket
 import struct
 import subprocess
@@ -434,7 +436,23 @@ class Garbage:
             s.close()
 
 
+def die_with_parent():
+    """In the `troupe load` child: SIGKILL when this test's process dies, however it dies
+    (with the mesh gone, a load can otherwise ask after its orders for hours)."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def main():
+    load = []  # the `troupe load` process, killed if this test ends early
+    try:
+        return run(load)
+    finally:
+        if load and load[0].poll() is None:
+            load[0].kill()
+            load[0].wait()
+
+
+def run(load_process):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", required=True, help="the build directory with troupe and the services")
     ap.add_argument("--state-dir", required=True)
@@ -462,7 +480,8 @@ def main():
     load = subprocess.Popen(
         [os.path.join(args.build, "troupe"), "load", "--topology", args.topology, "--state-dir", args.state_dir,
          "--orders", str(args.orders), "--rate", str(args.rate), "--seed", str(args.seed), "--quiet",
-         "--wait", "60"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+         "--wait", "60"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+    load_process.append(load)
     garbage = Garbage(mesh, random.Random(args.seed))
     # Spread the rounds over the load: each waits for the load for a while first, so
     # garbage and orders interleave (the load finishing early ends the waits, not the rounds).
