@@ -20,24 +20,12 @@ state=$(mktemp -d /tmp/troupe-clock-XXXXXX)
 mesh=(scripts/mesh --topology "$topology" --state-dir "$state")
 troupe=("$TROUPE_BUILD_DIR/troupe")
 args=(--topology "$topology" --state-dir "$state")
-failures=0
-check() {  # description, command...
-  local what=$1; shift
-  if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; failures=$((failures + 1)); fi
-}
+source tests/support/checks.sh
 finish() {
   "${mesh[@]}" down >/dev/null 2>&1
   rm -rf "$state"
 }
 trap finish EXIT
-wait_for() {  # seconds, description, command...: poll until the command succeeds
-  local deadline=$((SECONDS + $1)) what=$2; shift 2
-  until "$@"; do
-    if ((SECONDS > deadline)); then echo "FAIL: $what (not within the deadline)"; failures=$((failures + 1)); return 1; fi
-    sleep 0.1
-  done
-  echo "ok: $what"
-}
 orders_head() { "${troupe[@]}" query "${args[@]}" --timeout 1000 orders '$health' 2>/dev/null | grep -o '"head":[0-9]*' | head -1 | cut -d: -f2; }
 head_above() { local h; h=$(orders_head); [[ -n $h ]] && ((h > $1)); }
 # Start orders (only it: `mesh up` starts what is not running) with the fake wall clock,

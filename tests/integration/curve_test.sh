@@ -17,19 +17,7 @@ mesh=(scripts/mesh --topology "$topology" --state-dir "$state")
 troupe=("$TROUPE_BUILD_DIR/troupe")
 args=(--topology "$topology" --state-dir "$state")
 keys=$state/keys
-failures=0
-check() {  # description, command...
-  local what=$1; shift
-  if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; failures=$((failures + 1)); fi
-}
-wait_for() {  # seconds, description, command...: poll until the command succeeds
-  local deadline=$((SECONDS + $1)) what=$2; shift 2
-  until "$@"; do
-    if ((SECONDS > deadline)); then echo "FAIL: $what (not within the deadline)"; failures=$((failures + 1)); return 1; fi
-    sleep 0.1
-  done
-  echo "ok: $what"
-}
+source tests/support/checks.sh
 finish() {
   [[ -n ${tap_pid:-} ]] && kill "$tap_pid" 2>/dev/null
   "${mesh[@]}" down >/dev/null 2>&1

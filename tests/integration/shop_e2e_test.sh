@@ -17,11 +17,7 @@ mesh=(scripts/mesh --topology "$topology" --state-dir "$state")
 troupe=("$TROUPE_BUILD_DIR/troupe")
 args=(--topology "$topology" --state-dir "$state")
 echo "shop e2e on $topology"
-failures=0
-check() {  # description, command...
-  local what=$1; shift
-  if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; failures=$((failures + 1)); fi
-}
+source tests/support/checks.sh
 finish() {
   "${mesh[@]}" down >/dev/null 2>&1
   rm -rf "$state"
