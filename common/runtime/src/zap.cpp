@@ -4,6 +4,8 @@
 
 #include <zmq_addon.hpp>
 
+#include <stdexcept>
+
 namespace troupe::detail {
 namespace {
 
@@ -26,7 +28,12 @@ std::shared_ptr<ZapAuthority> ZapAuthority::of(zmq::context_t& context) {
 
 ZapAuthority::ZapAuthority(zmq::context_t& context) : context_(context), socket_(context, zmq::socket_type::rep) {
   socket_.set(zmq::sockopt::linger, 0);
-  socket_.bind("inproc://zeromq.zap.01");
+  try {
+    socket_.bind("inproc://zeromq.zap.01");
+  } catch (const zmq::error_t& e) {
+    throw std::runtime_error(std::string("cannot start troupe's ZAP handler: inproc://zeromq.zap.01 of this "
+                                         "ZeroMQ context is taken (another ZAP handler?): ") + e.what());
+  }
   thread_ = std::thread([this] { serve(); });
 }
 
