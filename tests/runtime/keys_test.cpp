@@ -57,6 +57,18 @@ TEST_CASE("a key pair is written privately and read back", "[keys]") {
     REQUIRE_FALSE(r);
     CHECK_THAT(r.error().message(), Catch::Contains("does not match the secret key in orders.key"));
   }
+  SECTION("a key of 40 characters outside the Z85 alphabet is refused") {
+    fs::remove(dir.path / "orders.pub");
+    std::ofstream(dir.path / "orders.pub") << std::string(40, '~') << "\n";
+    auto r = keys::load(dir.path.string(), "orders");
+    REQUIRE_FALSE(r);
+    CHECK_THAT(r.error().message(), Catch::Contains("orders.pub: not a Z85 CURVE key"));
+  }
+  SECTION("names that would leave the keys directory are refused") {
+    CHECK_FALSE(keys::write(dir.path.string(), "../x", *pair));
+    CHECK_FALSE(keys::write(dir.path.string(), ".hidden", *pair));
+    CHECK_FALSE(keys::load(dir.path.string(), "a/b"));
+  }
   SECTION("a damaged key file is named") {
     fs::remove(dir.path / "orders.key");
     std::ofstream(dir.path / "orders.key") << "# comment\nnot-a-key\n";
@@ -81,9 +93,21 @@ TEST_CASE("keygen for a mesh makes only what is missing", "[keys]") {
   tap.role = ClientSpec::Role::tap;
   t.clients.push_back(tap);
 
+  // A host of a multi-host mesh: another host's identity is here as NAME.pub alone.
+  ClientSpec remote;
+  remote.name = "remote";
+  t.clients.push_back(remote);
+  fs::create_directories(dir.path);
+  ::chmod(dir.path.c_str(), 0755);  // an existing directory keeps its mode
+  std::ofstream(dir.path / "remote.pub") << keys::generate()->public_key << "\n";
+
   auto made = keys::make_missing(t);
   REQUIRE(made);
   CHECK(*made == std::vector<std::string>{"orders", "ops"});
+  CHECK_FALSE(fs::exists(dir.path / "remote.key"));
+  struct stat st {};
+  REQUIRE(::stat(dir.path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0755);
   auto again = keys::make_missing(t);
   REQUIRE(again);
   CHECK(again->empty());

@@ -50,6 +50,11 @@ bool valid_name(std::string_view name) {
                       [](char c) { return c == ' ' || static_cast<unsigned char>(c) < 0x21; });
 }
 
+bool file_name(std::string_view name) {
+  return !name.empty() && name.front() != '.' && name.find('/') == std::string_view::npos &&
+         name.find('\\') == std::string_view::npos;
+}
+
 std::vector<TopologyIssue> check_topology(const Topology& t) {
   std::vector<TopologyIssue> out;
   auto at = [&](int line) { return t.file + ":" + std::to_string(line) + ": "; };
@@ -66,7 +71,8 @@ std::vector<TopologyIssue> check_topology(const Topology& t) {
   std::set<std::string> names;
   for (const auto& s : t.services) {
     if (!names.insert(s.name).second) error(s.line, "service '" + s.name + "' is declared twice");
-    if (!valid_name(s.name)) error(s.line, "service name '" + s.name + "' is not a valid name");
+    if (!valid_name(s.name) || !file_name(s.name))
+      error(s.line, "service name '" + s.name + "' is not a valid name (it names files: no '/', no leading '.')");
     for (auto [role, e] : {std::pair{"events", &s.endpoints.events},
                            std::pair{"commands", &s.endpoints.commands},
                            std::pair{"queries", &s.endpoints.queries},
@@ -124,7 +130,8 @@ std::vector<TopologyIssue> check_topology(const Topology& t) {
   }
   for (const auto& c : t.clients) {
     const char* what = c.role == ClientSpec::Role::tap ? "tap" : "client";
-    if (!valid_name(c.name)) error(c.line, std::string(what) + " name '" + c.name + "' is not a valid name");
+    if (!valid_name(c.name) || !file_name(c.name))
+      error(c.line, std::string(what) + " name '" + c.name + "' is not a valid name (it names key files: no '/', no leading '.')");
     if (!names.insert(c.name).second)
       error(c.line, std::string(what) + " '" + c.name + "' has the name of another service, client or tap");
     for (const auto* list : {&c.commands, &c.queries, &c.events})

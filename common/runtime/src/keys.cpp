@@ -28,7 +28,9 @@ Result<std::string> read_key(const fs::path& path) {
   while (std::getline(in, line)) {
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
     if (line.empty() || line[0] == '#') continue;
-    if (line.size() != 40) return reject(Code::invalid, path.string(), "not a Z85 CURVE key (40 characters)");
+    std::array<std::uint8_t, 32> raw{};
+    if (line.size() != 40 || !zmq_z85_decode(raw.data(), line.c_str()))
+      return reject(Code::invalid, path.string(), "not a Z85 CURVE key (40 characters)");
     return line;
   }
   return reject(Code::invalid, path.string(), "the key file holds no key");
@@ -64,10 +66,12 @@ Result<KeyPair> generate() {
 }
 
 Result<void> write(const std::string& dir, const std::string& name, const KeyPair& pair) {
+  if (!file_name(name) || !valid_name(name))
+    return reject(Code::invalid, name, "not an identity name (no spaces, '/', or leading '.')");
   std::error_code ec;
-  fs::create_directories(dir, ec);
+  // A directory made here is private; one that exists keeps its mode (it may be shared).
+  if (fs::create_directories(dir, ec)) ::chmod(dir.c_str(), 0700);
   if (ec) return reject(Code::refused, dir, "cannot create the keys directory: " + ec.message());
-  ::chmod(dir.c_str(), 0700);
   fs::path pub = fs::path(dir) / (name + ".pub"), sec = fs::path(dir) / (name + ".key");
   for (const auto& p : {pub, sec})
     if (fs::exists(p))
@@ -78,6 +82,7 @@ Result<void> write(const std::string& dir, const std::string& name, const KeyPai
 }
 
 Result<KeyPair> load(const std::string& dir, const std::string& name) {
+  if (!file_name(name)) return reject(Code::invalid, name, "not an identity name (no '/', or leading '.')");
   fs::path sec = fs::path(dir) / (name + ".key"), pub = fs::path(dir) / (name + ".pub");
   auto secret = read_key(sec);
   if (!secret) return secret.error();
@@ -120,7 +125,9 @@ Result<std::vector<std::string>> make_missing(const Topology& topology) {
     const auto* s = topology.find(name);
     const auto* c = topology.find_client(name);
     if ((s && !s->public_key.empty()) || (c && !c->public_key.empty())) continue;  // held elsewhere
-    if (fs::exists(fs::path(dir) / (name + ".key"))) continue;
+    // Its own pair is here, or its public key is: on a host of a multi-host mesh the
+    // other identities' pairs live on their hosts and only NAME.pub is copied here.
+    if (fs::exists(fs::path(dir) / (name + ".key")) || fs::exists(fs::path(dir) / (name + ".pub"))) continue;
     auto pair = generate();
     if (!pair) return pair.error();
     if (auto r = write(dir, name, *pair); !r) return r.error();

@@ -137,6 +137,9 @@ void NodeCore::setup_curve() {
                              pair.error().message() + " (make the mesh's keys with `troupe keygen --mesh`)");
   secret_key_ = pair->secret_key;
   public_key_ = pair->public_key;
+  if (!self_->public_key.empty() && self_->public_key != public_key_)
+    throw std::runtime_error("service '" + name_ + "': its secret key in " + topology_.defaults.keys_dir +
+                             " does not belong to the public_key the topology gives it; peers would refuse it");
   auto need = [&](const std::string& service) {
     if (server_keys_.count(service)) return;
     auto key = keys::public_key(topology_, service);
@@ -155,7 +158,7 @@ void NodeCore::setup_curve() {
     for (const auto& who : *names) {
       auto key = keys::public_key(topology_, who);
       if (!key) {
-        log_->warn("no public key of '{}' ({}): it cannot reach {} until it has one", who,
+        log_->warn("no public key of '{}' ({}): it cannot reach {} (allow-lists are read at start-up)", who,
                    key.error().message(), endpoint);
         continue;
       }
@@ -216,6 +219,9 @@ void NodeCore::bind_all() {
   };
   pub_ = make_socket(zmq::socket_type::xpub);
   pub_.set(zmq::sockopt::xpub_verboser, 1);
+  // Manual: a subscription takes effect only when on_subscription applies it, so a peer
+  // that may read events but is no tap never receives the `$tap ` mirrors.
+  pub_.set(zmq::sockopt::xpub_manual, 1);
   pub_.set(zmq::sockopt::sndhwm, options_.pub_sndhwm);
   pull_ = make_socket(zmq::socket_type::pull);
   router_ = make_socket(zmq::socket_type::router);
@@ -613,6 +619,12 @@ void NodeCore::on_subscription(const zmq::message_t& m) {
   // that is no reason to stop mirroring for a tap.
   if (v.empty() || (v[0] != 0 && v[0] != 1)) return;
   auto topic = v.substr(1);
+  auto apply = [&] {
+    if (v[0] == 1)
+      pub_.set(zmq::sockopt::subscribe, topic);
+    else
+      pub_.set(zmq::sockopt::unsubscribe, topic);
+  };
   auto count = [&](std::atomic<std::uint64_t>& c) {
     if (v[0] == 1)
       c.fetch_add(1);
@@ -620,7 +632,27 @@ void NodeCore::on_subscription(const zmq::message_t& m) {
       c.fetch_sub(1);
   };
   if (topic == builtin::kHeartbeatTopic) count(counters_.subscriptions);
-  if (topic == builtin::kTapTopic) count(counters_.taps);
+  if (topic != builtin::kTapTopic) {
+    apply();
+    return;
+  }
+  {
+    // Mirrors show every command and query: under CURVE only [taps.*] identities get
+    // them. A peer that passed ZAP carries its identity as User-Id; an inproc peer (a
+    // node of this process) has none and is trusted like the process itself.
+    if (topology_.curve()) {
+      const char* user = zmq_msg_gets(m.handle(), "User-Id");
+      const ClientSpec* who = user ? topology_.find_client(user) : nullptr;
+      if (user && (!who || who->role != ClientSpec::Role::tap)) {
+        ++metrics_.auth_refused["tap"];
+        if (refused_logged_.size() < kMaxLoggedKeys && refused_logged_.insert(std::string("tap ") + user).second)
+          log_->warn("'{}' asked for tap mirrors but is not a [taps.*] identity: ignored", user);
+        return;  // not applied: this peer gets no mirror
+      }
+    }
+    apply();
+    count(counters_.taps);
+  }
 }
 
 void NodeCore::mirror(std::string_view what, std::string_view envelope, std::string_view payload) {

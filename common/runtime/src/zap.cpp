@@ -4,6 +4,7 @@
 
 #include <zmq_addon.hpp>
 
+#include <cerrno>
 #include <stdexcept>
 
 namespace troupe::detail {
@@ -74,8 +75,9 @@ void ZapAuthority::serve() {
       std::vector<zmq::message_t> request;
       if (!zmq::recv_multipart(socket_, std::back_inserter(request), zmq::recv_flags::dontwait)) continue;
       answer(request);
-    } catch (const zmq::error_t&) {
-      return;  // the context is terminating
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;  // a signal reached this thread: keep answering
+      return;                          // ETERM: the context is terminating
     }
   }
 }

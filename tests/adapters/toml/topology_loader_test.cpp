@@ -162,6 +162,10 @@ TEST_CASE("security mistakes name the file and the line", "[topology][security]"
     CHECK(error_of(std::string(kGood) + "\n[clients.app]\nsend = [\"orders\"]\n") ==
           "topology/shop.toml:24: unknown key 'send' in [clients.app]");
   }
+  SECTION("an identity name that would leave the keys directory") {
+    CHECK(error_of(std::string(kGood) + "\n[clients.\"../x\"]\n") ==
+          "topology/shop.toml:23: client name '../x' is not a valid name (it names key files: no '/', no leading '.')");
+  }
   SECTION("a tap may not send") {
     CHECK(error_of(std::string(kGood) + "\n[taps.ops]\ncommands = [\"orders\"]\n") ==
           "topology/shop.toml:24: unknown key 'commands' in [taps.ops]");

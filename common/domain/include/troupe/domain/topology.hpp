@@ -134,4 +134,8 @@ bool supported_transport(std::string_view endpoint);
 // control characters, does not start with '$' (reserved for troupe's own messages).
 bool valid_name(std::string_view name);
 
+// True if `name` (a service, client or tap) can name its files (NAME.db, NAME.key): no
+// '/' or '\\', not starting with '.'.
+bool file_name(std::string_view name);
+
 }  // namespace troupe

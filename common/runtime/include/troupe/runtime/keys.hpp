@@ -34,8 +34,9 @@ Result<std::string> public_key(const Topology& topology, const std::string& name
 std::string decode(const std::string& z85);
 std::string encode(const std::string& raw);
 
-// Makes the key pairs that are missing in the topology's keys directory, for every
-// identity without a public_key in the topology; returns the names made.
+// Makes the key pairs that are missing in the topology's keys directory: for every
+// identity with neither a public_key in the topology nor NAME.key or NAME.pub there (a
+// NAME.pub alone is another host's identity); returns the names made.
 Result<std::vector<std::string>> make_missing(const Topology& topology);
 
 }  // namespace troupe::keys
