@@ -94,6 +94,9 @@ place cli c-4 >/dev/null
 wait "$sf_tap"
 check "... sees orders' events, which it may" grep -q '"source":"orders"' "$state/sf-tap.out"
 check "... and none of payments'" bash -c '! grep -q "\"source\":\"payments\"" "$1"' _ "$state/sf-tap.out"
+check "... and no mirrors of what orders handles: its \$tap request is not a tap's" \
+  bash -c '! grep -q "\"tapkind\":\"command\"" "$1"' _ "$state/sf-tap.out"
+wait_for 10 "... and that request is counted on orders (auth_refused.tap)" refused orders tap 1
 
 # No key at all: plain ZeroMQ against the CURVE endpoints.
 /usr/bin/python3 - "$state" <<'EOF'

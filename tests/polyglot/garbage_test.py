@@ -162,16 +162,18 @@ class Mesh:
         self.curve = mesh.get("security", "none") == "curve"
         if self.curve:
             keys = mesh.get("keys_dir", "{state_dir}/keys").replace("{state_dir}", self.state)
-            self.secret = read_key(f"{keys}/cli.key")
-            self.public = zmq.curve_public(self.secret)
+            # identity -> (secret, public); a real tap presents the tap's keys
+            self.identities = {}
+            for who in ("cli", "tap"):
+                secret = read_key(f"{keys}/{who}.key")
+                self.identities[who] = (secret, zmq.curve_public(secret))
             self.server_keys = {name: svc.get("public_key", "").encode() or read_key(f"{keys}/{name}.pub")
                                 for name, svc in topo["services"].items()}
 
-    def connect(self, sock, service, endpoint):
+    def connect(self, sock, service, endpoint, identity="cli"):
         """Connects a libzmq socket to one of `service`'s endpoints, with CURVE if on."""
         if self.curve:
-            sock.curve_secretkey = self.secret
-            sock.curve_publickey = self.public
+            sock.curve_secretkey, sock.curve_publickey = self.identities[identity]
             sock.curve_serverkey = self.server_keys[service]
         sock.connect(self.services[service]["endpoints"][endpoint])
 
@@ -547,12 +549,22 @@ def run(load_process):
         tap = mesh.ctx.socket(zmq.SUB)
         tap.setsockopt(zmq.LINGER, 0)
         tap.setsockopt(zmq.SUBSCRIBE, b"$tap ")
-        mesh.connect(tap, name, "events")
+        mesh.connect(tap, name, "events", identity="tap")
         attached = poll_until(lambda: (mesh.metrics(name) or {}).get("taps") == base[name]["taps"] + 1, 10)
         x = garbage.xsub[name]
+
+        def refused_taps():
+            return ((mesh.metrics(name) or {}).get("auth_refused") or {}).get("tap", 0)
+        refused_before = refused_taps() if mesh.curve else 0
         for frame in (b"\x02$tap ", b"\x7f$tap ", b"\x00$tap ", b"\x02$heartbeat ", b"\x01$tap "):
             x.send(frame)
-        both = poll_until(lambda: (mesh.metrics(name) or {}).get("taps") == base[name]["taps"] + 2, 10)
+        if mesh.curve:
+            # The XSUB is cli, no tap: its "$tap " requests are refused and counted, and
+            # the real tap stays the only one.
+            seen = poll_until(lambda: refused_taps() > refused_before, 10)
+            both = seen and (mesh.metrics(name) or {}).get("taps") == base[name]["taps"] + 1
+        else:
+            both = poll_until(lambda: (mesh.metrics(name) or {}).get("taps") == base[name]["taps"] + 2, 10)
         checks.check(f"{name}: frames that are no subscription do not detach a real tap", attached and both,
                      f"taps {(mesh.metrics(name) or {}).get('taps')}, was {base[name]['taps']}")
         x.send(b"\x00$tap ")
