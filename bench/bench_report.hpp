@@ -21,6 +21,14 @@ struct Record {
   std::string unit;
 };
 
+// The scenario name both bench programs record under, so scripts/bench lines them up:
+// "command-rtt", "events-1to1-100B", "fanout-1to3-1KiB".
+inline std::string scenario_name(const std::string& mode, int payload, int fanout) {
+  if (mode != "events") return mode + "-rtt";
+  std::string size = payload % 1024 == 0 ? std::to_string(payload / 1024) + "KiB" : std::to_string(payload) + "B";
+  return (fanout == 1 ? "events-1to1-" : "fanout-1to" + std::to_string(fanout) + "-") + size;
+}
+
 // Nearest-rank percentile of `v` (q in [0, 1]); 0 for no samples.
 inline double percentile(std::vector<double> v, double q) {
   if (v.empty()) return 0;

@@ -450,12 +450,6 @@ const char* system_name(const std::string& s) {
   return s == "raw" ? "raw-libzmq" : s == "memory" ? "troupe-memory" : "troupe-durable";
 }
 
-std::string default_scenario(const Options& o) {
-  if (o.mode != "events") return o.mode + "-rtt";
-  std::string size = o.payload % 1024 == 0 ? std::to_string(o.payload / 1024) + "KiB" : std::to_string(o.payload) + "B";
-  return (o.fanout == 1 ? "events-1to1-" : "fanout-1to" + std::to_string(o.fanout) + "-") + size;
-}
-
 int parse(int argc, char** argv, Options& o) {
   auto need = [&](int& i) -> std::string {
     if (i + 1 >= argc) throw std::invalid_argument(std::string(argv[i]) + " needs a value");
@@ -492,7 +486,7 @@ int parse(int argc, char** argv, Options& o) {
   if (o.fanout < 1 || o.fanout > 16) throw std::invalid_argument("--fanout must be 1 .. 16");
   if (o.curve && std::find(o.systems.begin(), o.systems.end(), "raw") != o.systems.end())
     throw std::invalid_argument("--curve applies to the troupe systems: give --system memory and/or durable");
-  if (o.scenario.empty()) o.scenario = default_scenario(o) + (o.curve ? "-curve" : "");
+  if (o.scenario.empty()) o.scenario = bench::scenario_name(o.mode, o.payload, o.fanout) + (o.curve ? "-curve" : "");
   g_curve = o.curve;
   return -1;
 }

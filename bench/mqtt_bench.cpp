@@ -289,14 +289,7 @@ int parse(int argc, char** argv, Options& o) {
   if (o.count <= 0) o.count = o.mode == "events" ? 200000 : 5000;
   if (o.payload < 8 || o.payload > 1000000) throw std::invalid_argument("--payload must be 8 .. 1000000");
   if (o.fanout < 1 || o.fanout > 16) throw std::invalid_argument("--fanout must be 1 .. 16");
-  if (o.scenario.empty()) {
-    if (o.mode != "events") o.scenario = o.mode + "-rtt";
-    else {
-      std::string size = o.payload % 1024 == 0 ? std::to_string(o.payload / 1024) + "KiB"
-                                               : std::to_string(o.payload) + "B";
-      o.scenario = (o.fanout == 1 ? "events-1to1-" : "fanout-1to" + std::to_string(o.fanout) + "-") + size;
-    }
-  }
+  if (o.scenario.empty()) o.scenario = bench::scenario_name(o.mode, o.payload, o.fanout);
   return -1;
 }
 
