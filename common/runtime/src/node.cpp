@@ -636,23 +636,20 @@ void NodeCore::on_subscription(const zmq::message_t& m) {
     apply();
     return;
   }
-  {
-    // Mirrors show every command and query: under CURVE only [taps.*] identities get
-    // them. A peer that passed ZAP carries its identity as User-Id; an inproc peer (a
-    // node of this process) has none and is trusted like the process itself.
-    if (topology_.curve()) {
-      const char* user = zmq_msg_gets(m.handle(), "User-Id");
-      const ClientSpec* who = user ? topology_.find_client(user) : nullptr;
-      if (user && (!who || who->role != ClientSpec::Role::tap)) {
-        ++metrics_.auth_refused["tap"];
-        if (refused_logged_.size() < kMaxLoggedKeys && refused_logged_.insert(std::string("tap ") + user).second)
-          log_->warn("'{}' asked for tap mirrors but is not a [taps.*] identity: ignored", user);
-        return;  // not applied: this peer gets no mirror
-      }
+  // Mirrors show every command and query: under CURVE only [taps.*] identities get them.
+  // A peer that passed ZAP carries its identity as User-Id; an inproc peer (a node of
+  // this process) has none and is trusted like the process itself.
+  if (const char* user = topology_.curve() ? zmq_msg_gets(m.handle(), "User-Id") : nullptr) {
+    const ClientSpec* who = topology_.find_client(user);
+    if (!who || who->role != ClientSpec::Role::tap) {
+      ++metrics_.auth_refused["tap"];
+      if (refused_logged_.size() < kMaxLoggedKeys && refused_logged_.insert(std::string("tap ") + user).second)
+        log_->warn("'{}' asked for tap mirrors but is not a [taps.*] identity: ignored", user);
+      return;  // not applied: this peer gets no mirror
     }
-    apply();
-    count(counters_.taps);
   }
+  apply();
+  count(counters_.taps);
 }
 
 void NodeCore::mirror(std::string_view what, std::string_view envelope, std::string_view payload) {
