@@ -24,18 +24,15 @@ finish() {
   rm -rf "$state"
 }
 trap finish EXIT
-refused() {  # service endpoint minimum: its $metrics count refused handshakes there
+metric_at_least() {  # service group key minimum: $metrics[group][key] >= minimum
   local n
   n=$("${troupe[@]}" query "${args[@]}" "$1" '$metrics' | /usr/bin/python3 -c \
-    "import json,sys; print(json.load(sys.stdin).get('auth_refused', {}).get('$2', 0))")
-  ((n >= $3))
+    "import json,sys; print(json.load(sys.stdin).get('$2', {}).get('$3', 0))")
+  ((n >= $4))
 }
-failed_handshakes() {  # service minimum: handshakes that failed before ZAP (no key, wrong mechanism)
-  local n
-  n=$("${troupe[@]}" query "${args[@]}" "$1" '$metrics' | /usr/bin/python3 -c \
-    "import json,sys; print(json.load(sys.stdin).get('socket_events', {}).get('handshake_failed', 0))")
-  ((n >= $2))
-}
+refused() { metric_at_least "$1" auth_refused "$2" "$3"; }  # service endpoint minimum
+# service minimum: handshakes that failed before ZAP (no key, wrong mechanism)
+failed_handshakes() { metric_at_least "$1" socket_events handshake_failed "$2"; }
 place() {  # identity order-id
   "${troupe[@]}" send "${args[@]}" --identity "$1" orders PlaceOrder \
     "{\"order_id\":\"$2\",\"customer\":\"alice\",\"sku\":\"KB-101\",\"quantity\":1}"

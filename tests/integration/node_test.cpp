@@ -118,6 +118,17 @@ TEST_CASE("a query to a service that is not running times out with a clear error
   CHECK_THAT(r.error().message(), Catch::Contains("sub1.queries"));
 }
 
+namespace {
+
+// Sends raw frames, as a peer written by hand (or by an attacker) would.
+void send_frames(zmq::socket_t& s, const std::vector<std::string>& frames) {
+  std::vector<zmq::const_buffer> b;
+  for (const auto& f : frames) b.push_back(zmq::buffer(f));
+  REQUIRE(zmq::send_multipart(s, b));
+}
+
+}  // namespace
+
 TEST_CASE("garbage on every endpoint is rejected, kept, and the node keeps serving",
           "[node][integration][hostile]") {
   Mesh m("ipc", 1);
@@ -128,20 +139,15 @@ TEST_CASE("garbage on every endpoint is rejected, kept, and the node keeps servi
   zmq::socket_t dealer(m.ctx, zmq::socket_type::dealer);
   dealer.connect(pub.bound().queries);
 
-  auto send = [](zmq::socket_t& s, std::vector<std::string> frames) {
-    std::vector<zmq::const_buffer> b;
-    for (auto& f : frames) b.push_back(zmq::buffer(f));
-    REQUIRE(zmq::send_multipart(s, b));
-  };
   // Commands: one frame; garbage envelope; valid envelope with a wrong payload; unknown type.
-  send(push, {"just one frame"});
-  send(push, {"\xc1\xc1", "x"});
+  send_frames(push, {"just one frame"});
+  send_frames(push, {"\xc1\xc1", "x"});
   auto env = troupe::make_envelope("mallory", "Emit", troupe::Kind::command);
-  send(push, {troupe::codec::encode_envelope(env), "\x81\xa5" "count\xa3two"});
+  send_frames(push, {troupe::codec::encode_envelope(env), "\x81\xa5" "count\xa3two"});
   auto unknown = troupe::make_envelope("mallory", "DropTables", troupe::Kind::command);
-  send(push, {troupe::codec::encode_envelope(unknown), "\x80"});
+  send_frames(push, {troupe::codec::encode_envelope(unknown), "\x80"});
   // Queries: garbage envelope (the node answers $error), and an unknown query.
-  send(dealer, {"garbage", "more garbage"});
+  send_frames(dealer, {"garbage", "more garbage"});
 
   REQUIRE(eventually([&] { return pub.counters().dead_letters.load() >= 5; }));
   // Still serving: a valid command goes through and the subscriber sees its events.
@@ -184,19 +190,14 @@ TEST_CASE("a peer cannot grow a node's metrics or acknowledgements, nor detach i
   auto& pub = *m.nodes[0];
   zmq::socket_t push(m.ctx, zmq::socket_type::push);
   push.connect(pub.bound().commands);
-  auto send = [](zmq::socket_t& s, std::vector<std::string> frames) {
-    std::vector<zmq::const_buffer> b;
-    for (auto& f : frames) b.push_back(zmq::buffer(f));
-    REQUIRE(zmq::send_multipart(s, b));
-  };
   // Twenty commands of types no service declares, and twenty numbered like a service's
   // outbox by senders the topology does not route to pub (the first in order, too).
   for (int i = 0; i < 20; ++i) {
     auto junk = troupe::make_envelope("mallory", "Junk" + std::to_string(i), troupe::Kind::command);
-    send(push, {troupe::codec::encode_envelope(junk), "\x80"});
+    send_frames(push, {troupe::codec::encode_envelope(junk), "\x80"});
     auto forged = troupe::make_envelope("forged-" + std::to_string(i), "Emit", troupe::Kind::command);
     forged.sequence = 1 + static_cast<std::uint64_t>(i);
-    send(push, {troupe::codec::encode_envelope(forged), troupe::codec::encode(Emit{1, ""})});
+    send_frames(push, {troupe::codec::encode_envelope(forged), troupe::codec::encode(Emit{1, ""})});
   }
   REQUIRE(eventually([&] { return pub.counters().dead_letters.load() == 40; }));
   CHECK(pub.counters().commands_applied.load() == 0);
