@@ -6,13 +6,21 @@
 #   a key not in the topology (rogue) gets no query reply, no command accepted and no
 #   event; a client with no key at all neither; storefront cannot query payments, nor
 #   watch what it is not allowed to: each attempt is counted in $metrics, logged once
-#   with address and key, and shown to taps; no secret key is ever logged.
+#   with address and key, and shown to taps; no secret key is ever logged;
+#   `send --wait` from a client that may not watch (kiosk) still prints the event its
+#   command caused, from the service's outbox.
 # Usage: curve_test.sh SOURCE_ROOT BUILD_ROOT
 set -uo pipefail
 cd "$1"
 export TROUPE_BUILD_DIR=$2
-topology=topology/shop.toml
 state=$(mktemp -d /tmp/troupe-curve-XXXXXX)
+topology=$state/shop.toml  # the shop as it ships, plus one client that may not watch
+cat topology/shop.toml - >"$topology" <<'EOF'
+
+[clients.kiosk]
+commands = ["orders"]
+queries = ["orders"]
+EOF
 mesh=(scripts/mesh --topology "$topology" --state-dir "$state")
 troupe=("$TROUPE_BUILD_DIR/troupe")
 args=(--topology "$topology" --state-dir "$state")
@@ -40,7 +48,7 @@ place() {  # identity order-id
 status_of() { "${troupe[@]}" query "${args[@]}" orders GetOrder "{\"order_id\":\"$1\"}" 2>&1; }
 
 check "mesh comes up with curve on (keys made on first start)" "${mesh[@]}" up
-check "scripts/mesh made a key pair for every identity" test "$(ls "$keys"/*.key | wc -l)" -eq 8
+check "scripts/mesh made a key pair for every identity" test "$(ls "$keys"/*.key | wc -l)" -eq 9
 check "secret keys are private (0600)" test "$(stat -c %a "$keys/orders.key")" = 600
 check "keygen refuses to overwrite a key" bash -c '! "$@" 2>/dev/null' _ "${troupe[@]}" keygen orders --out "$keys"
 check "keygen --mesh leaves existing keys alone" bash -c '"$@" | grep -q "have keys"' _ "${troupe[@]}" keygen "${args[@]}" --mesh
@@ -54,6 +62,10 @@ wait_for 10 "the saga runs across every service under curve" bash -c '"$@" | gre
 check "the storefront may place orders" place storefront c-2
 wait_for 10 "... and query orders" bash -c '"$@" 2>/dev/null | grep -q c-2' _ \
   "${troupe[@]}" query "${args[@]}" --identity storefront orders GetOrder '{"order_id":"c-2"}'
+ev=$("${troupe[@]}" send "${args[@]}" --identity kiosk --wait --timeout 5000 orders PlaceOrder \
+  '{"order_id":"c-k","customer":"alice","sku":"KB-101","quantity":1}')
+check "send --wait from a client that may not watch finds the caused event in the outbox" \
+  bash -c 'grep -q "\"type\":\"OrderPlaced\"" <<<"$1" && grep -q "\"order_id\":\"c-k\"" <<<"$1"' _ "$ev"
 "${troupe[@]}" tap "${args[@]}" --json --kind refused >"$state/tap.out" 2>"$state/tap.err" &
 tap_pid=$!
 taps_attached() {
