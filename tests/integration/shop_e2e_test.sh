@@ -55,6 +55,11 @@ tr=$("${troupe[@]}" trace "${args[@]}" trace-1)
 echo "$tr"
 check "the trace of a cancelled order marks the compensation" grep -q "inventory/StockReleased.*\[compensation\]" <<<"$tr"
 check "the trace of a cancelled order ends in its outcome" grep -q "outcome: " <<<"$tr"
+json=$("${troupe[@]}" trace "${args[@]}" --json trace-1)
+check "trace --json is one CloudEvent per event, each with its own data" /usr/bin/python3 -c '
+import json, sys
+events = [json.loads(line) for line in sys.argv[1].splitlines()]
+assert len(events) == 5 and all(e["data"].get("order_id") == "trace-1" for e in events), events' "$json"
 if [[ $topology != *edge* ]]; then
   "${mesh[@]}" kill payments >/dev/null
   "${troupe[@]}" send "${args[@]}" orders PlaceOrder '{"order_id":"trace-2","customer":"alice","sku":"KB-101","quantity":1}' >/dev/null

@@ -59,7 +59,9 @@ std::optional<nlohmann::json> parse_json(const std::string& text, const std::str
   }
 }
 
-nlohmann::json cloudevent(const Envelope& e, std::string_view payload) {
+nlohmann::json cloudevent(const Envelope& e, std::string_view payload) { return cloudevent_json(e, to_json(payload)); }
+
+nlohmann::json cloudevent_json(const Envelope& e, nlohmann::json data) {
   nlohmann::json j{{"specversion", e.specversion}, {"id", e.id},     {"source", e.source},
                    {"type", e.type},               {"time", e.time}, {"datacontenttype", "application/json"},
                    {"kind", std::string(to_string(e.kind))}};
@@ -68,7 +70,7 @@ nlohmann::json cloudevent(const Envelope& e, std::string_view payload) {
   if (!e.causationid.empty()) j["causationid"] = e.causationid;
   if (!e.traceparent.empty()) j["traceparent"] = e.traceparent;
   j["schemaversion"] = e.schemaversion;
-  j["data"] = to_json(payload);
+  j["data"] = std::move(data);
   return j;
 }
 

@@ -50,6 +50,8 @@ std::optional<nlohmann::json> parse_json(const std::string& text, const std::str
 
 // One message as a CloudEvents 1.0 JSON document, payload decoded into "data".
 nlohmann::json cloudevent(const Envelope& envelope, std::string_view payload);
+// The same with the data already as JSON.
+nlohmann::json cloudevent_json(const Envelope& envelope, nlohmann::json data);
 
 // Subcommands: each adds itself to `app` and returns the function that runs it.
 using Runner = std::function<int()>;

@@ -50,7 +50,7 @@ Runner add_trace(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   add_common(*cmd, *o);
   cmd->add_option("ID", o->id, "an order id or any correlation id")->required();
-  cmd->add_flag("--json", o->json, "print the events as CloudEvents JSON, one per line");
+  cmd->add_flag("--json", o->json, "print only the events, as CloudEvents JSON one per line (no tree)");
   return [o, cmd]() -> int {
     if (!*cmd) return -1;
     auto t = load(*o);
@@ -80,8 +80,9 @@ Runner add_trace(CLI::App& app) {
       return kFailed;
     }
     std::sort(nodes.begin(), nodes.end(), [](const Node& a, const Node& b) { return a.env.time < b.env.time; });
-    if (o->json) {
-      for (const auto& n : nodes) std::cout << dump(cloudevent(n.env, codec::encode_envelope(n.env))) << '\n';
+    if (o->json) {  // only the events, so the output stays JSON lines
+      for (const auto& n : nodes) std::cout << dump(cloudevent_json(n.env, n.data)) << '\n';
+      return kOk;
     }
     std::map<std::string, std::size_t> by_id;
     for (std::size_t i = 0; i < nodes.size(); ++i) by_id[nodes[i].env.id] = i;
