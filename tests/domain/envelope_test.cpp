@@ -50,3 +50,13 @@ TEST_CASE("a rejection reads as where: what", "[result]") {
   REQUIRE(ok);
   CHECK(*ok == 7);
 }
+
+TEST_CASE("text from a peer is printable: control bytes are escaped, UTF-8 is kept", "[envelope]") {
+  using namespace std::string_literals;
+  CHECK(troupe::printable("PlaceOrder") == "PlaceOrder");
+  CHECK(troupe::printable("Bad\x1b[2JType\n2026 forged line"s) == "Bad\\x1b[2JType\\x0a2026 forged line");
+  CHECK(troupe::printable("nul\0del\x7f"s) == "nul\\x00del\\x7f");
+  CHECK(troupe::printable("caf\xc3\xa9 \xe2\x82\xac") == "caf\xc3\xa9 \xe2\x82\xac");  // é and €: kept
+  CHECK(troupe::printable("csi\xc2\x9b" "2J") == "csi\\u009b2J");                      // U+009B: escaped
+  CHECK(troupe::printable("\xc2") == "\xc2");                                          // truncated: kept
+}

@@ -22,6 +22,7 @@ The same --seed sends the same garbage. Run from the source root, with the mesh 
 """
 import argparse
 import ctypes
+import glob
 import json
 import os
 import random
@@ -421,6 +422,15 @@ class Garbage:
                 while sock.poll(0):
                     self.count_reply(names[sock], sock.recv_multipart())
 
+    ESCAPES = "Evil\x1b]0;owned\x07\x1b[2J\n2026-11-27T00:00:00.000 orders info: forged"
+
+    def escapes(self):
+        """One command per service whose type name carries terminal escapes and a newline:
+        the first rejection each service logs, before any other garbage."""
+        for name, svc in self.mesh.services.items():
+            self.send(self.push[name], [pack_envelope(type=self.ESCAPES, kind="command"), pack({})])
+            self.dead_letters[name] += 1
+
     def round(self):
         for name in self.mesh.services:
             self.commands(name)
@@ -485,6 +495,7 @@ def run(load_process):
          "--wait", "60"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
     load_process.append(load)
     garbage = Garbage(mesh, random.Random(args.seed))
+    garbage.escapes()
     # Spread the rounds over the load: each waits for the load for a while first, so
     # garbage and orders interleave (the load finishing early ends the waits, not the rounds).
     spacing = args.orders / args.rate / (args.rounds + 1) if args.rate else 0
@@ -595,6 +606,18 @@ def run(load_process):
     checks.check("troupe deadletters list orders --json prints JSON", rc == 0 and parsed is not None, err.strip())
     rc, out, err = mesh.troupe("deadletters", "list", "orders")
     checks.check("troupe deadletters list orders prints the letters", rc == 0 and "dead letter(s)" in out, err.strip())
+    checks.check("... with the escapes in a type name shown escaped, never raw",
+                 "Evil\\x1b]0;owned" in out and "\x1b" not in out)
+    # A type name with escapes is logged and listed escaped: no raw control byte reaches
+    # a log or a terminal, and no forged line starts in a log.
+    logs = b""
+    for log in glob.glob(os.path.join(args.state_dir, "*.log")):
+        with open(log, "rb") as f:
+            logs += f.read()
+    checks.check("the logs hold the escaped type name", b"rejected: commands: " in logs and
+                 b"Evil\\x1b]0;owned\\x07\\x1b[2J\\x0a2026" in logs)
+    checks.check("no raw escape byte or forged line is in any log",
+                 b"\x1b" not in logs and b"\n2026-11-27T00:00:00.000 orders info: forged" not in logs)
     rc, out, err = mesh.troupe("metrics", "--prometheus")
     up = [line for line in out.splitlines() if line.startswith("troupe_up{")]
     checks.check("troupe metrics --prometheus sees every service up",

@@ -51,9 +51,9 @@ Runner add_deadletters(CLI::App& app) {
     std::cout << o->service << ": " << j.value("count", 0) << " dead letter(s)\n";
     if (j.contains("letters"))
       for (const auto& l : j["letters"])
-        std::cout << std::setw(6) << l.value("id", 0) << "  " << l.value("time", "") << "  "
-                  << std::left << std::setw(16) << l.value("endpoint", "") << std::setw(16)
-                  << l.value("type", "") << l.value("reason", "") << std::right << '\n';
+        std::cout << std::setw(6) << l.value("id", 0) << "  " << printable(l.value("time", "")) << "  "
+                  << std::left << std::setw(16) << printable(l.value("endpoint", "")) << std::setw(16)
+                  << printable(l.value("type", "")) << printable(l.value("reason", "")) << std::right << '\n';
     return kOk;
   };
 }

@@ -45,7 +45,7 @@ std::string short_fields(const nlohmann::json& data) {
     }
     out += (out.empty() ? "" : " ") + k + "=" + (v.is_string() ? v.get<std::string>() : dump(v));
   }
-  return out;
+  return printable(out);
 }
 
 }  // namespace
@@ -105,9 +105,11 @@ Runner add_tap(CLI::App& app) {
       }
       const char* reset = colour ? "\x1b[0m" : "";
       std::string seq = r.contains("sequence") ? "#" + std::to_string(r["sequence"].get<std::uint64_t>()) : "";
-      std::cout << time << "  " << c << std::left << std::setw(10) << kind << reset << std::setw(13) << source
-                << "→ " << std::setw(14) << target << c << std::setw(18) << type << reset << std::setw(6) << seq
-                << std::setw(17) << corr.substr(0, 16) << short_fields(r.value("data", nlohmann::json())) << std::endl;
+      // What peers sent is shown with its control bytes escaped (a type name is theirs).
+      std::cout << printable(time) << "  " << c << std::left << std::setw(10) << printable(kind) << reset
+                << std::setw(13) << printable(source) << "→ " << std::setw(14) << printable(target) << c
+                << std::setw(18) << printable(type) << reset << std::setw(6) << seq << std::setw(17)
+                << printable(corr.substr(0, 16)) << short_fields(r.value("data", nlohmann::json())) << std::endl;
     };
 
     if (!o->from_file.empty()) {

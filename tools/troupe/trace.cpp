@@ -106,9 +106,9 @@ Runner add_trace(CLI::App& app) {
             for (const auto& [k, v] : n.data.items())
               if (k != "order_id" && fields.size() < 60)
                 fields += (fields.empty() ? "" : " ") + k + "=" + (v.is_string() ? v.get<std::string>() : dump(v));
-          std::cout << prefix << (last ? "└─ " : "├─ ") << n.env.source << "/" << n.env.type << " #"
-                    << n.env.sequence << "  " << hop.str() << mark(n.env.type)
-                    << "  " << fields << '\n';
+          std::cout << prefix << (last ? "└─ " : "├─ ") << printable(n.env.source) << "/" << printable(n.env.type)
+                    << " #" << n.env.sequence << "  " << hop.str() << mark(n.env.type) << "  " << printable(fields)
+                    << '\n';
           for (std::size_t c = 0; c < n.children.size(); ++c)
             print(n.children[c], prefix + (last ? "   " : "│  "), c + 1 == n.children.size(), us);
         };
@@ -138,7 +138,7 @@ Runner add_trace(CLI::App& app) {
           if (known && position >= n.env.sequence) continue;
           ++waiting;
           std::cout << std::fixed << std::setprecision(1) << "waiting " << (now_us - micros(n.env.time)) / 1e6
-                    << " s: " << s.name << " has not reacted to " << n.env.type << " #" << n.env.sequence
+                    << " s: " << s.name << " has not reacted to " << printable(n.env.type) << " #" << n.env.sequence
                     << (known ? " (it has applied " + n.env.source + " up to #" + std::to_string(position) + ")"
                               : " (" + s.name + " is not answering)")
                     << '\n';

@@ -85,4 +85,26 @@ Envelope make_caused_envelope(const Envelope& cause, std::string source, std::st
   return e;
 }
 
+std::string printable(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7f) {  // C0 controls and DEL
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xf]);
+    } else if (c == 0xc2 && i + 1 < text.size() && (static_cast<unsigned char>(text[i + 1]) & 0xe0) == 0x80) {
+      auto d = static_cast<unsigned char>(text[++i]);  // C1 controls in UTF-8: U+0080..U+009F
+      out += "\\u00";
+      out.push_back(kHex[d >> 4]);
+      out.push_back(kHex[d & 0xf]);
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
+}
+
 }  // namespace troupe

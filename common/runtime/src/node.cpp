@@ -668,7 +668,7 @@ void NodeCore::log_rejection(const std::string& line) {
   if (rejections_logged_ <= 20 || rejections_logged_ % 1000 == 0)
     log_->warn("rejected{}: {}",
                rejections_logged_ > 20 ? " (" + std::to_string(rejections_logged_) + " so far)" : "",
-               line);
+               printable(line));  // the line quotes what the peer sent
 }
 
 void NodeCore::dead_letter(const char* endpoint, const Envelope* env, const std::string& reason,
@@ -874,7 +874,7 @@ void NodeCore::handle_replay(Upstream& up, Incoming& in) {
   up.replay_in_flight = false;
   if (env->type == builtin::kError) {
     auto err = codec::decode<builtin::Error>(view(in.frames[1]));
-    log_->warn("replay from {} refused: {}", up.name, err ? err->error : "(unreadable)");
+    log_->warn("replay from {} refused: {}", up.name, err ? printable(err->error) : "(unreadable)");
     return;
   }
   auto hdr = codec::decode<builtin::ReplayReply>(view(in.frames[1]));

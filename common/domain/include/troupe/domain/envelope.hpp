@@ -46,4 +46,9 @@ Envelope make_caused_envelope(const Envelope& cause, std::string source, std::st
 // The current UTC time as RFC 3339 with microseconds: "2026-11-27T18:00:00.123456Z".
 std::string rfc3339_now();
 
+// Text a peer sent (a type name, a reason), safe to write to a log or a terminal:
+// control bytes become \xNN, so a hostile name cannot inject escape sequences or
+// forge log lines. Everything else, UTF-8 included, is kept.
+std::string printable(std::string_view text);
+
 }  // namespace troupe
