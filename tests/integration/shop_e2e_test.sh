@@ -72,6 +72,25 @@ if [[ $topology != *edge* ]]; then
   deadline=$((SECONDS + 15))
   until "${troupe[@]}" query "${args[@]}" orders GetOrder '{"order_id":"trace-2"}' | grep -q confirmed || ((SECONDS > deadline)); do sleep 0.05; done
   check "once payments is back the order completes" bash -c '"$@" | grep -q "outcome: orders/OrderConfirmed"' _ "${troupe[@]}" trace "${args[@]}" trace-2
+
+  # A load whose orders service stalls ends by its --wait and reports the stuck orders
+  # (exit 1); it does not spend a 1 s query on each unfinished order.
+  orders_head() { "${troupe[@]}" query "${args[@]}" orders '$health' | grep -o '"head":[0-9]*' | cut -d: -f2; }
+  start_head=$(orders_head)
+  under_way() { local h; h=$(orders_head); [[ -n $h ]] && ((h > start_head + 20)); }
+  "${troupe[@]}" load "${args[@]}" --orders 300 --rate 100 --seed 10 --quiet --wait 3 >"$state/stall-load.out" 2>&1 &
+  load=$!
+  wait_for 10 "the load gets under way" under_way
+  kill -STOP "$(cat "$state/orders.pid")"
+  stalled_at=$SECONDS
+  wait "$load"
+  load_rc=$?
+  took=$((SECONDS - stalled_at))
+  kill -CONT "$(cat "$state/orders.pid")"
+  tail -1 "$state/stall-load.out"
+  check "a load whose orders stalls ends by --wait (exit $load_rc, ${took} s after the stall)" \
+    test "$load_rc" -eq 1 -a "$took" -le 20
+  check "... and reports its stuck orders" grep -Eq "orders: 300 placed, .* [1-9][0-9]* stuck" "$state/stall-load.out"
 fi
 
 "${troupe[@]}" load "${args[@]}" --orders 600 --rate 300 --seed 9 --quiet >"$state/restart-load.out" &

@@ -57,7 +57,7 @@ Runner add_load(CLI::App& app) {
   cmd->add_option("--cancel-delay", o->cancel_delay_ms,
                   "send each cancellation up to this many ms after its order (racing the saga)")
       ->capture_default_str();
-  cmd->add_option("--wait", o->wait_s, "seconds to wait for every order to end")->capture_default_str();
+  cmd->add_option("--wait", o->wait_s, "seconds to wait, after the last order is sent, for every order to end (then the rest count as stuck)")->capture_default_str();
   cmd->add_flag("--quiet,-q", o->quiet, "no progress lines");
   return [o, cmd]() -> int {
     if (!*cmd) return -1;
@@ -127,15 +127,21 @@ Runner add_load(CLI::App& app) {
     // An order that has not ended after a while: ask orders about it. Ended: count it.
     // Unknown to orders (the PlaceOrder was lost, e.g. orders was killed with it
     // unread): resend the same command; its id and the order id make that safe.
+    // A sweep ends at the first query orders does not answer (it will not answer the
+    // next one either: asking 500 orders of a dead service would take 500 s), and by
+    // `until`, so --wait bounds the whole run.
     std::size_t resent = 0;
-    auto check_unfinished = [&] {
+    auto check_unfinished = [&](Clock::time_point until) {
       int asked = 0;
       auto now = Clock::now();
       for (auto& [id, tr] : tracked) {
-        if (!tr.outcome.empty() || now - tr.checked < std::chrono::seconds(2) || asked >= 500) continue;
+        if (!tr.outcome.empty() || now - tr.checked < std::chrono::seconds(2)) continue;
+        if (asked >= 500 || Clock::now() >= until) break;
         tr.checked = now;
         ++asked;
-        auto v = client.query("orders", shop::GetOrder{id}, std::chrono::milliseconds(1000));
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+        auto v = client.query("orders", shop::GetOrder{id}, std::clamp(left, std::chrono::milliseconds(1),
+                                                                        std::chrono::milliseconds(1000)));
         if (v && (v->status == "confirmed" || v->status == "cancelled")) {
           tr.outcome = v->status;
           ++terminal;
@@ -143,6 +149,8 @@ Runner add_load(CLI::App& app) {
         } else if (!v && v.error().code == Rejection::Code::refused) {
           (void)client.resend("orders", tr.envelope, tr.payload);
           ++resent;
+        } else if (!v) {
+          break;  // no reply: orders is down or stalled; the next sweep asks again
         }
       }
     };
@@ -177,7 +185,7 @@ Runner add_load(CLI::App& app) {
       progress(false);
       if (Clock::now() - last_sweep > std::chrono::seconds(2)) {
         last_sweep = Clock::now();
-        check_unfinished();
+        check_unfinished(last_sweep + std::chrono::seconds(2));  // sending goes on after it
       }
     }
     auto sent_done = Clock::now();
@@ -189,7 +197,7 @@ Runner add_load(CLI::App& app) {
       progress(false);
       if (terminal < tracked.size() && Clock::now() - last_check > std::chrono::seconds(2)) {
         last_check = Clock::now();
-        check_unfinished();
+        check_unfinished(deadline);
       }
     }
     progress(true);
@@ -209,7 +217,7 @@ Runner add_load(CLI::App& app) {
               << lat.size() << " timed)\n";
     if (resent) std::cout << "resent " << resent << " PlaceOrder command(s) that orders had not received\n";
     std::cout << "orders: " << tracked.size() << " placed, " << confirmed << " confirmed, " << cancelled
-              << " cancelled, " << stuck << " stuck\n";
+              << " cancelled, " << stuck << " stuck" << std::endl;  // before commands still queued linger
     return stuck ? kFailed : kOk;
   };
 }
