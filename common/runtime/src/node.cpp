@@ -1075,8 +1075,9 @@ void NodeCore::stage_event(const Envelope& cause, std::string_view type, std::st
   Envelope e = make_caused_envelope(cause, name_, std::string(type), Kind::event);
   if (!correlation.empty()) e.correlationid = std::move(correlation);
   e.sequence = store_->head() + 1;
-  ports::OutboxEvent ev{e.sequence, e.type, e.correlationid, e.causationid, codec::encode_envelope(e),
-                        std::move(payload)};
+  std::string env = codec::encode_envelope(e);  // before e's strings move into the row
+  ports::OutboxEvent ev{e.sequence, std::move(e.type), std::move(e.correlationid), std::move(e.causationid),
+                        std::move(env), std::move(payload)};
   store_->append_event(ev);
   ++metrics_.types[ev.type].published;
   message_out_.push_back({Outgoing::To::events, {}, {topic_of(type), std::move(ev.envelope), std::move(ev.payload)}});
@@ -1093,7 +1094,8 @@ void NodeCore::stage_command(const Envelope& cause, std::string_view target, std
   Envelope e = make_caused_envelope(cause, name_, std::string(type), Kind::command);
   if (!correlation.empty()) e.correlationid = std::move(correlation);
   e.sequence = store_->command_head(target) + 1;
-  ports::OutboxCommand c{std::string(target), e.sequence, e.type, codec::encode_envelope(e), std::move(payload)};
+  std::string env = codec::encode_envelope(e);
+  ports::OutboxCommand c{std::string(target), e.sequence, std::move(e.type), std::move(env), std::move(payload)};
   store_->append_command(c);
   ++metrics_.types[c.type].published;
   message_out_.push_back({Outgoing::To::command, c.target, {std::move(c.envelope), std::move(c.payload)}});
