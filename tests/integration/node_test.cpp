@@ -1,6 +1,9 @@
 // The node over real ZeroMQ sockets on every transport: fan-out, commands, queries,
 // late joiners, garbage on every endpoint.
+#include "../support/failing_store.hpp"
 #include "../support/test_mesh.hpp"
+
+#include <troupe/adapters/sqlite/sqlite_store.hpp>
 
 #include <troupe/runtime/builtin.hpp>
 #include <troupe/runtime/client.hpp>
@@ -329,4 +332,69 @@ TEST_CASE("a handler for something the topology does not declare is refused at s
   CHECK_THROWS_WITH(sub.on<Emit>([](const Emit&, troupe::Context&) {}),
                     "service 'sub1' handles event 'Emit', but its topology does not react to it");
   CHECK_THROWS_WITH(Node(topo, "nobody", o), Catch::Contains("service 'nobody' is not in topology"));
+}
+
+TEST_CASE("while its store cannot commit a node answers each query once, says why, and resumes",
+          "[node][integration][faults]") {
+  TempDir dir;
+  zmq::context_t ctx;
+  auto topo = topology("ipc", dir.str(), 0);
+  auto store = std::make_shared<FailingStore>(
+      std::make_shared<troupe::adapters::SqliteStore>(dir.str() + "/pub.db", troupe::Synchronous::normal));
+  NodeOptions o;
+  o.context = &ctx;
+  o.store = store;
+  Node pub(topo, "pub", o);
+  install(pub);
+  Running running(pub);
+  Client client(topo, "test", &ctx);
+  REQUIRE(client.send_confirmed("pub", "Emit", troupe::codec::encode(Emit{2, ""}), ""));
+
+  // A tap sees each query the node handles: once, even when it is answered again.
+  zmq::socket_t tap(ctx, zmq::socket_type::sub);
+  tap.set(zmq::sockopt::subscribe, "$tap ");
+  tap.connect(pub.bound().events);
+  REQUIRE(eventually([&] { return pub.counters().taps.load() == 1; }));
+  auto answered = pub.counters().queries_answered.load();
+
+  store->fail_commits = true;
+  // Each batch now fails and is rolled back; its queries are answered outside it.
+  auto first = client.query_raw("pub", "GetApplied", troupe::codec::encode(GetApplied{}));
+  REQUIRE(first);
+  CHECK(troupe::codec::decode<Applied>(first->payload)->count == 2);
+  CHECK(store->failed.load() >= 1);
+  auto marker = client.query_raw("pub", "GetApplied", troupe::codec::encode(GetApplied{}));
+  REQUIRE(marker);
+  CHECK(pub.counters().queries_answered.load() == answered + 2);
+  // Mirrors leave in order: once the second query's mirror is here, a second copy of
+  // the first would have come before it.
+  std::map<std::string, int> mirrored;  // query id -> mirrors seen
+  REQUIRE(eventually([&] {
+    std::vector<zmq::message_t> frames;
+    while (zmq::recv_multipart(tap, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+      auto what = troupe::codec::decode_envelope(frames.at(1).to_string_view());
+      auto original = troupe::codec::decode_envelope(frames.at(2).to_string_view());
+      if (what && original && what->type == "$query") ++mirrored[original->id];
+      frames.clear();
+    }
+    return mirrored.count(marker->envelope.causationid) == 1;
+  }));
+  CHECK(mirrored[first->envelope.causationid] == 1);
+  auto metrics = json_query(client, "pub", "$metrics");
+  CHECK(metrics["types"]["GetApplied"]["received"] == 2);
+  CHECK(metrics["types"]["GetApplied"]["handled"] == 2);
+
+  // A command is not applied while commits fail, and $health says why.
+  REQUIRE(client.send("pub", Emit{3, ""}));
+  REQUIRE(eventually([&] { return store->failed.load() >= 4; }));
+  auto health = json_query(client, "pub", "$health");
+  CHECK(health["state"] == "degraded");
+  CHECK_THAT(health.value("store_error", ""), Catch::Contains("disk is full"));
+  CHECK(troupe::codec::decode<Applied>(client.query_raw("pub", "GetApplied", troupe::codec::encode(GetApplied{}))->payload)->count == 2);
+
+  // Writes work again: the next command commits, and the node is ready.
+  store->fail_commits = false;
+  REQUIRE(client.send_confirmed("pub", "Emit", troupe::codec::encode(Emit{1, ""}), ""));
+  CHECK(troupe::codec::decode<Applied>(client.query_raw("pub", "GetApplied", troupe::codec::encode(GetApplied{}))->payload)->count == 3);
+  CHECK(json_query(client, "pub", "$health")["state"] == "ready");
 }

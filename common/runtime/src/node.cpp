@@ -6,6 +6,8 @@
 
 #include <troupe/domain/id.hpp>
 
+#include <utility>
+
 #include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
@@ -1021,7 +1023,8 @@ void NodeCore::handle_query(Incoming& in) {
     return;
   }
   auto payload = view(in.frames[env_at + 1]);
-  counters_.queries_answered.fetch_add(1, std::memory_order_relaxed);
+  bool first = !std::exchange(in.counted, true);
+  if (first) counters_.queries_answered.fetch_add(1, std::memory_order_relaxed);
   if (!env->type.empty() && env->type[0] == '$') {
     std::string type = env->type;
     std::vector<std::string> extra;
@@ -1029,7 +1032,7 @@ void NodeCore::handle_query(Incoming& in) {
     reply(&*env, type, std::move(body), std::move(extra));
     return;
   }
-  mirror("$query", view(in.frames[env_at]), payload);
+  if (first) mirror("$query", view(in.frames[env_at]), payload);
   auto h = query_handlers_.find(env->type);
   if (!self_->answers_type(env->type) || h == query_handlers_.end()) {
     std::string msg = "service '" + name_ + "' does not answer query '" + env->type + "'";
@@ -1038,7 +1041,7 @@ void NodeCore::handle_query(Incoming& in) {
     return;
   }
   auto& tm = metrics_.types[env->type];
-  ++tm.received;
+  if (first) ++tm.received;
   QueryContext ctx(*env, *store_);
   auto t0 = Clock::now();
   Result<std::string> r = reject(Code::refused, env->type, "not run");
@@ -1056,11 +1059,11 @@ void NodeCore::handle_query(Incoming& in) {
     // order") is an answer: the client gets it, nothing is kept.
     auto code = r.error().code;
     if (code != Code::invalid && code != Code::refused) dead_letter("queries", &*env, r.error().message(), raw);
-    else ++tm.rejected;
+    else if (!std::exchange(in.finished, true)) ++tm.rejected;
     error_reply(&*env, r.error().message());
     return;
   }
-  ++tm.handled;
+  if (!std::exchange(in.finished, true)) ++tm.handled;
   reply(&*env, env->type, std::move(*r));
 }
 

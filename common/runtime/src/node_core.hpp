@@ -75,6 +75,10 @@ struct Incoming {
   enum class From { command, query, event, replay, heartbeat } from = From::command;
   Upstream* upstream = nullptr;
   Frames frames;
+  // A query is answered again when its batch could not be committed; what it counted
+  // and mirrored the first time is not counted or mirrored again.
+  bool counted = false;   // received, answered, mirrored to taps
+  bool finished = false;  // handled or rejected
 };
 
 class NodeCore {

@@ -1,0 +1,70 @@
+// A store whose commits can be made to fail, over a real store: for node tests of what
+// happens when writes fail (a full disk, a broken file) without needing root for a
+// tmpfs. Everything else is passed through unchanged.
+#pragma once
+
+#include <troupe/ports/store.hpp>
+
+#include <atomic>
+#include <memory>
+
+namespace testmesh {
+
+class FailingStore final : public troupe::ports::Store {
+ public:
+  explicit FailingStore(std::shared_ptr<troupe::ports::Store> inner) : inner_(std::move(inner)) {}
+
+  std::atomic<bool> fail_commits{false};
+  std::atomic<int> failed{0};  // commits refused so far
+
+  std::optional<std::string> get(std::string_view t, std::string_view k) override { return inner_->get(t, k); }
+  void put(std::string_view t, std::string_view k, std::string_view v) override { inner_->put(t, k, v); }
+  void erase(std::string_view t, std::string_view k) override { inner_->erase(t, k); }
+  void scan(std::string_view t, const std::function<bool(std::string_view, std::string_view)>& visit) override {
+    inner_->scan(t, visit);
+  }
+  void begin() override { inner_->begin(); }
+  void savepoint() override { inner_->savepoint(); }
+  void release() override { inner_->release(); }
+  void rollback_to() override { inner_->rollback_to(); }
+  void commit() override {
+    if (fail_commits.load()) {
+      ++failed;
+      throw troupe::ports::StoreError("failing store: database or disk is full");
+    }
+    inner_->commit();
+  }
+  void rollback() noexcept override { inner_->rollback(); }
+  std::string incarnation() const override { return inner_->incarnation(); }
+  bool durable() const override { return inner_->durable(); }
+  std::uint64_t head() override { return inner_->head(); }
+  std::uint64_t oldest() override { return inner_->oldest(); }
+  void append_event(const troupe::ports::OutboxEvent& e) override { inner_->append_event(e); }
+  std::vector<troupe::ports::OutboxEvent> events(std::uint64_t from, std::uint64_t to, std::size_t max) override {
+    return inner_->events(from, to, max);
+  }
+  std::vector<troupe::ports::OutboxEvent> events_of(std::string_view c, std::size_t max) override {
+    return inner_->events_of(c, max);
+  }
+  std::size_t prune_events(std::size_t keep) override { return inner_->prune_events(keep); }
+  std::uint64_t position(std::string_view s) override { return inner_->position(s); }
+  void set_position(std::string_view s, std::uint64_t q) override { inner_->set_position(s, q); }
+  bool seen(std::string_view id) override { return inner_->seen(id); }
+  void mark_seen(std::string_view id) override { inner_->mark_seen(id); }
+  std::uint64_t command_head(std::string_view t) override { return inner_->command_head(t); }
+  void append_command(const troupe::ports::OutboxCommand& c) override { inner_->append_command(c); }
+  std::vector<troupe::ports::OutboxCommand> unacked_commands(std::string_view t, std::size_t max) override {
+    return inner_->unacked_commands(t, max);
+  }
+  void ack_commands(std::string_view t, std::uint64_t up_to) override { inner_->ack_commands(t, up_to); }
+  std::int64_t add_dead_letter(const troupe::ports::DeadLetter& l) override { return inner_->add_dead_letter(l); }
+  std::vector<troupe::ports::DeadLetter> dead_letters(std::size_t max) override { return inner_->dead_letters(max); }
+  std::optional<troupe::ports::DeadLetter> dead_letter(std::int64_t id) override { return inner_->dead_letter(id); }
+  void remove_dead_letter(std::int64_t id) override { inner_->remove_dead_letter(id); }
+  std::uint64_t dead_letter_count() override { return inner_->dead_letter_count(); }
+
+ private:
+  std::shared_ptr<troupe::ports::Store> inner_;
+};
+
+}  // namespace testmesh
