@@ -334,20 +334,34 @@ TEST_CASE("a handler for something the topology does not declare is refused at s
   CHECK_THROWS_WITH(Node(topo, "nobody", o), Catch::Contains("service 'nobody' is not in topology"));
 }
 
-TEST_CASE("while its store cannot commit a node answers each query once, says why, and resumes",
-          "[node][integration][faults]") {
+namespace {
+
+// pub alone, on a real SQLite file behind a store whose commits can be made to fail.
+struct FailingPub {
   TempDir dir;
   zmq::context_t ctx;
-  auto topo = topology("ipc", dir.str(), 0);
-  auto store = std::make_shared<FailingStore>(
+  troupe::Topology topo = topology("ipc", dir.str(), 0);
+  std::shared_ptr<FailingStore> store = std::make_shared<FailingStore>(
       std::make_shared<troupe::adapters::SqliteStore>(dir.str() + "/pub.db", troupe::Synchronous::normal));
-  NodeOptions o;
-  o.context = &ctx;
-  o.store = store;
-  Node pub(topo, "pub", o);
-  install(pub);
-  Running running(pub);
-  Client client(topo, "test", &ctx);
+  Node pub{topo, "pub", options()};
+  Running running{(install(pub), pub)};
+  Client client{topo, "test", &ctx};
+
+  NodeOptions options() {
+    NodeOptions o;
+    o.context = &ctx;
+    o.store = store;
+    return o;
+  }
+  std::string state() { return json_query(client, "pub", "$health")["state"]; }
+};
+
+}  // namespace
+
+TEST_CASE("while its store cannot commit a node answers each query once, says why, and resumes",
+          "[node][integration][faults]") {
+  FailingPub f;
+  auto& [dir, ctx, topo, store, pub, running, client] = f;
   REQUIRE(client.send_confirmed("pub", "Emit", troupe::codec::encode(Emit{2, ""}), ""));
 
   // A tap sees each query the node handles: once, even when it is answered again.
@@ -397,4 +411,17 @@ TEST_CASE("while its store cannot commit a node answers each query once, says wh
   REQUIRE(client.send_confirmed("pub", "Emit", troupe::codec::encode(Emit{1, ""}), ""));
   CHECK(troupe::codec::decode<Applied>(client.query_raw("pub", "GetApplied", troupe::codec::encode(GetApplied{}))->payload)->count == 3);
   CHECK(json_query(client, "pub", "$health")["state"] == "ready");
+}
+
+TEST_CASE("a node whose store failed while it had nothing to write says ready again by itself",
+          "[node][integration][faults]") {
+  FailingPub f;
+  f.store->fail_commits = true;
+  REQUIRE(f.client.query_raw("pub", "GetApplied", troupe::codec::encode(GetApplied{})));  // a batch fails
+  REQUIRE(f.store->failed.load() >= 1);
+  CHECK(f.state() == "degraded");
+  // Nothing more is sent to it to write; once writes work, its own probe finds out.
+  f.store->fail_commits = false;
+  CHECK(eventually([&] { return f.state() == "ready"; }, std::chrono::seconds(5)));
+  CHECK(f.store->get("$troupe", "write_probe").has_value());
 }

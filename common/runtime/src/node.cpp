@@ -438,6 +438,7 @@ void NodeCore::run() {
       request_replays();
       resend_commands();
       prune();
+      probe_store(now);
       next_maintenance_ = now + hb / 2;
     }
   }
@@ -489,6 +490,8 @@ std::size_t NodeCore::collect(std::vector<Incoming>& batch, std::size_t max) {
 
 void NodeCore::process(std::vector<Incoming>& batch) {
   auto t0 = Clock::now();
+  if (std::any_of(batch.begin(), batch.end(), [](const Incoming& in) { return in.from != Incoming::From::query; }))
+    last_writes_ = t0;  // queries alone write nothing (a monitor polling $health is no load)
   std::vector<std::uint64_t> start_positions;
   for (auto& up : upstreams_) start_positions.push_back(up->position);
   auto start_commands = command_positions_;
@@ -551,20 +554,41 @@ void NodeCore::process(std::vector<Incoming>& batch) {
     answer_queries_outside_batch(batch);
     return;
   }
-  if (!store_error_.empty() && wrote) {
-    log_->info("store writes work again; resuming");
-    store_error_.clear();
-    // Still degraded if a loss was reported: that needs an operator, not a retry.
-    bool loss = commands_lost_;
-    for (const auto& up : upstreams_) loss = loss || up->behind_retention || up->head_regressed;
-    state_ = loss ? "degraded" : "ready";
-  }
+  if (!store_error_.empty() && wrote) store_works_again();
   auto commit_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
   metrics_.commit_us.add(static_cast<std::uint64_t>(commit_us));
   metrics_.batch_size.add(batch.size());
   counters_.batches.fetch_add(1, std::memory_order_relaxed);
   relay();
   request_replays();
+}
+
+void NodeCore::store_works_again() {
+  log_->info("store writes work again; resuming");
+  store_error_.clear();
+  // Still degraded if a loss was reported: that needs an operator, not a retry.
+  bool loss = commands_lost_;
+  for (const auto& up : upstreams_) loss = loss || up->behind_retention || up->head_regressed;
+  state_ = loss ? "degraded" : "ready";
+}
+
+// After a failed batch, a service that is sent nothing more to write (it only answers
+// queries, or the failed batch held only dead letters) would say "degraded" for good:
+// once nothing but queries has come for a heartbeat interval it tries one small write
+// itself. Under load it never probes: the load's own batches say whether writes work.
+void NodeCore::probe_store(Clock::time_point now) {
+  if (store_error_.empty() || now - last_writes_ < topology_.defaults.heartbeat) return;
+  last_writes_ = now;  // at most one probe per interval
+  try {
+    store_->begin();
+    store_->put("$troupe", "write_probe", rfc3339_now());
+    store_->commit();
+  } catch (const std::exception& e) {
+    store_->rollback();
+    store_error_ = e.what();
+    return;
+  }
+  store_works_again();
 }
 
 // Queries only read. When a batch could not be committed (a full disk, a failing store)

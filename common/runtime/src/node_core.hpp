@@ -121,6 +121,8 @@ class NodeCore {
   void process(std::vector<Incoming>& batch);
   void relay();
   void answer_queries_outside_batch(std::vector<Incoming>& batch);
+  void store_works_again();
+  void probe_store(Clock::time_point now);
 
   void on_subscription(const zmq::message_t& msg);
   void handle_command(Incoming& in);
@@ -194,6 +196,7 @@ class NodeCore {
   Clock::time_point started_ = Clock::now();
   Clock::time_point next_heartbeat_{};
   Clock::time_point next_maintenance_{};
+  Clock::time_point last_writes_{};  // last batch with more than queries (or store probe)
   std::string state_ = "starting";
   std::string store_error_;
   bool commands_lost_ = false;  // a receiver's acks went backwards (reported as LOSS)
