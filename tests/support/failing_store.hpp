@@ -51,6 +51,9 @@ class FailingStore final : public troupe::ports::Store {
   void set_position(std::string_view s, std::uint64_t q) override { inner_->set_position(s, q); }
   bool seen(std::string_view id) override { return inner_->seen(id); }
   void mark_seen(std::string_view id) override { inner_->mark_seen(id); }
+  std::size_t prune_seen(std::size_t keep, std::size_t slack) override {
+    return inner_->prune_seen(keep, slack);
+  }
   std::uint64_t command_head(std::string_view t) override { return inner_->command_head(t); }
   void append_command(const troupe::ports::OutboxCommand& c) override { inner_->append_command(c); }
   std::vector<troupe::ports::OutboxCommand> unacked_commands(std::string_view t, std::size_t max) override {

@@ -1192,13 +1192,18 @@ void NodeCore::resend_commands() {
 }
 
 void NodeCore::prune() {
+  // Both in steps of a tenth, so a steady trickle does not make every tick a write.
   const auto keep = topology_.defaults.retention_events;
-  if (store_->head() - store_->oldest() + 1 <= keep + keep / 10) return;
+  const auto keep_ids = topology_.defaults.retention_command_ids;
   try {
-    store_->begin();
-    std::size_t n = store_->prune_events(keep);
-    store_->commit();
-    if (n) log_->info("pruned {} events from the outbox (keeping {})", n, keep);
+    if (store_->head() - store_->oldest() + 1 > keep + keep / 10) {
+      store_->begin();
+      std::size_t n = store_->prune_events(keep);
+      store_->commit();
+      if (n) log_->info("pruned {} events from the outbox (keeping {})", n, keep);
+    }
+    if (auto ids = store_->prune_seen(keep_ids, keep_ids / 10))
+      log_->info("forgot {} one-shot command ids (keeping the newest {})", ids, keep_ids);
   } catch (const ports::StoreError& e) {
     store_->rollback();
     log_->error("pruning the outbox failed: {}", e.what());

@@ -3,6 +3,7 @@
 #include <troupe/adapters/sqlite/sqlite_store.hpp>
 
 #include <catch2/catch.hpp>
+#include <sqlite3.h>
 
 #include <filesystem>
 #include <memory>
@@ -156,4 +157,60 @@ TEST_CASE("a SQLite store keeps its sequence and incarnation across reopening", 
 TEST_CASE("a store that cannot be opened is an exception naming the file", "[store][sqlite]") {
   CHECK_THROWS_WITH(SqliteStore("/nonexistent/dir/s.db"),
                     Catch::StartsWith("/nonexistent/dir/s.db: cannot open"));
+}
+
+TEST_CASE("one-shot command ids are forgotten in the order they were marked, past a slack", "[store]") {
+  for_each_store([](Store& s) {
+    auto id = [](int i) { return "id-" + std::string(i < 10 ? "0" : "") + std::to_string(i); };
+    s.begin();
+    for (int i = 50; i >= 1; --i) s.mark_seen(id(i));  // marked in the reverse of the ids' order
+    s.commit();
+    CHECK(s.prune_seen(20, 40) == 0);  // 50 is within 20 + 40
+    CHECK(s.prune_seen(20, 10) == 30);
+    for (int i = 1; i <= 20; ++i) CHECK(s.seen(id(i)));   // the 20 marked last
+    for (int i = 21; i <= 50; ++i) CHECK_FALSE(s.seen(id(i)));
+    CHECK(s.prune_seen(20, 10) == 0);
+
+    s.begin();
+    s.mark_seen("rolled-back");
+    s.rollback();
+    s.begin();
+    for (int i = 51; i <= 60; ++i) s.mark_seen(id(i));
+    s.mark_seen(id(55));  // again: still one id
+    s.commit();
+    CHECK_FALSE(s.seen("rolled-back"));
+    CHECK(s.prune_seen(20, 10) == 0);  // 30 kept: not past the slack
+    CHECK(s.prune_seen(25, 0) == 5);   // the oldest five of those: ids 20 down to 16
+    CHECK_FALSE(s.seen(id(16)));
+    CHECK(s.seen(id(15)));
+    CHECK(s.seen(id(60)));
+  });
+}
+
+TEST_CASE("a schema 1 store keeps its one-shot command ids when opened by this version", "[store][sqlite]") {
+  testmesh::TempDir dir;
+  auto path = dir.str() + "/old.db";
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db,
+                         "CREATE TABLE troupe_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
+                         "INSERT INTO troupe_meta VALUES ('schema_version', '1'), ('incarnation', 'inc-1');"
+                         "CREATE TABLE troupe_seen(id TEXT PRIMARY KEY) WITHOUT ROWID;"
+                         "INSERT INTO troupe_seen VALUES ('cmd-b'), ('cmd-a');",
+                         nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  {
+    SqliteStore s(path);
+    CHECK(s.incarnation() == "inc-1");
+    CHECK(s.seen("cmd-a"));
+    CHECK(s.seen("cmd-b"));
+    CHECK_FALSE(s.seen("cmd-c"));
+    CHECK(s.prune_seen(1, 0) == 1);  // numbered in id order: cmd-a first
+    CHECK_FALSE(s.seen("cmd-a"));
+    CHECK(s.seen("cmd-b"));
+  }
+  SqliteStore again(path);  // reopening a schema 2 store migrates nothing
+  CHECK(again.seen("cmd-b"));
 }

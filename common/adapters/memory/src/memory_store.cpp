@@ -125,7 +125,23 @@ void MemoryStore::set_position(std::string_view stream, std::uint64_t sequence) 
 
 bool MemoryStore::seen(std::string_view id) { return seen_.count(id) > 0; }
 void MemoryStore::mark_seen(std::string_view id) {
-  if (seen_.insert(std::string(id)).second) undo([this, i = std::string(id)] { seen_.erase(i); });
+  if (!seen_.insert(std::string(id)).second) return;
+  seen_order_.emplace_back(id);
+  undo([this, i = std::string(id)] {
+    seen_.erase(i);
+    if (!seen_order_.empty() && seen_order_.back() == i) seen_order_.pop_back();
+  });
+}
+
+std::size_t MemoryStore::prune_seen(std::size_t keep, std::size_t slack) {
+  std::size_t dropped = 0;
+  if (seen_order_.size() <= keep + slack) return 0;
+  while (seen_order_.size() > keep) {
+    seen_.erase(seen_order_.front());
+    seen_order_.pop_front();
+    ++dropped;
+  }
+  return dropped;
 }
 
 std::uint64_t MemoryStore::command_head(std::string_view target) {

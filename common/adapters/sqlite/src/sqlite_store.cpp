@@ -65,7 +65,7 @@ namespace {
 enum Stmt {
   kGet, kPut, kErase, kScan,
   kAppendEvent, kEvents, kOldest, kPrune, kCountEvents, kEventsOf,
-  kPosition, kSetPosition, kSeen, kMarkSeen,
+  kPosition, kSetPosition, kSeen, kMarkSeen, kSeenRange, kPruneSeen,
   kAppendCommand, kUnacked, kAck,
   kAddLetter, kAddFrame, kLetters, kLetter, kFrames, kRemoveLetter, kRemoveFrames, kCountLetters,
   kSetMeta, kGetMeta, kSavepoint, kRelease, kRollbackTo,
@@ -90,8 +90,10 @@ const char* const kSql[kCount] = {
     "SELECT position FROM troupe_inbox WHERE stream = ?1",
     "INSERT INTO troupe_inbox(stream, position) VALUES (?1, ?2) "
     "ON CONFLICT(stream) DO UPDATE SET position = excluded.position",
-    "SELECT 1 FROM troupe_seen WHERE id = ?1",
-    "INSERT OR IGNORE INTO troupe_seen(id) VALUES (?1)",
+    "SELECT 1 FROM troupe_seen_ids WHERE id = ?1",
+    "INSERT OR IGNORE INTO troupe_seen_ids(id) VALUES (?1)",
+    "SELECT min(n), max(n) FROM troupe_seen_ids",
+    "DELETE FROM troupe_seen_ids WHERE n <= ?1",
     "INSERT INTO troupe_commands(target, seq, type, envelope, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
     "SELECT seq, type, envelope, payload FROM troupe_commands WHERE target = ?1 ORDER BY seq LIMIT ?2",
     "DELETE FROM troupe_commands WHERE target = ?1 AND seq <= ?2",
@@ -118,7 +120,7 @@ CREATE TABLE IF NOT EXISTS troupe_outbox(
   causationid TEXT NOT NULL, envelope BLOB NOT NULL, payload BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS troupe_outbox_correlation ON troupe_outbox(correlationid);
 CREATE TABLE IF NOT EXISTS troupe_inbox(stream TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS troupe_seen(id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS troupe_seen_ids(n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS troupe_commands(
   target TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL,
   envelope BLOB NOT NULL, payload BLOB NOT NULL, PRIMARY KEY(target, seq)) WITHOUT ROWID;
@@ -162,6 +164,11 @@ SqliteStore::SqliteStore(const std::string& path, Synchronous synchronous) : pat
     exec(synchronous == Synchronous::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
     exec("BEGIN IMMEDIATE");
     exec(kSchema);
+    // Schema 1 kept one-shot command ids in troupe_seen, without the order they came
+    // in, so they could not be pruned: carry them over (in id order, the best there is).
+    if (table_exists("troupe_seen"))
+      exec("INSERT OR IGNORE INTO troupe_seen_ids(id) SELECT id FROM troupe_seen ORDER BY id; "
+           "DROP TABLE troupe_seen;");
     for (int i = 0; i < kCount; ++i) statements_.push_back(std::make_unique<Statement>(*this, kSql[i]));
 
     auto meta = [&](const char* key) -> std::optional<std::string> {
@@ -320,6 +327,32 @@ std::size_t SqliteStore::prune_events(std::size_t keep) {
   if (count <= static_cast<std::int64_t>(keep)) return 0;
   // Sequences are contiguous: keep the newest `keep`.
   stmt(kPrune).bind(1, max - static_cast<std::int64_t>(keep)).run();
+  return static_cast<std::size_t>(sqlite3_changes(db_));
+}
+
+bool SqliteStore::table_exists(const char* name) {
+  sqlite3_stmt* q = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", -1, &q, nullptr) !=
+      SQLITE_OK)
+    fail("reading the schema");
+  sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+  bool found = sqlite3_step(q) == SQLITE_ROW;
+  sqlite3_finalize(q);
+  return found;
+}
+
+std::size_t SqliteStore::prune_seen(std::size_t keep, std::size_t slack) {
+  auto& r = stmt(kSeenRange);
+  std::int64_t lo = 0, hi = 0;
+  if (r.step()) {
+    lo = r.i64(0);
+    hi = r.i64(1);
+  }
+  r.reset();
+  // Ids are numbered as they come and only the oldest are ever deleted: hi - lo + 1
+  // is the count, without counting.
+  if (hi == 0 || hi - lo + 1 <= static_cast<std::int64_t>(keep + slack)) return 0;
+  stmt(kPruneSeen).bind(1, hi - static_cast<std::int64_t>(keep)).run();
   return static_cast<std::size_t>(sqlite3_changes(db_));
 }
 

@@ -83,8 +83,8 @@ struct Parser {
   bool mesh(const ::toml::table& t, int line, Topology& topo) {
     if (!only_keys(t, "[mesh]",
                    {"name", "state_dir", "heartbeat_ms", "security", "durability", "synchronous",
-                    "batch_max", "batch_delay_us", "retention_events", "max_message_bytes", "seed",
-                    "host", "keys_dir"}))
+                    "batch_max", "batch_delay_us", "retention_events", "retention_command_ids",
+                    "max_message_bytes", "seed", "host", "keys_dir"}))
       return false;
     auto& d = topo.defaults;
     std::string durability = "durable", synchronous = "full";
@@ -101,6 +101,7 @@ struct Parser {
         !get_int(t, "batch_max", d.batch_max, 1, 100'000) ||
         !get_int(t, "batch_delay_us", delay, 0, 1'000'000) ||
         !get_int(t, "retention_events", d.retention_events, 1, std::int64_t{1} << 40) ||
+        !get_int(t, "retention_command_ids", d.retention_command_ids, 1, std::int64_t{1} << 40) ||
         !get_int(t, "max_message_bytes", d.max_message_bytes, 1024, std::int64_t{1} << 30))
       return false;
     d.heartbeat = std::chrono::milliseconds(heartbeat);

@@ -90,6 +90,7 @@ struct MeshDefaults {
   std::size_t batch_max = 512;                 // messages per group commit
   std::chrono::microseconds batch_delay{0};    // extra wait to fill a batch
   std::size_t retention_events = 1'000'000;    // outbox events kept for replay
+  std::size_t retention_command_ids = 1'000'000;  // one-shot command ids kept for dedup
   std::size_t max_message_bytes = 1u << 20;    // ZMQ_MAXMSGSIZE on every socket
   std::string seed;                            // seed data file for the example services
   std::string host;  // executable hosting every service in one process ("" = one each)

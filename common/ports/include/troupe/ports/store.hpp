@@ -84,6 +84,12 @@ class Store : public State {
   // One-shot command dedup by command id.
   virtual bool seen(std::string_view message_id) = 0;
   virtual void mark_seen(std::string_view message_id) = 0;
+  // When more than keep + slack ids are kept, forgets all but the `keep` marked most
+  // recently (in the order they were marked, not by the ids' own order: a client's
+  // clock says nothing here); returns how many were forgotten. Cheap when there is
+  // nothing to forget; the slack keeps a steady trickle from making every call a write.
+  // Atomic on its own: it may be called outside a unit of work.
+  virtual std::size_t prune_seen(std::size_t keep, std::size_t slack) = 0;
 
   // Commands sent, until acknowledged (sequence <= acked) by their target.
   virtual std::uint64_t command_head(std::string_view target) = 0;

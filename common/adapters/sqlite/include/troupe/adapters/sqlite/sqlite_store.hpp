@@ -26,7 +26,7 @@ class SqliteStore final : public ports::Store {
   SqliteStore(const SqliteStore&) = delete;
   SqliteStore& operator=(const SqliteStore&) = delete;
 
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;  // 2: troupe_seen_ids, numbered
 
   std::optional<std::string> get(std::string_view table, std::string_view key) override;
   void put(std::string_view table, std::string_view key, std::string_view value) override;
@@ -56,6 +56,7 @@ class SqliteStore final : public ports::Store {
 
   bool seen(std::string_view message_id) override;
   void mark_seen(std::string_view message_id) override;
+  std::size_t prune_seen(std::size_t keep, std::size_t slack) override;
 
   std::uint64_t command_head(std::string_view target) override;
   void append_command(const ports::OutboxCommand& command) override;
@@ -74,6 +75,7 @@ class SqliteStore final : public ports::Store {
   class Statement;
   Statement& stmt(int which);
   void exec(const char* sql);
+  bool table_exists(const char* name);
   [[noreturn]] void fail(const std::string& what) const;
 
   std::string path_;
