@@ -336,36 +336,58 @@ TEST_CASE("a handler for something the topology does not declare is refused at s
 
 namespace {
 
-// pub alone, on a real SQLite file behind a store whose commits can be made to fail.
-struct FailingPub {
+// A node of the test mesh on a real SQLite file behind a store whose commits can be
+// made to fail; with subscribers, pub runs beside it as usual (heartbeats and all).
+struct FailingNode {
   TempDir dir;
   zmq::context_t ctx;
-  troupe::Topology topo = topology("ipc", dir.str(), 0);
-  std::shared_ptr<FailingStore> store = std::make_shared<FailingStore>(
-      std::make_shared<troupe::adapters::SqliteStore>(dir.str() + "/pub.db", troupe::Synchronous::normal));
-  Node pub{topo, "pub", options()};
-  Running running{(install(pub), pub)};
-  Client client{topo, "test", &ctx};
+  troupe::Topology topo;
+  std::shared_ptr<FailingStore> store;
+  std::unique_ptr<Node> node, pub;
+  std::unique_ptr<Running> running, pub_running;
+  std::unique_ptr<Client> client;
 
-  NodeOptions options() {
+  FailingNode(const std::string& name, int subscribers) : topo(topology("ipc", dir.str(), subscribers)) {
+    store = std::make_shared<FailingStore>(
+        std::make_shared<troupe::adapters::SqliteStore>(dir.str() + "/" + name + ".db", troupe::Synchronous::normal));
     NodeOptions o;
     o.context = &ctx;
     o.store = store;
-    return o;
+    node = std::make_unique<Node>(topo, name, o);
+    install(*node);
+    if (name != "pub") {
+      NodeOptions p;
+      p.context = &ctx;
+      pub = std::make_unique<Node>(topo, "pub", p);
+      install(*pub);
+      pub_running = std::make_unique<Running>(*pub);
+    }
+    running = std::make_unique<Running>(*node);
+    client = std::make_unique<Client>(topo, "test", &ctx);
   }
-  std::string state() { return json_query(client, "pub", "$health")["state"]; }
+  ~FailingNode() {
+    client.reset();
+    running.reset();
+    pub_running.reset();
+  }
+  std::string state() { return json_query(*client, node->name(), "$health")["state"]; }
+  std::int64_t received(const std::string& type) {
+    return json_query(*client, node->name(), "$metrics")["types"][type].value("received", 0);
+  }
 };
 
 }  // namespace
 
 TEST_CASE("while its store cannot commit a node answers each query once, says why, and resumes",
           "[node][integration][faults]") {
-  FailingPub f;
-  auto& [dir, ctx, topo, store, pub, running, client] = f;
+  FailingNode f("pub", 0);
+  auto& client = *f.client;
+  auto& pub = *f.node;
+  auto& store = f.store;
   REQUIRE(client.send_confirmed("pub", "Emit", troupe::codec::encode(Emit{2, ""}), ""));
 
   // A tap sees each query the node handles: once, even when it is answered again.
-  zmq::socket_t tap(ctx, zmq::socket_type::sub);
+  zmq::socket_t tap(f.ctx, zmq::socket_type::sub);
   tap.set(zmq::sockopt::subscribe, "$tap ");
   tap.connect(pub.bound().events);
   REQUIRE(eventually([&] { return pub.counters().taps.load() == 1; }));
@@ -377,30 +399,39 @@ TEST_CASE("while its store cannot commit a node answers each query once, says wh
   REQUIRE(first);
   CHECK(troupe::codec::decode<Applied>(first->payload)->count == 2);
   CHECK(store->failed.load() >= 1);
+  // A query that is refused into dead letters is answered too, and kept once.
+  auto bad = client.query_raw("pub", "GetApplied", std::string("\xc1"));
+  CHECK_FALSE(bad);
   auto marker = client.query_raw("pub", "GetApplied", troupe::codec::encode(GetApplied{}));
   REQUIRE(marker);
-  CHECK(pub.counters().queries_answered.load() == answered + 2);
-  // Mirrors leave in order: once the second query's mirror is here, a second copy of
-  // the first would have come before it.
-  std::map<std::string, int> mirrored;  // query id -> mirrors seen
+  CHECK(pub.counters().queries_answered.load() == answered + 3);
+  CHECK(pub.counters().dead_letters.load() == 1);
+  // Mirrors leave in order: once the last query's mirror is here, a second copy of an
+  // earlier one would have come before it.
+  std::map<std::string, int> mirrored;  // mirror type + query id -> mirrors seen
   REQUIRE(eventually([&] {
     std::vector<zmq::message_t> frames;
     while (zmq::recv_multipart(tap, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
       auto what = troupe::codec::decode_envelope(frames.at(1).to_string_view());
       auto original = troupe::codec::decode_envelope(frames.at(2).to_string_view());
-      if (what && original && what->type == "$query") ++mirrored[original->id];
+      if (what && original) ++mirrored[what->type + " " + original->id];
       frames.clear();
     }
-    return mirrored.count(marker->envelope.causationid) == 1;
+    return mirrored.count("$query " + marker->envelope.causationid) == 1;
   }));
-  CHECK(mirrored[first->envelope.causationid] == 1);
+  CHECK(mirrored["$query " + first->envelope.causationid] == 1);
+  int deadletter_mirrors = 0;
+  for (const auto& [key, n] : mirrored)
+    if (key.rfind("$deadletter ", 0) == 0) deadletter_mirrors += n;
+  CHECK(deadletter_mirrors == 1);
   auto metrics = json_query(client, "pub", "$metrics");
-  CHECK(metrics["types"]["GetApplied"]["received"] == 2);
+  CHECK(metrics["types"]["GetApplied"]["received"] == 3);
   CHECK(metrics["types"]["GetApplied"]["handled"] == 2);
+  CHECK(metrics["dead_letters"] == 1);
 
   // A command is not applied while commits fail, and $health says why.
   REQUIRE(client.send("pub", Emit{3, ""}));
-  REQUIRE(eventually([&] { return store->failed.load() >= 4; }));
+  REQUIRE(eventually([&] { return f.received("Emit") == 2; }));
   auto health = json_query(client, "pub", "$health");
   CHECK(health["state"] == "degraded");
   CHECK_THAT(health.value("store_error", ""), Catch::Contains("disk is full"));
@@ -410,18 +441,20 @@ TEST_CASE("while its store cannot commit a node answers each query once, says wh
   store->fail_commits = false;
   REQUIRE(client.send_confirmed("pub", "Emit", troupe::codec::encode(Emit{1, ""}), ""));
   CHECK(troupe::codec::decode<Applied>(client.query_raw("pub", "GetApplied", troupe::codec::encode(GetApplied{}))->payload)->count == 3);
-  CHECK(json_query(client, "pub", "$health")["state"] == "ready");
+  CHECK(f.state() == "ready");
 }
 
 TEST_CASE("a node whose store failed while it had nothing to write says ready again by itself",
           "[node][integration][faults]") {
-  FailingPub f;
+  // sub1 reacts to pub: pub's heartbeats keep arriving, and they are no writes.
+  FailingNode f("sub1", 1);
+  REQUIRE(eventually([&] { return f.pub->counters().subscriptions.load() >= 1; }));  // sub1 hears pub
   f.store->fail_commits = true;
-  REQUIRE(f.client.query_raw("pub", "GetApplied", troupe::codec::encode(GetApplied{})));  // a batch fails
+  REQUIRE(f.client->query_raw("sub1", "GetApplied", troupe::codec::encode(GetApplied{})));  // a batch fails
   REQUIRE(f.store->failed.load() >= 1);
   CHECK(f.state() == "degraded");
   // Nothing more is sent to it to write; once writes work, its own probe finds out.
   f.store->fail_commits = false;
   CHECK(eventually([&] { return f.state() == "ready"; }, std::chrono::seconds(5)));
-  CHECK(f.store->get("$troupe", "write_probe").has_value());
+  CHECK(f.store->probes.load() >= 1);
 }

@@ -16,9 +16,13 @@ class FailingStore final : public troupe::ports::Store {
 
   std::atomic<bool> fail_commits{false};
   std::atomic<int> failed{0};  // commits refused so far
+  std::atomic<int> probes{0};  // the node's own write probes ("$troupe" state) seen
 
   std::optional<std::string> get(std::string_view t, std::string_view k) override { return inner_->get(t, k); }
-  void put(std::string_view t, std::string_view k, std::string_view v) override { inner_->put(t, k, v); }
+  void put(std::string_view t, std::string_view k, std::string_view v) override {
+    if (t == "$troupe") ++probes;
+    inner_->put(t, k, v);
+  }
   void erase(std::string_view t, std::string_view k) override { inner_->erase(t, k); }
   void scan(std::string_view t, const std::function<bool(std::string_view, std::string_view)>& visit) override {
     inner_->scan(t, visit);

@@ -490,8 +490,12 @@ std::size_t NodeCore::collect(std::vector<Incoming>& batch, std::size_t max) {
 
 void NodeCore::process(std::vector<Incoming>& batch) {
   auto t0 = Clock::now();
-  if (std::any_of(batch.begin(), batch.end(), [](const Incoming& in) { return in.from != Incoming::From::query; }))
-    last_writes_ = t0;  // queries alone write nothing (a monitor polling $health is no load)
+  // Commands, events and replays are what write; queries and heartbeats (which every
+  // connected service gets each interval) say nothing about whether writes work.
+  if (std::any_of(batch.begin(), batch.end(), [](const Incoming& in) {
+        return in.from != Incoming::From::query && in.from != Incoming::From::heartbeat;
+      }))
+    last_writes_ = t0;
   std::vector<std::uint64_t> start_positions;
   for (auto& up : upstreams_) start_positions.push_back(up->position);
   auto start_commands = command_positions_;
@@ -574,8 +578,8 @@ void NodeCore::store_works_again() {
 
 // After a failed batch, a service that is sent nothing more to write (it only answers
 // queries, or the failed batch held only dead letters) would say "degraded" for good:
-// once nothing but queries has come for a heartbeat interval it tries one small write
-// itself. Under load it never probes: the load's own batches say whether writes work.
+// once no command, event or replay has come for a heartbeat interval it tries one small
+// write itself. Under load it never probes: the load's own batches say whether writes work.
 void NodeCore::probe_store(Clock::time_point now) {
   if (store_error_.empty() || now - last_writes_ < topology_.defaults.heartbeat) return;
   last_writes_ = now;  // at most one probe per interval
@@ -595,6 +599,7 @@ void NodeCore::probe_store(Clock::time_point now) {
 // its queries are answered again on their own, so `$health`, `$metrics` and the
 // services' own queries keep working while writes fail and show why.
 void NodeCore::answer_queries_outside_batch(std::vector<Incoming>& batch) {
+  reanswering_ = true;
   for (auto& in : batch) {
     if (in.from != Incoming::From::query) continue;
     try {
@@ -603,6 +608,7 @@ void NodeCore::answer_queries_outside_batch(std::vector<Incoming>& batch) {
       log_->debug("query not answered while the store fails: {}", e.what());
     }
   }
+  reanswering_ = false;
   relay();
 }
 
@@ -708,6 +714,19 @@ void NodeCore::dead_letter(const char* endpoint, const Envelope* env, const std:
   }
   l.reason = reason;
   for (auto f : raw) l.frames.emplace_back(f);
+  if (reanswering_) {
+    // The query's first answer, in the batch that failed, counted, mirrored and logged
+    // it; its letter was rolled back with the batch. Keep it if the store lets us, whole
+    // (letter and frames in one unit), and answer the query either way.
+    try {
+      store_->begin();
+      store_->add_dead_letter(l);
+      store_->commit();
+    } catch (const std::exception&) {
+      store_->rollback();
+    }
+    return;
+  }
   store_->add_dead_letter(l);
   if (counters_.taps.load(std::memory_order_relaxed)) {
     Envelope dl = env ? *env : make_envelope("?", "?", Kind::event);
@@ -738,7 +757,7 @@ bool NodeCore::mesh_type(std::string_view type) const {
 
 void NodeCore::reject_frames(const char* endpoint, const std::string& reason,
                              const std::vector<std::string_view>& raw) {
-  ++metrics_.rejected_frames;
+  if (!reanswering_) ++metrics_.rejected_frames;
   dead_letter(endpoint, nullptr, reason, raw);
 }
 

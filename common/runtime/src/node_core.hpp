@@ -196,7 +196,8 @@ class NodeCore {
   Clock::time_point started_ = Clock::now();
   Clock::time_point next_heartbeat_{};
   Clock::time_point next_maintenance_{};
-  Clock::time_point last_writes_{};  // last batch with more than queries (or store probe)
+  Clock::time_point last_writes_{};  // last batch with a command, event or replay (or probe)
+  bool reanswering_ = false;         // answering a failed batch's queries again
   std::string state_ = "starting";
   std::string store_error_;
   bool commands_lost_ = false;  // a receiver's acks went backwards (reported as LOSS)

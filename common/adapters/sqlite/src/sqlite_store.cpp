@@ -148,7 +148,13 @@ void SqliteStore::exec(const char* sql) {
   }
 }
 
-SqliteStore::Statement& SqliteStore::stmt(int which) { return *statements_[which]; }
+// Reset on the way out too: a read loop left by an exception (bad_alloc) must not leave
+// its statement mid-run and bound to memory that is gone.
+SqliteStore::Statement& SqliteStore::stmt(int which) {
+  auto& s = *statements_[which];
+  s.reset();
+  return s;
+}
 
 SqliteStore::SqliteStore(const std::string& path, Synchronous synchronous) : path_(path) {
   if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
