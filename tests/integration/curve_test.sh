@@ -7,8 +7,8 @@
 #   event; a client with no key at all neither; storefront cannot query payments, nor
 #   watch what it is not allowed to: each attempt is counted in $metrics, logged once
 #   with address and key, and shown to taps; no secret key is ever logged;
-#   `send --wait` from a client that may not watch (kiosk) still prints the event its
-#   command caused, from the service's outbox.
+#   a client that may send and ask but not watch (kiosk) cannot read the outbox either
+#   ($replay, $trace): `send --wait` says so.
 # Usage: curve_test.sh SOURCE_ROOT BUILD_ROOT
 set -uo pipefail
 cd "$1"
@@ -62,10 +62,18 @@ wait_for 10 "the saga runs across every service under curve" bash -c '"$@" | gre
 check "the storefront may place orders" place storefront c-2
 wait_for 10 "... and query orders" bash -c '"$@" 2>/dev/null | grep -q c-2' _ \
   "${troupe[@]}" query "${args[@]}" --identity storefront orders GetOrder '{"order_id":"c-2"}'
-ev=$("${troupe[@]}" send "${args[@]}" --identity kiosk --wait --timeout 5000 orders PlaceOrder \
-  '{"order_id":"c-k","customer":"alice","sku":"KB-101","quantity":1}')
-check "send --wait from a client that may not watch finds the caused event in the outbox" \
-  bash -c 'grep -q "\"type\":\"OrderPlaced\"" <<<"$1" && grep -q "\"order_id\":\"c-k\"" <<<"$1"' _ "$ev"
+# kiosk may send to and ask orders, not watch it: its command is taken, but reading the
+# outbox ($replay, $trace) is reading events, and is refused like the subscription.
+out=$("${troupe[@]}" send "${args[@]}" --identity kiosk --wait --timeout 5000 orders PlaceOrder \
+  '{"order_id":"c-k","customer":"alice","sku":"KB-101","quantity":1}' 2>&1)
+rc=$?
+check "send --wait by a client that may not watch says why, exit 1 ($rc: $out)" \
+  bash -c '[[ $0 == 1 && $1 == *"was taken, but its event cannot be read"*"may not read the events of orders"* ]]' "$rc" "$out"
+wait_for 10 "... and its order exists" bash -c '"$@" 2>/dev/null | grep -q c-k' _ \
+  "${troupe[@]}" query "${args[@]}" --identity kiosk orders GetOrder '{"order_id":"c-k"}'
+check "kiosk's \$trace of orders is refused" bash -c '! "$@" >/dev/null 2>&1' _ \
+  "${troupe[@]}" query "${args[@]}" --identity kiosk orders '$trace' '{"correlationid":"c-k","max":10}'
+wait_for 10 "... and counted on orders (auth_refused.outbox)" refused orders outbox 2
 "${troupe[@]}" tap "${args[@]}" --json --kind refused >"$state/tap.out" 2>"$state/tap.err" &
 tap_pid=$!
 taps_attached() {

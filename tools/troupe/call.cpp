@@ -10,31 +10,46 @@
 namespace troupe::cli {
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
+std::chrono::milliseconds until(Clock::time_point deadline) {
+  return std::max(std::chrono::milliseconds(1),
+                  std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+}
+
 // The head of `service`'s outbox (an empty $replay answers with it), or 0.
-std::uint64_t outbox_head(Client& client, const std::string& service, std::chrono::milliseconds timeout) {
-  auto r = client.query_raw(service, std::string(builtin::kReplay), codec::encode(builtin::ReplayRequest{1, 0, 1}), timeout);
+std::uint64_t outbox_head(Client& client, const std::string& service, Clock::time_point deadline) {
+  auto r = client.query_raw(service, std::string(builtin::kReplay), codec::encode(builtin::ReplayRequest{1, 0, 1}),
+                            until(deadline));
   if (!r) return 0;
   auto hdr = codec::decode<builtin::ReplayReply>(r->payload);
   return hdr ? hdr->head : 0;
 }
 
-// Reads `service`'s outbox from sequence `from` up to its head for the first event
-// caused by command `id`, as a CloudEvent; `from` moves past what was read.
-std::optional<nlohmann::json> caused_in_outbox(Client& client, const std::string& service, std::uint64_t& from,
-                                               const std::string& id, std::chrono::milliseconds timeout) {
-  for (;;) {
+// Reads `service`'s outbox from sequence `from` up to its head, until `deadline`, for
+// the first event caused by command `id`, as a CloudEvent; `from` moves past what was
+// read. A refusal (this identity may not read the outbox) is the error.
+Result<std::optional<nlohmann::json>> caused_in_outbox(Client& client, const std::string& service,
+                                                       std::uint64_t& from, const std::string& id,
+                                                       Clock::time_point deadline) {
+  while (Clock::now() < deadline) {
     auto r = client.query_raw(service, std::string(builtin::kReplay),
-                              codec::encode(builtin::ReplayRequest{from, UINT64_MAX, 512}), timeout);
-    if (!r) return std::nullopt;
+                              codec::encode(builtin::ReplayRequest{from, UINT64_MAX, 512}), until(deadline));
+    if (!r) {
+      if (r.error().code == Rejection::Code::refused) return r.error();
+      return std::optional<nlohmann::json>{};
+    }
+    auto before = from;
     for (std::size_t i = 0; i + 1 < r->extra.size(); i += 2) {
       auto env = codec::decode_envelope(r->extra[i]);
       if (!env) continue;
       from = std::max(from, env->sequence + 1);
-      if (env->causationid == id) return cloudevent(*env, r->extra[i + 1]);
+      if (env->causationid == id) return std::optional{cloudevent(*env, r->extra[i + 1])};
     }
     auto hdr = codec::decode<builtin::ReplayReply>(r->payload);
-    if (!hdr || hdr->count == 0 || from > hdr->head) return std::nullopt;
+    if (!hdr || hdr->count == 0 || from > hdr->head || from == before) break;  // read to the head (or stuck)
   }
+  return std::optional<nlohmann::json>{};
 }
 
 }  // namespace
@@ -60,14 +75,17 @@ Runner add_send(CLI::App& app) {
     if (!payload) return kUsage;
     Client client(*t, "cli");
     client.set_identity(identity(*o));
+    // One deadline for the whole call: head, send and wait together take --timeout.
+    auto deadline = Clock::now() + std::chrono::milliseconds(o->timeout_ms);
     std::uint64_t from = 1;  // where in the service's outbox the caused event can be
     if (o->wait) {
       client.watch({o->service});  // a command's events come from its service
-      from = outbox_head(client, o->service, std::chrono::milliseconds(o->timeout_ms)) + 1;
+      // A service that does not answer this is unlikely to take the command: the send's
+      // own error says so, with most of the time left to it.
+      from = outbox_head(client, o->service, std::min(deadline, Clock::now() + std::chrono::seconds(1))) + 1;
     }
-    // Resent until the service confirms it applied the command (its id makes that safe).
-    auto sent = client.send_confirmed(o->service, o->type, to_msgpack(*payload), o->correlation,
-                                      std::chrono::milliseconds(o->timeout_ms));
+    // Resent until the service confirms it took the command (its id makes that safe).
+    auto sent = client.send_confirmed(o->service, o->type, to_msgpack(*payload), o->correlation, until(deadline));
     if (!sent) {
       std::cerr << "troupe: " << sent.error().message() << '\n';
       return sent.error().code == Rejection::Code::invalid && sent.error().what.rfind("command ", 0) == 0 ? kUnreachable : kUsage;
@@ -76,25 +94,28 @@ Runner add_send(CLI::App& app) {
       std::cout << sent->id << '\n';
       return kOk;
     }
-    // The live subscription may attach after the event went out (a slow joiner), and
-    // an identity may be allowed to send and ask but not to watch: so the service's
-    // outbox past its head before the send is read too. A confirmed command's events
-    // were committed with it.
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(o->timeout_ms);
-    auto next_check = std::chrono::steady_clock::now();
-    while (std::chrono::steady_clock::now() < deadline) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      auto ev = client.next_event(std::min(left, std::chrono::milliseconds(100)));
+    // The live subscription may attach after the event went out (a slow joiner), so the
+    // service's outbox past its head before the send is read too: a command's events
+    // are committed with it.
+    auto next_check = Clock::now();
+    while (Clock::now() < deadline) {
+      auto ev = client.next_event(std::min(until(deadline), std::chrono::milliseconds(100)));
       if (ev && ev->envelope.causationid == sent->id) {
         std::cout << dump(cloudevent(ev->envelope, ev->payload)) << '\n';
         return kOk;
       }
-      if (std::chrono::steady_clock::now() < next_check) continue;
-      if (auto found = caused_in_outbox(client, o->service, from, sent->id, left)) {
-        std::cout << dump(*found) << '\n';
+      if (Clock::now() < next_check) continue;
+      auto found = caused_in_outbox(client, o->service, from, sent->id, deadline);
+      if (!found) {
+        std::cerr << "troupe: command " << sent->id << " was taken, but its event cannot be read: "
+                  << found.error().message() << '\n';
+        return kFailed;
+      }
+      if (*found) {
+        std::cout << dump(**found) << '\n';
         return kOk;
       }
-      next_check = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+      next_check = Clock::now() + std::chrono::milliseconds(100);
     }
     std::cerr << "troupe: no event caused by " << sent->id << " within " << o->timeout_ms << " ms\n";
     return kUnreachable;

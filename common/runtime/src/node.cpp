@@ -154,6 +154,7 @@ void NodeCore::setup_curve() {
 
   zap_ = detail::ZapAuthority::of(*context_);
   Admission admission = topology_.admission(*self_);
+  event_readers_.insert(admission.events.begin(), admission.events.end());
   for (auto [endpoint, names] : {std::pair{"events", &admission.events}, std::pair{"commands", &admission.commands},
                                  std::pair{"queries", &admission.queries}}) {
     std::map<std::string, std::string> allowed;  // raw key -> name
@@ -1033,6 +1034,21 @@ void NodeCore::check_publisher(Upstream& up, const std::string& incarnation, con
   up.verified = true;
 }
 
+// $replay and $trace read the outbox, which is the events endpoint's content: under
+// CURVE they are answered only to identities admitted on events (the services that
+// react to this one, clients whose `events` names it, taps), not to everyone who may
+// ask queries. A peer without a User-Id is in this process (inproc) and trusted.
+std::string NodeCore::outbox_refusal(std::string_view type, const zmq::message_t& envelope_frame) {
+  if (!topology_.curve() || (type != builtin::kReplay && type != builtin::kTrace)) return {};
+  const char* user = zmq_msg_gets(envelope_frame.handle(), "User-Id");
+  if (!user || event_readers_.count(user)) return {};
+  ++metrics_.auth_refused["outbox"];
+  if (refused_logged_.size() < kMaxLoggedKeys && refused_logged_.insert(std::string("outbox ") + user).second)
+    log_->warn("'{}' asked for {} but may not read the events of {}: refused", user, type, name_);
+  return "identity '" + std::string(user) + "' may not read the events of " + name_ + " (" + std::string(type) +
+         "): the topology does not admit it on the events endpoint";
+}
+
 void NodeCore::handle_query(Incoming& in) {
   auto raw = views(in.frames);
   // [routing...][envelope][payload]; a REQ peer adds an empty delimiter to the routing.
@@ -1069,6 +1085,10 @@ void NodeCore::handle_query(Incoming& in) {
   bool first = !std::exchange(in.counted, true);
   if (first) counters_.queries_answered.fetch_add(1, std::memory_order_relaxed);
   if (!env->type.empty() && env->type[0] == '$') {
+    if (auto refusal = outbox_refusal(env->type, in.frames[env_at]); !refusal.empty()) {
+      error_reply(&*env, refusal);
+      return;
+    }
     std::string type = env->type;
     std::vector<std::string> extra;
     std::string body = answer_builtin(*env, payload, type, extra);
