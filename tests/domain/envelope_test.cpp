@@ -58,5 +58,9 @@ TEST_CASE("text from a peer is printable: control bytes are escaped, UTF-8 is ke
   CHECK(troupe::printable("nul\0del\x7f"s) == "nul\\x00del\\x7f");
   CHECK(troupe::printable("caf\xc3\xa9 \xe2\x82\xac") == "caf\xc3\xa9 \xe2\x82\xac");  // é and €: kept
   CHECK(troupe::printable("csi\xc2\x9b" "2J") == "csi\\u009b2J");                      // U+009B: escaped
-  CHECK(troupe::printable("\xc2") == "\xc2");                                          // truncated: kept
+  CHECK(troupe::printable("\xc2") == "\\xc2");                                        // truncated: escaped
+  CHECK(troupe::printable("a\x9b" "2Jb\xff") == "a\\x9b2Jb\\xff");                      // lone bytes: escaped
+  CHECK(troupe::printable("\xe0\x80\x80") == "\\xe0\\x80\\x80");                       // overlong: escaped
+  CHECK(troupe::printable("back\\x1b") == "back\\\\x1b");  // a written-out escape stays distinct
+  CHECK(troupe::printable("\xf0\x9f\x8e\xad") == "\xf0\x9f\x8e\xad");                   // U+1F3AD: kept
 }

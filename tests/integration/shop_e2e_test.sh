@@ -19,6 +19,7 @@ args=(--topology "$topology" --state-dir "$state")
 echo "shop e2e on $topology"
 source tests/support/checks.sh
 finish() {
+  [[ -f $state/orders.pid ]] && kill -CONT "$(cat "$state/orders.pid")" 2>/dev/null  # if stopped below
   "${mesh[@]}" down >/dev/null 2>&1
   rm -rf "$state"
 }

@@ -59,6 +59,20 @@ std::optional<nlohmann::json> parse_json(const std::string& text, const std::str
   }
 }
 
+std::string short_fields(const nlohmann::json& data, std::size_t width) {
+  std::string out;
+  if (!data.is_object()) return out;
+  for (const auto& [k, v] : data.items()) {
+    if (k == "order_id") continue;
+    if (out.size() > width) {
+      out += " …";
+      break;
+    }
+    out += (out.empty() ? "" : " ") + k + "=" + (v.is_string() ? v.get<std::string>() : dump(v));
+  }
+  return printable(out);
+}
+
 nlohmann::json cloudevent(const Envelope& e, std::string_view payload) { return cloudevent_json(e, to_json(payload)); }
 
 nlohmann::json cloudevent_json(const Envelope& e, nlohmann::json data) {

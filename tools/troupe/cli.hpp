@@ -48,6 +48,10 @@ std::string dump(const nlohmann::json& j, int indent = -1);
 // Parses a JSON argument; prints an error naming `what` and returns nullopt on failure.
 std::optional<nlohmann::json> parse_json(const std::string& text, const std::string& what);
 
+// A payload's fields as "k=v k=v …" on one line, at most about `width` characters,
+// order_id left out (it is shown as the correlation), control bytes escaped.
+std::string short_fields(const nlohmann::json& data, std::size_t width);
+
 // One message as a CloudEvents 1.0 JSON document, payload decoded into "data".
 nlohmann::json cloudevent(const Envelope& envelope, std::string_view payload);
 // The same with the data already as JSON.

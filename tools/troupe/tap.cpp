@@ -34,20 +34,6 @@ nlohmann::json record(const Envelope& original, std::string_view payload, const 
   return j;
 }
 
-std::string short_fields(const nlohmann::json& data) {
-  std::string out;
-  if (!data.is_object()) return out;
-  for (const auto& [k, v] : data.items()) {
-    if (k == "order_id") continue;  // shown as the correlation
-    if (out.size() > 70) {
-      out += " …";
-      break;
-    }
-    out += (out.empty() ? "" : " ") + k + "=" + (v.is_string() ? v.get<std::string>() : dump(v));
-  }
-  return printable(out);
-}
-
 }  // namespace
 
 Runner add_tap(CLI::App& app) {
@@ -109,7 +95,7 @@ Runner add_tap(CLI::App& app) {
       std::cout << printable(time) << "  " << c << std::left << std::setw(10) << printable(kind) << reset
                 << std::setw(13) << printable(source) << "→ " << std::setw(14) << printable(target) << c
                 << std::setw(18) << printable(type) << reset << std::setw(6) << seq << std::setw(17)
-                << printable(corr.substr(0, 16)) << short_fields(r.value("data", nlohmann::json())) << std::endl;
+                << printable(corr.substr(0, 16)) << short_fields(r.value("data", nlohmann::json()), 70) << std::endl;
     };
 
     if (!o->from_file.empty()) {

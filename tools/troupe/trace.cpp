@@ -76,7 +76,7 @@ Runner add_trace(CLI::App& app) {
     }
     for (const auto& u : unreachable) std::cerr << "trace: " << u << " did not answer; its part is missing\n";
     if (nodes.empty()) {
-      std::cout << "trace: no service holds events of '" << o->id << "'\n";
+      (o->json ? std::cerr : std::cout) << "trace: no service holds events of '" << printable(o->id) << "'\n";
       return kFailed;
     }
     std::sort(nodes.begin(), nodes.end(), [](const Node& a, const Node& b) { return a.env.time < b.env.time; });
@@ -101,20 +101,16 @@ Runner add_trace(CLI::App& app) {
           hop << std::fixed << std::setprecision(2);
           if (parent_us >= 0) hop << "+" << (us - parent_us) / 1000.0 << " ms";
           else hop << "at " << (us - t0) / 1000.0 << " ms";
-          std::string fields;
-          if (n.data.is_object())
-            for (const auto& [k, v] : n.data.items())
-              if (k != "order_id" && fields.size() < 60)
-                fields += (fields.empty() ? "" : " ") + k + "=" + (v.is_string() ? v.get<std::string>() : dump(v));
+          std::string fields = short_fields(n.data, 60);
           std::cout << prefix << (last ? "└─ " : "├─ ") << printable(n.env.source) << "/" << printable(n.env.type)
-                    << " #" << n.env.sequence << "  " << hop.str() << mark(n.env.type) << "  " << printable(fields)
+                    << " #" << n.env.sequence << "  " << hop.str() << mark(n.env.type) << "  " << fields
                     << '\n';
           for (std::size_t c = 0; c < n.children.size(); ++c)
             print(n.children[c], prefix + (last ? "   " : "│  "), c + 1 == n.children.size(), us);
         };
     std::cout << "saga " << o->id << " (" << nodes.size() << " events)\n";
     for (std::size_t r = 0; r < roots.size(); ++r) {
-      std::cout << (nodes[roots[r]].env.causationid.empty() ? "(no cause)" : "caused by " + nodes[roots[r]].env.causationid.substr(0, 18) + "…") << '\n';
+      std::cout << (nodes[roots[r]].env.causationid.empty() ? "(no cause)" : "caused by " + printable(nodes[roots[r]].env.causationid.substr(0, 18)) + "…") << '\n';
       print(roots[r], "", true, -1);
     }
     // Where does it wait? A leaf event that a reacting service has not applied yet.
@@ -148,7 +144,7 @@ Runner add_trace(CLI::App& app) {
     for (const auto& n : nodes)
       if (n.children.empty() && n.env.time >= last.env.time) last = n;
     if (!waiting)
-      std::cout << std::fixed << std::setprecision(2) << "outcome: " << last.env.source << "/" << last.env.type
+      std::cout << std::fixed << std::setprecision(2) << "outcome: " << printable(last.env.source) << "/" << printable(last.env.type)
                 << " after " << (micros(last.env.time) - t0) / 1000.0 << " ms; every reacting service has applied every step\n";
     return waiting ? kFailed : kOk;
   };

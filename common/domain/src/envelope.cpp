@@ -85,23 +85,59 @@ Envelope make_caused_envelope(const Envelope& cause, std::string source, std::st
   return e;
 }
 
+namespace {
+
+// The length of the well-formed UTF-8 sequence at the start of `t` (0 if there is none):
+// no overlong forms, no surrogates, nothing past U+10FFFF.
+std::size_t utf8_length(std::string_view t) {
+  auto b = [&](std::size_t i) { return static_cast<unsigned char>(t[i]); };
+  auto cont = [&](std::size_t i) { return i < t.size() && (b(i) & 0xc0) == 0x80; };
+  unsigned char c = b(0);
+  if (c >= 0xc2 && c <= 0xdf) return cont(1) ? 2 : 0;
+  if (c >= 0xe0 && c <= 0xef) {
+    if (!cont(1) || !cont(2)) return 0;
+    if ((c == 0xe0 && b(1) < 0xa0) || (c == 0xed && b(1) > 0x9f)) return 0;
+    return 3;
+  }
+  if (c >= 0xf0 && c <= 0xf4) {
+    if (!cont(1) || !cont(2) || !cont(3)) return 0;
+    if ((c == 0xf0 && b(1) < 0x90) || (c == 0xf4 && b(1) > 0x8f)) return 0;
+    return 4;
+  }
+  return 0;
+}
+
+}  // namespace
+
 std::string printable(std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
   out.reserve(text.size());
-  for (std::size_t i = 0; i < text.size(); ++i) {
+  auto hex = [&](const char* prefix, unsigned char c) {
+    out += prefix;
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 0xf]);
+  };
+  for (std::size_t i = 0; i < text.size();) {
     auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c == 0x7f) {  // C0 controls and DEL
-      out += "\\x";
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xf]);
-    } else if (c == 0xc2 && i + 1 < text.size() && (static_cast<unsigned char>(text[i + 1]) & 0xe0) == 0x80) {
-      auto d = static_cast<unsigned char>(text[++i]);  // C1 controls in UTF-8: U+0080..U+009F
-      out += "\\u00";
-      out.push_back(kHex[d >> 4]);
-      out.push_back(kHex[d & 0xf]);
-    } else {
+    if (c == '\\') {
+      out += "\\\\";  // so that an escape and the same characters written out differ
+      ++i;
+    } else if (c >= 0x20 && c < 0x7f) {
       out.push_back(static_cast<char>(c));
+      ++i;
+    } else if (c < 0x80) {
+      hex("\\x", c);  // C0 controls and DEL
+      ++i;
+    } else if (auto n = utf8_length(text.substr(i)); n == 0) {
+      hex("\\x", c);  // not UTF-8: a lone byte, which an 8-bit terminal may take as a control
+      ++i;
+    } else if (n == 2 && c == 0xc2 && static_cast<unsigned char>(text[i + 1]) < 0xa0) {
+      hex("\\u00", static_cast<unsigned char>(text[i + 1]));  // C1 controls, U+0080..U+009F
+      i += 2;
+    } else {
+      out.append(text.substr(i, n));
+      i += n;
     }
   }
   return out;

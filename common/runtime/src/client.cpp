@@ -13,14 +13,19 @@ namespace {
 
 std::string_view sv(const zmq::message_t& m) { return {static_cast<const char*>(m.data()), m.size()}; }
 
-// A tool usually starts right after the mesh (scripts/mesh up polls $health): a
-// connection made before the service has bound is retried after 10 ms, backing off to
-// libzmq's usual 100 ms, so the first query is answered as soon as the service is up,
-// not a whole reconnect interval later (shop-edge: 194 -> 30 ms to its first reply).
+// A tool usually starts right after the mesh (scripts/mesh up polls $health): a query
+// socket whose connection is made before the service has bound retries after 10 ms,
+// backing off to libzmq's usual 100 ms, so the first reply comes as soon as the service
+// is up, not a reconnect interval later (shop-edge: 194 -> 30 ms). Only query sockets:
+// libzmq starts the interval afresh after a connection that was made and then dropped
+// (a refused CURVE handshake is one), and a query socket lives for one query's timeout,
+// while a watching SUB may live for hours.
 std::unique_ptr<zmq::socket_t> make_socket(zmq::context_t& context, zmq::socket_type type) {
   auto s = std::make_unique<zmq::socket_t>(context, type);
-  s->set(zmq::sockopt::reconnect_ivl, 10);
-  s->set(zmq::sockopt::reconnect_ivl_max, 100);
+  if (type == zmq::socket_type::dealer) {
+    s->set(zmq::sockopt::reconnect_ivl, 10);
+    s->set(zmq::sockopt::reconnect_ivl_max, 100);
+  }
   return s;
 }
 

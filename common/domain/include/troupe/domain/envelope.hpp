@@ -47,8 +47,9 @@ Envelope make_caused_envelope(const Envelope& cause, std::string source, std::st
 std::string rfc3339_now();
 
 // Text a peer sent (a type name, a reason), safe to write to a log or a terminal:
-// control bytes become \xNN, so a hostile name cannot inject escape sequences or
-// forge log lines. Everything else, UTF-8 included, is kept.
+// control bytes and bytes that are not UTF-8 become \xNN, C1 controls \u00NN and a
+// backslash \\, so a hostile name can neither drive a terminal nor forge a log line,
+// and an escape cannot be told apart from its text. Printable UTF-8 is kept.
 std::string printable(std::string_view text);
 
 }  // namespace troupe
