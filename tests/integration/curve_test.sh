@@ -8,18 +8,23 @@
 #   watch what it is not allowed to: each attempt is counted in $metrics, logged once
 #   with address and key, and shown to taps; no secret key is ever logged;
 #   a client that may send and ask but not watch (kiosk) cannot read the outbox either
-#   ($replay, $trace): `send --wait` says so.
+#   ($replay, $trace) nor the dead letters: `send --wait` says so; one that may watch
+#   and ask but not send (auditor) reads the dead letters and may not retry one.
 # Usage: curve_test.sh SOURCE_ROOT BUILD_ROOT
 set -uo pipefail
 cd "$1"
 export TROUPE_BUILD_DIR=$2
 state=$(mktemp -d /tmp/troupe-curve-XXXXXX)
-topology=$state/shop.toml  # the shop as it ships, plus one client that may not watch
+topology=$state/shop.toml  # the shop as it ships, plus a client that may not watch and one that may not send
 cat topology/shop.toml - >"$topology" <<'EOF'
 
 [clients.kiosk]
 commands = ["orders"]
 queries = ["orders"]
+
+[clients.auditor]
+queries = ["orders"]
+events = ["orders"]
 EOF
 mesh=(scripts/mesh --topology "$topology" --state-dir "$state")
 troupe=("$TROUPE_BUILD_DIR/troupe")
@@ -48,7 +53,7 @@ place() {  # identity order-id
 status_of() { "${troupe[@]}" query "${args[@]}" orders GetOrder "{\"order_id\":\"$1\"}" 2>&1; }
 
 check "mesh comes up with curve on (keys made on first start)" "${mesh[@]}" up
-check "scripts/mesh made a key pair for every identity" test "$(ls "$keys"/*.key | wc -l)" -eq 9
+check "scripts/mesh made a key pair for every identity" test "$(ls "$keys"/*.key | wc -l)" -eq 10
 check "secret keys are private (0600)" test "$(stat -c %a "$keys/orders.key")" = 600
 check "keygen refuses to overwrite a key" bash -c '! "$@" 2>/dev/null' _ "${troupe[@]}" keygen orders --out "$keys"
 check "keygen --mesh leaves existing keys alone" bash -c '"$@" | grep -q "have keys"' _ "${troupe[@]}" keygen "${args[@]}" --mesh
@@ -73,7 +78,14 @@ wait_for 10 "... and its order exists" bash -c '"$@" 2>/dev/null | grep -q c-k' 
   "${troupe[@]}" query "${args[@]}" --identity kiosk orders GetOrder '{"order_id":"c-k"}'
 check "kiosk's \$trace of orders is refused" bash -c '! "$@" >/dev/null 2>&1' _ \
   "${troupe[@]}" query "${args[@]}" --identity kiosk orders '$trace' '{"correlationid":"c-k","max":10}'
-wait_for 10 "... and counted on orders (auth_refused.outbox)" refused orders outbox 2
+check "... and so is its \$deadletters list (what others sent)" bash -c '! "$@" >/dev/null 2>&1' _ \
+  "${troupe[@]}" deadletters "${args[@]}" --identity kiosk list orders
+wait_for 10 "... each counted on orders (auth_refused.builtin)" refused orders builtin 3
+# auditor may watch and ask orders, not send to it: it reads the dead letters, and may
+# not retry one (a retry applies a message again).
+check "auditor may list orders' dead letters" "${troupe[@]}" deadletters "${args[@]}" --identity auditor list orders
+out=$("${troupe[@]}" deadletters "${args[@]}" --identity auditor retry orders 1 2>&1)
+check "... and may not retry one ($out)" grep -q "may not send commands to orders" <<<"$out"
 "${troupe[@]}" tap "${args[@]}" --json --kind refused >"$state/tap.out" 2>"$state/tap.err" &
 tap_pid=$!
 taps_attached() {

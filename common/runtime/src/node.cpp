@@ -155,6 +155,7 @@ void NodeCore::setup_curve() {
   zap_ = detail::ZapAuthority::of(*context_);
   Admission admission = topology_.admission(*self_);
   event_readers_.insert(admission.events.begin(), admission.events.end());
+  command_senders_.insert(admission.commands.begin(), admission.commands.end());
   for (auto [endpoint, names] : {std::pair{"events", &admission.events}, std::pair{"commands", &admission.commands},
                                  std::pair{"queries", &admission.queries}}) {
     std::map<std::string, std::string> allowed;  // raw key -> name
@@ -1034,19 +1035,33 @@ void NodeCore::check_publisher(Upstream& up, const std::string& incarnation, con
   up.verified = true;
 }
 
-// $replay and $trace read the outbox, which is the events endpoint's content: under
-// CURVE they are answered only to identities admitted on events (the services that
-// react to this one, clients whose `events` names it, taps), not to everyone who may
-// ask queries. A peer without a User-Id is in this process (inproc) and trusted.
-std::string NodeCore::outbox_refusal(std::string_view type, const zmq::message_t& envelope_frame) {
-  if (!topology_.curve() || (type != builtin::kReplay && type != builtin::kTrace)) return {};
+// Built-in queries that read what the service handled, or act on it, answer only the
+// identities the topology admits for that under CURVE, not everyone who may ask queries:
+// $replay and $trace read the outbox, which is the events endpoint's content (the
+// services that react to this one, clients whose `events` names it); $deadletters holds
+// what others sent, so it wants the same, and its `retry` applies a message again, so
+// it wants an identity that may also send this service commands. A peer without a
+// User-Id is in this process (inproc) and trusted.
+std::string NodeCore::builtin_refusal(std::string_view type, std::string_view payload,
+                                      const zmq::message_t& envelope_frame, bool count) {
+  if (!topology_.curve() || (type != builtin::kReplay && type != builtin::kTrace && type != builtin::kDeadLetters))
+    return {};
   const char* user = zmq_msg_gets(envelope_frame.handle(), "User-Id");
-  if (!user || event_readers_.count(user)) return {};
-  ++metrics_.auth_refused["outbox"];
-  if (refused_logged_.size() < kMaxLoggedKeys && refused_logged_.insert(std::string("outbox ") + user).second)
-    log_->warn("'{}' asked for {} but may not read the events of {}: refused", user, type, name_);
-  return "identity '" + std::string(user) + "' may not read the events of " + name_ + " (" + std::string(type) +
-         "): the topology does not admit it on the events endpoint";
+  if (!user) return {};
+  std::string why;
+  if (!event_readers_.count(user)) {
+    why = "may not read the events of " + name_;
+  } else if (type == builtin::kDeadLetters && !command_senders_.count(user)) {
+    auto req = codec::decode<builtin::DeadLettersRequest>(payload);
+    if (req && req->op == "retry") why = "may not send commands to " + name_;
+  }
+  if (why.empty()) return {};
+  if (count) ++metrics_.auth_refused["builtin"];
+  if (refused_logged_.size() < kMaxLoggedKeys &&
+      refused_logged_.insert("builtin " + std::string(type) + " " + user).second)
+    log_->warn("'{}' asked {} but {}: refused", user, type, why);
+  return "identity '" + std::string(user) + "' " + why + " (" + std::string(type) +
+         "): the topology does not admit it there";
 }
 
 void NodeCore::handle_query(Incoming& in) {
@@ -1085,7 +1100,7 @@ void NodeCore::handle_query(Incoming& in) {
   bool first = !std::exchange(in.counted, true);
   if (first) counters_.queries_answered.fetch_add(1, std::memory_order_relaxed);
   if (!env->type.empty() && env->type[0] == '$') {
-    if (auto refusal = outbox_refusal(env->type, in.frames[env_at]); !refusal.empty()) {
+    if (auto refusal = builtin_refusal(env->type, payload, in.frames[env_at], first); !refusal.empty()) {
       error_reply(&*env, refusal);
       return;
     }

@@ -122,7 +122,8 @@ class NodeCore {
   void relay();
   void answer_queries_outside_batch(std::vector<Incoming>& batch);
   void store_works_again();
-  std::string outbox_refusal(std::string_view type, const zmq::message_t& envelope_frame);
+  std::string builtin_refusal(std::string_view type, std::string_view payload, const zmq::message_t& envelope_frame,
+                              bool count);
   void probe_store(Clock::time_point now);
 
   void on_subscription(const zmq::message_t& msg);
@@ -174,6 +175,7 @@ class NodeCore {
   std::shared_ptr<detail::ZapAuthority> zap_;
   std::set<std::string> refused_logged_;  // domain + key, so each is logged once
   std::set<std::string> event_readers_;   // identities admitted on our events (CURVE)
+  std::set<std::string> command_senders_;  // ... and on our commands
   static constexpr std::size_t kMaxLoggedKeys = 1000;
   void setup_curve();
   void secure_server(zmq::socket_t& s, const char* endpoint);

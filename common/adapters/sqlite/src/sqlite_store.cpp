@@ -194,9 +194,7 @@ SqliteStore::SqliteStore(const std::string& path, Synchronous synchronous) : pat
     if (!inc) stmt(kSetMeta).bind(1, std::string_view("incarnation")).bind(2, incarnation_).run();
     auto head = meta("head");
     head_ = head ? std::stoull(*head) : 0;
-    auto& c = stmt(kCountEvents);
-    if (c.step()) head_ = std::max<std::uint64_t>(head_, static_cast<std::uint64_t>(c.i64(1)));
-    c.reset();
+    head_ = std::max<std::uint64_t>(head_, static_cast<std::uint64_t>(two_ints(kCountEvents).second));
     committed_head_ = head_;
     exec("COMMIT");
   } catch (...) {
@@ -322,14 +320,16 @@ std::vector<ports::OutboxEvent> SqliteStore::events_of(std::string_view correlat
   return out;
 }
 
-std::size_t SqliteStore::prune_events(std::size_t keep) {
-  auto& c = stmt(kCountEvents);
-  std::int64_t count = 0, max = 0;
-  if (c.step()) {
-    count = c.i64(0);
-    max = c.i64(1);
-  }
+std::pair<std::int64_t, std::int64_t> SqliteStore::two_ints(int which) {
+  auto& c = stmt(which);
+  std::pair<std::int64_t, std::int64_t> v{0, 0};  // NULL (an empty table) reads as 0
+  if (c.step()) v = {c.i64(0), c.i64(1)};
   c.reset();
+  return v;
+}
+
+std::size_t SqliteStore::prune_events(std::size_t keep) {
+  auto [count, max] = two_ints(kCountEvents);
   if (count <= static_cast<std::int64_t>(keep)) return 0;
   // Sequences are contiguous: keep the newest `keep`.
   stmt(kPrune).bind(1, max - static_cast<std::int64_t>(keep)).run();
@@ -348,13 +348,7 @@ bool SqliteStore::table_exists(const char* name) {
 }
 
 std::size_t SqliteStore::prune_seen(std::size_t keep, std::size_t slack) {
-  auto& r = stmt(kSeenRange);
-  std::int64_t lo = 0, hi = 0;
-  if (r.step()) {
-    lo = r.i64(0);
-    hi = r.i64(1);
-  }
-  r.reset();
+  auto [lo, hi] = two_ints(kSeenRange);
   // Ids are numbered as they come and only the oldest are ever deleted: hi - lo + 1
   // is the count, without counting.
   if (hi == 0 || hi - lo + 1 <= static_cast<std::int64_t>(keep + slack)) return 0;

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <troupe/domain/topology.hpp>
@@ -76,6 +77,8 @@ class SqliteStore final : public ports::Store {
   Statement& stmt(int which);
   void exec(const char* sql);
   bool table_exists(const char* name);
+  // The two integer columns of a one-row statement's row (0 for NULL).
+  std::pair<std::int64_t, std::int64_t> two_ints(int which);
   [[noreturn]] void fail(const std::string& what) const;
 
   std::string path_;
