@@ -41,7 +41,7 @@ struct Metrics {
                 duplicates = 0, dead_letters = 0, rejected_frames = 0, commands_resent = 0, commands_out_of_order = 0,
                 store_failures = 0, events_lost = 0;
   std::map<std::string, std::uint64_t> socket_events;  // "accepted", "disconnected", ...
-  std::map<std::string, std::uint64_t> auth_refused;   // CURVE handshakes refused, per endpoint
+  std::map<std::string, std::uint64_t> auth_refused;   // CURVE: handshakes refused per endpoint, "tap", "builtin"
 };
 
 }  // namespace troupe
