@@ -13,22 +13,6 @@ namespace {
 
 std::string_view sv(const zmq::message_t& m) { return {static_cast<const char*>(m.data()), m.size()}; }
 
-// A tool usually starts right after the mesh (scripts/mesh up polls $health): a query
-// socket whose connection is made before the service has bound retries after 10 ms,
-// backing off to libzmq's usual 100 ms, so the first reply comes as soon as the service
-// is up, not a reconnect interval later (shop-edge: 194 -> 30 ms). Only query sockets:
-// libzmq starts the interval afresh after a connection that was made and then dropped
-// (a refused CURVE handshake is one), and a query socket lives for one query's timeout,
-// while a watching SUB may live for hours.
-std::unique_ptr<zmq::socket_t> make_socket(zmq::context_t& context, zmq::socket_type type) {
-  auto s = std::make_unique<zmq::socket_t>(context, type);
-  if (type == zmq::socket_type::dealer) {
-    s->set(zmq::sockopt::reconnect_ivl, 10);
-    s->set(zmq::sockopt::reconnect_ivl_max, 100);
-  }
-  return s;
-}
-
 }  // namespace
 
 void curve_client(zmq::socket_t& socket, const Topology& topology, const std::string& service,
@@ -72,8 +56,16 @@ void Client::set_endpoints(const std::string& service, const Endpoints& endpoint
 zmq::socket_t& Client::dealer(const std::string& service) {
   auto& slot = dealers_[service];
   if (!slot) {
-    slot = make_socket(*context_, zmq::socket_type::dealer);
+    slot = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::dealer);
     slot->set(zmq::sockopt::linger, 0);
+    // A tool usually starts right after the mesh (scripts/mesh up polls $health): a
+    // connection made before the service has bound is retried after 10 ms, backing off
+    // to libzmq's usual 100 ms, so the first reply comes as soon as the service is up
+    // (shop-edge: 194 -> 30 ms). Only here: libzmq starts the interval afresh after a
+    // connection that was made and then dropped (a refused CURVE handshake is one), and
+    // a query socket lives for one query's timeout, while a watching SUB may live for hours.
+    slot->set(zmq::sockopt::reconnect_ivl, 10);
+    slot->set(zmq::sockopt::reconnect_ivl_max, 100);
     slot->set(zmq::sockopt::sndtimeo, 1000);
     slot->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(64u << 20));
     curve_client(*slot, topology_, service, identity_);
@@ -85,7 +77,7 @@ zmq::socket_t& Client::dealer(const std::string& service) {
 zmq::socket_t& Client::push(const std::string& service) {
   auto& slot = pushes_[service];
   if (!slot) {
-    slot = make_socket(*context_, zmq::socket_type::push);
+    slot = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::push);
     slot->set(zmq::sockopt::linger, 5000);
     slot->set(zmq::sockopt::sndtimeo, 5000);  // a receiver that is down never blocks us for good
     curve_client(*slot, topology_, service, identity_);
@@ -189,7 +181,7 @@ Result<Envelope> Client::send_confirmed(const std::string& service, const std::s
 }
 
 void Client::watch(const std::vector<std::string>& services, bool heartbeats) {
-  watcher_ = make_socket(*context_, zmq::socket_type::sub);
+  watcher_ = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::sub);
   watcher_->set(zmq::sockopt::rcvhwm, 1000000);
   for (const auto& s : topology_.services) {
     if (!services.empty() && std::find(services.begin(), services.end(), s.name) == services.end())

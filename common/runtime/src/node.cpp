@@ -1097,7 +1097,8 @@ void NodeCore::handle_query(Incoming& in) {
     return;
   }
   auto payload = view(in.frames[env_at + 1]);
-  bool first = !std::exchange(in.counted, true);
+  // Answered again after a failed batch: the first answer counted, mirrored and logged it.
+  bool first = !reanswering_;
   if (first) counters_.queries_answered.fetch_add(1, std::memory_order_relaxed);
   if (!env->type.empty() && env->type[0] == '$') {
     if (auto refusal = builtin_refusal(env->type, payload, in.frames[env_at], first); !refusal.empty()) {

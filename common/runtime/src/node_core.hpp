@@ -75,10 +75,9 @@ struct Incoming {
   enum class From { command, query, event, replay, heartbeat } from = From::command;
   Upstream* upstream = nullptr;
   Frames frames;
-  // A query is answered again when its batch could not be committed; what it counted
-  // and mirrored the first time is not counted or mirrored again.
-  bool counted = false;   // received, answered, mirrored to taps
-  bool finished = false;  // handled or rejected
+  // A query is answered again when its batch could not be committed: whether its first
+  // answer got as far as counting it handled or rejected (a store error can stop it).
+  bool finished = false;
 };
 
 class NodeCore {
