@@ -26,6 +26,12 @@ Endpoints Topology::external(const ServiceSpec& s) const {
   return e;
 }
 
+std::size_t Topology::max_field_bytes(std::string_view type) const {
+  for (const auto& l : limits)
+    if (l.type == type) return l.max_field_bytes;
+  return defaults.max_field_bytes;
+}
+
 const ServiceSpec* Topology::find(std::string_view name) const {
   for (const auto& s : services)
     if (s.name == name) return &s;
@@ -138,6 +144,14 @@ std::vector<TopologyIssue> check_topology(const Topology& t) {
       for (const auto& target : *list)
         if (target != "*" && !t.find(target))
           error(c.line, std::string(what) + " '" + c.name + "' names unknown service '" + target + "'");
+  }
+  for (const auto& l : t.limits) {
+    bool known = std::any_of(t.services.begin(), t.services.end(), [&](const ServiceSpec& s) {
+      return s.publishes_type(l.type) || s.accepts_type(l.type) || s.answers_type(l.type);
+    });
+    if (!known)
+      error(l.line, "[limits." + l.type + "] names '" + l.type +
+                        "', which no service publishes, accepts or answers");
   }
   for (const auto& s : t.services)
     for (const auto& type : s.publishes)

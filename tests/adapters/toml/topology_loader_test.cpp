@@ -172,6 +172,95 @@ TEST_CASE("security mistakes name the file and the line", "[topology][security]"
   }
 }
 
+TEST_CASE("limits have defaults, mesh-wide values and per-type overrides", "[topology][limits]") {
+  SECTION("nothing said: the defaults, and every client unlimited") {
+    auto t = parse_topology(std::string(kGood) + "\n[clients.app]\n", "topology/shop.toml");
+    REQUIRE(t);
+    CHECK(t->defaults.max_field_bytes == 65536);
+    CHECK(t->defaults.max_dead_letters == 10000);
+    CHECK(t->defaults.max_dead_letter_bytes == 67108864);
+    CHECK(t->max_field_bytes("PlaceOrder") == 65536);
+    CHECK(t->clients[0].queries_per_second == 0);
+    CHECK(t->clients[0].commands_per_second == 0);
+  }
+  SECTION("mesh values, a type's own field limit, and a client's own rates over the mesh's") {
+    std::string text = with(kGood, "heartbeat_ms = 250", R"(heartbeat_ms = 250
+max_field_bytes = 4096
+max_dead_letters = 500
+max_dead_letter_bytes = 1048576
+client_queries_per_second = 50
+client_commands_per_second = 10)") + R"(
+[limits.PlaceOrder]
+max_field_bytes = 100
+
+[clients.storefront]
+queries_per_second = 20
+
+[clients.cli]
+commands_per_second = 0
+
+[taps.ops]
+)";
+    auto t = parse_topology(text, "topology/shop.toml");
+    REQUIRE(t);
+    CHECK(t->defaults.max_field_bytes == 4096);
+    CHECK(t->defaults.max_dead_letters == 500);
+    CHECK(t->defaults.max_dead_letter_bytes == 1048576);
+    CHECK(t->max_field_bytes("PlaceOrder") == 100);
+    CHECK(t->max_field_bytes("OrderPlaced") == 4096);
+    const auto* storefront = t->find_client("storefront");
+    REQUIRE(storefront);
+    CHECK(storefront->queries_per_second == 20);
+    CHECK(storefront->commands_per_second == 10);
+    const auto* cli = t->find_client("cli");
+    CHECK(cli->queries_per_second == 50);
+    CHECK(cli->commands_per_second == 0);
+    const auto* ops = t->find_client("ops");
+    CHECK(ops->queries_per_second == 0);
+    CHECK(ops->commands_per_second == 0);
+  }
+}
+
+TEST_CASE("limit mistakes name the file and the line", "[topology][limits]") {
+  SECTION("a field limit that is not an integer") {
+    CHECK(error_of(with(kGood, "heartbeat_ms = 250", "heartbeat_ms = 250\nmax_field_bytes = \"64k\"")) ==
+          "topology/shop.toml:6: 'max_field_bytes' must be an integer");
+  }
+  SECTION("a dead-letter cap of zero") {
+    CHECK(error_of(with(kGood, "heartbeat_ms = 250", "heartbeat_ms = 250\nmax_dead_letters = 0")) ==
+          "topology/shop.toml:6: 'max_dead_letters' must be between 1 and 1099511627776, got 0");
+  }
+  SECTION("a negative mesh rate") {
+    CHECK(error_of(with(kGood, "heartbeat_ms = 250", "heartbeat_ms = 250\nclient_queries_per_second = -1")) ==
+          "topology/shop.toml:6: 'client_queries_per_second' must be between 0 and 1000000000, got -1");
+  }
+  SECTION("a client rate that is not an integer") {
+    CHECK(error_of(std::string(kGood) + "\n[clients.app]\ncommands_per_second = 1.5\n") ==
+          "topology/shop.toml:24: 'commands_per_second' must be an integer");
+  }
+  SECTION("a tap has no rates") {
+    CHECK(error_of(std::string(kGood) + "\n[taps.ops]\nqueries_per_second = 5\n") ==
+          "topology/shop.toml:24: unknown key 'queries_per_second' in [taps.ops]");
+  }
+  SECTION("limits of a type no service knows") {
+    CHECK(error_of(std::string(kGood) + "\n[limits.PlaceOrdr]\nmax_field_bytes = 10\n") ==
+          "topology/shop.toml:23: [limits.PlaceOrdr] names 'PlaceOrdr', which no service publishes, accepts or "
+          "answers");
+  }
+  SECTION("an unknown key in a type's limits") {
+    CHECK(error_of(std::string(kGood) + "\n[limits.PlaceOrder]\nmax_fields = 10\n") ==
+          "topology/shop.toml:24: unknown key 'max_fields' in [limits.PlaceOrder]");
+  }
+  SECTION("a type's field limit of the wrong type") {
+    CHECK(error_of(std::string(kGood) + "\n[limits.GetOrder]\nmax_field_bytes = true\n") ==
+          "topology/shop.toml:24: 'max_field_bytes' must be an integer");
+  }
+  SECTION("limits that are not a table of tables") {
+    CHECK(error_of(std::string(kGood) + "\n[limits]\nPlaceOrder = 10\n") ==
+          "topology/shop.toml:24: limits.PlaceOrder must be a table [limits.PlaceOrder]");
+  }
+}
+
 // toml++ 3.3 (Debian 12) classifies these characters with a table that reaches
 // __builtin_unreachable (found by fuzz/topology_fuzz.cpp): the loader refuses them
 // by line before toml++ sees them.

@@ -15,6 +15,8 @@ namespace {
 
 using Code = Rejection::Code;
 
+constexpr std::int64_t kMaxPerSecond = 1'000'000'000;
+
 struct Parser {
   std::string file;
   std::optional<Rejection> error;
@@ -84,7 +86,8 @@ struct Parser {
     if (!only_keys(t, "[mesh]",
                    {"name", "state_dir", "heartbeat_ms", "security", "durability", "synchronous",
                     "batch_max", "batch_delay_us", "retention_events", "retention_command_ids",
-                    "max_message_bytes", "seed", "host", "keys_dir"}))
+                    "max_message_bytes", "max_field_bytes", "max_dead_letters", "max_dead_letter_bytes",
+                    "client_queries_per_second", "client_commands_per_second", "seed", "host", "keys_dir"}))
       return false;
     auto& d = topo.defaults;
     std::string durability = "durable", synchronous = "full";
@@ -102,7 +105,12 @@ struct Parser {
         !get_int(t, "batch_delay_us", delay, 0, 1'000'000) ||
         !get_int(t, "retention_events", d.retention_events, 1, std::int64_t{1} << 40) ||
         !get_int(t, "retention_command_ids", d.retention_command_ids, 1, std::int64_t{1} << 40) ||
-        !get_int(t, "max_message_bytes", d.max_message_bytes, 1024, std::int64_t{1} << 30))
+        !get_int(t, "max_message_bytes", d.max_message_bytes, 1024, std::int64_t{1} << 30) ||
+        !get_int(t, "max_field_bytes", d.max_field_bytes, 1, std::int64_t{1} << 30) ||
+        !get_int(t, "max_dead_letters", d.max_dead_letters, 1, std::int64_t{1} << 40) ||
+        !get_int(t, "max_dead_letter_bytes", d.max_dead_letter_bytes, 1024, std::int64_t{1} << 40) ||
+        !get_int(t, "client_queries_per_second", d.client_queries_per_second, 0, kMaxPerSecond) ||
+        !get_int(t, "client_commands_per_second", d.client_commands_per_second, 0, kMaxPerSecond))
       return false;
     d.heartbeat = std::chrono::milliseconds(heartbeat);
     d.batch_delay = std::chrono::microseconds(delay);
@@ -179,15 +187,34 @@ struct Parser {
     return true;
   }
 
-  bool client(std::string name, const ::toml::table& t, ClientSpec::Role role, ClientSpec& c) {
+  // [limits.TYPE]: whether TYPE is a type of the mesh is check_topology's to say.
+  bool limits(std::string type, const ::toml::table& t, TypeLimits& l, const MeshDefaults& defaults) {
+    l.type = std::move(type);
+    l.line = line_of(t);
+    std::string where = "[limits." + l.type + "]";
+    if (!valid_name(l.type))
+      return fail(l.line, "'" + l.type + "' in " + where + " is not a valid message type name");
+    if (!only_keys(t, where, {"max_field_bytes"})) return false;
+    l.max_field_bytes = defaults.max_field_bytes;
+    return get_int(t, "max_field_bytes", l.max_field_bytes, 1, std::int64_t{1} << 30);
+  }
+
+  bool client(std::string name, const ::toml::table& t, ClientSpec::Role role, ClientSpec& c,
+              const MeshDefaults& defaults) {
     c.name = std::move(name);
     c.role = role;
     c.line = line_of(t);
     std::string where = std::string(role == ClientSpec::Role::tap ? "[taps." : "[clients.") + c.name + "]";
     if (role == ClientSpec::Role::tap) {
       if (!only_keys(t, where, {"public_key"})) return false;
-    } else if (!only_keys(t, where, {"public_key", "commands", "queries", "events"})) {
-      return false;
+    } else {
+      c.queries_per_second = defaults.client_queries_per_second;
+      c.commands_per_second = defaults.client_commands_per_second;
+      if (!only_keys(t, where, {"public_key", "commands", "queries", "events", "queries_per_second",
+                                "commands_per_second"}) ||
+          !get_int(t, "queries_per_second", c.queries_per_second, 0, kMaxPerSecond) ||
+          !get_int(t, "commands_per_second", c.commands_per_second, 0, kMaxPerSecond))
+        return false;
     }
     if (!public_key(t, c.public_key, c.line, where)) return false;
     for (auto [key, list] : {std::pair{"commands", &c.commands}, std::pair{"queries", &c.queries},
@@ -225,10 +252,11 @@ Result<Topology> parse_topology(std::string_view text, std::string name, const L
   Topology topo;
   topo.file = name;
   for (auto&& [k, v] : root)
-    if (k.str() != "mesh" && k.str() != "services" && k.str() != "clients" && k.str() != "taps")
+    if (k.str() != "mesh" && k.str() != "services" && k.str() != "clients" && k.str() != "taps" &&
+        k.str() != "limits")
       return reject(Code::invalid, name + ":" + std::to_string(p.line_of(v)),
                     "unknown table '" + std::string(k.str()) +
-                        "' (expected [mesh], [services.NAME], [clients.NAME] and [taps.NAME])");
+                        "' (expected [mesh], [services.NAME], [clients.NAME], [taps.NAME] and [limits.TYPE])");
   const ::toml::table* mesh = root["mesh"].as_table();
   if (!mesh) return reject(Code::missing, name + ":1", "no [mesh] table");
   if (!p.mesh(*mesh, p.line_of(*mesh), topo)) return *p.error;
@@ -258,8 +286,21 @@ Result<Topology> parse_topology(std::string_view text, std::string name, const L
       if (!t) return reject(Code::wrong_type, name + ":" + std::to_string(p.line_of(v)),
                             std::string(table) + "." + std::string(k.str()) + " must be a table");
       ClientSpec c;
-      if (!p.client(std::string(k.str()), *t, role, c)) return *p.error;
+      if (!p.client(std::string(k.str()), *t, role, c, topo.defaults)) return *p.error;
       topo.clients.push_back(std::move(c));
+    }
+  }
+  if (const ::toml::node* group = root.get("limits")) {
+    if (!group->is_table())
+      return reject(Code::wrong_type, name + ":" + std::to_string(p.line_of(*group)),
+                    "limits must be tables [limits.TYPE]");
+    for (auto&& [k, v] : *group->as_table()) {
+      const ::toml::table* t = v.as_table();
+      if (!t) return reject(Code::wrong_type, name + ":" + std::to_string(p.line_of(v)),
+                            "limits." + std::string(k.str()) + " must be a table [limits." + std::string(k.str()) + "]");
+      TypeLimits l;
+      if (!p.limits(std::string(k.str()), *t, l, topo.defaults)) return *p.error;
+      topo.limits.push_back(std::move(l));
     }
   }
   substitute(topo.defaults.keys_dir, "{state_dir}", topo.defaults.state_dir);
@@ -267,6 +308,8 @@ Result<Topology> parse_topology(std::string_view text, std::string name, const L
     return reject(Code::invalid, name + ":" + std::to_string(p.line_of(*mesh)), "security \"curve\" needs a keys_dir");
   std::sort(topo.services.begin(), topo.services.end(),
             [](const ServiceSpec& a, const ServiceSpec& b) { return a.line < b.line; });
+  std::sort(topo.limits.begin(), topo.limits.end(),
+            [](const TypeLimits& a, const TypeLimits& b) { return a.line < b.line; });
 
   if (!options.check) return topo;
   for (auto& issue : check_topology(topo)) {

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -63,6 +65,12 @@ struct ClientSpec {
   std::vector<std::string> commands;  // services it may send commands to ("*": all)
   std::vector<std::string> queries;   // services it may query
   std::vector<std::string> events;    // services whose events it may subscribe to
+  // Most queries / commands per second a node takes from this identity (0 = unlimited):
+  // its own queries_per_second / commands_per_second, else the mesh's
+  // client_queries_per_second / client_commands_per_second (resolved at load). Taps
+  // send and ask nothing, so theirs stay 0.
+  std::uint32_t queries_per_second = 0;
+  std::uint32_t commands_per_second = 0;
   int line = 0;
 
   bool may(const std::vector<std::string>& list, std::string_view service) const;
@@ -92,8 +100,20 @@ struct MeshDefaults {
   std::size_t retention_events = 1'000'000;    // outbox events kept for replay
   std::size_t retention_command_ids = 1'000'000;  // one-shot command ids kept for dedup
   std::size_t max_message_bytes = 1u << 20;    // ZMQ_MAXMSGSIZE on every socket
+  std::size_t max_field_bytes = 65536;         // longest string/binary in a payload field
+  std::size_t max_dead_letters = 10'000;       // beyond either cap the oldest letters go
+  std::size_t max_dead_letter_bytes = 64u << 20;
+  std::uint32_t client_queries_per_second = 0;   // default of every [clients.*] (0 = unlimited)
+  std::uint32_t client_commands_per_second = 0;
   std::string seed;                            // seed data file for the example services
   std::string host;  // executable hosting every service in one process ("" = one each)
+};
+
+// A [limits.TYPE] table: limits of one message type that differ from the mesh's.
+struct TypeLimits {
+  std::string type;
+  std::size_t max_field_bytes = 0;
+  int line = 0;
 };
 
 struct Topology {
@@ -102,6 +122,11 @@ struct Topology {
   MeshDefaults defaults;
   std::vector<ServiceSpec> services;
   std::vector<ClientSpec> clients;  // clients and taps
+  std::vector<TypeLimits> limits;   // per-type overrides, in file order
+
+  // The longest string or binary a payload field of `type` may hold: its [limits.TYPE]
+  // max_field_bytes, else the mesh's.
+  std::size_t max_field_bytes(std::string_view type) const;
 
   bool curve() const { return defaults.security == "curve"; }
   Admission admission(const ServiceSpec& service) const;
@@ -124,8 +149,8 @@ struct TopologyIssue {
   std::string message;  // "topology/shop.toml:14: service 'inventory' reacts to unknown service 'ordrs'"
 };
 
-// Checks references between services: unknown services and types, duplicate endpoints,
-// unsupported transports (errors); published types nobody consumes (warnings).
+// Checks references between services: unknown services and types (also of [limits.TYPE]),
+// duplicate endpoints, unsupported transports (errors); published types nobody consumes (warnings).
 std::vector<TopologyIssue> check_topology(const Topology& topology);
 
 // True if `endpoint` is tcp://, ipc:// or inproc://.
