@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The troupe command: --help everywhere, `check` on the shipped and on broken
-# topologies (file:line), exit codes for unreachable services and bad arguments.
+# topologies (file:line), keygen (made, never overwritten, a lost NAME.pub derived
+# again) and open secret keys refused, exit codes for unreachable services and bad arguments.
 # Usage: cli_test.sh SOURCE_ROOT TROUPE_BINARY
 set -uo pipefail
 cd "$1"
@@ -43,6 +44,14 @@ expect "keygen --mesh makes every identity's key pair" 0 "made 8 key pair(s) in 
   "$troupe" keygen --mesh --state-dir "$tmp/none"
 expect "keygen refuses to overwrite" 1 "$tmp/none/keys/cli.pub: already exists; not overwriting a key" \
   "$troupe" keygen cli --out "$tmp/none/keys"
+mv "$tmp/none/keys/orders.pub" "$tmp/orders.pub.kept"
+expect "keygen --mesh derives a lost NAME.pub from NAME.key" 0 "$tmp/none/keys/orders.pub was missing: derived it again from orders.key" \
+  "$troupe" keygen --mesh --state-dir "$tmp/none"
+expect "the derived public key is the pair's" 0 "" test "$(grep -v '^#' "$tmp/none/keys/orders.pub")" = "$(grep -v '^#' "$tmp/orders.pub.kept")"
+chmod 644 "$tmp/none/keys/cli.key"
+expect "a secret key others may read is refused, with its mode" 1 "$tmp/none/keys/cli.key: readable by others (mode 0644): chmod 600 it" \
+  "$troupe" query --state-dir "$tmp/none" --timeout 200 orders '$health'
+chmod 600 "$tmp/none/keys/cli.key"
 expect "keygen wants NAME or --mesh" 2 "give either NAME or --mesh" "$troupe" keygen
 expect "a query to a service that is not running exits 3" 3 "no reply to \$health within 200 ms" \
   "$troupe" query --state-dir "$tmp/none" --timeout 200 orders '$health'

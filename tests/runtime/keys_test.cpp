@@ -72,9 +72,33 @@ TEST_CASE("a key pair is written privately and read back", "[keys]") {
   SECTION("a damaged key file is named") {
     fs::remove(dir.path / "orders.key");
     std::ofstream(dir.path / "orders.key") << "# comment\nnot-a-key\n";
+    fs::permissions(dir.path / "orders.key", fs::perms::owner_read | fs::perms::owner_write);
     auto r = keys::load(dir.path.string(), "orders");
     REQUIRE_FALSE(r);
     CHECK_THAT(r.error().message(), Catch::Contains("orders.key: not a Z85 CURVE key (40 characters)"));
+  }
+}
+
+TEST_CASE("a secret key file that others may read or write is refused, as ssh does", "[keys]") {
+  TempDir dir;
+  REQUIRE(keys::write(dir.path.string(), "orders", *keys::generate()));
+  auto key = dir.path / "orders.key";
+  SECTION("readable by others") {
+    ::chmod(key.c_str(), 0644);
+    auto r = keys::load(dir.path.string(), "orders");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message() == key.string() + ": readable by others (mode 0644): chmod 600 it");
+  }
+  SECTION("writable by the group") {
+    ::chmod(key.c_str(), 0620);
+    auto r = keys::load(dir.path.string(), "orders");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message() == key.string() + ": writable by others (mode 0620): chmod 600 it");
+  }
+  SECTION("0600 and 0400 are fine") {
+    CHECK(keys::load(dir.path.string(), "orders"));
+    ::chmod(key.c_str(), 0400);
+    CHECK(keys::load(dir.path.string(), "orders"));
   }
 }
 
@@ -103,14 +127,44 @@ TEST_CASE("keygen for a mesh makes only what is missing", "[keys]") {
 
   auto made = keys::make_missing(t);
   REQUIRE(made);
-  CHECK(*made == std::vector<std::string>{"orders", "ops"});
+  CHECK(made->made == std::vector<std::string>{"orders", "ops"});
+  CHECK(made->repaired.empty());
   CHECK_FALSE(fs::exists(dir.path / "remote.key"));
   struct stat st {};
   REQUIRE(::stat(dir.path.c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0755);
   auto again = keys::make_missing(t);
   REQUIRE(again);
-  CHECK(again->empty());
+  CHECK(again->made.empty());
+  CHECK(again->repaired.empty());
   CHECK(keys::public_key(t, "payments").value() == t.services.back().public_key);
   CHECK(keys::public_key(t, "orders").value() == keys::load(dir.path.string(), "orders")->public_key);
+}
+
+TEST_CASE("keygen for a mesh derives a lost public key again from its secret key", "[keys]") {
+  TempDir dir;
+  Topology t;
+  t.defaults.keys_dir = dir.path.string();
+  ServiceSpec orders;
+  orders.name = "orders";
+  t.services.push_back(orders);
+  auto pair = keys::generate();
+  REQUIRE(keys::write(dir.path.string(), "orders", *pair));
+  fs::remove(dir.path / "orders.pub");
+
+  auto repaired = keys::make_missing(t);
+  REQUIRE(repaired);
+  CHECK(repaired->repaired == std::vector<std::string>{"orders"});
+  CHECK(repaired->made.empty());
+  CHECK(keys::public_key(t, "orders").value() == pair->public_key);
+  CHECK(keys::load(dir.path.string(), "orders")->secret_key == pair->secret_key);
+
+  SECTION("but not from a secret key others may read") {
+    fs::remove(dir.path / "orders.pub");
+    ::chmod((dir.path / "orders.key").c_str(), 0640);
+    auto r = keys::make_missing(t);
+    REQUIRE_FALSE(r);
+    CHECK_THAT(r.error().message(), Catch::Contains("orders.key: readable by others (mode 0640): chmod 600 it"));
+    CHECK_FALSE(fs::exists(dir.path / "orders.pub"));
+  }
 }

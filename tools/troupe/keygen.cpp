@@ -19,7 +19,8 @@ Runner add_keygen(CLI::App& app) {
   add_common(*cmd, *o);
   cmd->add_option("NAME", o->name, "the identity (service, client or tap) to make a key pair for");
   cmd->add_option("--out,-o", o->out, "directory for NAME.pub and NAME.key (default: the topology's keys_dir)");
-  cmd->add_flag("--mesh", o->mesh, "make the missing key pairs of every service, client and tap of the topology");
+  cmd->add_flag("--mesh", o->mesh, "make the missing key pairs of every service, client and tap of the topology "
+              "(and a lost NAME.pub again from its NAME.key)");
   cmd->add_flag("--quiet,-q", o->quiet, "print nothing when nothing was made");
   cmd->footer("NAME.key (the secret key) is written with mode 0600 in a 0700 directory; an existing key "
               "is never overwritten (exit 1). Exit: 0 done, 1 refused, 2 bad arguments.");
@@ -37,14 +38,16 @@ Runner add_keygen(CLI::App& app) {
         std::cerr << "troupe keygen: " << made.error().message() << '\n';
         return kFailed;
       }
-      if (made->empty()) {
-        if (!o->quiet)
-          std::cout << "keygen: all " << t->identities().size() << " identities of " << t->file << " have keys in "
-                    << t->defaults.keys_dir << '\n';
-      } else {
-        std::cout << "keygen: made " << made->size() << " key pair(s) in " << t->defaults.keys_dir << ':';
-        for (const auto& n : *made) std::cout << ' ' << n;
+      for (const auto& n : made->repaired)
+        std::cout << "keygen: " << t->defaults.keys_dir << "/" << n << ".pub was missing: derived it again from "
+                  << n << ".key\n";
+      if (!made->made.empty()) {
+        std::cout << "keygen: made " << made->made.size() << " key pair(s) in " << t->defaults.keys_dir << ':';
+        for (const auto& n : made->made) std::cout << ' ' << n;
         std::cout << '\n';
+      } else if (made->repaired.empty() && !o->quiet) {
+        std::cout << "keygen: all " << t->identities().size() << " identities of " << t->file << " have keys in "
+                  << t->defaults.keys_dir << '\n';
       }
       return kOk;
     }

@@ -36,6 +36,20 @@ Result<std::string> read_key(const fs::path& path) {
   return reject(Code::invalid, path.string(), "the key file holds no key");
 }
 
+// A secret key is refused when group or others may read or write its file, as ssh
+// refuses such an identity file: the key may already be another user's too.
+Result<std::string> read_secret_key(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return reject(Code::refused, path.string(),
+                  std::string((st.st_mode & 044) ? "readable" : "writable") + " by others (mode " + mode +
+                      "): chmod 600 it");
+  }
+  return read_key(path);
+}
+
 Result<void> write_file(const fs::path& path, const std::string& text, mode_t mode) {
   // O_EXCL: never overwrite, even when two keygens race.
   std::FILE* f = nullptr;
@@ -54,6 +68,10 @@ Result<void> write_file(const fs::path& path, const std::string& text, mode_t mo
   ok = (std::fclose(f) == 0) && ok;
   if (!ok) return reject(Code::refused, path.string(), "cannot write the key file");
   return {};
+}
+
+std::string public_file(const std::string& name, const std::string& public_key) {
+  return "# troupe CURVE public key of '" + name + "'\n" + public_key + "\n";
 }
 
 }  // namespace
@@ -78,13 +96,13 @@ Result<void> write(const std::string& dir, const std::string& name, const KeyPai
       return reject(Code::invalid, p.string(), "already exists; not overwriting a key (remove it first to replace it)");
   if (auto r = write_file(sec, "# troupe CURVE secret key of '" + name + "': keep it private\n" + pair.secret_key + "\n", 0600); !r)
     return r;
-  return write_file(pub, "# troupe CURVE public key of '" + name + "'\n" + pair.public_key + "\n", 0644);
+  return write_file(pub, public_file(name, pair.public_key), 0644);
 }
 
 Result<KeyPair> load(const std::string& dir, const std::string& name) {
   if (!file_name(name)) return reject(Code::invalid, name, "not an identity name (no '/', or leading '.')");
   fs::path sec = fs::path(dir) / (name + ".key"), pub = fs::path(dir) / (name + ".pub");
-  auto secret = read_key(sec);
+  auto secret = read_secret_key(sec);
   if (!secret) return secret.error();
   std::array<char, 41> derived{};
   if (zmq_curve_public(derived.data(), secret->c_str()) != 0)
@@ -118,22 +136,33 @@ std::string encode(const std::string& raw) {
   return out.data();
 }
 
-Result<std::vector<std::string>> make_missing(const Topology& topology) {
-  std::vector<std::string> made;
+Result<MeshKeys> make_missing(const Topology& topology) {
+  MeshKeys out;
   const auto& dir = topology.defaults.keys_dir;
   for (const auto& name : topology.identities()) {
     const auto* s = topology.find(name);
     const auto* c = topology.find_client(name);
     if ((s && !s->public_key.empty()) || (c && !c->public_key.empty())) continue;  // held elsewhere
+    fs::path sec = fs::path(dir) / (name + ".key"), pub = fs::path(dir) / (name + ".pub");
+    if (fs::exists(sec) && !fs::exists(pub)) {  // the public half was lost: it follows from the secret one
+      auto secret = read_secret_key(sec);
+      if (!secret) return secret.error();
+      std::array<char, 41> derived{};
+      if (zmq_curve_public(derived.data(), secret->c_str()) != 0)
+        return reject(Code::invalid, sec.string(), "not a Z85 CURVE secret key");
+      if (auto r = write_file(pub, public_file(name, derived.data()), 0644); !r) return r.error();
+      out.repaired.push_back(name);
+      continue;
+    }
     // Its own pair is here, or its public key is: on a host of a multi-host mesh the
     // other identities' pairs live on their hosts and only NAME.pub is copied here.
-    if (fs::exists(fs::path(dir) / (name + ".key")) || fs::exists(fs::path(dir) / (name + ".pub"))) continue;
+    if (fs::exists(sec) || fs::exists(pub)) continue;
     auto pair = generate();
     if (!pair) return pair.error();
     if (auto r = write(dir, name, *pair); !r) return r.error();
-    made.push_back(name);
+    out.made.push_back(name);
   }
-  return made;
+  return out;
 }
 
 }  // namespace troupe::keys

@@ -24,7 +24,8 @@ Result<KeyPair> generate();
 Result<void> write(const std::string& dir, const std::string& name, const KeyPair& pair);
 
 // Reads NAME's key pair from DIR; the public key is derived from the secret one and
-// checked against NAME.pub when that exists.
+// checked against NAME.pub when that exists. A NAME.key that group or others may read
+// or write is refused, naming the file and its mode ("chmod 600 it"), as ssh does.
 Result<KeyPair> load(const std::string& dir, const std::string& name);
 
 // The public key of identity NAME: its public_key in the topology, else DIR/NAME.pub.
@@ -34,9 +35,15 @@ Result<std::string> public_key(const Topology& topology, const std::string& name
 std::string decode(const std::string& z85);
 std::string encode(const std::string& raw);
 
+struct MeshKeys {
+  std::vector<std::string> made;      // identities given a new key pair
+  std::vector<std::string> repaired;  // identities whose lost NAME.pub was derived from NAME.key
+};
+
 // Makes the key pairs that are missing in the topology's keys directory: for every
 // identity with neither a public_key in the topology nor NAME.key or NAME.pub there (a
-// NAME.pub alone is another host's identity); returns the names made.
-Result<std::vector<std::string>> make_missing(const Topology& topology);
+// NAME.pub alone is another host's identity). An identity with NAME.key but no
+// NAME.pub gets its NAME.pub back, derived from the secret key (zmq_curve_public).
+Result<MeshKeys> make_missing(const Topology& topology);
 
 }  // namespace troupe::keys
