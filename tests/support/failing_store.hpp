@@ -27,6 +27,10 @@ class FailingStore final : public troupe::ports::Store {
   void scan(std::string_view t, const std::function<bool(std::string_view, std::string_view)>& visit) override {
     inner_->scan(t, visit);
   }
+  void scan_after(std::string_view t, std::string_view after,
+                  const std::function<bool(std::string_view, std::string_view)>& visit) override {
+    inner_->scan_after(t, after, visit);
+  }
   void begin() override { inner_->begin(); }
   void savepoint() override { inner_->savepoint(); }
   void release() override { inner_->release(); }
@@ -41,6 +45,8 @@ class FailingStore final : public troupe::ports::Store {
   void rollback() noexcept override { inner_->rollback(); }
   std::string incarnation() const override { return inner_->incarnation(); }
   bool durable() const override { return inner_->durable(); }
+  std::uint64_t epoch() override { return inner_->epoch(); }
+  std::uint64_t epoch_of(std::uint64_t sequence) override { return inner_->epoch_of(sequence); }
   std::uint64_t head() override { return inner_->head(); }
   std::uint64_t oldest() override { return inner_->oldest(); }
   void append_event(const troupe::ports::OutboxEvent& e) override { inner_->append_event(e); }
@@ -69,6 +75,10 @@ class FailingStore final : public troupe::ports::Store {
   std::optional<troupe::ports::DeadLetter> dead_letter(std::int64_t id) override { return inner_->dead_letter(id); }
   void remove_dead_letter(std::int64_t id) override { inner_->remove_dead_letter(id); }
   std::uint64_t dead_letter_count() override { return inner_->dead_letter_count(); }
+  troupe::ports::DeadLetterTotals dead_letter_totals() override { return inner_->dead_letter_totals(); }
+  std::size_t evict_dead_letters(std::uint64_t max_count, std::uint64_t max_bytes) override {
+    return inner_->evict_dead_letters(max_count, max_bytes);
+  }
 
  private:
   std::shared_ptr<troupe::ports::Store> inner_;

@@ -3,10 +3,23 @@
 #include <troupe/domain/id.hpp>
 
 #include <algorithm>
+#include <random>
 
 namespace troupe::adapters {
 
-MemoryStore::MemoryStore() : incarnation_(new_id()) {}
+namespace {
+
+std::uint64_t new_epoch() {
+  std::random_device rd;
+  std::uint64_t e = 0;
+  while (e == 0) e = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+  return e;
+}
+
+}  // namespace
+
+// Each start is a new store with nothing before it: one epoch, from 1.
+MemoryStore::MemoryStore() : incarnation_(new_id()), epoch_(new_epoch()), epochs_{{1, epoch_}} {}
 
 void MemoryStore::undo(std::function<void()> f) {
   if (in_unit_) undo_.push_back(std::move(f));
@@ -41,6 +54,20 @@ void MemoryStore::scan(std::string_view table,
   if (t == tables_.end()) return;
   for (const auto& [k, v] : t->second)
     if (!visit(k, v)) return;
+}
+
+void MemoryStore::scan_after(std::string_view table, std::string_view after_key,
+                             const std::function<bool(std::string_view, std::string_view)>& visit) {
+  auto t = tables_.find(table);
+  if (t == tables_.end()) return;
+  // Found again from the last key each time: the visitor may write to the table.
+  std::string after(after_key);
+  for (;;) {
+    auto it = t->second.upper_bound(after);
+    if (it == t->second.end()) return;
+    after = it->first;
+    if (!visit(after, it->second)) return;
+  }
 }
 
 void MemoryStore::begin() {
@@ -110,7 +137,20 @@ std::size_t MemoryStore::prune_events(std::size_t keep) {
     outbox_.pop_front();
     ++dropped;
   }
+  // As SqliteStore: keep the records from the one covering oldest() - 1 on.
+  std::uint64_t o = oldest();
+  std::uint64_t anchor = o > 1 ? o - 1 : o;
+  auto covering = std::find_if(epochs_.rbegin(), epochs_.rend(),
+                               [&](const EpochRecord& r) { return r.first_seq <= anchor; });
+  if (covering != epochs_.rend()) epochs_.erase(epochs_.begin(), std::prev(covering.base()));
   return dropped;
+}
+
+std::uint64_t MemoryStore::epoch_of(std::uint64_t sequence) {
+  if (sequence == 0 || sequence > head_) return 0;
+  for (auto r = epochs_.rbegin(); r != epochs_.rend(); ++r)
+    if (r->first_seq <= sequence) return r->epoch;
+  return 0;
 }
 
 std::uint64_t MemoryStore::position(std::string_view stream) {
@@ -176,12 +216,45 @@ void MemoryStore::ack_commands(std::string_view target, std::uint64_t up_to) {
   while (!it->second.empty() && it->second.front().sequence <= up_to) it->second.pop_front();
 }
 
+std::uint64_t MemoryStore::size_of(const ports::DeadLetter& letter) {
+  std::uint64_t n = 0;
+  for (const auto& f : letter.frames) n += f.size();
+  return n;
+}
+
 std::int64_t MemoryStore::add_dead_letter(const ports::DeadLetter& letter) {
+  if (!letter.message_id.empty()) {
+    auto m = letter_of_message_.find(letter.message_id);
+    if (m != letter_of_message_.end()) {
+      auto& kept = letters_.at(m->second);
+      undo([this, id = m->second, reason = kept.reason, time = kept.time] {
+        auto& k = letters_.at(id);
+        k.reason = reason;
+        k.time = time;
+        --k.attempts;
+      });
+      kept.reason = letter.reason;
+      kept.time = letter.time;
+      ++kept.attempts;
+      return m->second;
+    }
+  }
   std::int64_t id = next_letter_++;
-  letters_[id] = letter;
-  letters_[id].id = id;
-  undo([this, id] { letters_.erase(id); });
+  auto& l = letters_[id] = letter;
+  l.id = id;
+  l.first_time = l.time;
+  if (l.attempts == 0) l.attempts = 1;
+  letter_bytes_ += size_of(l);
+  if (!l.message_id.empty()) letter_of_message_[l.message_id] = id;
+  undo([this, id] { erase_letter(letters_.find(id)); });
   return id;
+}
+
+// Without an undo entry: called by undo entries too.
+void MemoryStore::erase_letter(std::map<std::int64_t, ports::DeadLetter>::iterator it) {
+  letter_bytes_ -= size_of(it->second);
+  if (!it->second.message_id.empty()) letter_of_message_.erase(it->second.message_id);
+  letters_.erase(it);
 }
 
 std::vector<ports::DeadLetter> MemoryStore::dead_letters(std::size_t max) {
@@ -200,8 +273,21 @@ std::optional<ports::DeadLetter> MemoryStore::dead_letter(std::int64_t id) {
 void MemoryStore::remove_dead_letter(std::int64_t id) {
   auto it = letters_.find(id);
   if (it == letters_.end()) return;
-  undo([this, l = it->second] { letters_[l.id] = l; });
-  letters_.erase(it);
+  undo([this, l = it->second] {
+    letters_[l.id] = l;
+    letter_bytes_ += size_of(l);
+    if (!l.message_id.empty()) letter_of_message_[l.message_id] = l.id;
+  });
+  erase_letter(it);
+}
+
+std::size_t MemoryStore::evict_dead_letters(std::uint64_t max_count, std::uint64_t max_bytes) {
+  std::size_t evicted = 0;
+  while (!letters_.empty() && (letters_.size() > max_count || letter_bytes_ > max_bytes)) {
+    remove_dead_letter(letters_.begin()->first);
+    ++evicted;
+  }
+  return evicted;
 }
 
 }  // namespace troupe::adapters

@@ -5,6 +5,15 @@
 
 #include <sqlite3.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <iterator>
+#include <random>
+
 namespace troupe::adapters {
 
 class SqliteStore::Statement {
@@ -63,21 +72,30 @@ class SqliteStore::Statement {
 namespace {
 
 enum Stmt {
-  kGet, kPut, kErase, kScan,
+  kGet, kPut, kErase, kScan, kScanAfter,
+  kAddEpoch, kEpochOf, kCountEpochs, kPruneEpochs,
   kAppendEvent, kEvents, kOldest, kPrune, kCountEvents, kEventsOf,
   kPosition, kSetPosition, kSeen, kMarkSeen, kSeenRange, kPruneSeen,
   kAppendCommand, kUnacked, kAck,
-  kAddLetter, kAddFrame, kLetters, kLetter, kFrames, kRemoveLetter, kRemoveFrames, kCountLetters,
+  kAddLetter, kAddFrame, kLetters, kLetter, kFrames, kRemoveLetter, kRemoveFrames,
+  kLetterOfMessage, kMergeLetter, kLetterTotals, kOldestLetter,
   kSetMeta, kGetMeta, kSavepoint, kRelease, kRollbackTo,
   kCount
 };
 
-const char* const kSql[kCount] = {
+const char* const kSql[] = {
     "SELECT value FROM state WHERE tbl = ?1 AND key = ?2",
     "INSERT INTO state(tbl, key, value) VALUES (?1, ?2, ?3) "
     "ON CONFLICT(tbl, key) DO UPDATE SET value = excluded.value",
     "DELETE FROM state WHERE tbl = ?1 AND key = ?2",
     "SELECT key, value FROM state WHERE tbl = ?1 ORDER BY key",
+    "SELECT key, value FROM state WHERE tbl = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
+    "INSERT INTO troupe_epochs(first_seq, n, epoch) "
+    "VALUES (?1, (SELECT coalesce(max(n), 0) + 1 FROM troupe_epochs), ?2)",
+    "SELECT epoch FROM troupe_epochs WHERE first_seq <= ?1 ORDER BY first_seq DESC, n DESC LIMIT 1",
+    "SELECT count(*), 0 FROM troupe_epochs",
+    "DELETE FROM troupe_epochs WHERE (first_seq, n) < "
+    "(SELECT first_seq, n FROM troupe_epochs WHERE first_seq <= ?1 ORDER BY first_seq DESC, n DESC LIMIT 1)",
     "INSERT INTO troupe_outbox(seq, type, correlationid, causationid, envelope, payload) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     "SELECT seq, type, correlationid, causationid, envelope, payload FROM troupe_outbox "
@@ -97,14 +115,20 @@ const char* const kSql[kCount] = {
     "INSERT INTO troupe_commands(target, seq, type, envelope, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
     "SELECT seq, type, envelope, payload FROM troupe_commands WHERE target = ?1 ORDER BY seq LIMIT ?2",
     "DELETE FROM troupe_commands WHERE target = ?1 AND seq <= ?2",
-    "INSERT INTO troupe_dead_letters(time, endpoint, source, type, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+    "INSERT INTO troupe_dead_letters(time, endpoint, source, type, reason, message_id, attempts, first_time, bytes) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?1, ?8)",
     "INSERT INTO troupe_dead_letter_frames(letter, idx, data) VALUES (?1, ?2, ?3)",
-    "SELECT id, time, endpoint, source, type, reason FROM troupe_dead_letters ORDER BY id LIMIT ?1",
-    "SELECT id, time, endpoint, source, type, reason FROM troupe_dead_letters WHERE id = ?1",
+    "SELECT id, time, endpoint, source, type, reason, message_id, attempts, first_time "
+    "FROM troupe_dead_letters ORDER BY id LIMIT ?1",
+    "SELECT id, time, endpoint, source, type, reason, message_id, attempts, first_time "
+    "FROM troupe_dead_letters WHERE id = ?1",
     "SELECT data FROM troupe_dead_letter_frames WHERE letter = ?1 ORDER BY idx",
     "DELETE FROM troupe_dead_letters WHERE id = ?1",
     "DELETE FROM troupe_dead_letter_frames WHERE letter = ?1",
-    "SELECT count(*) FROM troupe_dead_letters",
+    "SELECT id FROM troupe_dead_letters WHERE message_id = ?1 AND message_id != ''",
+    "UPDATE troupe_dead_letters SET reason = ?2, time = ?3, attempts = attempts + 1 WHERE id = ?1",
+    "SELECT letters, bytes FROM troupe_dead_letter_totals",
+    "SELECT id, bytes FROM troupe_dead_letters ORDER BY id LIMIT 1",
     "INSERT INTO troupe_meta(key, value) VALUES (?1, ?2) "
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     "SELECT value FROM troupe_meta WHERE key = ?1",
@@ -112,6 +136,7 @@ const char* const kSql[kCount] = {
     "RELEASE message",
     "ROLLBACK TO message",
 };
+static_assert(std::size(kSql) == kCount, "one statement per Stmt");
 
 const char* const kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS troupe_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -124,19 +149,70 @@ CREATE TABLE IF NOT EXISTS troupe_seen_ids(n INTEGER PRIMARY KEY, id TEXT NOT NU
 CREATE TABLE IF NOT EXISTS troupe_commands(
   target TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL,
   envelope BLOB NOT NULL, payload BLOB NOT NULL, PRIMARY KEY(target, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS troupe_epochs(
+  first_seq INTEGER NOT NULL, n INTEGER NOT NULL, epoch INTEGER NOT NULL,
+  PRIMARY KEY(first_seq, n)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS troupe_dead_letters(
   id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, endpoint TEXT NOT NULL,
-  source TEXT NOT NULL, type TEXT NOT NULL, reason TEXT NOT NULL);
+  source TEXT NOT NULL, type TEXT NOT NULL, reason TEXT NOT NULL,
+  message_id TEXT NOT NULL DEFAULT '', attempts INTEGER NOT NULL DEFAULT 1,
+  first_time TEXT NOT NULL DEFAULT '', bytes INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS troupe_dead_letter_frames(
   letter INTEGER NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(letter, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state(tbl TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
   PRIMARY KEY(tbl, key)) WITHOUT ROWID;
 )sql";
 
+// What needs the columns schema 3 added to troupe_dead_letters (so it runs after the
+// migration): the one-letter-per-message index and the totals, kept by triggers so
+// they roll back with the unit of work.
+const char* const kSchemaDeadLetters = R"sql(
+CREATE UNIQUE INDEX IF NOT EXISTS troupe_dead_letters_message
+  ON troupe_dead_letters(message_id) WHERE message_id != '';
+CREATE TABLE IF NOT EXISTS troupe_dead_letter_totals(
+  one INTEGER PRIMARY KEY CHECK (one = 1), letters INTEGER NOT NULL, bytes INTEGER NOT NULL);
+INSERT OR IGNORE INTO troupe_dead_letter_totals(one, letters, bytes)
+  SELECT 1, count(*), coalesce(sum(bytes), 0) FROM troupe_dead_letters;
+CREATE TRIGGER IF NOT EXISTS troupe_dead_letter_added AFTER INSERT ON troupe_dead_letters BEGIN
+  UPDATE troupe_dead_letter_totals SET letters = letters + 1, bytes = bytes + NEW.bytes;
+END;
+CREATE TRIGGER IF NOT EXISTS troupe_dead_letter_removed AFTER DELETE ON troupe_dead_letters BEGIN
+  UPDATE troupe_dead_letter_totals SET letters = letters - 1, bytes = bytes - OLD.bytes;
+END;
+)sql";
+
+// A random nonzero epoch: two opens of one file must not draw the same one.
+std::uint64_t new_epoch() {
+  std::random_device rd;
+  std::uint64_t e = 0;
+  while (e == 0) e = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+  return e;
+}
+
+// The OS's reason behind SQLite's last error when that error came from the OS
+// ("Permission denied", "No space left on device"), else "".
+std::string os_reason(sqlite3* db) {
+  if (!db) return "";
+  switch (sqlite3_errcode(db)) {
+    case SQLITE_CANTOPEN: case SQLITE_IOERR: case SQLITE_FULL: case SQLITE_READONLY: case SQLITE_PERM:
+      break;
+    default:
+      return "";
+  }
+  int e = sqlite3_system_errno(db);
+  return e ? std::strerror(e) : "";
+}
+
+// Page size of the state reads of scan_after: a page of a listing reads about what it
+// shows, and the visitor may write to the table between two reads.
+constexpr std::int64_t kScanChunk = 128;
+
 }  // namespace
 
 void SqliteStore::fail(const std::string& what) const {
-  throw ports::StoreError(path_ + ": " + what + ": " + (db_ ? sqlite3_errmsg(db_) : "cannot open"));
+  std::string why = os_reason(db_);
+  throw ports::StoreError(path_ + ": " + what + ": " + (db_ ? sqlite3_errmsg(db_) : "cannot open") +
+                          (why.empty() ? "" : " (" + why + ")"));
 }
 
 void SqliteStore::exec(const char* sql) {
@@ -144,7 +220,8 @@ void SqliteStore::exec(const char* sql) {
   if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : "unknown error";
     sqlite3_free(err);
-    throw ports::StoreError(path_ + ": " + msg);
+    std::string why = os_reason(db_);
+    throw ports::StoreError(path_ + ": " + msg + (why.empty() ? "" : " (" + why + ")"));
   }
 }
 
@@ -157,46 +234,20 @@ SqliteStore::Statement& SqliteStore::stmt(int which) {
 }
 
 SqliteStore::SqliteStore(const std::string& path, Synchronous synchronous) : path_(path) {
-  if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                      nullptr) != SQLITE_OK) {
+  open_file();
+  if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
     std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    std::string why = os_reason(db_);
     sqlite3_close(db_);
     db_ = nullptr;
-    throw ports::StoreError(path + ": cannot open: " + msg);
+    throw ports::StoreError("cannot open " + path + ": " + (why.empty() ? msg : why + " (" + msg + ")"));
   }
   sqlite3_busy_timeout(db_, 5000);
   try {
-    exec("PRAGMA journal_mode=WAL");
+    check_integrity();
     exec(synchronous == Synchronous::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
-    exec("BEGIN IMMEDIATE");
-    exec(kSchema);
-    // Schema 1 kept one-shot command ids in troupe_seen, without the order they came
-    // in, so they could not be pruned: carry them over (in id order, the best there is).
-    if (table_exists("troupe_seen"))
-      exec("INSERT OR IGNORE INTO troupe_seen_ids(id) SELECT id FROM troupe_seen ORDER BY id; "
-           "DROP TABLE troupe_seen;");
-    for (int i = 0; i < kCount; ++i) statements_.push_back(std::make_unique<Statement>(*this, kSql[i]));
-
-    auto meta = [&](const char* key) -> std::optional<std::string> {
-      auto& s = stmt(kGetMeta).bind(1, std::string_view(key));
-      std::optional<std::string> v;
-      if (s.step()) v = s.text(0);
-      s.reset();
-      return v;
-    };
-    auto version = meta("schema_version");
-    if (version && std::stoi(*version) > kSchemaVersion)
-      throw ports::StoreError(path + ": schema version " + *version + " is newer than this troupe (" +
-                              std::to_string(kSchemaVersion) + ")");
-    stmt(kSetMeta).bind(1, std::string_view("schema_version")).bind(2, std::to_string(kSchemaVersion)).run();
-    auto inc = meta("incarnation");
-    incarnation_ = inc ? *inc : new_id();
-    if (!inc) stmt(kSetMeta).bind(1, std::string_view("incarnation")).bind(2, incarnation_).run();
-    auto head = meta("head");
-    head_ = head ? std::stoull(*head) : 0;
-    head_ = std::max<std::uint64_t>(head_, static_cast<std::uint64_t>(two_ints(kCountEvents).second));
-    committed_head_ = head_;
-    exec("COMMIT");
+    migrate();
+    start_epoch();
   } catch (...) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     statements_.clear();
@@ -204,6 +255,108 @@ SqliteStore::SqliteStore(const std::string& path, Synchronous synchronous) : pat
     db_ = nullptr;
     throw;
   }
+}
+
+// The file is made here, not by SQLite, so that it is 0600 from its first byte (SQLite
+// would make it 0644 less the umask) and its -wal and -shm, which SQLite makes with the
+// database's mode, follow; and so that a failure says why in the system's words.
+void SqliteStore::open_file() {
+  struct stat st {};
+  bool exists = ::stat(path_.c_str(), &st) == 0;
+  int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    int e = errno;
+    throw ports::StoreError((exists ? "cannot open " : "cannot create ") + path_ + ": " + std::strerror(e));
+  }
+  ::close(fd);
+}
+
+// The first reads of the file: WAL mode, then PRAGMA quick_check (every page and
+// b-tree, not the indexes' contents against their tables: O(file size)). A damaged
+// file is refused by name rather than served until a read trips over the damage.
+void SqliteStore::check_integrity() {
+  auto refuse = [&](const std::string& what) -> ports::StoreError {
+    int code = sqlite3_errcode(db_);
+    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
+      return ports::StoreError("store " + path_ + " is damaged (" + what + "): restore it or move it aside");
+    std::string why = os_reason(db_);
+    return ports::StoreError("cannot open " + path_ + ": " + (why.empty() ? what : why + " (" + what + ")"));
+  };
+  if (sqlite3_exec(db_, "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr) != SQLITE_OK)
+    throw refuse(sqlite3_errmsg(db_));
+  sqlite3_stmt* q = nullptr;
+  int rc = sqlite3_prepare_v2(db_, "PRAGMA quick_check", -1, &q, nullptr);
+  if (rc == SQLITE_OK) rc = sqlite3_step(q);
+  if (rc != SQLITE_ROW) {
+    std::string msg = sqlite3_errmsg(db_);
+    auto error = refuse(msg);
+    sqlite3_finalize(q);
+    throw error;
+  }
+  auto p = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
+  std::string first = p ? p : "";
+  sqlite3_finalize(q);
+  // Its first finding, without the "*** in database main ***" line that heads it.
+  if (first.rfind("***", 0) == 0 && first.find('\n') != std::string::npos) first.erase(0, first.find('\n') + 1);
+  first = first.substr(0, first.find('\n'));
+  if (first != "ok")
+    throw ports::StoreError("store " + path_ + " is damaged (quick_check: " + first +
+                            "): restore it or move it aside");
+}
+
+// Creates or upgrades the schema and reads the store's identity and head, in one
+// transaction.
+void SqliteStore::migrate() {
+  exec("BEGIN IMMEDIATE");
+  bool had_epochs = table_exists("troupe_epochs");
+  exec(kSchema);
+  // Schema 1 kept one-shot command ids in troupe_seen, without the order they came
+  // in, so they could not be pruned: carry them over (in id order, the best there is).
+  if (table_exists("troupe_seen"))
+    exec("INSERT OR IGNORE INTO troupe_seen_ids(id) SELECT id FROM troupe_seen ORDER BY id; "
+         "DROP TABLE troupe_seen;");
+  // Schema 2 letters: never merged (no message id), first seen when last seen, and
+  // their size summed from their frames.
+  if (!column_exists("troupe_dead_letters", "message_id"))
+    exec("ALTER TABLE troupe_dead_letters ADD COLUMN message_id TEXT NOT NULL DEFAULT ''; "
+         "ALTER TABLE troupe_dead_letters ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1; "
+         "ALTER TABLE troupe_dead_letters ADD COLUMN first_time TEXT NOT NULL DEFAULT ''; "
+         "ALTER TABLE troupe_dead_letters ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0; "
+         "UPDATE troupe_dead_letters SET first_time = time, bytes = (SELECT coalesce(sum(length(data)), 0) "
+         "FROM troupe_dead_letter_frames WHERE letter = troupe_dead_letters.id);");
+  exec(kSchemaDeadLetters);
+  for (int i = 0; i < kCount; ++i) statements_.push_back(std::make_unique<Statement>(*this, kSql[i]));
+
+  auto meta = [&](const char* key) -> std::optional<std::string> {
+    auto& s = stmt(kGetMeta).bind(1, std::string_view(key));
+    std::optional<std::string> v;
+    if (s.step()) v = s.text(0);
+    s.reset();
+    return v;
+  };
+  auto version = meta("schema_version");
+  if (version && std::stoi(*version) > kSchemaVersion)
+    throw ports::StoreError(path_ + ": schema version " + *version + " is newer than this troupe (" +
+                            std::to_string(kSchemaVersion) + ")");
+  stmt(kSetMeta).bind(1, std::string_view("schema_version")).bind(2, std::to_string(kSchemaVersion)).run();
+  auto inc = meta("incarnation");
+  incarnation_ = inc ? *inc : new_id();
+  if (!inc) stmt(kSetMeta).bind(1, std::string_view("incarnation")).bind(2, incarnation_).run();
+  auto head = meta("head");
+  head_ = head ? std::stoull(*head) : 0;
+  head_ = std::max<std::uint64_t>(head_, static_cast<std::uint64_t>(two_ints(kCountEvents).second));
+  committed_head_ = head_;
+  // Events written before epochs were kept get one epoch of their own, from 1.
+  if (!had_epochs && head_ > 0) stmt(kAddEpoch).bind(1, std::int64_t{1}).bind(2, new_epoch()).run();
+  exec("COMMIT");
+}
+
+// This open's epoch, durable before anything is appended under it.
+void SqliteStore::start_epoch() {
+  epoch_ = new_epoch();
+  exec("BEGIN IMMEDIATE");
+  stmt(kAddEpoch).bind(1, head_ + 1).bind(2, epoch_).run();
+  exec("COMMIT");
 }
 
 SqliteStore::~SqliteStore() {
@@ -237,6 +390,23 @@ void SqliteStore::scan(std::string_view table,
   s.reset();
   for (const auto& [k, v] : rows)
     if (!visit(k, v)) return;
+}
+
+void SqliteStore::scan_after(std::string_view table, std::string_view after_key,
+                             const std::function<bool(std::string_view, std::string_view)>& visit) {
+  std::string after(after_key);
+  std::vector<std::pair<std::string, std::string>> rows;
+  for (;;) {
+    // A chunk at a time, collected before visiting: the visitor may write to the table.
+    rows.clear();
+    auto& s = stmt(kScanAfter).bind(1, table).bind(2, std::string_view(after)).bind(3, kScanChunk);
+    while (s.step()) rows.emplace_back(s.text(0), s.text(1));
+    s.reset();
+    for (const auto& [k, v] : rows)
+      if (!visit(k, v)) return;
+    if (rows.size() < static_cast<std::size_t>(kScanChunk)) return;
+    after = rows.back().first;
+  }
 }
 
 void SqliteStore::begin() {
@@ -333,7 +503,36 @@ std::size_t SqliteStore::prune_events(std::size_t keep) {
   if (count <= static_cast<std::int64_t>(keep)) return 0;
   // Sequences are contiguous: keep the newest `keep`.
   stmt(kPrune).bind(1, max - static_cast<std::int64_t>(keep)).run();
-  return static_cast<std::size_t>(sqlite3_changes(db_));
+  auto dropped = static_cast<std::size_t>(sqlite3_changes(db_));
+  prune_epochs();
+  return dropped;
+}
+
+std::uint64_t SqliteStore::epoch_of(std::uint64_t sequence) {
+  if (sequence == 0 || sequence > head_) return 0;
+  auto& s = stmt(kEpochOf).bind(1, sequence);
+  std::uint64_t e = 0;
+  if (s.step()) e = static_cast<std::uint64_t>(s.i64(0));
+  s.reset();
+  return e;
+}
+
+// Keeps the records from the one covering oldest() - 1 on: the last pruned sequence is
+// where a subscriber that is exactly caught up resumes from, so its epoch stays known.
+void SqliteStore::prune_epochs() {
+  std::uint64_t o = oldest();
+  stmt(kPruneEpochs).bind(1, o > 1 ? o - 1 : o).run();
+}
+
+bool SqliteStore::column_exists(const char* table, const char* column) {
+  sqlite3_stmt* q = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", -1, &q, nullptr) != SQLITE_OK)
+    fail("reading the schema");
+  sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 2, column, -1, SQLITE_STATIC);
+  bool found = sqlite3_step(q) == SQLITE_ROW;
+  sqlite3_finalize(q);
+  return found;
 }
 
 bool SqliteStore::table_exists(const char* name) {
@@ -402,18 +601,40 @@ void SqliteStore::ack_commands(std::string_view target, std::uint64_t up_to) {
 }
 
 std::int64_t SqliteStore::add_dead_letter(const ports::DeadLetter& l) {
+  if (!l.message_id.empty()) {
+    auto& m = stmt(kLetterOfMessage).bind(1, l.message_id);
+    std::int64_t kept = m.step() ? m.i64(0) : 0;
+    m.reset();
+    if (kept) {
+      stmt(kMergeLetter).bind(1, kept).bind(2, l.reason).bind(3, l.time).run();
+      return kept;
+    }
+  }
+  std::int64_t bytes = 0;
+  for (const auto& f : l.frames) bytes += static_cast<std::int64_t>(f.size());
   stmt(kAddLetter).bind(1, l.time).bind(2, l.endpoint).bind(3, l.source).bind(4, l.type)
-      .bind(5, l.reason).run();
+      .bind(5, l.reason).bind(6, l.message_id).bind(7, static_cast<std::int64_t>(l.attempts ? l.attempts : 1))
+      .bind(8, bytes).run();
   std::int64_t id = sqlite3_last_insert_rowid(db_);
   for (std::size_t i = 0; i < l.frames.size(); ++i)
     stmt(kAddFrame).bind(1, id).bind(2, static_cast<std::int64_t>(i)).blob(3, l.frames[i]).run();
   return id;
 }
 
+namespace {
+
+template <class S>
+ports::DeadLetter read_letter(S& s) {
+  return {s.i64(0), s.text(1), s.text(2), s.text(3), s.text(4), s.text(5), {},
+          s.text(6), static_cast<std::uint32_t>(s.i64(7)), s.text(8)};
+}
+
+}  // namespace
+
 std::vector<ports::DeadLetter> SqliteStore::dead_letters(std::size_t max) {
   std::vector<ports::DeadLetter> out;
-  auto& s = stmt(kLetters).bind(1, static_cast<std::int64_t>(max));
-  while (s.step()) out.push_back({s.i64(0), s.text(1), s.text(2), s.text(3), s.text(4), s.text(5), {}});
+  auto& s = stmt(kLetters).bind(1, static_cast<std::int64_t>(std::min<std::size_t>(max, INT64_MAX)));
+  while (s.step()) out.push_back(read_letter(s));
   s.reset();
   for (auto& l : out) {
     auto& f = stmt(kFrames).bind(1, l.id);
@@ -426,7 +647,7 @@ std::vector<ports::DeadLetter> SqliteStore::dead_letters(std::size_t max) {
 std::optional<ports::DeadLetter> SqliteStore::dead_letter(std::int64_t id) {
   auto& s = stmt(kLetter).bind(1, id);
   std::optional<ports::DeadLetter> l;
-  if (s.step()) l = ports::DeadLetter{s.i64(0), s.text(1), s.text(2), s.text(3), s.text(4), s.text(5), {}};
+  if (s.step()) l = read_letter(s);
   s.reset();
   if (l) {
     auto& f = stmt(kFrames).bind(1, id);
@@ -441,12 +662,25 @@ void SqliteStore::remove_dead_letter(std::int64_t id) {
   stmt(kRemoveFrames).bind(1, id).run();
 }
 
-std::uint64_t SqliteStore::dead_letter_count() {
-  auto& s = stmt(kCountLetters);
-  std::uint64_t n = 0;
-  if (s.step()) n = static_cast<std::uint64_t>(s.i64(0));
-  s.reset();
-  return n;
+std::uint64_t SqliteStore::dead_letter_count() { return dead_letter_totals().count; }
+
+ports::DeadLetterTotals SqliteStore::dead_letter_totals() {
+  auto [count, bytes] = two_ints(kLetterTotals);
+  return {static_cast<std::uint64_t>(count), static_cast<std::uint64_t>(bytes)};
+}
+
+std::size_t SqliteStore::evict_dead_letters(std::uint64_t max_count, std::uint64_t max_bytes) {
+  auto totals = dead_letter_totals();
+  std::size_t evicted = 0;
+  while (totals.count > max_count || totals.bytes > max_bytes) {
+    auto [id, bytes] = two_ints(kOldestLetter);
+    if (id == 0) break;
+    remove_dead_letter(id);
+    --totals.count;
+    totals.bytes -= static_cast<std::uint64_t>(bytes);
+    ++evicted;
+  }
+  return evicted;
 }
 
 }  // namespace troupe::adapters

@@ -26,6 +26,11 @@ class State {
   // Calls `visit(key, value)` for every entry of `table` in key order, until it returns false.
   virtual void scan(std::string_view table,
                     const std::function<bool(std::string_view, std::string_view)>& visit) = 0;
+
+  // The same from the first key strictly after `after_key` (a seek, not a scan from the
+  // start): a page of a large table costs the page, not the keys before it.
+  virtual void scan_after(std::string_view table, std::string_view after_key,
+                          const std::function<bool(std::string_view, std::string_view)>& visit) = 0;
 };
 
 }  // namespace troupe::ports

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -47,6 +48,15 @@ struct DeadLetter {
   std::string type;            // envelope type if it could be read, else ""
   std::string reason;          // the rejection message
   std::vector<std::string> frames;  // the message exactly as received
+  std::string message_id;      // envelope id if it could be read, else "" (never merged)
+  std::uint32_t attempts = 1;  // how many times this message was dead-lettered
+  std::string first_time;      // RFC 3339, the first time; the store sets it from `time`
+};
+
+// What the kept dead letters add up to; bytes = the sum of their frames' sizes.
+struct DeadLetterTotals {
+  std::uint64_t count = 0;
+  std::uint64_t bytes = 0;
 };
 
 class Store : public State {
@@ -66,6 +76,16 @@ class Store : public State {
   virtual std::string incarnation() const = 0;
   virtual bool durable() const = 0;
 
+  // Epochs tell a lost tail of committed events from a restart: every open of a store
+  // draws a new random nonzero epoch and records it durably as covering the sequences
+  // from head()+1. A file that lost its last commits (a WAL tail, an old copy restored)
+  // gives the sequences it lost, when re-used, another epoch than the one they had.
+  virtual std::uint64_t epoch() = 0;  // this open's epoch
+  // The epoch that wrote `sequence`: that of the newest record with first_seq <=
+  // sequence (of two with the same first_seq, the later); 0 if sequence is 0 or above
+  // head(). Events pruned away keep an answer only for oldest() - 1 and on.
+  virtual std::uint64_t epoch_of(std::uint64_t sequence) = 0;
+
   // Events: one sequence per publisher, continuous across restarts.
   virtual std::uint64_t head() = 0;     // highest sequence appended (0 = none)
   virtual std::uint64_t oldest() = 0;   // lowest sequence still retained (head+1 if none)
@@ -74,7 +94,8 @@ class Store : public State {
   virtual std::vector<OutboxEvent> events(std::uint64_t from, std::uint64_t to, std::size_t max) = 0;
   // Retained events of one saga (correlation id), in sequence order, at most `max`.
   virtual std::vector<OutboxEvent> events_of(std::string_view correlationid, std::size_t max) = 0;
-  // Drops events so that at most `keep` remain; returns how many were dropped.
+  // Drops events so that at most `keep` remain, and the epoch records no retained event
+  // needs; returns how many events were dropped.
   virtual std::size_t prune_events(std::size_t keep) = 0;
 
   // Inbox positions: the last sequence applied per stream ("orders", "cmd:cli-1", ...).
@@ -97,12 +118,22 @@ class Store : public State {
   virtual std::vector<OutboxCommand> unacked_commands(std::string_view target, std::size_t max) = 0;
   virtual void ack_commands(std::string_view target, std::uint64_t up_to) = 0;
 
-  // Dead letters: kept whole with their reason; listed newest last.
+  // Dead letters: kept whole with their reason; listed newest last. A letter whose
+  // message_id is already kept is the same message failing again: that letter takes the
+  // new reason and time, attempts + 1, keeps its first frames, and its id is returned;
+  // one letter per message for as long as it is kept. Otherwise a new letter (attempts
+  // as given, first_time := time) and its new id.
   virtual std::int64_t add_dead_letter(const DeadLetter& letter) = 0;
   virtual std::vector<DeadLetter> dead_letters(std::size_t max) = 0;
   virtual std::optional<DeadLetter> dead_letter(std::int64_t id) = 0;
   virtual void remove_dead_letter(std::int64_t id) = 0;
   virtual std::uint64_t dead_letter_count() = 0;
+  // Count and bytes of the kept letters, without reading them; part of the unit of work
+  // (a rolled-back add or eviction is not counted).
+  virtual DeadLetterTotals dead_letter_totals() = 0;
+  // Removes the oldest letters (lowest id) until at most max_count letters of at most
+  // max_bytes in all remain; returns how many went. Inside the caller's unit of work.
+  virtual std::size_t evict_dead_letters(std::uint64_t max_count, std::uint64_t max_bytes) = 0;
 };
 
 }  // namespace troupe::ports

@@ -23,6 +23,8 @@ class MemoryStore final : public ports::Store {
   void erase(std::string_view table, std::string_view key) override;
   void scan(std::string_view table,
             const std::function<bool(std::string_view, std::string_view)>& visit) override;
+  void scan_after(std::string_view table, std::string_view after_key,
+                  const std::function<bool(std::string_view, std::string_view)>& visit) override;
 
   void begin() override;
   void savepoint() override;
@@ -33,6 +35,9 @@ class MemoryStore final : public ports::Store {
 
   std::string incarnation() const override { return incarnation_; }
   bool durable() const override { return false; }
+
+  std::uint64_t epoch() override { return epoch_; }
+  std::uint64_t epoch_of(std::uint64_t sequence) override;
 
   std::uint64_t head() override { return head_; }
   std::uint64_t oldest() override;
@@ -58,11 +63,21 @@ class MemoryStore final : public ports::Store {
   std::optional<ports::DeadLetter> dead_letter(std::int64_t id) override;
   void remove_dead_letter(std::int64_t id) override;
   std::uint64_t dead_letter_count() override { return letters_.size(); }
+  ports::DeadLetterTotals dead_letter_totals() override { return {letters_.size(), letter_bytes_}; }
+  std::size_t evict_dead_letters(std::uint64_t max_count, std::uint64_t max_bytes) override;
 
  private:
   void undo(std::function<void()> f);
+  void erase_letter(std::map<std::int64_t, ports::DeadLetter>::iterator it);
+  static std::uint64_t size_of(const ports::DeadLetter& letter);
 
   std::string incarnation_;
+  std::uint64_t epoch_ = 0;
+  struct EpochRecord {
+    std::uint64_t first_seq;
+    std::uint64_t epoch;
+  };
+  std::vector<EpochRecord> epochs_;  // oldest first; first_seq never decreases
   std::map<std::string, std::map<std::string, std::string, std::less<>>, std::less<>> tables_;
   std::deque<ports::OutboxEvent> outbox_;
   std::uint64_t head_ = 0;
@@ -72,6 +87,8 @@ class MemoryStore final : public ports::Store {
   std::map<std::string, std::deque<ports::OutboxCommand>, std::less<>> commands_;
   std::map<std::string, std::uint64_t, std::less<>> command_heads_;
   std::map<std::int64_t, ports::DeadLetter> letters_;
+  std::map<std::string, std::int64_t, std::less<>> letter_of_message_;
+  std::uint64_t letter_bytes_ = 0;
   std::int64_t next_letter_ = 1;
 
   bool in_unit_ = false;

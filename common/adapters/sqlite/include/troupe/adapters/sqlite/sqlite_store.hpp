@@ -20,20 +20,26 @@ namespace troupe::adapters {
 
 class SqliteStore final : public ports::Store {
  public:
-  // Opens (creating if needed) the database at `path`. Throws StoreError when the file
-  // cannot be opened or its schema is from a newer troupe.
+  // Opens (creating if needed, mode 0600) the database at `path`, checks it (PRAGMA
+  // quick_check) and starts a new epoch. Throws StoreError naming the file when it cannot
+  // be created or opened (with the system's reason), is damaged, or its schema is from a
+  // newer troupe.
   explicit SqliteStore(const std::string& path, Synchronous synchronous = Synchronous::full);
   ~SqliteStore() override;
   SqliteStore(const SqliteStore&) = delete;
   SqliteStore& operator=(const SqliteStore&) = delete;
 
-  static constexpr int kSchemaVersion = 2;  // 2: troupe_seen_ids, numbered
+  // 2: troupe_seen_ids, numbered; 3: troupe_epochs, dead letters merged by message id
+  // and counted (troupe_dead_letter_totals)
+  static constexpr int kSchemaVersion = 3;
 
   std::optional<std::string> get(std::string_view table, std::string_view key) override;
   void put(std::string_view table, std::string_view key, std::string_view value) override;
   void erase(std::string_view table, std::string_view key) override;
   void scan(std::string_view table,
             const std::function<bool(std::string_view, std::string_view)>& visit) override;
+  void scan_after(std::string_view table, std::string_view after_key,
+                  const std::function<bool(std::string_view, std::string_view)>& visit) override;
 
   void begin() override;
   void savepoint() override;
@@ -44,6 +50,9 @@ class SqliteStore final : public ports::Store {
 
   std::string incarnation() const override { return incarnation_; }
   bool durable() const override { return true; }
+
+  std::uint64_t epoch() override { return epoch_; }
+  std::uint64_t epoch_of(std::uint64_t sequence) override;
 
   std::uint64_t head() override { return head_; }
   std::uint64_t oldest() override;
@@ -69,6 +78,8 @@ class SqliteStore final : public ports::Store {
   std::optional<ports::DeadLetter> dead_letter(std::int64_t id) override;
   void remove_dead_letter(std::int64_t id) override;
   std::uint64_t dead_letter_count() override;
+  ports::DeadLetterTotals dead_letter_totals() override;
+  std::size_t evict_dead_letters(std::uint64_t max_count, std::uint64_t max_bytes) override;
 
   const std::string& path() const { return path_; }
 
@@ -77,6 +88,12 @@ class SqliteStore final : public ports::Store {
   Statement& stmt(int which);
   void exec(const char* sql);
   bool table_exists(const char* name);
+  bool column_exists(const char* table, const char* column);
+  void open_file();
+  void check_integrity();
+  void migrate();
+  void start_epoch();
+  void prune_epochs();
   // The two integer columns of a one-row statement's row (0 for NULL).
   std::pair<std::int64_t, std::int64_t> two_ints(int which);
   [[noreturn]] void fail(const std::string& what) const;
@@ -85,6 +102,7 @@ class SqliteStore final : public ports::Store {
   sqlite3* db_ = nullptr;
   std::vector<std::unique_ptr<Statement>> statements_;
   std::string incarnation_;
+  std::uint64_t epoch_ = 0;
   std::uint64_t head_ = 0;
   std::uint64_t committed_head_ = 0;
   std::vector<std::uint64_t> savepoint_heads_;
