@@ -3,6 +3,7 @@
 
 #include "../payments/messages.hpp"
 #include "../shipping/messages.hpp"
+#include "../shop/paging.hpp"
 #include "inventory.hpp"
 
 namespace shop::inventory {
@@ -44,14 +45,12 @@ void install(troupe::Node& node, const Seed& seed) {
   node.on<PaymentDeclined>([](const PaymentDeclined& e, troupe::Context& ctx) { apply(ctx, e.order_id, true); });
   node.on<OrderCancelled>([](const OrderCancelled& e, troupe::Context& ctx) { apply(ctx, e.order_id, true); });
   node.on<ShipmentScheduled>([](const ShipmentScheduled& e, troupe::Context& ctx) { apply(ctx, e.order_id, false); });
-  node.on_query<GetStock>([](const GetStock& q, const troupe::QueryContext& ctx) {
+  node.on_query<GetStock>([](const GetStock& q, const troupe::QueryContext& ctx) -> troupe::Result<StockReport> {
+    auto limit = page_limit("GetStock", q.limit);
+    if (!limit) return limit.error();
     StockReport out;
     ctx.state().for_each<StockItem>(kStock, [&](std::string_view, const StockItem& s) { out.items.push_back(s); });
-    ctx.state().for_each<Reservation>(kReservations, [&](std::string_view key, const Reservation& r) {
-      if (key <= q.after.value_or("")) return true;
-      out.reservations.push_back(r);
-      return static_cast<std::int64_t>(out.reservations.size()) < q.limit.value_or(500);
-    });
+    out.reservations = page<Reservation>(ctx.state(), kReservations, q.after.value_or(""), *limit);
     return out;
   });
 }

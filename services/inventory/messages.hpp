@@ -60,7 +60,7 @@ struct StockReport {
 
 struct GetStock {
   std::optional<std::string> after;   // reservations page; absent: from the start
-  std::optional<std::int64_t> limit;  // absent: 500
+  std::optional<std::int64_t> limit;  // 1..500 (more is 500); absent: 500
   using Reply = StockReport;
   TROUPE_MESSAGE(GetStock, after, limit)
 };

@@ -25,7 +25,7 @@ struct NotificationList {
 
 struct ListNotifications {
   std::optional<std::string> after;   // absent: from the start
-  std::optional<std::int64_t> limit;  // absent: 500
+  std::optional<std::int64_t> limit;  // 1..500 (more is 500); absent: 500
   using Reply = NotificationList;
   TROUPE_MESSAGE(ListNotifications, after, limit)
 };

@@ -4,6 +4,7 @@
 #include "../inventory/messages.hpp"
 #include "../payments/messages.hpp"
 #include "../shipping/messages.hpp"
+#include "../shop/paging.hpp"
 #include "orders.hpp"
 
 namespace shop::orders {
@@ -55,13 +56,11 @@ void install(troupe::Node& node, const Seed& seed) {
     if (!o) return troupe::reject(troupe::Rejection::Code::invalid, "GetOrder", "no order '" + q.order_id + "'");
     return *o;
   });
-  node.on_query<ListOrders>([](const ListOrders& q, const troupe::QueryContext& ctx) {
+  node.on_query<ListOrders>([](const ListOrders& q, const troupe::QueryContext& ctx) -> troupe::Result<OrderList> {
+    auto limit = page_limit("ListOrders", q.limit);
+    if (!limit) return limit.error();
     OrderList out;
-    ctx.state().for_each<OrderView>(kTable, [&](std::string_view key, const OrderView& o) {
-      if (key <= q.after.value_or("")) return true;
-      out.orders.push_back(o);
-      return static_cast<std::int64_t>(out.orders.size()) < q.limit.value_or(500);
-    });
+    out.orders = page<OrderView>(ctx.state(), kTable, q.after.value_or(""), *limit);
     return out;
   });
 }

@@ -75,7 +75,7 @@ struct OrderList {
 // Pages of at most `limit` orders with order_id > `after`, in order_id order.
 struct ListOrders {
   std::optional<std::string> after;   // absent: from the start
-  std::optional<std::int64_t> limit;  // absent: 500
+  std::optional<std::int64_t> limit;  // 1..500 (more is 500); absent: 500
   using Reply = OrderList;
   TROUPE_MESSAGE(ListOrders, after, limit)
 };

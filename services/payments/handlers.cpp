@@ -1,6 +1,7 @@
 // payments: handlers around the pure decisions in payments.hpp.
 #include "handlers.hpp"
 
+#include "../shop/paging.hpp"
 #include "payments.hpp"
 
 namespace shop::payments {
@@ -32,14 +33,12 @@ void install(troupe::Node& node, const Seed& seed) {
     auto o = cancel(ctx.state().load<Account>(kAccounts, e.customer), ctx.state().load<Payment>(kPayments, e.order_id), e);
     if (o) store(ctx, *o);
   });
-  node.on_query<GetBalance>([](const GetBalance& q, const troupe::QueryContext& ctx) {
+  node.on_query<GetBalance>([](const GetBalance& q, const troupe::QueryContext& ctx) -> troupe::Result<BalanceReport> {
+    auto limit = page_limit("GetBalance", q.limit);
+    if (!limit) return limit.error();
     BalanceReport out;
     ctx.state().for_each<Account>(kAccounts, [&](std::string_view, const Account& a) { out.accounts.push_back(a); });
-    ctx.state().for_each<Payment>(kPayments, [&](std::string_view key, const Payment& p) {
-      if (key <= q.after.value_or("")) return true;
-      out.payments.push_back(p);
-      return static_cast<std::int64_t>(out.payments.size()) < q.limit.value_or(500);
-    });
+    out.payments = page<Payment>(ctx.state(), kPayments, q.after.value_or(""), *limit);
     return out;
   });
 }

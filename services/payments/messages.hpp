@@ -59,7 +59,7 @@ struct BalanceReport {
 
 struct GetBalance {
   std::optional<std::string> after;   // absent: from the start
-  std::optional<std::int64_t> limit;  // absent: 500
+  std::optional<std::int64_t> limit;  // 1..500 (more is 500); absent: 500
   using Reply = BalanceReport;
   TROUPE_MESSAGE(GetBalance, after, limit)
 };

@@ -1,6 +1,7 @@
 // shipping: handlers around the pure decisions in shipping.hpp.
 #include "handlers.hpp"
 
+#include "../shop/paging.hpp"
 #include "shipping.hpp"
 
 namespace shop::shipping {
@@ -19,13 +20,12 @@ void install(troupe::Node& node, const Seed&) {
     auto s = cancel(ctx.state().load<Shipment>(kShipments, e.order_id), e);
     if (s) ctx.state().save(kShipments, e.order_id, *s);
   });
-  node.on_query<ListShipments>([](const ListShipments& q, const troupe::QueryContext& ctx) {
+  node.on_query<ListShipments>([](const ListShipments& q,
+                                  const troupe::QueryContext& ctx) -> troupe::Result<ShipmentList> {
+    auto limit = page_limit("ListShipments", q.limit);
+    if (!limit) return limit.error();
     ShipmentList out;
-    ctx.state().for_each<Shipment>(kShipments, [&](std::string_view key, const Shipment& s) {
-      if (key <= q.after.value_or("")) return true;
-      out.shipments.push_back(s);
-      return static_cast<std::int64_t>(out.shipments.size()) < q.limit.value_or(500);
-    });
+    out.shipments = page<Shipment>(ctx.state(), kShipments, q.after.value_or(""), *limit);
     return out;
   });
 }

@@ -30,7 +30,7 @@ struct ShipmentList {
 
 struct ListShipments {
   std::optional<std::string> after;   // absent: from the start
-  std::optional<std::int64_t> limit;  // absent: 500
+  std::optional<std::int64_t> limit;  // 1..500 (more is 500); absent: 500
   using Reply = ShipmentList;
   TROUPE_MESSAGE(ListShipments, after, limit)
 };

@@ -4,6 +4,7 @@
 #include "../../services/orders/orders.hpp"
 #include "../../services/payments/payments.hpp"
 #include "../../services/shipping/shipping.hpp"
+#include "../../services/shop/paging.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -162,4 +163,17 @@ TEST_CASE("seed: a seed file loads from text, and mistakes are named by line", "
   REQUIRE_FALSE(accented);
   CHECK(accented.error().message() ==
         "seed.toml:4: non-ASCII character in a key (names are A-Z a-z 0-9 _ -, and ASCII in quotes)");
+}
+
+TEST_CASE("shop listings: a page holds 1 to 500 entries; a limit of 0 or less is refused", "[shop][paging]") {
+  auto refused = page_limit("ListOrders", 0);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == troupe::Rejection::Code::invalid);
+  CHECK(refused.error().message() == "ListOrders: limit must be 1..500, got 0");
+  REQUIRE_FALSE(page_limit("GetBalance", -3));
+  CHECK(page_limit("GetBalance", -3).error().message() == "GetBalance: limit must be 1..500, got -3");
+  CHECK(*page_limit("ListOrders", std::nullopt) == 500);
+  CHECK(*page_limit("ListOrders", 1) == 1);
+  CHECK(*page_limit("ListOrders", 500) == 500);
+  CHECK(*page_limit("ListOrders", 100000) == 500);
 }
