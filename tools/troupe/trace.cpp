@@ -29,6 +29,14 @@ std::int64_t micros(const std::string& t) {
   return static_cast<std::int64_t>(timegm(&tm)) * 1000000 + us;
 }
 
+// The time from a cause to its effect, in ms; negative when the two hosts' clocks
+// disagree by more than the hop took (their times come from different clocks).
+struct Hop {
+  double ms = 0;
+  bool skewed() const { return ms < 0; }
+};
+Hop hop(std::int64_t cause_us, std::int64_t effect_us) { return {(effect_us - cause_us) / 1000.0}; }
+
 // Marks in the tree, by the type's name (docs/operations.md): a failure that turns the
 // saga back, and the compensating steps that undo earlier work.
 const char* mark(const std::string& type) {
@@ -50,7 +58,9 @@ Runner add_trace(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   add_common(*cmd, *o);
   cmd->add_option("ID", o->id, "an order id or any correlation id")->required();
-  cmd->add_flag("--json", o->json, "print only the events, as CloudEvents JSON one per line (no tree)");
+  cmd->add_flag("--json", o->json,
+                "print only the events, as CloudEvents JSON one per line (no tree), each with its hop from its "
+                "cause: \"hopms\", or \"clockskew\": true when the hosts' clocks disagree");
   return [o, cmd]() -> int {
     if (!*cmd) return -1;
     auto t = load(*o);
@@ -80,30 +90,50 @@ Runner add_trace(CLI::App& app) {
       return kFailed;
     }
     std::sort(nodes.begin(), nodes.end(), [](const Node& a, const Node& b) { return a.env.time < b.env.time; });
-    if (o->json) {  // only the events, so the output stays JSON lines
-      for (const auto& n : nodes) std::cout << dump(cloudevent_json(n.env, n.data)) << '\n';
-      return kOk;
-    }
     std::map<std::string, std::size_t> by_id;
     for (std::size_t i = 0; i < nodes.size(); ++i) by_id[nodes[i].env.id] = i;
+    if (o->json) {  // only the events, so the output stays JSON lines
+      for (const auto& n : nodes) {
+        auto j = cloudevent_json(n.env, n.data);
+        if (auto cause = by_id.find(n.env.causationid); cause != by_id.end()) {
+          Hop h = hop(micros(nodes[cause->second].env.time), micros(n.env.time));
+          if (h.skewed()) j["clockskew"] = true;
+          else j["hopms"] = h.ms;
+        }
+        std::cout << dump(j) << '\n';
+      }
+      return kOk;
+    }
     std::vector<std::size_t> roots;
     for (std::size_t i = 0; i < nodes.size(); ++i) {
       auto parent = by_id.find(nodes[i].env.causationid);
       if (parent == by_id.end()) roots.push_back(i);
       else nodes[parent->second].children.push_back(i);
     }
+    // From the first root: under clock skew an effect can be stamped before it.
     auto t0 = micros(nodes.front().env.time);
+    if (!roots.empty()) {
+      t0 = micros(nodes[roots.front()].env.time);
+      for (auto r : roots) t0 = std::min(t0, micros(nodes[r].env.time));
+    }
+    bool skew = false;  // some effect is stamped before its cause: the hosts' clocks disagree
+    for (const auto& n : nodes)
+      if (auto cause = by_id.find(n.env.causationid);
+          cause != by_id.end() && hop(micros(nodes[cause->second].env.time), micros(n.env.time)).skewed())
+        skew = true;
     std::function<void(std::size_t, const std::string&, bool, std::int64_t)> print =
         [&](std::size_t i, const std::string& prefix, bool last, std::int64_t parent_us) {
           const auto& n = nodes[i];
           auto us = micros(n.env.time);
-          std::ostringstream hop;
-          hop << std::fixed << std::setprecision(2);
-          if (parent_us >= 0) hop << "+" << (us - parent_us) / 1000.0 << " ms";
-          else hop << "at " << (us - t0) / 1000.0 << " ms";
+          std::ostringstream hop_text;
+          hop_text << std::fixed << std::setprecision(2);
+          if (parent_us < 0) hop_text << "at " << (us - t0) / 1000.0 << " ms";
+          else if (Hop h = hop(parent_us, us); h.skewed())
+            hop_text << std::setprecision(1) << "clock skew (stamped " << -h.ms / 1000.0 << " s before its cause)";
+          else hop_text << "+" << h.ms << " ms";
           std::string fields = short_fields(n.data, 60);
           std::cout << prefix << (last ? "└─ " : "├─ ") << printable(n.env.source) << "/" << printable(n.env.type)
-                    << " #" << n.env.sequence << "  " << hop.str() << mark(n.env.type) << "  " << fields
+                    << " #" << n.env.sequence << "  " << hop_text.str() << mark(n.env.type) << "  " << fields
                     << '\n';
           for (std::size_t c = 0; c < n.children.size(); ++c)
             print(n.children[c], prefix + (last ? "   " : "│  "), c + 1 == n.children.size(), us);
@@ -133,8 +163,11 @@ Runner add_trace(CLI::App& app) {
               }
           if (known && position >= n.env.sequence) continue;
           ++waiting;
-          std::cout << std::fixed << std::setprecision(1) << "waiting " << (now_us - micros(n.env.time)) / 1e6
-                    << " s: " << s.name << " has not reacted to " << printable(n.env.type) << " #" << n.env.sequence
+          auto waited = now_us - micros(n.env.time);  // this host's clock against the publisher's
+          std::ostringstream since;
+          if (waited < 0) since << "waiting (clock skew)";
+          else since << std::fixed << std::setprecision(1) << "waiting " << waited / 1e6 << " s";
+          std::cout << since.str() << ": " << s.name << " has not reacted to " << printable(n.env.type) << " #" << n.env.sequence
                     << (known ? " (it has applied " + n.env.source + " up to #" + std::to_string(position) + ")"
                               : " (" + s.name + " is not answering)")
                     << '\n';
@@ -143,9 +176,13 @@ Runner add_trace(CLI::App& app) {
     auto last = nodes.back();
     for (const auto& n : nodes)
       if (n.children.empty() && n.env.time >= last.env.time) last = n;
-    if (!waiting)
-      std::cout << std::fixed << std::setprecision(2) << "outcome: " << printable(last.env.source) << "/" << printable(last.env.type)
-                << " after " << (micros(last.env.time) - t0) / 1000.0 << " ms; every reacting service has applied every step\n";
+    if (!waiting) {
+      std::cout << std::fixed << std::setprecision(2) << "outcome: " << printable(last.env.source) << "/"
+                << printable(last.env.type);
+      if (skew) std::cout << " (no total time: clock skew between hosts)";
+      else std::cout << " after " << (micros(last.env.time) - t0) / 1000.0 << " ms";
+      std::cout << "; every reacting service has applied every step\n";
+    }
     return waiting ? kFailed : kOk;
   };
 }
