@@ -7,7 +7,12 @@ set -uo pipefail
 cd "$1"
 troupe=$2
 tmp=$(mktemp -d /tmp/troupe-cli-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+mesh=()
+cleanup() {
+  ((${#mesh[@]})) && "${mesh[@]}" down >/dev/null 2>&1
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
 failures=0
 expect() {  # description, expected exit code, expected output substring, command...
   local what=$1 code=$2 text=$3; shift 3
@@ -76,6 +81,47 @@ expect "graph: DOT edges from publisher to subscriber" 0 '"orders" -> "inventory
 expect "graph: Mermaid" 0 'orders -- "OrderPlaced<br/>OrderCancelled" --> inventory' "$troupe" graph --format mermaid
 expect "metrics --prometheus marks services that do not answer" 0 'troupe_up{service="orders"} 0' \
   "$troupe" metrics --prometheus --state-dir "$tmp/none" --timeout 100
+
+# scripts/mesh: private state, a service's own error when its key is refused, and every
+# service stopped also behind a wrapper that forks (payments' under faketime, a week
+# behind, so trace meets clock skew).
+build=$(dirname "$troupe")
+if [[ -x $build/services/orders ]]; then
+  state=$tmp/mesh
+  cat >"$tmp/wrap" <<'WRAP'
+#!/usr/bin/env bash
+# forks (no exec): a TERM to this shell alone would leave the service running
+s=$1; shift
+if [[ $s == payments ]] && command -v faketime >/dev/null; then FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f -7d "$@"
+else "$@"; fi
+WRAP
+  chmod +x "$tmp/wrap"
+  mesh=(env TROUPE_BUILD_DIR="$build" TROUPE_MESH_WRAP="$tmp/wrap {service}" scripts/mesh --state-dir "$state")
+  expect "mesh up behind a forking wrapper" 0 "mesh: up (5 services" "${mesh[@]}" up
+  expect "the state directory is private (0700)" 0 "700" stat -c %a "$state"
+  expect "logs are private (0600)" 0 "600" stat -c %a "$state/orders.log"
+  if command -v faketime >/dev/null; then
+    "$troupe" send --state-dir "$state" --timeout 10000 orders PlaceOrder \
+      '{"order_id":"skew-1","customer":"nobody","sku":"KB-101","quantity":1}' --wait >/dev/null 2>&1
+    deadline=$((SECONDS + 15))  # until the saga has ended (trace exits 0)
+    until "$troupe" trace --state-dir "$state" skew-1 >/dev/null 2>&1 || ((SECONDS > deadline)); do sleep 0.1; done
+    expect "trace says clock skew for an effect stamped before its cause" 0 "payments/PaymentDeclined #1  clock skew (stamped" \
+      "$troupe" trace --state-dir "$state" skew-1
+    expect "trace --json marks it" 0 '"clockskew":true' "$troupe" trace --state-dir "$state" --json skew-1
+  else
+    echo "skip: faketime is not installed (no clock skew)"
+  fi
+  expect "mesh down" 0 "mesh: down" "${mesh[@]}" down
+  expect "mesh down stopped the services behind the wrapper" 1 "" pgrep -f -- "--state-dir $state"
+  chmod 644 "$state/keys/orders.key"
+  expect "mesh up prints the error of a service whose key is refused" 1 \
+    "mesh: orders failed to start: orders: service 'orders': security is \"curve\" but its key pair is unusable: $state/keys/orders.key: readable by others (mode 0644): chmod 600 it" \
+    "${mesh[@]}" up
+  "${mesh[@]}" down >/dev/null
+  expect "and down stops the others" 1 "" pgrep -f -- "--state-dir $state"
+else
+  echo "skip: scripts/mesh (no service executables in $build)"
+fi
 
 echo "cli: $failures failure(s)"
 exit $((failures > 0))
