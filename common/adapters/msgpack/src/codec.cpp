@@ -193,6 +193,7 @@ std::string encode_envelope(const Envelope& e) {
   detail::Packer p(buf);
   std::uint32_t n = 8;  // specversion id source type time datacontenttype kind schemaversion
   if (e.sequence != 0) ++n;
+  if (e.epoch != 0) ++n;
   if (!e.correlationid.empty()) ++n;
   if (!e.causationid.empty()) ++n;
   if (!e.traceparent.empty()) ++n;
@@ -211,6 +212,10 @@ std::string encode_envelope(const Envelope& e) {
   if (e.sequence != 0) {
     detail::pack_string(p, "sequence");
     p.pack_uint64(e.sequence);
+  }
+  if (e.epoch != 0) {
+    detail::pack_string(p, "epoch");
+    p.pack_uint64(e.epoch);
   }
   if (!e.correlationid.empty()) str("correlationid", e.correlationid);
   if (!e.causationid.empty()) str("causationid", e.causationid);
@@ -342,6 +347,10 @@ std::optional<Envelope> decode_flat_envelope(std::string_view bytes, const Limit
       auto v = r.uint();
       if (!v) return std::nullopt;
       e.sequence = *v;
+    } else if (*key == "epoch") {
+      auto v = r.uint();
+      if (!v) return std::nullopt;
+      e.epoch = *v;
     } else if (*key == "schemaversion") {
       auto v = r.uint();
       if (!v || *v > UINT32_MAX) return std::nullopt;
@@ -430,6 +439,8 @@ Result<Envelope> detail::decode_envelope_tree(std::string_view bytes, const Limi
       seen |= kKind;
     } else if (key == "sequence") {
       bad = want_uint(UINT64_MAX, e.sequence);
+    } else if (key == "epoch") {
+      bad = want_uint(UINT64_MAX, e.epoch);
     } else if (key == "correlationid") {
       bad = want_string(e.correlationid);
     } else if (key == "causationid") {

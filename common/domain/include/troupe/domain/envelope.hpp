@@ -27,6 +27,9 @@ struct Envelope {
   std::string datacontenttype{kContentType};
   Kind kind = Kind::event;
   std::uint64_t sequence = 0;     // publisher sequence (events, commands); 0 = none
+  // The publisher's epoch (events): new each time its store is opened, so a subscriber
+  // can tell a sequence number written again after lost commits from the one it applied.
+  std::uint64_t epoch = 0;        // 0 = none
   std::string correlationid;      // the saga this belongs to ("" = none)
   std::string causationid;        // id of the message that caused this one
   std::string traceparent;        // W3C trace context ("" = none)
