@@ -166,6 +166,54 @@ TEST_CASE("a publisher whose store was replaced is reported loudly, not applied 
   CHECK_THAT(m.procs["sub1"]->output(), Catch::Contains("LOSS: pub's store was replaced"));
 }
 
+TEST_CASE("a publisher that lost its last commits (a lost WAL tail) is reported, never followed",
+          "[durability][faults][process]") {
+  ProcessMesh m(1);
+  m.start("pub");
+  m.start("sub1");
+  REQUIRE(m.client->send("pub", Emit{50, ""}));
+  REQUIRE(eventually([&] { return m.applied("sub1").count == 50; }));
+  // A clean stop writes the WAL into the database file: events 1..50 are there for good.
+  m.procs["pub"]->signal(SIGTERM);
+  REQUIRE(m.procs["pub"]->wait_for(5000) == 0);
+  m.start("pub");
+  REQUIRE(m.client->send("pub", Emit{50, ""}));
+  REQUIRE(eventually([&] { return m.applied("sub1").count == 100; }));
+  m.kill9("sub1");
+  m.kill9("pub");
+  // 51..100 (applied by sub1) were only in the WAL.
+  for (const char* f : {"pub.db-wal", "pub.db-shm"}) std::filesystem::remove(m.dir.path / f);
+  m.start("pub");
+  REQUIRE(m.json("pub", "$health")["head"] == 50);
+  REQUIRE(m.client->send("pub", Emit{60, ""}));  // 51..110 again, other events under the same numbers
+  REQUIRE(eventually([&] { return m.json("pub", "$health")["head"] == 110; }));
+  m.start("sub1");
+  REQUIRE(eventually([&] { return m.json("sub1", "$health")["upstreams"][0]["head_regressed"] == true; }));
+  CHECK(m.json("sub1", "$health")["state"] == "degraded");
+  CHECK(m.applied("sub1").count == 100);  // 101..110 of the new history are not taken for the old ones
+  CHECK_THAT(m.procs["sub1"]->output(), Catch::Contains("LOSS: pub lost committed events"));
+}
+
+TEST_CASE("a sender that lost commands it had sent says so when the receiver's acks run ahead of it",
+          "[durability][faults][process]") {
+  ProcessMesh m(1);
+  m.start("pub");
+  m.start("sub1");
+  REQUIRE(m.client->send("sub1", Emit{5, ""}));  // sub1 sends pub its command #1
+  REQUIRE(eventually([&] { return m.applied("sub1").count == 5; }));
+  m.procs["sub1"]->signal(SIGTERM);
+  REQUIRE(m.procs["sub1"]->wait_for(5000) == 0);
+  m.start("sub1");
+  REQUIRE(m.client->send("sub1", Emit{5, ""}));  // #2 and #3, only in sub1's WAL
+  REQUIRE(m.client->send("sub1", Emit{5, ""}));
+  REQUIRE(eventually([&] { return m.applied("sub1").count == 15; }));
+  m.kill9("sub1");
+  for (const char* f : {"sub1.db-wal", "sub1.db-shm"}) std::filesystem::remove(m.dir.path / f);
+  m.start("sub1");
+  REQUIRE(eventually([&] { return m.json("sub1", "$health")["state"] == "degraded"; }));
+  CHECK_THAT(m.procs["sub1"]->output(), Catch::Contains("LOSS: pub applied our commands up to #3"));
+}
+
 TEST_CASE("SIGTERM stops a service cleanly with exit 0", "[node][process]") {
   ProcessMesh m(1);
   m.start("pub");

@@ -277,7 +277,7 @@ TEST_CASE("a forged publisher's garbage on a subscription is rejected and kept",
   send({"Ping ", troupe::codec::encode_envelope(wrong_source), troupe::codec::encode(Ping{1, ""})});
   REQUIRE(eventually([&] { return sub.counters().dead_letters.load() == 3; }));
   // A publisher says who it is before anything of it is applied.
-  troupe::builtin::Heartbeat hb{"pub", "0193c8f2-0000-7000-8000-000000000001", "boot-1", 1, 1, true, {}};
+  troupe::builtin::Heartbeat hb{"pub", "0193c8f2-0000-7000-8000-000000000001", "boot-1", 1, 1, true, {}, {}};
   send({"$heartbeat ", troupe::codec::encode_envelope(troupe::make_envelope("pub", "$heartbeat", troupe::Kind::event)),
         troupe::codec::encode(hb)});
   auto good = troupe::make_envelope("pub", "Ping", troupe::Kind::event);

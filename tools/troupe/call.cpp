@@ -73,7 +73,7 @@ Runner add_send(CLI::App& app) {
     if (!t) return kUsage;
     auto payload = parse_json(o->payload, "the payload");
     if (!payload) return kUsage;
-    Client client(*t, "cli");
+    Client client(*t, identity(*o));  // the source it writes is who it is (checked under CURVE)
     client.set_identity(identity(*o));
     // One deadline for the whole call: head, send and wait together take --timeout.
     auto deadline = Clock::now() + std::chrono::milliseconds(o->timeout_ms);
@@ -140,7 +140,7 @@ Runner add_query(CLI::App& app) {
     if (!t) return kUsage;
     auto payload = parse_json(o->payload, "the payload");
     if (!payload) return kUsage;
-    Client client(*t, "cli");
+    Client client(*t, identity(*o));  // the source it writes is who it is (checked under CURVE)
     client.set_identity(identity(*o));
     auto r = client.query_raw(o->service, o->type, to_msgpack(*payload), std::chrono::milliseconds(o->timeout_ms));
     if (!r) {

@@ -29,7 +29,7 @@ Runner add_deadletters(CLI::App& app) {
     }
     auto t = load(*o);
     if (!t) return kUsage;
-    Client client(*t, "cli");
+    Client client(*t, identity(*o));  // the source it writes is who it is (checked under CURVE)
     client.set_identity(identity(*o));
     builtin::DeadLettersRequest req{o->op, o->id, 1000};
     auto r = client.query_raw(o->service, std::string(builtin::kDeadLetters), codec::encode(req),

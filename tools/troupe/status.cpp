@@ -102,7 +102,7 @@ Runner add_status(CLI::App& app) {
     if (!*cmd) return -1;
     auto t = load(*o);
     if (!t) return kUsage;
-    Client client(*t, "cli");
+    Client client(*t, identity(*o));  // the source it writes is who it is (checked under CURVE)
     client.set_identity(identity(*o));
     std::map<std::string, Sample> previous;
     if (!o->watch) return print_table(client, *t, o->timeout_ms, previous) ? kUnreachable : kOk;

@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <troupe/adapters/memory/memory_store.hpp>
@@ -51,12 +52,27 @@ bool contains(const std::vector<std::string>& v, std::string_view s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
-void make_ipc_dir(const std::string& endpoint) {
-  constexpr std::string_view kIpc = "ipc://";
-  if (endpoint.rfind(kIpc, 0) != 0) return;
-  std::filesystem::path p(endpoint.substr(kIpc.size()));
-  if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
+// Creates `dir` (and its parents) readable by this user only; an existing directory
+// is left as it is. Throws one line naming the directory and the reason.
+void make_private_dir(const std::string& service, const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(dir, ec)) return;
+  std::filesystem::create_directories(dir, ec);
+  if (ec)
+    throw std::runtime_error("service '" + service + "': cannot create directory " + dir.string() + ": " +
+                             ec.message());
+  std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
 }
+
+void make_ipc_dir(const std::string& service, const std::string& endpoint) {
+  std::filesystem::path p(IpcGuard::path_of(endpoint));
+  if (p.has_parent_path()) make_private_dir(service, p.parent_path());
+}
+
+// Lock files this process holds: a second Node of the same service in this process
+// is told so, not that "another process" holds the lock.
+std::mutex g_locks_mutex;
+std::set<std::string> g_locks;
 
 }  // namespace
 
@@ -71,7 +87,10 @@ std::string_view view(const zmq::message_t& m) {
 // construction
 
 NodeCore::NodeCore(Topology topology, std::string service, NodeOptions options)
-    : topology_(std::move(topology)), name_(std::move(service)), options_(std::move(options)) {
+    : topology_(std::move(topology)),
+      name_(std::move(service)),
+      options_(std::move(options)),
+      rate_limits_(topology_) {
   self_ = topology_.find(name_);
   if (!self_)
     throw std::runtime_error("service '" + name_ + "' is not in topology " + topology_.file);
@@ -101,14 +120,27 @@ NodeCore::~NodeCore() { close_all(); }
 
 void NodeCore::open_store() {
   const auto& d = topology_.defaults;
-  std::filesystem::create_directories(d.state_dir);
+  make_private_dir(name_, d.state_dir);
+  struct stat st {};
+  if (::stat(d.state_dir.c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)))
+    log_->warn("state directory {} is open to other users (mode {:o}): its stores and logs hold every "
+               "message; chmod 700 it", d.state_dir, st.st_mode & 07777);
   std::string lock_path = d.state_dir + "/" + name_ + ".lock";
-  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd_ < 0)
-    throw std::runtime_error(name_ + ": cannot open lock file " + lock_path + ": " + std::strerror(errno));
-  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
-    throw std::runtime_error("service '" + name_ + "' is already running (lock " + lock_path +
-                             " is held by another process)");
+  {
+    std::lock_guard lock(g_locks_mutex);
+    if (g_locks.count(lock_path))
+      throw std::runtime_error("service '" + name_ + "' already has a Node in this process (lock " + lock_path +
+                               ")");
+    lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd_ < 0)
+      throw std::runtime_error("service '" + name_ + "': cannot open lock file " + lock_path + ": " +
+                               std::strerror(errno));
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
+      throw std::runtime_error("service '" + name_ + "' is already running (lock " + lock_path +
+                               " is held by another process)");
+    g_locks.insert(lock_path);
+    lock_path_ = lock_path;
+  }
   if (options_.store) {
     store_ = options_.store;
   } else if (d.durability == Durability::durable) {
@@ -116,6 +148,7 @@ void NodeCore::open_store() {
   } else {
     store_ = std::make_shared<adapters::MemoryStore>();
   }
+  epoch_ = store_->epoch();
 }
 
 zmq::socket_t NodeCore::make_socket(zmq::socket_type type) {
@@ -212,7 +245,11 @@ void NodeCore::collect_refusals() {
 void NodeCore::bind_all() {
   if (topology_.curve()) setup_curve();
   auto bind = [&](zmq::socket_t& s, const std::string& endpoint, const char* role, std::string& out) {
-    make_ipc_dir(endpoint);
+    make_ipc_dir(name_, endpoint);
+    // ZeroMQ would unlink a live ipc socket of another process and take its place.
+    if (IpcGuard::served(IpcGuard::path_of(endpoint)))
+      throw std::runtime_error("service '" + name_ + "': cannot bind " + role + " endpoint " + endpoint +
+                               ": another process is serving it (a second mesh on the same paths?)");
     try {
       s.bind(endpoint);
     } catch (const zmq::error_t& e) {
@@ -220,6 +257,8 @@ void NodeCore::bind_all() {
                                endpoint + ": " + e.what());
     }
     out = s.get(zmq::sockopt::last_endpoint);
+    ipc_guard_.watch(endpoint);
+    if (!IpcGuard::path_of(endpoint).empty()) ipc_sockets_.emplace_back(endpoint, &s);
   };
   pub_ = make_socket(zmq::socket_type::xpub);
   pub_.set(zmq::sockopt::xpub_verboser, 1);
@@ -289,22 +328,15 @@ void NodeCore::connect_all() {
     up->name = pub->name;
     up->endpoints = pub->endpoints;
     for (const auto& t : sub.types) up->reacts.insert(t);
-    up->sub = make_socket(zmq::socket_type::sub);
-    up->sub.set(zmq::sockopt::rcvhwm, options_.sub_rcvhwm);
-    // Every type of the publisher: its sequence is one stream, so events we do not
-    // handle still move our position (and a missing one is a gap, not a filter).
-    for (const auto& t : pub->publishes) up->sub.set(zmq::sockopt::subscribe, topic_of(t));
-    up->sub.set(zmq::sockopt::subscribe, builtin::kHeartbeatTopic);
-    secure_client(up->sub, pub->name);
-    up->sub.connect(pub->endpoints.events);
-    up->dealer = make_socket(zmq::socket_type::dealer);
-    up->dealer.set(zmq::sockopt::immediate, 1);
-    up->dealer.set(zmq::sockopt::linger, 0);
-    secure_client(up->dealer, pub->name);
-    up->dealer.connect(pub->endpoints.queries);
+    open_subscription(*up);
+    open_replay(*up);
     up->position = store_->position(up->name);
     up->known_head = up->position;
-    up->incarnation = store_->get(kUpstreamsTable, up->name).value_or("");
+    // "INCARNATION EPOCH" (the epoch is absent in stores from before epochs).
+    auto saved = store_->get(kUpstreamsTable, up->name).value_or("");
+    auto space = saved.find(' ');
+    up->incarnation = saved.substr(0, space);
+    if (space != std::string::npos) up->epoch = up->saved_epoch = std::strtoull(saved.c_str() + space + 1, nullptr, 10);
     upstreams_.push_back(std::move(up));
   }
   for (const auto& route : self_->sends) {
@@ -320,8 +352,33 @@ void NodeCore::connect_all() {
     down->heartbeats.set(zmq::sockopt::subscribe, builtin::kHeartbeatTopic);
     secure_client(down->heartbeats, target->name);
     down->heartbeats.connect(target->endpoints.events);
+    down->head_at_start = store_->command_head(down->name);
     downstreams_.emplace(down->name, std::move(down));
   }
+}
+
+void NodeCore::open_subscription(Upstream& up) {
+  const ServiceSpec* pub = topology_.find(up.name);
+  up.sub.close();
+  up.sub = make_socket(zmq::socket_type::sub);
+  up.sub.set(zmq::sockopt::rcvhwm, options_.sub_rcvhwm);
+  // Every type of the publisher: its sequence is one stream, so events we do not
+  // handle still move our position (and a missing one is a gap, not a filter).
+  for (const auto& t : pub->publishes) up.sub.set(zmq::sockopt::subscribe, topic_of(t));
+  up.sub.set(zmq::sockopt::subscribe, builtin::kHeartbeatTopic);
+  secure_client(up.sub, pub->name);
+  up.sub.connect(pub->endpoints.events);
+  up.subscribed_at = Clock::now();
+}
+
+void NodeCore::open_replay(Upstream& up) {
+  const ServiceSpec* pub = topology_.find(up.name);
+  up.dealer.close();
+  up.dealer = make_socket(zmq::socket_type::dealer);
+  up.dealer.set(zmq::sockopt::immediate, 1);
+  up.dealer.set(zmq::sockopt::linger, 0);
+  secure_client(up.dealer, pub->name);
+  up.dealer.connect(pub->endpoints.queries);
 }
 
 void NodeCore::close_all() noexcept {
@@ -348,7 +405,11 @@ void NodeCore::close_all() noexcept {
   if (stop_fd_ >= 0) ::close(stop_fd_);
   stop_fd_ = -1;
   store_.reset();
-  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+  if (lock_fd_ >= 0) {
+    ::close(lock_fd_);  // releases the flock
+    std::lock_guard lock(g_locks_mutex);
+    g_locks.erase(lock_path_);
+  }
   lock_fd_ = -1;
 }
 
@@ -376,6 +437,7 @@ void NodeCore::run() {
              bound_.events, bound_.commands, bound_.queries,
              store_->durable() ? "durable" : "memory", store_->head());
   state_ = "ready";
+  refresh_state();
   counters_.running.store(true);
   const auto hb = topology_.defaults.heartbeat;
   next_heartbeat_ = Clock::now();
@@ -434,6 +496,7 @@ void NodeCore::run() {
     now = Clock::now();
     if (now >= next_heartbeat_) {
       send_heartbeat();
+      check_endpoints();
       next_heartbeat_ = now + hb;
     }
     if (now >= next_maintenance_) {
@@ -467,12 +530,23 @@ std::size_t NodeCore::collect(std::vector<Incoming>& batch, std::size_t max) {
     ++got;
     return true;
   };
+  // What clients send: never held beyond the limits, however many frames come.
+  auto take_bounded = [&](zmq::socket_t& s, Incoming::From from) {
+    if (got >= max) return false;
+    zmq::message_t first;
+    if (!s.recv(first, zmq::recv_flags::dontwait)) return false;
+    Incoming in{from, nullptr, {}};
+    receive_bounded(s, std::move(first), in);
+    batch.push_back(std::move(in));
+    ++got;
+    return true;
+  };
   // Round robin over sockets so no source starves the others.
   bool progress = true;
   while (progress && got < max) {
     progress = false;
-    progress |= take(pull_, Incoming::From::command, nullptr);
-    progress |= take(router_, Incoming::From::query, nullptr);
+    progress |= take_bounded(pull_, Incoming::From::command);
+    progress |= take_bounded(router_, Incoming::From::query);
     for (auto& up : upstreams_) {
       zmq::socket_t& sub = up->sub;
       if (got >= max) break;
@@ -490,6 +564,32 @@ std::size_t NodeCore::collect(std::vector<Incoming>& batch, std::size_t max) {
   return got;
 }
 
+// Reads the rest of a message whose first frame is `first`, keeping at most kMaxFrames
+// frames and about max_message_bytes of it: a peer can make libzmq assemble a huge
+// multipart message, but not make this node copy it, store it or hold it.
+void NodeCore::receive_bounded(zmq::socket_t& s, zmq::message_t first, Incoming& in) {
+  const std::size_t max_bytes = topology_.defaults.max_message_bytes + codec::kEnvelopeLimits.max_bytes + 1024;
+  std::size_t frames = 0, bytes = 0, kept = 0;
+  zmq::message_t m = std::move(first);
+  while (true) {
+    ++frames;
+    bytes += m.size();
+    bool more = m.more();
+    if (frames <= kMaxFrames && kept + m.size() <= max_bytes) {
+      kept += m.size();
+      in.frames.push_back(std::move(m));
+    }
+    if (!more) break;
+    m = zmq::message_t();
+    if (!s.recv(m, zmq::recv_flags::dontwait)) break;  // all parts arrive together
+  }
+  if (frames > in.frames.size())
+    in.oversize = "a message of " + std::to_string(frames) + " frames and " + std::to_string(bytes) +
+                  " bytes, over the limit of " + std::to_string(kMaxFrames) + " frames and " +
+                  std::to_string(max_bytes) + " bytes: kept its first " + std::to_string(in.frames.size()) +
+                  " frame(s)";
+}
+
 void NodeCore::process(std::vector<Incoming>& batch) {
   auto t0 = Clock::now();
   // Commands, events and replays are what write; queries and heartbeats (which every
@@ -501,12 +601,15 @@ void NodeCore::process(std::vector<Incoming>& batch) {
   std::vector<std::uint64_t> start_positions;
   for (auto& up : upstreams_) start_positions.push_back(up->position);
   auto start_commands = command_positions_;
-  std::vector<std::pair<Upstream*, std::string>> start_incarnations;
-  for (auto& up : upstreams_) start_incarnations.emplace_back(up.get(), up->incarnation);
+  struct StreamMark {
+    std::string incarnation;
+    std::uint64_t epoch, saved_epoch;
+  };
+  std::vector<StreamMark> start_marks;
+  for (auto& up : upstreams_) start_marks.push_back({up->incarnation, up->epoch, up->saved_epoch});
   std::map<std::string, std::uint64_t> start_acked;
   for (auto& [n, d] : downstreams_) start_acked[n] = d->acked;
   batch_out_.clear();
-  staged_commands_.clear();
   const auto start_head = store_->head();
   bool wrote = false;  // a batch of queries and heartbeats alone proves nothing about writes
   try {
@@ -530,11 +633,14 @@ void NodeCore::process(std::vector<Incoming>& batch) {
         case Incoming::From::heartbeat: handle_heartbeat(in.upstream, in); break;
       }
     }
-    for (std::size_t i = 0; i < upstreams_.size(); ++i)
-      if (upstreams_[i]->position != start_positions[i]) {
-        store_->set_position(upstreams_[i]->name, upstreams_[i]->position);
+    for (std::size_t i = 0; i < upstreams_.size(); ++i) {
+      Upstream& up = *upstreams_[i];
+      if (up.position != start_positions[i]) {
+        store_->set_position(up.name, up.position);
         wrote = true;
       }
+      if (up.epoch != up.saved_epoch) save_upstream(up);
+    }
     for (const auto& [sender, pos] : command_positions_) {
       auto it = start_commands.find(sender);
       if (it == start_commands.end() || it->second != pos) {
@@ -548,15 +654,20 @@ void NodeCore::process(std::vector<Incoming>& batch) {
     store_->rollback();
     // Nothing of this batch happened: positions, incarnations and acks go back to what
     // was committed, and the events come again through replay once writes work.
-    for (std::size_t i = 0; i < upstreams_.size(); ++i) upstreams_[i]->position = start_positions[i];
-    for (auto& [up, inc] : start_incarnations) up->incarnation = inc;
+    for (std::size_t i = 0; i < upstreams_.size(); ++i) {
+      Upstream& up = *upstreams_[i];
+      up.position = start_positions[i];
+      up.incarnation = start_marks[i].incarnation;
+      up.epoch = start_marks[i].epoch;
+      up.saved_epoch = start_marks[i].saved_epoch;
+    }
     for (auto& [n, d] : downstreams_) d->acked = start_acked[n];
     command_positions_ = start_commands;
     batch_out_.clear();
     ++metrics_.store_failures;
     if (store_error_.empty()) log_->error("handling a batch failed, not acknowledging it: {}", e.what());
-    state_ = "degraded";
     store_error_ = e.what();
+    refresh_state();
     answer_queries_outside_batch(batch);
     return;
   }
@@ -572,10 +683,55 @@ void NodeCore::process(std::vector<Incoming>& batch) {
 void NodeCore::store_works_again() {
   log_->info("store writes work again; resuming");
   store_error_.clear();
-  // Still degraded if a loss was reported: that needs an operator, not a retry.
-  bool loss = commands_lost_;
-  for (const auto& up : upstreams_) loss = loss || up->behind_retention || up->head_regressed;
-  state_ = loss ? "degraded" : "ready";
+  refresh_state();  // still degraded if a loss was reported: that needs an operator, not a retry
+}
+
+void NodeCore::refresh_state() {
+  if (state_ == "starting" || state_ == "stopping") return;
+  bool wrong = !store_error_.empty() || commands_lost_ || !endpoint_error_.empty();
+  for (const auto& up : upstreams_) wrong = wrong || stopped(*up) || up->stalled;
+  state_ = wrong ? "degraded" : "ready";
+}
+
+void NodeCore::save_upstream(Upstream& up) {
+  store_->put(kUpstreamsTable, up.name, up.epoch ? up.incarnation + " " + std::to_string(up.epoch) : up.incarnation);
+  up.saved_epoch = up.epoch;
+}
+
+// Each heartbeat: are the ipc socket files we bound still ours? A removed one, or a
+// dead socket left in its place, is bound again; one another live process serves is
+// reported (peers reach that process, not this service) until it is gone.
+void NodeCore::check_endpoints() {
+  std::string error;
+  for (const auto& st : ipc_guard_.check()) {
+    if (st.finding == IpcGuard::Finding::ours) continue;
+    if (st.finding == IpcGuard::Finding::replaced_live) {
+      if (error.empty())
+        error = "ipc endpoint " + st.endpoint + " was taken over by another process: peers reach it, not " + name_;
+      continue;
+    }
+    auto it = std::find_if(ipc_sockets_.begin(), ipc_sockets_.end(), [&](auto& e) { return e.first == st.endpoint; });
+    if (it == ipc_sockets_.end()) continue;
+    try {
+      try {
+        it->second->unbind(st.endpoint);
+      } catch (const zmq::error_t&) {
+      }
+      it->second->bind(st.endpoint);
+      ipc_guard_.watch(st.endpoint);
+      log_->warn("ipc endpoint {} was {}; bound it again", st.endpoint,
+                 st.finding == IpcGuard::Finding::removed ? "removed" : "replaced by a dead socket");
+    } catch (const zmq::error_t& e) {
+      if (error.empty()) error = "cannot bind ipc endpoint " + st.endpoint + " again: " + e.what();
+    }
+  }
+  if (error == endpoint_error_) return;
+  if (!error.empty())
+    log_->error("{}", error);
+  else
+    log_->info("every endpoint is this service's again");
+  endpoint_error_ = error;
+  refresh_state();
 }
 
 // After a failed batch, a service that is sent nothing more to write (it only answers
@@ -665,25 +821,39 @@ void NodeCore::on_subscription(const zmq::message_t& m) {
     else if (c.load() > 0)
       c.fetch_sub(1);
   };
+  // Only what can match something this node sends is applied: a prefix of one of its
+  // topics. Anything else would match nothing, and XPUB would still keep it (one node
+  // of its subscription trie per byte) for as long as the peer stays.
+  auto prefix_of = [&](std::string_view t) { return t.substr(0, topic.size()) == topic; };
+  bool ours = prefix_of(builtin::kHeartbeatTopic) || prefix_of(builtin::kTapTopic) ||
+              std::any_of(self_->publishes.begin(), self_->publishes.end(),
+                          [&](const std::string& t) { return topic.size() <= t.size() + 1 && prefix_of(topic_of(t)); });
+  if (!ours) {
+    if (v[0] == 1) ++metrics_.subscriptions_ignored;
+    return;
+  }
   if (topic == builtin::kHeartbeatTopic) count(counters_.subscriptions);
-  if (topic != builtin::kTapTopic) {
+  if (!prefix_of(builtin::kTapTopic)) {
     apply();
     return;
   }
-  // Mirrors show every command and query: under CURVE only [taps.*] identities get them.
-  // A peer that passed ZAP carries its identity as User-Id; an inproc peer (a node of
-  // this process) has none and is trusted like the process itself.
-  if (const char* user = topology_.curve() ? zmq_msg_gets(m.handle(), "User-Id") : nullptr) {
+  // Mirrors show every command and query: under CURVE only [taps.*] identities get
+  // them, whatever prefix of "$tap " ("", "$", "$t", ...) asks for them. A peer that
+  // passed ZAP carries its identity as User-Id; an inproc peer (a node of this
+  // process) has none and is trusted like the process itself.
+  if (const char* user = user_of(m)) {
     const ClientSpec* who = topology_.find_client(user);
     if (!who || who->role != ClientSpec::Role::tap) {
+      if (v[0] != 1) return;
       ++metrics_.auth_refused["tap"];
       if (refused_logged_.size() < kMaxLoggedKeys && refused_logged_.insert(std::string("tap ") + user).second)
-        log_->warn("'{}' asked for tap mirrors but is not a [taps.*] identity: ignored", user);
+        log_->warn("'{}' subscribed to '{}', which takes tap mirrors, but is not a [taps.*] identity: ignored "
+                   "(subscribe to event types)", user, printable(topic));
       return;  // not applied: this peer gets no mirror
     }
   }
   apply();
-  count(counters_.taps);
+  if (topic == builtin::kTapTopic) count(counters_.taps);
 }
 
 void NodeCore::mirror(std::string_view what, std::string_view envelope, std::string_view payload) {
@@ -706,16 +876,19 @@ void NodeCore::log_rejection(const std::string& line) {
 }
 
 void NodeCore::dead_letter(const char* endpoint, const Envelope* env, const std::string& reason,
-                           const std::vector<std::string_view>& raw) {
+                           const std::vector<std::string_view>& raw, bool mergeable) {
   ports::DeadLetter l;
   l.time = rfc3339_now();
   l.endpoint = endpoint;
   if (env) {
     l.source = env->source;
     l.type = env->type;
+    if (mergeable) l.message_id = env->id;
   }
   l.reason = reason;
   for (auto f : raw) l.frames.emplace_back(f);
+  // Each letter is within what a reply can carry; the frames a peer sent beyond that
+  // were already dropped on receipt (receive_bounded).
   if (reanswering_) {
     // The query's first answer, in the batch that failed, counted, mirrored and logged
     // it; its letter was rolled back with the batch. Keep it if the store lets us, whole
@@ -730,6 +903,16 @@ void NodeCore::dead_letter(const char* endpoint, const Envelope* env, const std:
     return;
   }
   store_->add_dead_letter(l);
+  const auto& d = topology_.defaults;
+  auto totals = store_->dead_letter_totals();
+  if (totals.count > d.max_dead_letters || totals.bytes > d.max_dead_letter_bytes) {
+    auto evicted = store_->evict_dead_letters(d.max_dead_letters, d.max_dead_letter_bytes);
+    metrics_.dead_letters_evicted += evicted;
+    if (evicted && (metrics_.dead_letters_evicted == evicted || metrics_.dead_letters_evicted % 1000 < evicted))
+      log_->warn("dead letters over their limits (max_dead_letters {}, max_dead_letter_bytes {}): dropped the {} "
+                 "oldest ({} so far, counted in $metrics dead_letters_evicted)",
+                 d.max_dead_letters, d.max_dead_letter_bytes, evicted, metrics_.dead_letters_evicted);
+  }
   if (counters_.taps.load(std::memory_order_relaxed)) {
     Envelope dl = env ? *env : make_envelope("?", "?", Kind::event);
     mirror("$deadletter", codec::encode_envelope(dl),
@@ -767,6 +950,10 @@ void NodeCore::apply(const Envelope& env, std::string_view payload, const EventH
                      const char* endpoint, const std::vector<std::string_view>& raw) {
   auto& tm = metrics_.types[env.type];
   ++tm.received;
+  if (auto fits = codec::validate(payload, env.type, payload_limits(env.type)); !fits) {
+    dead_letter(endpoint, &env, fits.error().message(), raw, true);
+    return;
+  }
   store_->savepoint();
   message_out_.clear();
   Context ctx(*this, env, *store_);
@@ -778,6 +965,9 @@ void NodeCore::apply(const Envelope& env, std::string_view payload, const EventH
     throw;
   } catch (const TopologyViolation& e) {
     r = reject(Code::invalid, env.type, e.what());
+  } catch (const OversizedMessage& e) {
+    ++metrics_.oversized_refused;
+    r = reject(Code::too_large, env.type, e.what());
   } catch (const std::exception& e) {
     r = reject(Code::refused, env.type, std::string("handler failed: ") + e.what());
   }
@@ -790,13 +980,63 @@ void NodeCore::apply(const Envelope& env, std::string_view payload, const EventH
   } else {
     store_->rollback_to();
     store_->release();
-    dead_letter(endpoint, &env, r.error().message(), raw);
+    dead_letter(endpoint, &env, r.error().message(), raw, true);
   }
   message_out_.clear();
 }
 
+const codec::Limits& NodeCore::payload_limits(std::string_view type) {
+  auto it = payload_limits_.find(type);
+  if (it != payload_limits_.end()) return it->second;
+  codec::Limits l;
+  l.max_bytes = topology_.defaults.max_message_bytes;
+  l.max_string = l.max_binary = topology_.max_field_bytes(type);
+  return payload_limits_.emplace(std::string(type), l).first->second;
+}
+
+void NodeCore::check_outgoing_size(std::string_view what, std::size_t bytes) const {
+  const auto max = topology_.defaults.max_message_bytes;
+  if (bytes > max)
+    throw OversizedMessage(name_ + " emits " + std::string(what) + " of " + std::to_string(bytes) +
+                           " bytes, over max_message_bytes (" + std::to_string(max) +
+                           "): peers would refuse it, so it is not committed");
+}
+
+const char* NodeCore::user_of(const zmq::message_t& frame) const {
+  return topology_.curve() ? zmq_msg_gets(frame.handle(), "User-Id") : nullptr;
+}
+
+// Under CURVE who sent a command is known (the ZAP User-Id): a sequenced command must
+// come from the service whose stream it claims, and no command may name another
+// identity of the topology as its source. One-shot clients may name themselves freely
+// ("load", "verify") as long as that is nobody else's name.
+bool NodeCore::source_forged(const Envelope& env, const char* user, std::string& why) const {
+  if (!user || env.source == user) return false;
+  bool identity = topology_.find(env.source) || topology_.find_client(env.source);
+  if (env.sequence == 0 && !identity) return false;
+  why = "source '" + env.source + "' is not the sender's identity '" + user + "': refused";
+  return true;
+}
+
+void NodeCore::rate_limited(const char* user, const char* what) {
+  ++metrics_.rate_limited[what];
+  if (rate_logged_.size() < kMaxLoggedKeys && rate_logged_.insert(std::string(what) + " " + user).second)
+    log_->warn("'{}' sends {} faster than its limit in the topology: the excess is refused (counted in $metrics "
+               "rate_limited)", user, what);
+}
+
 void NodeCore::handle_command(Incoming& in) {
   auto raw = views(in.frames);
+  if (!in.oversize.empty()) {
+    ++metrics_.oversized_received;
+    reject_frames("commands", in.oversize, raw);
+    return;
+  }
+  const char* user = in.frames.empty() ? nullptr : user_of(in.frames[0]);
+  if (user && !rate_limits_.admit(user, RateLimits::Kind::command, Clock::now())) {
+    rate_limited(user, "commands");  // dropped, not kept: the client resends until $seen says so
+    return;
+  }
   if (in.frames.size() != 2) {
     reject_frames("commands", "expected 2 frames (envelope, payload), got " + std::to_string(in.frames.size()), raw);
     return;
@@ -807,6 +1047,11 @@ void NodeCore::handle_command(Incoming& in) {
     return;
   }
   mirror("$command", view(in.frames[0]), view(in.frames[1]));
+  if (std::string why; source_forged(*env, user, why)) {
+    ++metrics_.auth_refused["source"];
+    dead_letter("commands", &*env, why, raw);
+    return;
+  }
   if (env->sequence == 0) {
     // From a one-shot client: handled once per command id — applied or dead-lettered,
     // either way a resend changes nothing ($seen tells the client).
@@ -858,7 +1103,7 @@ void NodeCore::handle_command(Incoming& in) {
 }
 
 void NodeCore::handle_event(Upstream& up, std::string_view env_bytes, std::string_view payload,
-                            const std::vector<std::string_view>& raw) {
+                            const std::vector<std::string_view>& raw, bool replayed) {
   std::string endpoint = "events:" + up.name;
   auto env = codec::decode_envelope(env_bytes);
   if (!env) {
@@ -873,8 +1118,15 @@ void NodeCore::handle_event(Upstream& up, std::string_view env_bytes, std::strin
                 raw);
     return;
   }
-  if (up.behind_retention || up.head_regressed) return;  // stopped loudly: see check_publisher
+  if (stopped(up)) return;  // stopped loudly: see check_publisher
   std::uint64_t seq = env->sequence;
+  if (!replayed && env->epoch != 0 && env->epoch != up.trusted_epoch && up.verified) {
+    // The publisher opened its store again since it was checked: nothing more from it
+    // until a $replay reply shows it still has our position's event (a lost WAL tail
+    // hands out the same sequence numbers again, under a new epoch).
+    up.verified = false;
+    up.replay_wanted = true;
+  }
   if (!up.verified) {  // not yet known to be the publisher our position refers to
     up.known_head = std::max(up.known_head, seq);
     return;
@@ -897,6 +1149,7 @@ void NodeCore::handle_event(Upstream& up, std::string_view env_bytes, std::strin
     return;
   }
   up.position = seq;
+  if (env->epoch != 0) up.epoch = env->epoch;
   up.known_head = std::max(up.known_head, seq);
   if (up.reacts.count(env->type)) {
     auto h = event_handlers_.find(env->type);
@@ -919,6 +1172,7 @@ void NodeCore::handle_replay(Upstream& up, Incoming& in) {
   auto env = codec::decode_envelope(view(in.frames[0]));
   if (!env || env->causationid != up.replay_id) return;  // stale or foreign: ignore
   up.replay_in_flight = false;
+  stream_moves(up);  // answered: the connection carries what it is asked
   if (env->type == builtin::kError) {
     auto err = codec::decode<builtin::Error>(view(in.frames[1]));
     log_->warn("replay from {} refused: {}", up.name, err ? printable(err->error) : "(unreadable)");
@@ -929,8 +1183,8 @@ void NodeCore::handle_replay(Upstream& up, Incoming& in) {
     reject_frames(("replay:" + up.name).c_str(), hdr.error().message(), views(in.frames));
     return;
   }
-  check_publisher(up, hdr->incarnation, hdr->boot, hdr->head, hdr->durable);
-  if (up.behind_retention || up.head_regressed) return;
+  check_publisher(up, hdr->incarnation, hdr->boot, hdr->head, hdr->durable, hdr->epoch);
+  if (stopped(up) || !check_epoch(up, *hdr)) return;
   up.known_head = std::max(up.known_head, hdr->head);
   if (up.position + 1 < hdr->oldest && up.position < hdr->head) {
     std::uint64_t lost = hdr->oldest - 1 - up.position;
@@ -940,7 +1194,7 @@ void NodeCore::handle_replay(Upstream& up, Incoming& in) {
                     "(it keeps {}..{}); not applying {} until an operator decides",
                     up.name, up.position + 1, hdr->oldest - 1, hdr->oldest, hdr->head, up.name);
       up.behind_retention = true;
-      state_ = "degraded";
+      refresh_state();
       return;
     }
     log_->warn("memory mode: {} events of {} are gone ({}..{}); skipping ahead", lost, up.name,
@@ -953,7 +1207,7 @@ void NodeCore::handle_replay(Upstream& up, Incoming& in) {
   static const std::string kReplayedTopic = "$replayed ";
   for (std::size_t i = 2; i + 1 < in.frames.size(); i += 2)
     handle_event(up, view(in.frames[i]), view(in.frames[i + 1]),
-                 {kReplayedTopic, view(in.frames[i]), view(in.frames[i + 1])});
+                 {kReplayedTopic, view(in.frames[i]), view(in.frames[i + 1])}, true);
 }
 
 void NodeCore::handle_heartbeat(Upstream* up, Incoming& in) {
@@ -964,8 +1218,9 @@ void NodeCore::handle_heartbeat(Upstream* up, Incoming& in) {
     return;
   }
   if (up && hb->service == up->name) {
-    check_publisher(*up, hb->incarnation, hb->boot, hb->head, hb->durable);
-    if (!up->behind_retention && !up->head_regressed) {
+    up->last_heartbeat = Clock::now();
+    check_publisher(*up, hb->incarnation, hb->boot, hb->head, hb->durable, hb->epoch);
+    if (!stopped(*up)) {
       up->known_head = std::max(up->known_head, hb->head);
       if (up->position < hb->head && !up->in_gap && !up->replay_in_flight) {
         up->in_gap = true;
@@ -978,6 +1233,19 @@ void NodeCore::handle_heartbeat(Upstream* up, Incoming& in) {
   if (it != downstreams_.end()) {
     Downstream* down = it->second.get();
     auto ack = hb->acks.find(name_);
+    if (ack != hb->acks.end() && !std::exchange(down->start_checked, true) && ack->second > down->head_at_start) {
+      // It applied commands of ours that our store does not have: they were committed,
+      // sent, and then lost here (a lost WAL tail); the numbers we hand out again are
+      // ones it takes for duplicates.
+      if (store_->durable()) {
+        log_->error("LOSS: {} applied our commands up to #{}, but this service's store ends at #{}: commands "
+                    "#{}..#{} were lost here after they were sent (a lost WAL tail?), and new commands with those "
+                    "numbers will be dropped by {} as duplicates",
+                    down->name, ack->second, down->head_at_start, down->head_at_start + 1, ack->second, down->name);
+        commands_lost_ = true;
+        refresh_state();
+      }
+    }
     if (ack != hb->acks.end() && ack->second > down->acked) {
       down->acked = ack->second;
       down->last_progress = Clock::now();
@@ -988,21 +1256,21 @@ void NodeCore::handle_heartbeat(Upstream* up, Incoming& in) {
                   down->name, ack->second, down->acked);
       down->acked = ack->second;
       commands_lost_ = true;
-      state_ = "degraded";
+      refresh_state();
     }
   }
 }
 
 void NodeCore::check_publisher(Upstream& up, const std::string& incarnation, const std::string& boot,
-                               std::uint64_t head, bool durable) {
-  if (up.behind_retention || up.head_regressed || incarnation.empty()) return;
+                               std::uint64_t head, bool durable, std::optional<std::uint64_t> epoch) {
+  if (stopped(up) || incarnation.empty()) return;
   // A head is compared with our position only on the first word from a new start of
   // the publisher: later heartbeats can be older than events that reached us by replay.
   bool new_boot = boot != up.boot;
   up.boot = boot;
   if (up.incarnation.empty()) {
     up.incarnation = incarnation;  // first contact: remembered with our position
-    store_->put(kUpstreamsTable, up.name, incarnation);
+    save_upstream(up);
   } else if (incarnation != up.incarnation) {
     if (!durable) {
       std::uint64_t lost = up.known_head > up.position ? up.known_head - up.position : 0;
@@ -1013,7 +1281,9 @@ void NodeCore::check_publisher(Upstream& up, const std::string& incarnation, con
       up.known_head = head;
       up.in_gap = false;
       up.incarnation = incarnation;
-      store_->put(kUpstreamsTable, up.name, incarnation);
+      up.epoch = 0;
+      up.trusted_epoch = epoch.value_or(0);
+      save_upstream(up);
       up.verified = true;
       return;
     }
@@ -1021,7 +1291,7 @@ void NodeCore::check_publisher(Upstream& up, const std::string& incarnation, con
                 "not applying {} until an operator decides",
                 up.name, incarnation, up.position, up.incarnation, up.name);
     up.head_regressed = true;
-    state_ = "degraded";
+    refresh_state();
     return;
   }
   if (new_boot && head < up.position) {
@@ -1029,10 +1299,41 @@ void NodeCore::check_publisher(Upstream& up, const std::string& incarnation, con
                 "(synchronous=normal and a power cut?); not applying {} until an operator decides",
                 up.name, head, up.position, up.name);
     up.head_regressed = true;
-    state_ = "degraded";
+    refresh_state();
     return;
   }
+  // A publisher with epochs is trusted only in the epoch a $replay reply checked
+  // (check_epoch): a heartbeat cannot say whether our position's event is still its own.
+  if (!epoch || *epoch == up.trusted_epoch) {
+    up.verified = true;
+  } else if (up.verified) {
+    up.verified = false;
+    up.replay_wanted = true;
+  }
+}
+
+bool NodeCore::check_epoch(Upstream& up, const builtin::ReplayReply& hdr) {
+  if (!hdr.epoch || *hdr.epoch == up.trusted_epoch) return up.verified;
+  const std::uint64_t at = up.replay_from - 1;  // the event whose epoch the reply gives
+  if (at != up.position) {  // live events moved us on meanwhile: ask again from here
+    up.replay_wanted = true;
+    return false;
+  }
+  const std::uint64_t theirs = hdr.epoch_of_from.value_or(0);
+  if (at > 0 && (at > hdr.head || (up.epoch != 0 && theirs != up.epoch))) {
+    log_->error("LOSS: {} lost committed events: this service applied its event #{} (epoch {:x}), which {} now "
+                "{} (its head is #{}): it wrote other events under the same numbers (a lost WAL tail, or an "
+                "older copy of its store?); not applying {} until an operator decides",
+                up.name, at, up.epoch, up.name,
+                at > hdr.head ? std::string("no longer has") : fmt::format("has from epoch {:x}", theirs), hdr.head,
+                up.name);
+    up.head_regressed = true;
+    refresh_state();
+    return false;
+  }
+  up.trusted_epoch = *hdr.epoch;
   up.verified = true;
+  return true;
 }
 
 // Built-in queries that read what the service handled, or act on it, answer only the
@@ -1066,6 +1367,11 @@ std::string NodeCore::builtin_refusal(std::string_view type, std::string_view pa
 
 void NodeCore::handle_query(Incoming& in) {
   auto raw = views(in.frames);
+  if (!in.oversize.empty()) {
+    if (!reanswering_) ++metrics_.oversized_received;
+    reject_frames("queries", in.oversize, raw);
+    return;
+  }
   // [routing...][envelope][payload]; a REQ peer adds an empty delimiter to the routing.
   if (in.frames.size() < 3) {
     reject_frames("queries", "expected routing, envelope and payload frames, got " +
@@ -1079,9 +1385,21 @@ void NodeCore::handle_query(Incoming& in) {
 
   auto reply = [&](const Envelope* cause, std::string type, std::string payload,
                    std::vector<std::string> extra = {}) {
-    Envelope r = cause ? make_caused_envelope(*cause, name_, std::move(type), Kind::reply)
-                       : make_envelope(name_, std::move(type), Kind::reply);
-    out.frames.push_back(codec::encode_envelope(r));
+    Envelope r = cause ? make_caused_envelope(*cause, name_, type, Kind::reply)
+                       : make_envelope(name_, type, Kind::reply);
+    std::string env = codec::encode_envelope(r);
+    std::size_t bytes = env.size() + payload.size();
+    for (const auto& f : extra) bytes = std::max(bytes, f.size());  // frames of a page are limited one by one
+    try {
+      check_outgoing_size("reply " + type, bytes);
+    } catch (const OversizedMessage& e) {
+      ++metrics_.oversized_refused;
+      r.type = std::string(builtin::kError);
+      env = codec::encode_envelope(r);
+      payload = codec::encode(builtin::Error{e.what()});
+      extra.clear();
+    }
+    out.frames.push_back(std::move(env));
     out.frames.push_back(std::move(payload));
     for (auto& f : extra) out.frames.push_back(std::move(f));
     batch_out_.push_back(std::move(out));
@@ -1090,6 +1408,14 @@ void NodeCore::handle_query(Incoming& in) {
     reply(cause, std::string(builtin::kError), codec::encode(builtin::Error{message}));
   };
 
+  const char* user = user_of(in.frames[env_at]);
+  if (user && !reanswering_ && !rate_limits_.admit(user, RateLimits::Kind::query, Clock::now())) {
+    rate_limited(user, "queries");
+    error_reply(nullptr, "rate limit: identity '" + std::string(user) + "' may ask " +
+                             std::to_string(static_cast<std::uint64_t>(rate_limits_.rate(user, RateLimits::Kind::query))) +
+                             " queries per second of " + name_);
+    return;
+  }
   auto env = codec::decode_envelope(view(in.frames[env_at]));
   if (!env) {
     reject_frames("queries", env.error().message(), raw);
@@ -1121,6 +1447,11 @@ void NodeCore::handle_query(Incoming& in) {
   }
   auto& tm = metrics_.types[env->type];
   if (first) ++tm.received;
+  if (auto fits = codec::validate(payload, env->type, payload_limits(env->type)); !fits) {
+    dead_letter("queries", &*env, fits.error().message(), raw);
+    error_reply(&*env, fits.error().message());
+    return;
+  }
   QueryContext ctx(*env, *store_);
   auto t0 = Clock::now();
   Result<std::string> r = reject(Code::refused, env->type, "not run");
@@ -1157,7 +1488,9 @@ void NodeCore::stage_event(const Envelope& cause, std::string_view type, std::st
   Envelope e = make_caused_envelope(cause, name_, std::string(type), Kind::event);
   if (!correlation.empty()) e.correlationid = std::move(correlation);
   e.sequence = store_->head() + 1;
+  e.epoch = epoch_;
   std::string env = codec::encode_envelope(e);  // before e's strings move into the row
+  check_outgoing_size(type, type.size() + 1 + env.size() + payload.size());
   ports::OutboxEvent ev{e.sequence, std::move(e.type), std::move(e.correlationid), std::move(e.causationid),
                         std::move(env), std::move(payload)};
   store_->append_event(ev);
@@ -1177,6 +1510,7 @@ void NodeCore::stage_command(const Envelope& cause, std::string_view target, std
   if (!correlation.empty()) e.correlationid = std::move(correlation);
   e.sequence = store_->command_head(target) + 1;
   std::string env = codec::encode_envelope(e);
+  check_outgoing_size(type, env.size() + payload.size());
   ports::OutboxCommand c{std::string(target), e.sequence, std::move(e.type), std::move(env), std::move(payload)};
   store_->append_command(c);
   ++metrics_.types[c.type].published;
@@ -1190,9 +1524,27 @@ void NodeCore::request_replays() {
   auto now = Clock::now();
   auto timeout = std::max<std::chrono::milliseconds>(topology_.defaults.heartbeat * 2, std::chrono::milliseconds(1000));
   for (auto& up : upstreams_) {
-    if (up->behind_retention || up->head_regressed) continue;
+    if (stopped(*up)) continue;
+    // libzmq ends a connection for good (no reconnect) when a peer sends a message over
+    // ZMQ_MAXMSGSIZE: a publisher silent for three heartbeats gets a new subscription
+    // socket, and a replay that timed out a new replay socket. Both are cheap, and
+    // harmless when the publisher is only down.
+    if (now - std::max(up->last_heartbeat, up->subscribed_at) > topology_.defaults.heartbeat * 3) {
+      open_subscription(*up);
+      ++metrics_.connections_renewed;
+    }
     if (up->replay_in_flight && now - up->replay_sent < timeout) continue;
-    bool wanted = up->initial_replay_pending || up->position < up->known_head;
+    if (up->replay_in_flight) {
+      up->replay_in_flight = false;
+      open_replay(*up);
+      ++metrics_.connections_renewed;
+      // Unanswered: does the stream move at all?
+      if (up->position != up->replay_position)
+        up->unanswered_replays = 0;
+      else if (++up->unanswered_replays >= kStallReplays && now - up->last_heartbeat < timeout)
+        stalled_stream(*up);
+    }
+    bool wanted = up->replay_wanted || up->position < up->known_head;
     if (!wanted) continue;
     Envelope e = make_envelope(name_, std::string(builtin::kReplay), Kind::query);
     builtin::ReplayRequest req;
@@ -1202,13 +1554,34 @@ void NodeCore::request_replays() {
     std::array<zmq::const_buffer, 2> bufs{zmq::buffer(env), zmq::buffer(body)};
     if (zmq::send_multipart(up->dealer, bufs, zmq::send_flags::dontwait)) {
       up->replay_in_flight = true;
-      up->initial_replay_pending = false;
+      up->replay_wanted = false;
       up->replay_id = e.id;
+      up->replay_from = req.from;
+      up->replay_position = up->position;
       up->replay_sent = now;
       ++metrics_.replays_requested;
       counters_.replays_requested.fetch_add(1, std::memory_order_relaxed);
     }
   }
+}
+
+void NodeCore::stalled_stream(Upstream& up) {
+  if (up.stalled) return;
+  up.stalled = true;
+  log_->error("stream from {} stuck at #{} (its head is #{}): {} replays from #{} went unanswered while its "
+              "heartbeats arrive: a message the sockets refuse (over max_message_bytes = {}?) or a connection "
+              "that keeps failing. Nothing after #{} is applied until it moves",
+              up.name, up.position, up.known_head, up.unanswered_replays, up.position + 1,
+              topology_.defaults.max_message_bytes, up.position);
+  refresh_state();
+}
+
+void NodeCore::stream_moves(Upstream& up) {
+  up.unanswered_replays = 0;
+  if (!up.stalled) return;
+  up.stalled = false;
+  log_->info("stream from {} moves again (at #{})", up.name, up.position);
+  refresh_state();
 }
 
 void NodeCore::send_heartbeat() {
@@ -1219,6 +1592,7 @@ void NodeCore::send_heartbeat() {
   hb.head = store_->head();
   hb.oldest = store_->oldest();
   hb.durable = store_->durable();
+  hb.epoch = epoch_;
   for (const auto& [sender, pos] : command_positions_) hb.acks[sender] = pos;
   Envelope e = make_envelope(name_, std::string(builtin::Heartbeat::kType), Kind::event);
   std::string topic(builtin::kHeartbeatTopic), env = codec::encode_envelope(e), body = codec::encode(hb);
@@ -1310,6 +1684,8 @@ std::string NodeCore::answer_builtin(const Envelope& env, std::string_view paylo
     hdr.incarnation = store_->incarnation();
     hdr.durable = store_->durable();
     hdr.boot = boot_;
+    hdr.epoch = epoch_;
+    hdr.epoch_of_from = req->from > 0 ? store_->epoch_of(req->from - 1) : 0;
     auto events = store_->events(req->from, req->to, max);
     hdr.count = static_cast<std::uint32_t>(events.size());
     for (auto& ev : events) {
@@ -1336,6 +1712,7 @@ std::string NodeCore::health_reply() {
   j["subscriptions"] = counters_.subscriptions.load();
   j["dead_letters"] = store_->dead_letter_count();
   if (!store_error_.empty()) j["store_error"] = store_error_;
+  if (!endpoint_error_.empty()) j["endpoint_error"] = endpoint_error_;
   json ups = json::array();
   for (const auto& up : upstreams_) {
     json u;
@@ -1345,6 +1722,7 @@ std::string NodeCore::health_reply() {
     u["lag"] = up->known_head > up->position ? up->known_head - up->position : 0;
     u["behind_retention"] = up->behind_retention;
     u["head_regressed"] = up->head_regressed;
+    u["stalled"] = up->stalled;
     ups.push_back(u);
   }
   j["upstreams"] = ups;
@@ -1389,6 +1767,12 @@ std::string NodeCore::metrics_reply() {
   j["commands_out_of_order"] = metrics_.commands_out_of_order;
   j["store_failures"] = metrics_.store_failures;
   j["events_lost"] = metrics_.events_lost;
+  j["oversized_refused"] = metrics_.oversized_refused;
+  j["oversized_received"] = metrics_.oversized_received;
+  j["connections_renewed"] = metrics_.connections_renewed;
+  j["subscriptions_ignored"] = metrics_.subscriptions_ignored;
+  j["dead_letters_evicted"] = metrics_.dead_letters_evicted;
+  j["rate_limited"] = metrics_.rate_limited;
   j["published"] = counters_.published.load();
   j["subscriptions"] = counters_.subscriptions.load();
   j["taps"] = counters_.taps.load();
@@ -1426,8 +1810,9 @@ std::string NodeCore::deadletters_reply(std::string_view payload, std::string& t
   };
   if (!req) return error(req.error().message());
   auto describe = [](const ports::DeadLetter& l, bool frames) {
-    json j{{"id", l.id}, {"time", l.time}, {"endpoint", l.endpoint}, {"source", l.source},
-           {"type", l.type}, {"reason", l.reason}, {"frames", l.frames.size()}};
+    json j{{"id", l.id},         {"time", l.time},         {"first_time", l.first_time},
+           {"endpoint", l.endpoint}, {"source", l.source},     {"type", l.type},
+           {"reason", l.reason}, {"attempts", l.attempts}, {"frames", l.frames.size()}};
     if (frames) {
       json f = json::array();
       for (const auto& fr : l.frames) f.push_back(json::binary(std::vector<std::uint8_t>(fr.begin(), fr.end())));
@@ -1463,10 +1848,21 @@ std::string NodeCore::deadletters_reply(std::string_view payload, std::string& t
   auto before = counters_.dead_letters.load();
   std::vector<std::string_view> raw;
   for (const auto& f : letter->frames) raw.push_back(f);
+  // A refusal again updates this same letter (it carries the message's id): one letter
+  // per message, however often it is retried.
   apply(*env, letter->frames[env_at + 1], *h, letter->endpoint.c_str(), raw);
   bool ok = counters_.dead_letters.load() == before;
-  if (ok) store_->remove_dead_letter(letter->id);
-  return to_msgpack(json{{"id", letter->id}, {"retried", true}, {"ok", ok}});
+  std::uint32_t attempts = letter->attempts;
+  if (ok) {
+    store_->remove_dead_letter(letter->id);
+  } else if (letter->message_id != env->id) {
+    // A letter kept before letters carried their message's id: the refusal was kept
+    // again under the id, so this one goes.
+    store_->remove_dead_letter(letter->id);
+  } else if (auto again = store_->dead_letter(letter->id)) {
+    attempts = again->attempts;
+  }
+  return to_msgpack(json{{"id", letter->id}, {"retried", true}, {"ok", ok}, {"attempts", attempts}});
 }
 
 }  // namespace detail

@@ -7,7 +7,11 @@
 #include <troupe/runtime/metrics.hpp>
 #include <troupe/runtime/node.hpp>
 
+#include "ipc_guard.hpp"
+#include "rate_limits.hpp"
 #include "zap.hpp"
+
+#include <troupe/adapters/msgpack/codec.hpp>
 
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
@@ -26,6 +30,17 @@ namespace troupe::detail {
 using Clock = std::chrono::steady_clock;
 using Frames = std::vector<zmq::message_t>;
 
+// Thrown while a handler runs when what it emits would be over max_message_bytes:
+// peers would refuse it, so it is never committed; the handler's message is refused.
+struct OversizedMessage : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Most frames a command or query may have (envelope, payload, routing and a delimiter).
+inline constexpr std::size_t kMaxFrames = 16;
+// Unanswered replays, while the publisher's heartbeats arrive, before a stream is stalled.
+inline constexpr int kStallReplays = 3;
+
 // Where rejections of a type the mesh does not know are counted in $metrics.
 inline constexpr std::string_view kUnknownType = "$unknown";
 
@@ -42,10 +57,27 @@ struct Upstream {
   std::uint64_t known_head = 0;  // highest sequence the publisher is known to have
   std::string incarnation;
   std::string boot;  // the publisher process we last heard from
+  // Epochs (a new one each time the publisher opens its store): `epoch` wrote the event
+  // at `position` (kept in the store beside the incarnation, as `saved_epoch`); the
+  // publisher's current one is applied live only once a $replay reply has shown that
+  // it still has our position's event under that same epoch (a lost WAL tail reuses
+  // sequence numbers under a new epoch).
+  std::uint64_t epoch = 0;
+  std::uint64_t saved_epoch = 0;
+  std::uint64_t trusted_epoch = 0;
   bool replay_in_flight = false;
-  bool initial_replay_pending = true;  // catch up from our position once connected
+  bool replay_wanted = true;  // catch up (or verify) from our position, even at the head
   std::string replay_id;
+  std::uint64_t replay_from = 0;
   Clock::time_point replay_sent{};
+  // A stream that does not move although its publisher is alive (its heartbeats come)
+  // and replays are asked: each unanswered replay counts; past kStallReplays it is
+  // reported as stalled (a message over max_message_bytes never gets through, say).
+  Clock::time_point last_heartbeat{};
+  Clock::time_point subscribed_at{};  // when its SUB was (re)opened
+  std::uint64_t replay_position = 0;  // position when the last replay was asked
+  int unanswered_replays = 0;
+  bool stalled = false;
   bool in_gap = false;
   // Nothing is applied from a publisher until it has said who it is (heartbeat or
   // replay reply) and that matched what our position refers to.
@@ -61,6 +93,10 @@ struct Downstream {
   zmq::socket_t push;
   zmq::socket_t heartbeats;  // its XPUB, heartbeats only (acks)
   std::uint64_t acked = 0;
+  // Our command head towards it when this node started: its first ack above that
+  // means it applied commands our store no longer has (a lost WAL tail).
+  std::uint64_t head_at_start = 0;
+  bool start_checked = false;
   Clock::time_point last_progress = Clock::now();  // when `acked` last moved (or we resent)
 };
 
@@ -78,6 +114,9 @@ struct Incoming {
   // A query is answered again when its batch could not be committed: whether its first
   // answer got as far as counting it handled or rejected (a store error can stop it).
   bool finished = false;
+  // Set when the message was over the frame or byte limit: what it really was; only
+  // its first frames were kept.
+  std::string oversize = {};
 };
 
 class NodeCore {
@@ -128,19 +167,52 @@ class NodeCore {
   void on_subscription(const zmq::message_t& msg);
   void handle_command(Incoming& in);
   void handle_query(Incoming& in);
+  // `replayed`: from a $replay page, whose header was checked (its events may carry
+  // earlier epochs of the publisher).
   void handle_event(Upstream& up, std::string_view env_bytes, std::string_view payload,
-                    const std::vector<std::string_view>& raw);
+                    const std::vector<std::string_view>& raw, bool replayed = false);
   void handle_replay(Upstream& up, Incoming& in);
   void handle_heartbeat(Upstream* up, Incoming& in);
   // Compares what a publisher says of itself (heartbeat, replay reply) with what this
   // service remembers; a replaced store or lost commits stop that stream loudly.
   void check_publisher(Upstream& up, const std::string& incarnation, const std::string& boot,
-                       std::uint64_t head, bool durable);
+                       std::uint64_t head, bool durable, std::optional<std::uint64_t> epoch);
+  // A $replay reply's epochs against this service's position (a lost WAL tail).
+  bool check_epoch(Upstream& up, const builtin::ReplayReply& hdr);
   const std::string boot_ = new_id();  // this start of this node
   void apply(const Envelope& env, std::string_view payload, const EventHandler& handler,
              const char* endpoint, const std::vector<std::string_view>& raw);
+  // The codec limits for `type`'s payload: max_message_bytes and the type's max_field_bytes.
+  const codec::Limits& payload_limits(std::string_view type);
+  std::map<std::string, codec::Limits, std::less<>> payload_limits_;
+  // Throws OversizedMessage when frames of this size would be refused by a peer.
+  void check_outgoing_size(std::string_view what, std::size_t bytes) const;
+  // Derives "ready"/"degraded" from what is wrong now (store, losses, stalls, endpoints).
+  void refresh_state();
+  void check_endpoints();
+  void stalled_stream(Upstream& up);
+  void stream_moves(Upstream& up);
+  // The CURVE identity (ZAP User-Id) a received frame came from; nullptr when security
+  // is off or the peer is in this process (inproc).
+  const char* user_of(const zmq::message_t& frame) const;
+  bool source_forged(const Envelope& env, const char* user, std::string& why) const;
+  void rate_limited(const char* user, const char* what);
+  std::uint64_t epoch_ = 0;  // this start's epoch of the store, carried by every event
+  IpcGuard ipc_guard_;
+  std::string endpoint_error_;
+  RateLimits rate_limits_;
+  std::set<std::string> rate_logged_;
+  // Keeps a rejected message. `mergeable`: the message was accepted and then refused
+  // (not decodable, a handler said no), so a letter of the same message id is updated
+  // rather than doubled; refusals at the door (forged source, over the limits) never merge.
   void dead_letter(const char* endpoint, const Envelope* env, const std::string& reason,
-                   const std::vector<std::string_view>& raw);
+                   const std::vector<std::string_view>& raw, bool mergeable = false);
+  void save_upstream(Upstream& up);
+  void open_subscription(Upstream& up);  // (re)opens its SUB and subscribes
+  void open_replay(Upstream& up);        // (re)opens its DEALER for $replay
+  bool stopped(const Upstream& up) const { return up.behind_retention || up.head_regressed; }
+  void receive_bounded(zmq::socket_t& s, zmq::message_t first, Incoming& in);
+  std::vector<std::pair<std::string, zmq::socket_t*>> ipc_sockets_;
   void reject_frames(const char* endpoint, const std::string& reason,
                      const std::vector<std::string_view>& raw);
   // True if the topology routes commands from `source` to this service.
@@ -181,6 +253,7 @@ class NodeCore {
   void secure_client(zmq::socket_t& s, const std::string& service);
   void collect_refusals();
   int lock_fd_ = -1;
+  std::string lock_path_;
   int stop_fd_ = -1;
   zmq::socket_t pub_, pull_, router_;
   // zmq_socket_monitor of the three bound sockets: counted into metrics_.socket_events.
@@ -193,7 +266,6 @@ class NodeCore {
   // Staging of the message being handled, then of the whole batch.
   std::vector<Outgoing> message_out_;
   std::vector<Outgoing> batch_out_;
-  std::vector<std::pair<std::string, std::uint64_t>> staged_commands_;  // target, seq
   std::map<std::string, std::uint64_t> command_positions_;  // sender -> last applied
 
   Clock::time_point started_ = Clock::now();

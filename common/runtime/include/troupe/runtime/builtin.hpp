@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,13 +35,14 @@ struct Heartbeat {
   std::uint64_t oldest = 0;  // oldest event still retained for replay
   bool durable = true;
   std::map<std::string, std::uint64_t> acks;  // command sender -> last command applied
+  std::optional<std::uint64_t> epoch;  // the epoch its new events carry (absent: a node without epochs)
   static constexpr std::string_view kType = "$heartbeat";
   static constexpr auto fields() {
     using Self = Heartbeat;
     return std::tuple{TROUPE_DETAIL_FIELD(service), TROUPE_DETAIL_FIELD(incarnation),
                       TROUPE_DETAIL_FIELD(boot),    TROUPE_DETAIL_FIELD(head),
                       TROUPE_DETAIL_FIELD(oldest),  TROUPE_DETAIL_FIELD(durable),
-                      TROUPE_DETAIL_FIELD(acks)};
+                      TROUPE_DETAIL_FIELD(acks),    TROUPE_DETAIL_FIELD(epoch)};
   }
 };
 
@@ -64,12 +66,15 @@ struct ReplayReply {
   std::string incarnation;
   std::string boot;
   bool durable = true;
+  std::optional<std::uint64_t> epoch;          // the publisher's current epoch
+  std::optional<std::uint64_t> epoch_of_from;  // the epoch that wrote event from-1 (0: none)
   static constexpr std::string_view kType = "$replay";
   static constexpr auto fields() {
     using Self = ReplayReply;
     return std::tuple{TROUPE_DETAIL_FIELD(head), TROUPE_DETAIL_FIELD(oldest), TROUPE_DETAIL_FIELD(count),
                       TROUPE_DETAIL_FIELD(incarnation), TROUPE_DETAIL_FIELD(boot),
-                      TROUPE_DETAIL_FIELD(durable)};
+                      TROUPE_DETAIL_FIELD(durable), TROUPE_DETAIL_FIELD(epoch),
+                      TROUPE_DETAIL_FIELD(epoch_of_from)};
   }
 };
 

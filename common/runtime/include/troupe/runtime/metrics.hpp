@@ -40,8 +40,15 @@ struct Metrics {
   std::uint64_t replays_requested = 0, replays_served = 0, gaps_seen = 0, gaps_repaired = 0,
                 duplicates = 0, dead_letters = 0, rejected_frames = 0, commands_resent = 0, commands_out_of_order = 0,
                 store_failures = 0, events_lost = 0;
+  // What a peer tried to make this node hold or send beyond its limits.
+  std::uint64_t oversized_refused = 0;      // emitted messages over max_message_bytes, not committed
+  std::uint64_t subscriptions_ignored = 0;  // subscriptions that match no topic of this node
+  std::uint64_t dead_letters_evicted = 0;   // oldest letters dropped past max_dead_letters/_bytes
+  std::uint64_t oversized_received = 0;     // messages over the frame or byte limit, kept truncated
+  std::uint64_t connections_renewed = 0;    // upstream sockets opened again (silent publisher, lost replay)
   std::map<std::string, std::uint64_t> socket_events;  // "accepted", "disconnected", ...
-  std::map<std::string, std::uint64_t> auth_refused;   // CURVE: handshakes refused per endpoint, "tap", "builtin"
+  std::map<std::string, std::uint64_t> auth_refused;   // CURVE: per endpoint, "tap", "builtin", "source"
+  std::map<std::string, std::uint64_t> rate_limited;   // "queries", "commands" over an identity's rate
 };
 
 }  // namespace troupe

@@ -50,8 +50,6 @@ struct NodeOptions {
   int sub_rcvhwm = 100000;
   // Send high-water mark of the events socket.
   int pub_sndhwm = 100000;
-  // Install no spdlog sink of its own (the process already set one up).
-  bool quiet = false;
 };
 
 // Plain counters, readable from any thread (for tests and tools in the same process).

@@ -1,0 +1,273 @@
+// What one admitted but hostile peer, or one valid but huge message, can do to a node:
+// real sockets, real SQLite files. Each case failed before the node held the line.
+#include "../support/test_mesh.hpp"
+
+#include <troupe/runtime/builtin.hpp>
+#include <troupe/runtime/client.hpp>
+#include <troupe/runtime/keys.hpp>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include <atomic>
+#include <fstream>
+
+using namespace testmesh;
+using troupe::Client;
+using troupe::Node;
+using troupe::NodeOptions;
+
+namespace {
+
+nlohmann::json json_query(Client& c, const std::string& service, std::string_view type,
+                          const std::string& payload = std::string(1, '\x80')) {
+  auto r = c.query_raw(service, std::string(type), payload);
+  REQUIRE(r);
+  return nlohmann::json::from_msgpack(r->payload);
+}
+
+std::int64_t applied(Client& c, const std::string& service) {
+  auto r = c.query(service, GetApplied{}, std::chrono::milliseconds(1000));
+  return r ? r->count : -1;
+}
+
+NodeOptions on(zmq::context_t& ctx) {
+  NodeOptions o;
+  o.context = &ctx;
+  return o;
+}
+
+void send_frames(zmq::socket_t& s, const std::vector<std::string>& frames) {
+  std::vector<zmq::const_buffer> b;
+  for (const auto& f : frames) b.push_back(zmq::buffer(f));
+  REQUIRE(zmq::send_multipart(s, b));
+}
+
+// pub + sub1 over ipc with handlers of the test's own: pub's Emit makes one Ping whose
+// note is `count` bytes long (so a test can ask for a huge event), sub1 refuses Pings
+// while `refuse` is set.
+struct Pair {
+  TempDir dir;
+  zmq::context_t ctx;
+  troupe::Topology topo;
+  std::unique_ptr<Node> pub, sub;
+  std::unique_ptr<Running> run_pub, run_sub;
+  std::unique_ptr<Client> client;
+  std::atomic<bool> refuse{false};
+
+  explicit Pair(const std::string& extra_mesh = "")
+      : topo(topology("ipc", dir.str(), 1, "durable", extra_mesh)) {
+    pub = std::make_unique<Node>(topo, "pub", on(ctx));
+    pub->on_command<Emit>([](const Emit& e, troupe::Context& ctx) {
+      ctx.emit(Ping{e.count, std::string(static_cast<std::size_t>(e.count), 'x')});
+    });
+    pub->on_query<GetApplied>([](const GetApplied&, const troupe::QueryContext&) { return Applied{}; });
+    sub = std::make_unique<Node>(topo, "sub1", on(ctx));
+    sub->on<Ping>([this](const Ping&, troupe::Context& ctx) -> troupe::Result<void> {
+      if (refuse.load()) return troupe::reject(troupe::Rejection::Code::refused, "Ping", "not today");
+      auto a = ctx.state().load<Applied>("sub", "applied").value_or(Applied{});
+      ++a.count;
+      ctx.state().save("sub", "applied", a);
+      return {};
+    });
+    sub->on_query<GetApplied>([](const GetApplied&, const troupe::QueryContext& ctx) {
+      return ctx.state().load<Applied>("sub", "applied").value_or(Applied{});
+    });
+    sub->on_command<Emit>([](const Emit& e, troupe::Context& ctx) { ctx.send("pub", e); });
+    client = std::make_unique<Client>(topo, "test", &ctx);
+    run_pub = std::make_unique<Running>(*pub);
+    run_sub = std::make_unique<Running>(*sub);
+  }
+  ~Pair() {
+    client.reset();
+    run_sub.reset();
+    run_pub.reset();
+  }
+  nlohmann::json letters(const std::string& service) {
+    return json_query(*client, service, "$deadletters", troupe::codec::encode(troupe::builtin::DeadLettersRequest{}));
+  }
+  nlohmann::json retry(const std::string& service, std::int64_t id) {
+    troupe::builtin::DeadLettersRequest req;
+    req.op = "retry";
+    req.id = id;
+    auto r = client->query_raw(service, "$deadletters", troupe::codec::encode(req));
+    if (!r) return {{"error", r.error().message()}};  // the node answered $error
+    return nlohmann::json::from_msgpack(r->payload);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a dead letter retried while its handler still refuses stays one letter, and applies once",
+          "[hardening][deadletters]") {
+  Pair p;
+  p.refuse = true;
+  REQUIRE(p.client->send("pub", Emit{3, ""}));
+  REQUIRE(eventually([&] { return p.letters("sub1")["count"] == 1; }));
+  auto id = p.letters("sub1")["letters"][0]["id"].get<std::int64_t>();
+  for (int round = 0; round < 3; ++round) {
+    auto r = p.retry("sub1", id);
+    CHECK(r["ok"] == false);
+    CHECK(r["attempts"] == round + 2);
+    CHECK(p.letters("sub1")["count"] == 1);  // updated, never doubled
+  }
+  auto kept = p.letters("sub1")["letters"][0];
+  CHECK(kept["id"] == id);
+  CHECK(kept["attempts"] == 4);
+  CHECK(kept["reason"] == "Ping: not today");
+  p.refuse = false;
+  CHECK(p.retry("sub1", id)["ok"] == true);
+  CHECK(p.letters("sub1")["count"] == 0);
+  CHECK(p.retry("sub1", id).contains("error"));  // gone: a second retry applies nothing
+  CHECK(applied(*p.client, "sub1") == 1);
+}
+
+TEST_CASE("an event too large for the mesh is never committed; its cause is refused and the stream goes on",
+          "[hardening][poison]") {
+  Pair p;
+  // Emit{2'000'000} would make a 2 MB Ping, over max_message_bytes (1 MiB): no peer could take it.
+  REQUIRE(p.client->send("pub", Emit{2'000'000, ""}));
+  REQUIRE(eventually([&] { return p.letters("pub")["count"] == 1; }));
+  auto letter = p.letters("pub")["letters"][0];
+  CHECK(letter["type"] == "Emit");
+  CHECK_THAT(letter["reason"].get<std::string>(),
+             Catch::Contains("pub emits Ping of 2000") && Catch::Contains("over max_message_bytes (1048576)"));
+  CHECK(json_query(*p.client, "pub", "$health")["head"] == 0);  // nothing committed
+  CHECK(json_query(*p.client, "pub", "$metrics")["oversized_refused"] == 1);
+  REQUIRE(p.client->send("pub", Emit{100, ""}));
+  REQUIRE(eventually([&] { return applied(*p.client, "sub1") == 1; }));
+  auto health = json_query(*p.client, "sub1", "$health");
+  CHECK(health["state"] == "ready");
+  CHECK(health["upstreams"][0]["lag"] == 0);
+}
+
+TEST_CASE("a payload field over max_field_bytes is refused at the door, naming the limit",
+          "[hardening][poison]") {
+  Pair p("max_field_bytes = 1000\n[limits.Ping]\nmax_field_bytes = 100000\n");
+  troupe::Envelope env = troupe::make_envelope("test", "Emit", troupe::Kind::command);
+  zmq::socket_t push(p.ctx, zmq::socket_type::push);
+  push.connect(p.pub->bound().commands);
+  send_frames(push, {troupe::codec::encode_envelope(env), troupe::codec::encode(Emit{1, std::string(5000, 'n')})});
+  REQUIRE(eventually([&] { return p.letters("pub")["count"] == 1; }));
+  CHECK_THAT(p.letters("pub")["letters"][0]["reason"].get<std::string>(),
+             Catch::Contains("a string is longer than 1000 bytes"));
+  // A type with a limit of its own: a Ping of 5,000 bytes passes sub1's door.
+  REQUIRE(p.client->send("pub", Emit{5000, ""}));
+  REQUIRE(eventually([&] { return applied(*p.client, "sub1") == 1; }));
+  CHECK(p.letters("sub1")["count"] == 0);
+}
+
+TEST_CASE("a stream stuck on an event its sockets refuse is reported stalled and degraded",
+          "[hardening][poison]") {
+  TempDir dir;
+  zmq::context_t ctx;
+  // The publisher allows 4 MiB messages, the subscriber only 64 KiB: every delivery of
+  // the big event fails on the subscriber's side, live and through replay.
+  auto big = topology("ipc", dir.str(), 1, "durable", "max_message_bytes = 4194304\nmax_field_bytes = 4194304\n");
+  auto small = topology("ipc", dir.str(), 1, "durable", "max_message_bytes = 65536\n");
+  Node pub(big, "pub", on(ctx));
+  pub.on_command<Emit>([](const Emit& e, troupe::Context& c) { c.emit(Ping{e.count, std::string(e.count, 'x')}); });
+  Node sub(small, "sub1", on(ctx));
+  std::atomic<int> pings{0};
+  sub.on<Ping>([&](const Ping&, troupe::Context&) { ++pings; });
+  Running rp(pub), rs(sub);
+  Client c(big, "test", &ctx);
+  REQUIRE(c.send("pub", Emit{10, ""}));
+  REQUIRE(eventually([&] { return pings == 1; }));
+  REQUIRE(c.send("pub", Emit{200'000, ""}));
+  REQUIRE(c.send("pub", Emit{10, ""}));
+  bool stalled = eventually([&] { return json_query(c, "sub1", "$health")["upstreams"][0]["stalled"] == true; },
+                            std::chrono::seconds(30));
+  INFO(json_query(c, "sub1", "$health").dump() << json_query(c, "sub1", "$metrics").dump());
+  REQUIRE(stalled);
+  auto health = json_query(c, "sub1", "$health");
+  CHECK(health["state"] == "degraded");
+  CHECK(health["upstreams"][0]["position"] == 1);
+  CHECK(health["upstreams"][0]["lag"] == 2);
+  CHECK(pings == 1);
+}
+
+TEST_CASE("a second Node of one service in the same process is told so", "[hardening]") {
+  TempDir dir;
+  zmq::context_t ctx;
+  auto topo = topology("ipc", dir.str(), 1);
+  Node first(topo, "pub", on(ctx));
+  try {
+    Node second(topo, "pub", on(ctx));
+    FAIL("a second Node of pub was made");
+  } catch (const std::runtime_error& e) {
+    CHECK_THAT(e.what(), Catch::Contains("already has a Node in this process"));
+  }
+}
+
+TEST_CASE("a peer cannot make a node hold subscriptions, frames or dead letters beyond its limits",
+          "[hardening][resources]") {
+  Pair p("max_dead_letters = 5\n");
+  // Subscriptions that can match nothing pub sends are not kept (XPUB keeps a trie node
+  // per byte of each one for as long as the peer stays).
+  zmq::socket_t sub(p.ctx, zmq::socket_type::sub);
+  sub.set(zmq::sockopt::subscribe, std::string(100'000, 'z'));
+  sub.set(zmq::sockopt::subscribe, "Pin");  // a prefix of "Ping ": kept
+  sub.connect(p.pub->bound().events);
+  REQUIRE(eventually([&] { return json_query(*p.client, "pub", "$metrics")["subscriptions_ignored"] == 1; }));
+
+  // One command of 100 frames of 64 KiB: kept as one letter of at most the limits.
+  zmq::socket_t push(p.ctx, zmq::socket_type::push);
+  push.connect(p.pub->bound().commands);
+  std::vector<std::string> frames(100, std::string(65536, 'f'));
+  send_frames(push, frames);
+  REQUIRE(eventually([&] { return p.letters("pub")["count"] == 1; }));
+  auto letter = p.letters("pub")["letters"][0];
+  CHECK(letter["frames"].get<int>() <= 16);
+  CHECK_THAT(letter["reason"].get<std::string>(), Catch::Contains("a message of 100 frames and 6553600 bytes"));
+
+  // Dead letters past max_dead_letters: the oldest go, counted.
+  for (int i = 0; i < 20; ++i) send_frames(push, {"junk " + std::to_string(i)});
+  REQUIRE(eventually([&] { return json_query(*p.client, "pub", "$metrics")["dead_letters_evicted"] == 16; }));
+  auto kept = p.letters("pub");
+  CHECK(kept["count"] == 5);
+  CHECK(kept["letters"][4]["reason"] == "expected 2 frames (envelope, payload), got 1");
+}
+
+TEST_CASE("under CURVE a forged command stream is refused and the real stream goes on",
+          "[hardening][curve]") {
+  TempDir dir;
+  std::string keys = dir.str() + "/keys";
+  for (const char* who : {"pub", "sub1", "cli", "mallory"}) {
+    auto pair = troupe::keys::generate();
+    REQUIRE(pair);
+    REQUIRE(troupe::keys::write(keys, who, *pair));
+  }
+  auto text = topology_text("ipc", dir.str(), 1, "durable", "security = \"curve\"\nkeys_dir = \"" + keys + "\"\n") +
+              "[clients.cli]\ncommands = [\"*\"]\nqueries = [\"*\"]\nevents = [\"*\"]\n\n"
+              "[clients.mallory]\ncommands = [\"pub\"]\n";
+  auto topo = troupe::toml::parse_topology(text, "test.toml");
+  REQUIRE(topo);
+  zmq::context_t ctx;
+  Node pub(*topo, "pub", on(ctx));
+  Node sub(*topo, "sub1", on(ctx));
+  install(pub);
+  install(sub);
+  Running rp(pub), rs(sub);
+  Client c(*topo, "test", &ctx);
+
+  // mallory numbers commands as if they came from sub1's outbox, and names cli too.
+  zmq::socket_t push(ctx, zmq::socket_type::push);
+  troupe::curve_client(push, *topo, "pub", "mallory");
+  push.connect(pub.bound().commands);
+  for (std::uint64_t i = 1; i <= 50; ++i) {
+    auto env = troupe::make_envelope(i % 2 ? "sub1" : "cli", "Emit", troupe::Kind::command);
+    if (i % 2) env.sequence = (i + 1) / 2;
+    send_frames(push, {troupe::codec::encode_envelope(env), troupe::codec::encode(Emit{1, "forged"})});
+  }
+  REQUIRE(eventually([&] { return json_query(c, "pub", "$metrics")["auth_refused"]["source"] == 50; }));
+  CHECK(applied(c, "pub") == 0);  // no forged Emit was applied
+  auto letters = json_query(c, "pub", "$deadletters", troupe::codec::encode(troupe::builtin::DeadLettersRequest{}));
+  CHECK_THAT(letters["letters"][0]["reason"].get<std::string>(),
+             Catch::Contains("is not the sender's identity 'mallory'"));
+  // sub1's real commands (1, 2, ...) are not taken for duplicates of the forged ones.
+  REQUIRE(c.send("sub1", Emit{3, ""}));
+  REQUIRE(eventually([&] { return applied(c, "sub1") == 3; }));
+}
