@@ -265,6 +265,13 @@ void NodeCore::bind_all() {
   // Manual: a subscription takes effect only when on_subscription applies it, so a peer
   // that may read events but is no tap never receives the `$tap ` mirrors.
   pub_.set(zmq::sockopt::xpub_manual, 1);
+  // What reaches an XPUB is subscriptions, which libzmq keeps (a trie node per byte)
+  // before the node sees them: none may be much longer than the longest topic it sends.
+  // The bound also applies to the handshake (a CURVE INITIATE is some 300 bytes), so
+  // it is never below 4 KiB.
+  std::size_t longest = std::max(builtin::kHeartbeatTopic.size(), builtin::kTapTopic.size());
+  for (const auto& t : self_->publishes) longest = std::max(longest, t.size() + 1);
+  pub_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(std::max<std::size_t>(longest + 64, 4096)));
   pub_.set(zmq::sockopt::sndhwm, options_.pub_sndhwm);
   pull_ = make_socket(zmq::socket_type::pull);
   router_ = make_socket(zmq::socket_type::router);
