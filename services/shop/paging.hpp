@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,14 +31,8 @@ template <troupe::Message T>
 std::vector<T> page(const troupe::StateView& state, std::string_view table, std::string_view after,
                     std::size_t limit) {
   std::vector<T> out;
-  // A query's StateView has no seek of its own yet; its State does, and is only read here.
-  auto& raw = const_cast<troupe::StateView&>(state).raw();
-  raw.scan_after(table, after, [&](std::string_view key, std::string_view bytes) {
-    auto value = troupe::codec::decode<T>(bytes);
-    if (!value)
-      throw std::runtime_error("state " + std::string(table) + "/" + std::string(key) + ": " +
-                               value.error().message());
-    out.push_back(std::move(*value));
+  state.for_each_after<T>(table, after, [&](std::string_view, const T& value) {
+    out.push_back(value);
     return out.size() < limit;
   });
   return out;

@@ -1,20 +1,22 @@
 // Paged snapshot of the shop's services.
 #include "shop_queries.hpp"
 
+#include "../../services/shop/paging.hpp"
+
 namespace troupe::cli {
 
 namespace {
 
-// Asks `service` page after page (order id > after, 1000 at a time); `take` keeps a
-// page's rows and returns how many it had and the last key.
+// Asks `service` page after page (order id > after, as many at a time as a page may
+// hold); `take` keeps a page's rows and returns how many it had and the last key.
 template <class Query, class Take>
 std::optional<std::string> pages(Client& client, const std::string& service, Take take) {
   std::string after;
   while (true) {
-    auto page = client.query(service, Query{after, 1000}, std::chrono::milliseconds(5000));
+    auto page = client.query(service, Query{after, shop::kMaxPage}, std::chrono::milliseconds(5000));
     if (!page) return page.error().message();
     auto [rows, last] = take(*page);
-    if (rows < 1000) return std::nullopt;
+    if (rows < static_cast<std::size_t>(shop::kMaxPage)) return std::nullopt;
     after = last;
   }
 }

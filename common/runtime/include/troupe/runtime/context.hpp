@@ -48,10 +48,26 @@ class StateView {
 
   void remove(std::string_view table, std::string_view key) { state_->erase(table, key); }
 
-  // Calls f(key, value) for every entry of `table`, in key order.
+  // Calls f(key, value) for every entry of `table`, in key order; f may return false
+  // to stop.
   template <Message T, class F>
   void for_each(std::string_view table, F&& f) const {
-    state_->scan(table, [&](std::string_view key, std::string_view bytes) {
+    state_->scan(table, typed<T>(table, f));
+  }
+
+  // The same for the entries whose keys sort after `after` only (a seek, not a scan
+  // from the start: a late page of a listing costs what the first one does).
+  template <Message T, class F>
+  void for_each_after(std::string_view table, std::string_view after, F&& f) const {
+    state_->scan_after(table, after, typed<T>(table, f));
+  }
+
+  ports::State& raw() { return *state_; }
+
+ private:
+  template <Message T, class F>
+  static auto typed(std::string_view table, F& f) {
+    return [table, &f](std::string_view key, std::string_view bytes) {
       auto value = codec::decode<T>(bytes);
       if (!value) throw std::runtime_error("state " + std::string(table) + "/" + std::string(key) +
                                            ": " + value.error().message());
@@ -61,12 +77,9 @@ class StateView {
         f(key, *value);
         return true;
       }
-    });
+    };
   }
 
-  ports::State& raw() { return *state_; }
-
- private:
   ports::State* state_;
 };
 
