@@ -271,3 +271,18 @@ TEST_CASE("under CURVE a forged command stream is refused and the real stream go
   REQUIRE(c.send("sub1", Emit{3, ""}));
   REQUIRE(eventually([&] { return applied(c, "sub1") == 3; }));
 }
+
+TEST_CASE("a service that reacts to a type it has no handler for fails at start, naming the topology line",
+          "[hardening][contract]") {
+  TempDir dir;
+  zmq::context_t ctx;
+  auto topo = topology("ipc", dir.str(), 1);
+  Node sub(topo, "sub1", on(ctx));
+  try {
+    sub.run();
+    FAIL("sub1 ran without a handler for Ping");
+  } catch (const std::runtime_error& e) {
+    CHECK_THAT(e.what(), Catch::Matches("test\\.toml:\\d+: service 'sub1' reacts to pub/Ping but registered no "
+                                        "handler for it \\(node\\.on<Ping>\\)"));
+  }
+}

@@ -216,9 +216,9 @@ def attack_poison(shop):
 
 def attack_mirrors(shop):
     """Subscriptions that are prefixes of "$tap " from a client that is no tap."""
+    taps_before = shop.metrics("orders").get("taps", 0)  # before the tap connects: it may attach at once
     tap = shop.socket(zmq.SUB, "orders", "events", "tap")
     tap.setsockopt(zmq.SUBSCRIBE, b"$tap ")
-    taps_before = shop.metrics("orders").get("taps", 0)
     shop.check("a real tap attaches to orders", poll_until(
         lambda: shop.metrics("orders").get("taps", 0) > taps_before, 10))
     refused_before = shop.metrics("orders").get("auth_refused", {}).get("tap", 0)

@@ -169,7 +169,7 @@ void NodeCore::setup_curve() {
   auto pair = keys::load(topology_.defaults.keys_dir, name_);
   if (!pair)
     throw std::runtime_error("service '" + name_ + "': security is \"curve\" but its key pair is unusable: " +
-                             pair.error().message() + " (make the mesh's keys with `troupe keygen --mesh`)");
+                             pair.error().message() + " (`troupe keygen --mesh` makes missing keys)");
   secret_key_ = pair->secret_key;
   public_key_ = pair->public_key;
   if (!self_->public_key.empty() && self_->public_key != public_key_)
@@ -432,6 +432,14 @@ void NodeCore::stop() noexcept {
 // the reactor
 
 void NodeCore::run() {
+  // A reaction the topology declares and nobody handles would be consumed in silence
+  // (its events still move the position): a broken contract, refused before serving.
+  for (const auto& sub : self_->reacts_to)
+    for (const auto& type : sub.types)
+      if (!event_handlers_.count(type))
+        throw std::runtime_error(topology_.file + ":" + std::to_string(sub.line) + ": service '" + name_ +
+                                 "' reacts to " + sub.publisher + "/" + type +
+                                 " but registered no handler for it (node.on<" + type + ">)");
   start_monitors();
   connect_all();
   if (topology_.curve())
@@ -622,6 +630,8 @@ void NodeCore::process(std::vector<Incoming>& batch) {
   try {
     store_->begin();
     for (auto& in : batch) {
+      // Anything from a publisher's events socket shows that connection lives.
+      if (in.upstream && in.from != Incoming::From::replay) in.upstream->last_heard = t0;
       switch (in.from) {
         case Incoming::From::command: handle_command(in); break;
         case Incoming::From::query: handle_query(in); break;
@@ -1225,7 +1235,6 @@ void NodeCore::handle_heartbeat(Upstream* up, Incoming& in) {
     return;
   }
   if (up && hb->service == up->name) {
-    up->last_heartbeat = Clock::now();
     check_publisher(*up, hb->incarnation, hb->boot, hb->head, hb->durable, hb->epoch);
     if (!stopped(*up)) {
       up->known_head = std::max(up->known_head, hb->head);
@@ -1536,7 +1545,7 @@ void NodeCore::request_replays() {
     // ZMQ_MAXMSGSIZE: a publisher silent for three heartbeats gets a new subscription
     // socket, and a replay that timed out a new replay socket. Both are cheap, and
     // harmless when the publisher is only down.
-    if (now - std::max(up->last_heartbeat, up->subscribed_at) > topology_.defaults.heartbeat * 3) {
+    if (now - std::max(up->last_heard, up->subscribed_at) > topology_.defaults.heartbeat * 3) {
       open_subscription(*up);
       ++metrics_.connections_renewed;
     }
@@ -1548,7 +1557,7 @@ void NodeCore::request_replays() {
       // Unanswered: does the stream move at all?
       if (up->position != up->replay_position)
         up->unanswered_replays = 0;
-      else if (++up->unanswered_replays >= kStallReplays && now - up->last_heartbeat < timeout)
+      else if (now - up->last_heard < timeout && ++up->unanswered_replays >= kStallReplays)
         stalled_stream(*up);
     }
     bool wanted = up->replay_wanted || up->position < up->known_head;

@@ -70,10 +70,10 @@ struct Upstream {
   std::string replay_id;
   std::uint64_t replay_from = 0;
   Clock::time_point replay_sent{};
-  // A stream that does not move although its publisher is alive (its heartbeats come)
-  // and replays are asked: each unanswered replay counts; past kStallReplays it is
-  // reported as stalled (a message over max_message_bytes never gets through, say).
-  Clock::time_point last_heartbeat{};
+  // A stream that does not move although its publisher is alive (its events socket
+  // delivers) and replays are asked: each unanswered replay counts; past kStallReplays
+  // it is reported as stalled (a message over max_message_bytes never gets through, say).
+  Clock::time_point last_heard{};     // anything from its events socket
   Clock::time_point subscribed_at{};  // when its SUB was (re)opened
   std::uint64_t replay_position = 0;  // position when the last replay was asked
   int unanswered_replays = 0;
