@@ -242,7 +242,8 @@ TEST_CASE("under CURVE a forged command stream is refused and the real stream go
   }
   auto text = topology_text("ipc", dir.str(), 1, "durable", "security = \"curve\"\nkeys_dir = \"" + keys + "\"\n") +
               "[clients.cli]\ncommands = [\"*\"]\nqueries = [\"*\"]\nevents = [\"*\"]\n\n"
-              "[clients.mallory]\ncommands = [\"pub\"]\n";
+              "[clients.mallory]\ncommands = [\"pub\"]\nqueries = [\"pub\"]\nevents = [\"pub\"]\n"
+              "queries_per_second = 2\n";
   auto topo = troupe::toml::parse_topology(text, "test.toml");
   REQUIRE(topo);
   zmq::context_t ctx;
@@ -267,9 +268,51 @@ TEST_CASE("under CURVE a forged command stream is refused and the real stream go
   auto letters = json_query(c, "pub", "$deadletters", troupe::codec::encode(troupe::builtin::DeadLettersRequest{}));
   CHECK_THAT(letters["letters"][0]["reason"].get<std::string>(),
              Catch::Contains("is not the sender's identity 'mallory'"));
-  // sub1's real commands (1, 2, ...) are not taken for duplicates of the forged ones.
+  // sub1's real commands (1, 2, ...) are not taken for duplicates of the forged ones,
+  // and its first command is no reason for a LOSS (the acks of a receiver that had not
+  // seen it yet start at 0).
   REQUIRE(c.send("sub1", Emit{3, ""}));
   REQUIRE(eventually([&] { return applied(c, "sub1") == 3; }));
+  CHECK(json_query(c, "sub1", "$health")["state"] == "ready");
+  // A letter refused at the door is not applied by a retry either.
+  troupe::builtin::DeadLettersRequest retry;
+  retry.op = "retry";
+  retry.id = letters["letters"][0]["id"].get<std::int64_t>();
+  auto r = c.query_raw("pub", "$deadletters", troupe::codec::encode(retry));
+  REQUIRE_FALSE(r);
+  CHECK_THAT(r.error().message(), Catch::Contains("was refused before any handler"));
+  CHECK(applied(c, "pub") == 3);
+
+  // mallory may read pub's events: "" gets it events, never mirrors.
+  zmq::socket_t watch(ctx, zmq::socket_type::sub);
+  troupe::curve_client(watch, *topo, "pub", "mallory");
+  watch.set(zmq::sockopt::subscribe, "");
+  watch.connect(pub.bound().events);
+  REQUIRE(eventually([&] { return json_query(c, "pub", "$metrics")["auth_refused"]["tap"] == 1; }));
+  REQUIRE(c.send("pub", Emit{1, ""}));
+  std::vector<std::string> topics;
+  REQUIRE(eventually([&] {
+    std::vector<zmq::message_t> frames;
+    while (zmq::recv_multipart(watch, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+      topics.push_back(frames[0].to_string());
+      frames.clear();
+    }
+    return std::find(topics.begin(), topics.end(), "Ping ") != topics.end();
+  }));
+  for (const auto& t : topics) CHECK(t.rfind("$tap", 0) != 0);
+
+  // mallory may ask 2 queries a second: the third at once is refused, and the client
+  // gets that answer (not a timeout).
+  Client m(*topo, "mallory", &ctx);
+  m.set_identity("mallory");
+  int limited = 0;
+  for (int i = 0; i < 6; ++i) {
+    auto q = m.query("pub", GetApplied{}, std::chrono::milliseconds(2000));
+    if (!q && q.error().message().find("rate limit: identity 'mallory' may ask 2 queries per second") != std::string::npos)
+      ++limited;
+  }
+  CHECK(limited >= 3);
+  CHECK(json_query(c, "pub", "$metrics")["rate_limited"]["queries"] == limited);
 }
 
 TEST_CASE("a service that reacts to a type it has no handler for fails at start, naming the topology line",

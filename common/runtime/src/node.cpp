@@ -246,8 +246,12 @@ void NodeCore::bind_all() {
   if (topology_.curve()) setup_curve();
   auto bind = [&](zmq::socket_t& s, const std::string& endpoint, const char* role, std::string& out) {
     make_ipc_dir(name_, endpoint);
-    // ZeroMQ would unlink a live ipc socket of another process and take its place.
-    if (IpcGuard::served(IpcGuard::path_of(endpoint)))
+    // ZeroMQ would unlink a live ipc socket of another process and take its place. A
+    // listener of a process that is exiting (libzmq closes it after the lock is gone)
+    // is given a moment.
+    auto path = IpcGuard::path_of(endpoint);
+    for (int i = 0; i < 10 && IpcGuard::served(path); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (IpcGuard::served(path))
       throw std::runtime_error("service '" + name_ + "': cannot bind " + role + " endpoint " + endpoint +
                                ": another process is serving it (a second mesh on the same paths?)");
     try {
@@ -806,7 +810,9 @@ void NodeCore::relay() {
         break;
       case Outgoing::To::command: {
         auto it = downstreams_.find(out.target);
-        if (it == downstreams_.end()) break;
+        // Until the receiver's first heartbeat has been checked (handle_heartbeat), new
+        // commands wait in the outbox: resend_commands sends them after.
+        if (it == downstreams_.end() || !it->second->start_checked) break;
         // If the receiver is not connected the send may fail: the command stays in the
         // outbox and is resent until acknowledged.
         zmq::send_multipart(it->second->push, bufs, zmq::send_flags::dontwait);
@@ -826,12 +832,13 @@ void NodeCore::on_subscription(const zmq::message_t& m) {
   // that is no reason to stop mirroring for a tap.
   if (v.empty() || (v[0] != 0 && v[0] != 1)) return;
   auto topic = v.substr(1);
-  auto apply = [&] {
+  auto apply_to = [&](std::string_view t) {
     if (v[0] == 1)
-      pub_.set(zmq::sockopt::subscribe, topic);
+      pub_.set(zmq::sockopt::subscribe, t);
     else
-      pub_.set(zmq::sockopt::unsubscribe, topic);
+      pub_.set(zmq::sockopt::unsubscribe, t);
   };
+  auto apply = [&] { apply_to(topic); };
   auto count = [&](std::atomic<std::uint64_t>& c) {
     if (v[0] == 1)
       c.fetch_add(1);
@@ -861,13 +868,28 @@ void NodeCore::on_subscription(const zmq::message_t& m) {
   if (const char* user = user_of(m)) {
     const ClientSpec* who = topology_.find_client(user);
     if (!who || who->role != ClientSpec::Role::tap) {
-      if (v[0] != 1) return;
+      // What the prefix covers of the events and heartbeats, never the mirrors ("" is
+      // the usual "everything").
+      for (const auto& t : self_->publishes)
+        if (prefix_of(topic_of(t))) apply_to(topic_of(t));
+      if (prefix_of(builtin::kHeartbeatTopic)) apply_to(builtin::kHeartbeatTopic);
+      if (v[0] != 1) {
+        if (topic == builtin::kTapTopic && refused_taps_ > 0) --refused_taps_;
+        return;
+      }
+      if (topic == builtin::kTapTopic) ++refused_taps_;
       ++metrics_.auth_refused["tap"];
       if (refused_logged_.size() < kMaxLoggedKeys && refused_logged_.insert(std::string("tap ") + user).second)
-        log_->warn("'{}' subscribed to '{}', which takes tap mirrors, but is not a [taps.*] identity: ignored "
-                   "(subscribe to event types)", user, printable(topic));
-      return;  // not applied: this peer gets no mirror
+        log_->warn("'{}' subscribed to '{}', which would take tap mirrors, but is not a [taps.*] identity: "
+                   "it gets events and heartbeats only", user, printable(topic));
+      return;
     }
+  } else if (topology_.curve() && v[0] == 0 && topic == builtin::kTapTopic && refused_taps_ > 0) {
+    // libzmq unsubscribes a peer that leaves with no User-Id: a refused request going
+    // away must not take the real taps' count down (if the real tap left first, the
+    // count stays up until the other goes: mirrors nobody takes, no harm).
+    --refused_taps_;
+    return;
   }
   apply();
   if (topic == builtin::kTapTopic) count(counters_.taps);
@@ -1249,18 +1271,22 @@ void NodeCore::handle_heartbeat(Upstream* up, Incoming& in) {
   if (it != downstreams_.end()) {
     Downstream* down = it->second.get();
     auto ack = hb->acks.find(name_);
-    if (ack != hb->acks.end() && !std::exchange(down->start_checked, true) && ack->second > down->head_at_start) {
-      // It applied commands of ours that our store does not have: they were committed,
-      // sent, and then lost here (a lost WAL tail); the numbers we hand out again are
-      // ones it takes for duplicates.
-      if (store_->durable()) {
+    if (!std::exchange(down->start_checked, true)) {
+      // Its first heartbeat since we started. Commands numbered past our head at start
+      // were held back until now (relay), so an ack beyond that head means it applied
+      // commands of ours that our store no longer has: they were committed, sent, and
+      // lost here (a lost WAL tail), and the numbers we hand out again are ones it
+      // takes for duplicates.
+      std::uint64_t acked = ack == hb->acks.end() ? 0 : ack->second;
+      if (acked > down->head_at_start && store_->durable()) {
         log_->error("LOSS: {} applied our commands up to #{}, but this service's store ends at #{}: commands "
                     "#{}..#{} were lost here after they were sent (a lost WAL tail?), and new commands with those "
                     "numbers will be dropped by {} as duplicates",
-                    down->name, ack->second, down->head_at_start, down->head_at_start + 1, ack->second, down->name);
+                    down->name, acked, down->head_at_start, down->head_at_start + 1, acked, down->name);
         commands_lost_ = true;
         refresh_state();
       }
+      down->last_progress = Clock::time_point{};  // what was held back goes at the next maintenance
     }
     if (ack != hb->acks.end() && ack->second > down->acked) {
       down->acked = ack->second;
@@ -1336,7 +1362,10 @@ bool NodeCore::check_epoch(Upstream& up, const builtin::ReplayReply& hdr) {
     return false;
   }
   const std::uint64_t theirs = hdr.epoch_of_from.value_or(0);
-  if (at > 0 && (at > hdr.head || (up.epoch != 0 && theirs != up.epoch))) {
+  // Below what it retains the publisher no longer knows epochs either: that is a
+  // retention loss, which handle_replay reports as such.
+  const bool retained = at + 1 >= hdr.oldest;
+  if (at > 0 && retained && (at > hdr.head || (up.epoch != 0 && theirs != up.epoch))) {
     log_->error("LOSS: {} lost committed events: this service applied its event #{} (epoch {:x}), which {} now "
                 "{} (its head is #{}): it wrote other events under the same numbers (a lost WAL tail, or an "
                 "older copy of its store?); not applying {} until an operator decides",
@@ -1424,15 +1453,16 @@ void NodeCore::handle_query(Incoming& in) {
     reply(cause, std::string(builtin::kError), codec::encode(builtin::Error{message}));
   };
 
+  auto env = codec::decode_envelope(view(in.frames[env_at]));
   const char* user = user_of(in.frames[env_at]);
   if (user && !reanswering_ && !rate_limits_.admit(user, RateLimits::Kind::query, Clock::now())) {
     rate_limited(user, "queries");
-    error_reply(nullptr, "rate limit: identity '" + std::string(user) + "' may ask " +
-                             std::to_string(static_cast<std::uint64_t>(rate_limits_.rate(user, RateLimits::Kind::query))) +
-                             " queries per second of " + name_);
+    error_reply(env ? &*env : nullptr,  // the cause lets the client match the answer
+                "rate limit: identity '" + std::string(user) + "' may ask " +
+                    std::to_string(static_cast<std::uint64_t>(rate_limits_.rate(user, RateLimits::Kind::query))) +
+                    " queries per second of " + name_);
     return;
   }
-  auto env = codec::decode_envelope(view(in.frames[env_at]));
   if (!env) {
     reject_frames("queries", env.error().message(), raw);
     error_reply(nullptr, env.error().message());
@@ -1542,22 +1572,27 @@ void NodeCore::request_replays() {
   for (auto& up : upstreams_) {
     if (stopped(*up)) continue;
     // libzmq ends a connection for good (no reconnect) when a peer sends a message over
-    // ZMQ_MAXMSGSIZE: a publisher silent for three heartbeats gets a new subscription
-    // socket, and a replay that timed out a new replay socket. Both are cheap, and
-    // harmless when the publisher is only down.
-    if (now - std::max(up->last_heard, up->subscribed_at) > topology_.defaults.heartbeat * 3) {
+    // ZMQ_MAXMSGSIZE: a publisher silent for three heartbeats (and 5 s at least: a busy
+    // subscriber reads its events late) gets a new subscription socket, and a replay
+    // that timed out a new replay socket. Both are cheap, and harmless when the
+    // publisher is only down.
+    if (now - std::max(up->last_heard, up->subscribed_at) >
+        std::max<Clock::duration>(topology_.defaults.heartbeat * 3, std::chrono::seconds(5))) {
       open_subscription(*up);
       ++metrics_.connections_renewed;
     }
-    if (up->replay_in_flight && now - up->replay_sent < timeout) continue;
+    // Each unanswered replay waits twice as long as the last one (up to 8 timeouts): a
+    // publisher slow to answer under load is given the time, not asked again and again.
+    auto wait = timeout * (1 << std::min(up->unanswered_replays, 3));
+    if (up->replay_in_flight && now - up->replay_sent < wait) continue;
     if (up->replay_in_flight) {
       up->replay_in_flight = false;
       open_replay(*up);
       ++metrics_.connections_renewed;
       // Unanswered: does the stream move at all?
       if (up->position != up->replay_position)
-        up->unanswered_replays = 0;
-      else if (now - up->last_heard < timeout && ++up->unanswered_replays >= kStallReplays)
+        stream_moves(*up);
+      else if (now - up->last_heard < wait && ++up->unanswered_replays >= kStallReplays)
         stalled_stream(*up);
     }
     bool wanted = up->replay_wanted || up->position < up->known_head;
@@ -1825,14 +1860,25 @@ std::string NodeCore::deadletters_reply(std::string_view payload, std::string& t
     return codec::encode(builtin::Error{msg});
   };
   if (!req) return error(req.error().message());
-  auto describe = [](const ports::DeadLetter& l, bool frames) {
+  // A letter is within the limits, but its frames as JSON binaries beside its fields
+  // could pass max_message_bytes: `show` cuts each frame to its share and says so.
+  const std::size_t budget = topology_.defaults.max_message_bytes > 65536 ? topology_.defaults.max_message_bytes - 65536
+                                                                         : topology_.defaults.max_message_bytes / 2;
+  auto describe = [budget](const ports::DeadLetter& l, bool frames) {
     json j{{"id", l.id},         {"time", l.time},         {"first_time", l.first_time},
            {"endpoint", l.endpoint}, {"source", l.source},     {"type", l.type},
            {"reason", l.reason}, {"attempts", l.attempts}, {"frames", l.frames.size()}};
     if (frames) {
       json f = json::array();
-      for (const auto& fr : l.frames) f.push_back(json::binary(std::vector<std::uint8_t>(fr.begin(), fr.end())));
+      const std::size_t share = budget / std::max<std::size_t>(l.frames.size(), 1);
+      bool cut = false;
+      for (const auto& fr : l.frames) {
+        auto n = std::min(fr.size(), share);
+        cut = cut || n < fr.size();
+        f.push_back(json::binary(std::vector<std::uint8_t>(fr.begin(), fr.begin() + static_cast<std::ptrdiff_t>(n))));
+      }
       j["raw"] = f;
+      if (cut) j["truncated"] = true;
     }
     return j;
   };
@@ -1845,6 +1891,13 @@ std::string NodeCore::deadletters_reply(std::string_view payload, std::string& t
   if (!letter) return error("no dead letter " + std::to_string(req->id) + " in " + name_);
   if (req->op == "show") return to_msgpack(describe(*letter, true));
   if (req->op != "retry") return error("op must be list, show or retry, got '" + req->op + "'");
+  if (reanswering_) return error("the batch this retry came in failed (the store cannot be written): ask again");
+  // A letter without its message's id was refused at the door (a forged source, over
+  // the limits, an unrouted sequenced command) or kept before letters carried ids:
+  // applying it now would skip the checks that refused it.
+  if (letter->message_id.empty())
+    return error("dead letter " + std::to_string(req->id) + " was refused before any handler (or kept by an older "
+                 "version): not retried");
 
   // Retry: run the handler again on the stored message, inside this batch's unit of work.
   std::size_t env_at = letter->endpoint.rfind("events:", 0) == 0 ? 1 : 0;
@@ -1870,10 +1923,6 @@ std::string NodeCore::deadletters_reply(std::string_view payload, std::string& t
   bool ok = counters_.dead_letters.load() == before;
   std::uint32_t attempts = letter->attempts;
   if (ok) {
-    store_->remove_dead_letter(letter->id);
-  } else if (letter->message_id != env->id) {
-    // A letter kept before letters carried their message's id: the refusal was kept
-    // again under the id, so this one goes.
     store_->remove_dead_letter(letter->id);
   } else if (auto again = store_->dead_letter(letter->id)) {
     attempts = again->attempts;

@@ -236,6 +236,7 @@ class NodeCore {
   // which it detects from the mirror sequence).
   void mirror(std::string_view what, std::string_view envelope, std::string_view payload);
   std::uint64_t mirror_sequence_ = 0;
+  std::uint64_t refused_taps_ = 0;  // "$tap " subscriptions refused and not yet gone
 
   std::unique_ptr<zmq::context_t> own_context_;
   zmq::context_t* context_ = nullptr;
