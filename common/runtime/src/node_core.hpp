@@ -1,5 +1,7 @@
 // NodeCore: the node's private machinery — sockets, reactor, unit of work, relay,
-// replay, heartbeats. Internal to the runtime library.
+// replay, heartbeats — one class whose rooms are node_setup.cpp (sockets and store),
+// reactor.cpp (loop, batches, relay), streams.cpp (event streams), messages.cpp
+// (handlers, commands, dead letters), queries.cpp and security.cpp. Internal.
 #pragma once
 
 #include <troupe/domain/id.hpp>
@@ -13,10 +15,12 @@
 
 #include <troupe/adapters/msgpack/codec.hpp>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <map>
@@ -45,6 +49,30 @@ inline constexpr int kStallReplays = 3;
 inline constexpr std::string_view kUnknownType = "$unknown";
 
 std::string_view view(const zmq::message_t& m);
+
+using json = nlohmann::json;
+using Code = Rejection::Code;
+
+// Where a node keeps, per publisher, the incarnation (and epoch) its position refers to.
+inline constexpr std::string_view kUpstreamsTable = "$upstreams";
+
+inline std::string to_msgpack(const json& j) {
+  auto v = json::to_msgpack(j);
+  return std::string(v.begin(), v.end());
+}
+
+inline std::string topic_of(std::string_view type) { return std::string(type) + " "; }
+
+inline std::vector<std::string_view> views(const Frames& frames) {
+  std::vector<std::string_view> v;
+  v.reserve(frames.size());
+  for (const auto& f : frames) v.push_back(view(f));
+  return v;
+}
+
+inline bool contains(const std::vector<std::string>& v, std::string_view s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
 
 // A publisher this node reacts to.
 struct Upstream {

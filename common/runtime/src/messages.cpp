@@ -1,0 +1,305 @@
+// Messages in and out: running a handler in its savepoint, dead letters, commands
+// (one-shot and sequenced), what handlers emit and send, resends and pruning.
+#include "node_core.hpp"
+
+#include <troupe/domain/id.hpp>
+#include <troupe/runtime/keys.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+namespace troupe::detail {
+
+void NodeCore::log_rejection(const std::string& line) {
+  ++rejections_logged_;
+  if (rejections_logged_ <= 20 || rejections_logged_ % 1000 == 0)
+    log_->warn("rejected{}: {}",
+               rejections_logged_ > 20 ? " (" + std::to_string(rejections_logged_) + " so far)" : "",
+               printable(line));  // the line quotes what the peer sent
+}
+
+void NodeCore::dead_letter(const char* endpoint, const Envelope* env, const std::string& reason,
+                           const std::vector<std::string_view>& raw, bool mergeable) {
+  ports::DeadLetter l;
+  l.time = rfc3339_now();
+  l.endpoint = endpoint;
+  if (env) {
+    l.source = env->source;
+    l.type = env->type;
+    if (mergeable) l.message_id = env->id;
+  }
+  l.reason = reason;
+  for (auto f : raw) l.frames.emplace_back(f);
+  // Each letter is within what a reply can carry; the frames a peer sent beyond that
+  // were already dropped on receipt (receive_bounded).
+  if (reanswering_) {
+    // The query's first answer, in the batch that failed, counted, mirrored and logged
+    // it; its letter was rolled back with the batch. Keep it if the store lets us, whole
+    // (letter and frames in one unit), and answer the query either way.
+    try {
+      store_->begin();
+      store_->add_dead_letter(l);
+      store_->commit();
+    } catch (const std::exception&) {
+      store_->rollback();
+    }
+    return;
+  }
+  store_->add_dead_letter(l);
+  const auto& d = topology_.defaults;
+  auto totals = store_->dead_letter_totals();
+  if (totals.count > d.max_dead_letters || totals.bytes > d.max_dead_letter_bytes) {
+    auto evicted = store_->evict_dead_letters(d.max_dead_letters, d.max_dead_letter_bytes);
+    metrics_.dead_letters_evicted += evicted;
+    if (evicted && (metrics_.dead_letters_evicted == evicted || metrics_.dead_letters_evicted % 1000 < evicted))
+      log_->warn("dead letters over their limits (max_dead_letters {}, max_dead_letter_bytes {}): dropped the {} "
+                 "oldest ({} so far, counted in $metrics dead_letters_evicted)",
+                 d.max_dead_letters, d.max_dead_letter_bytes, evicted, metrics_.dead_letters_evicted);
+  }
+  if (counters_.taps.load(std::memory_order_relaxed)) {
+    Envelope dl = env ? *env : make_envelope("?", "?", Kind::event);
+    mirror("$deadletter", codec::encode_envelope(dl),
+           to_msgpack(json{{"endpoint", l.endpoint}, {"reason", l.reason}, {"frames", l.frames.size()}}));
+  }
+  ++metrics_.dead_letters;
+  counters_.dead_letters.fetch_add(1, std::memory_order_relaxed);
+  counters_.rejected.fetch_add(1, std::memory_order_relaxed);
+  // Per type only for types of the mesh: a peer must not grow $metrics with names of
+  // its own (nor put bytes that are not UTF-8 in its keys).
+  if (env) ++metrics_.types[mesh_type(env->type) ? env->type : std::string(kUnknownType)].rejected;
+  log_rejection(std::string(endpoint) + ": " + reason + " (kept as a dead letter)");
+}
+
+bool NodeCore::sends_to_us(std::string_view source) const {
+  const ServiceSpec* sender = topology_.find(source);
+  if (!sender) return false;
+  return std::any_of(sender->sends.begin(), sender->sends.end(),
+                     [&](const CommandRoute& r) { return r.target == name_; });
+}
+
+bool NodeCore::mesh_type(std::string_view type) const {
+  return std::any_of(topology_.services.begin(), topology_.services.end(), [&](const ServiceSpec& s) {
+    return s.publishes_type(type) || s.accepts_type(type) || s.answers_type(type);
+  });
+}
+
+void NodeCore::reject_frames(const char* endpoint, const std::string& reason,
+                             const std::vector<std::string_view>& raw) {
+  if (!reanswering_) ++metrics_.rejected_frames;
+  dead_letter(endpoint, nullptr, reason, raw);
+}
+
+void NodeCore::apply(const Envelope& env, std::string_view payload, const EventHandler& handler,
+                     const char* endpoint, const std::vector<std::string_view>& raw) {
+  auto& tm = metrics_.types[env.type];
+  ++tm.received;
+  if (auto fits = codec::validate(payload, env.type, payload_limits(env.type)); !fits) {
+    dead_letter(endpoint, &env, fits.error().message(), raw, true);
+    return;
+  }
+  store_->savepoint();
+  message_out_.clear();
+  Context ctx(*this, env, *store_);
+  auto t0 = Clock::now();
+  Result<void> r;
+  try {
+    r = handler(env, payload, ctx);
+  } catch (const ports::StoreError&) {
+    throw;
+  } catch (const TopologyViolation& e) {
+    r = reject(Code::invalid, env.type, e.what());
+  } catch (const OversizedMessage& e) {
+    ++metrics_.oversized_refused;
+    r = reject(Code::too_large, env.type, e.what());
+  } catch (const std::exception& e) {
+    r = reject(Code::refused, env.type, std::string("handler failed: ") + e.what());
+  }
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
+  tm.latency_us.add(static_cast<std::uint64_t>(us));
+  if (r) {
+    store_->release();
+    ++tm.handled;
+    for (auto& o : message_out_) batch_out_.push_back(std::move(o));
+  } else {
+    store_->rollback_to();
+    store_->release();
+    dead_letter(endpoint, &env, r.error().message(), raw, true);
+  }
+  message_out_.clear();
+}
+
+const codec::Limits& NodeCore::payload_limits(std::string_view type) {
+  auto it = payload_limits_.find(type);
+  if (it != payload_limits_.end()) return it->second;
+  codec::Limits l;
+  l.max_bytes = topology_.defaults.max_message_bytes;
+  l.max_string = l.max_binary = topology_.max_field_bytes(type);
+  return payload_limits_.emplace(std::string(type), l).first->second;
+}
+
+void NodeCore::check_outgoing_size(std::string_view what, std::size_t bytes) const {
+  const auto max = topology_.defaults.max_message_bytes;
+  if (bytes > max)
+    throw OversizedMessage(name_ + " emits " + std::string(what) + " of " + std::to_string(bytes) +
+                           " bytes, over max_message_bytes (" + std::to_string(max) +
+                           "): peers would refuse it, so it is not committed");
+}
+
+void NodeCore::handle_command(Incoming& in) {
+  auto raw = views(in.frames);
+  if (!in.oversize.empty()) {
+    ++metrics_.oversized_received;
+    reject_frames("commands", in.oversize, raw);
+    return;
+  }
+  const char* user = in.frames.empty() ? nullptr : user_of(in.frames[0]);
+  if (user && !rate_limits_.admit(user, RateLimits::Kind::command, Clock::now())) {
+    rate_limited(user, "commands");  // dropped, not kept: the client resends until $seen says so
+    return;
+  }
+  if (in.frames.size() != 2) {
+    reject_frames("commands", "expected 2 frames (envelope, payload), got " + std::to_string(in.frames.size()), raw);
+    return;
+  }
+  auto env = codec::decode_envelope(view(in.frames[0]));
+  if (!env) {
+    reject_frames("commands", env.error().message(), raw);
+    return;
+  }
+  mirror("$command", view(in.frames[0]), view(in.frames[1]));
+  if (std::string why; source_forged(*env, user, why)) {
+    ++metrics_.auth_refused["source"];
+    dead_letter("commands", &*env, why, raw);
+    return;
+  }
+  if (env->sequence == 0) {
+    // From a one-shot client: handled once per command id — applied or dead-lettered,
+    // either way a resend changes nothing ($seen tells the client).
+    if (store_->seen(env->id)) {
+      ++metrics_.duplicates;
+      counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    store_->mark_seen(env->id);
+  }
+  if (env->sequence > 0) {
+    // Only services the topology routes to us number their commands. Anyone else's
+    // numbers would add a position to the store and an ack to every heartbeat, for good.
+    if (!sends_to_us(env->source)) {
+      dead_letter("commands", &*env,
+                  "a sequenced command from '" + env->source +
+                      "', which the topology does not list as sending to '" + name_ + "'",
+                  raw);
+      return;
+    }
+    // From a service's command outbox: handled strictly in its order, once — the
+    // position moves on even when the command is then refused, so one bad command
+    // cannot block its sender's stream.
+    auto it = command_positions_.find(env->source);
+    if (it == command_positions_.end())
+      it = command_positions_.emplace(env->source, store_->position("cmd:" + env->source)).first;
+    if (env->sequence <= it->second) {
+      ++metrics_.duplicates;
+      counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (env->sequence > it->second + 1) {  // an earlier one is missing: it will be resent
+      ++metrics_.commands_out_of_order;
+      return;
+    }
+    it->second = env->sequence;
+  }
+  if (env->kind != Kind::command) {
+    dead_letter("commands", &*env, "expected kind 'command', got '" + std::string(to_string(env->kind)) + "'", raw);
+    return;
+  }
+  auto h = command_handlers_.find(env->type);
+  if (!self_->accepts_type(env->type) || h == command_handlers_.end()) {
+    dead_letter("commands", &*env, "service '" + name_ + "' does not accept command '" + env->type + "'", raw);
+    return;
+  }
+  apply(*env, view(in.frames[1]), h->second, "commands", raw);
+  counters_.commands_applied.fetch_add(1, std::memory_order_relaxed);
+}
+
+void NodeCore::stage_event(const Envelope& cause, std::string_view type, std::string payload,
+                           std::string correlation) {
+  if (!self_->publishes_type(type))
+    throw TopologyViolation("service '" + name_ + "' emits '" + std::string(type) +
+                            "', which its topology does not list in publishes");
+  Envelope e = make_caused_envelope(cause, name_, std::string(type), Kind::event);
+  if (!correlation.empty()) e.correlationid = std::move(correlation);
+  e.sequence = store_->head() + 1;
+  e.epoch = epoch_;
+  std::string env = codec::encode_envelope(e);  // before e's strings move into the row
+  check_outgoing_size(type, type.size() + 1 + env.size() + payload.size());
+  ports::OutboxEvent ev{e.sequence, std::move(e.type), std::move(e.correlationid), std::move(e.causationid),
+                        std::move(env), std::move(payload)};
+  store_->append_event(ev);
+  ++metrics_.types[ev.type].published;
+  message_out_.push_back({Outgoing::To::events, {}, {topic_of(type), std::move(ev.envelope), std::move(ev.payload)}});
+}
+
+void NodeCore::stage_command(const Envelope& cause, std::string_view target, std::string_view type,
+                             std::string payload, std::string correlation) {
+  bool routed = false;
+  for (const auto& r : self_->sends)
+    if (r.target == target && contains(r.types, type)) routed = true;
+  if (!routed)
+    throw TopologyViolation("service '" + name_ + "' sends '" + std::string(type) + "' to '" +
+                            std::string(target) + "', which its topology does not list in sends");
+  Envelope e = make_caused_envelope(cause, name_, std::string(type), Kind::command);
+  if (!correlation.empty()) e.correlationid = std::move(correlation);
+  e.sequence = store_->command_head(target) + 1;
+  std::string env = codec::encode_envelope(e);
+  check_outgoing_size(type, env.size() + payload.size());
+  ports::OutboxCommand c{std::string(target), e.sequence, std::move(e.type), std::move(env), std::move(payload)};
+  store_->append_command(c);
+  ++metrics_.types[c.type].published;
+  message_out_.push_back({Outgoing::To::command, c.target, {std::move(c.envelope), std::move(c.payload)}});
+}
+
+void NodeCore::resend_commands() {
+  auto now = Clock::now();
+  for (auto& [name, d] : downstreams_) {
+    // Resend when acknowledgements have not moved for two heartbeats — not "when we
+    // have not sent lately", which steady traffic would postpone forever.
+    if (now - d->last_progress < topology_.defaults.heartbeat * 2) continue;
+    auto pending = store_->unacked_commands(name, 512);
+    if (pending.empty()) {
+      d->last_progress = now;
+      continue;
+    }
+    for (const auto& c : pending) {
+      std::array<zmq::const_buffer, 2> bufs{zmq::buffer(c.envelope), zmq::buffer(c.payload)};
+      if (!zmq::send_multipart(d->push, bufs, zmq::send_flags::dontwait)) break;
+      ++metrics_.commands_resent;
+    }
+    d->last_progress = now;
+  }
+}
+
+void NodeCore::prune() {
+  // Both in steps of a tenth, so a steady trickle does not make every tick a write.
+  const auto keep = topology_.defaults.retention_events;
+  const auto keep_ids = topology_.defaults.retention_command_ids;
+  try {
+    if (store_->head() - store_->oldest() + 1 > keep + keep / 10) {
+      store_->begin();
+      std::size_t n = store_->prune_events(keep);
+      store_->commit();
+      if (n) log_->info("pruned {} events from the outbox (keeping {})", n, keep);
+    }
+    if (auto ids = store_->prune_seen(keep_ids, keep_ids / 10))
+      log_->info("forgot {} one-shot command ids (keeping the newest {})", ids, keep_ids);
+  } catch (const ports::StoreError& e) {
+    store_->rollback();
+    log_->error("pruning the outbox failed: {}", e.what());
+  }
+}
+
+}  // namespace troupe::detail

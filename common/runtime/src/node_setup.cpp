@@ -1,0 +1,361 @@
+// NodeCore, its sockets and store: construction, the state directory and lock, binding
+// (with the ipc guard), socket monitors, the connections to publishers and command
+// receivers, and closing.
+#include "node_core.hpp"
+
+#include <troupe/domain/id.hpp>
+#include <troupe/runtime/keys.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <troupe/adapters/memory/memory_store.hpp>
+#include <troupe/adapters/sqlite/sqlite_store.hpp>
+
+namespace troupe::detail {
+
+namespace {
+
+// Creates `dir` (and its parents) readable by this user only; an existing directory
+// is left as it is. Throws one line naming the directory and the reason.
+void make_private_dir(const std::string& service, const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(dir, ec)) return;
+  std::filesystem::create_directories(dir, ec);
+  if (ec)
+    throw std::runtime_error("service '" + service + "': cannot create directory " + dir.string() + ": " +
+                             ec.message());
+  std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
+}
+
+void make_ipc_dir(const std::string& service, const std::string& endpoint) {
+  std::filesystem::path p(IpcGuard::path_of(endpoint));
+  if (p.has_parent_path()) make_private_dir(service, p.parent_path());
+}
+
+// Lock files this process holds: a second Node of the same service in this process
+// is told so, not that "another process" holds the lock.
+std::mutex g_locks_mutex;
+std::set<std::string> g_locks;
+
+}  // namespace
+
+std::string_view view(const zmq::message_t& m) {
+  return std::string_view(static_cast<const char*>(m.data()), m.size());
+}
+
+NodeCore::NodeCore(Topology topology, std::string service, NodeOptions options)
+    : topology_(std::move(topology)),
+      name_(std::move(service)),
+      options_(std::move(options)),
+      rate_limits_(topology_) {
+  self_ = topology_.find(name_);
+  if (!self_)
+    throw std::runtime_error("service '" + name_ + "' is not in topology " + topology_.file);
+  log_ = spdlog::get(name_);
+  if (!log_) {
+    log_ = spdlog::stderr_color_mt(name_);
+    log_->set_pattern("%Y-%m-%dT%H:%M:%S.%e %n %^%l%$: %v");
+  }
+  if (options_.context) {
+    context_ = options_.context;
+  } else {
+    own_context_ = std::make_unique<zmq::context_t>(1);
+    context_ = own_context_.get();
+  }
+  stop_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (stop_fd_ < 0) throw std::runtime_error(name_ + ": eventfd: " + std::strerror(errno));
+  try {
+    open_store();
+    bind_all();
+  } catch (...) {
+    close_all();
+    throw;
+  }
+}
+
+NodeCore::~NodeCore() { close_all(); }
+
+void NodeCore::open_store() {
+  const auto& d = topology_.defaults;
+  make_private_dir(name_, d.state_dir);
+  struct stat st {};
+  if (::stat(d.state_dir.c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)))
+    log_->warn("state directory {} is open to other users (mode {:o}): its stores and logs hold every "
+               "message; chmod 700 it", d.state_dir, st.st_mode & 07777);
+  std::string lock_path = d.state_dir + "/" + name_ + ".lock";
+  {
+    std::lock_guard lock(g_locks_mutex);
+    if (g_locks.count(lock_path))
+      throw std::runtime_error("service '" + name_ + "' already has a Node in this process (lock " + lock_path +
+                               ")");
+    lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd_ < 0)
+      throw std::runtime_error("service '" + name_ + "': cannot open lock file " + lock_path + ": " +
+                               std::strerror(errno));
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
+      throw std::runtime_error("service '" + name_ + "' is already running (lock " + lock_path +
+                               " is held by another process)");
+    g_locks.insert(lock_path);
+    lock_path_ = lock_path;
+  }
+  if (options_.store) {
+    store_ = options_.store;
+  } else if (d.durability == Durability::durable) {
+    store_ = std::make_shared<adapters::SqliteStore>(d.state_dir + "/" + name_ + ".db", d.synchronous);
+  } else {
+    store_ = std::make_shared<adapters::MemoryStore>();
+  }
+  epoch_ = store_->epoch();
+}
+
+zmq::socket_t NodeCore::make_socket(zmq::socket_type type) {
+  zmq::socket_t s(*context_, type);
+  auto hb = static_cast<int>(topology_.defaults.heartbeat.count());
+  s.set(zmq::sockopt::linger, 500);
+  s.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(topology_.defaults.max_message_bytes));
+  s.set(zmq::sockopt::heartbeat_ivl, hb);
+  s.set(zmq::sockopt::heartbeat_timeout, hb * 3);
+  s.set(zmq::sockopt::heartbeat_ttl, hb * 3);
+  return s;
+}
+
+void NodeCore::bind_all() {
+  if (topology_.curve()) setup_curve();
+  auto bind = [&](zmq::socket_t& s, const std::string& endpoint, const char* role, std::string& out) {
+    make_ipc_dir(name_, endpoint);
+    // ZeroMQ would unlink a live ipc socket of another process and take its place. A
+    // listener of a process that is exiting (libzmq closes it after the lock is gone)
+    // is given a moment.
+    auto path = IpcGuard::path_of(endpoint);
+    for (int i = 0; i < 10 && IpcGuard::served(path); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (IpcGuard::served(path))
+      throw std::runtime_error("service '" + name_ + "': cannot bind " + role + " endpoint " + endpoint +
+                               ": another process is serving it (a second mesh on the same paths?)");
+    try {
+      s.bind(endpoint);
+    } catch (const zmq::error_t& e) {
+      throw std::runtime_error("service '" + name_ + "': cannot bind " + role + " endpoint " +
+                               endpoint + ": " + e.what());
+    }
+    out = s.get(zmq::sockopt::last_endpoint);
+    ipc_guard_.watch(endpoint);
+    if (!IpcGuard::path_of(endpoint).empty()) ipc_sockets_.emplace_back(endpoint, &s);
+  };
+  pub_ = make_socket(zmq::socket_type::xpub);
+  pub_.set(zmq::sockopt::xpub_verboser, 1);
+  // Manual: a subscription takes effect only when on_subscription applies it, so a peer
+  // that may read events but is no tap never receives the `$tap ` mirrors.
+  pub_.set(zmq::sockopt::xpub_manual, 1);
+  // What reaches an XPUB is subscriptions, which libzmq keeps (a trie node per byte)
+  // before the node sees them: none may be much longer than the longest topic it sends.
+  // The bound also applies to the handshake (a CURVE INITIATE is some 300 bytes), so
+  // it is never below 4 KiB.
+  std::size_t longest = std::max(builtin::kHeartbeatTopic.size(), builtin::kTapTopic.size());
+  for (const auto& t : self_->publishes) longest = std::max(longest, t.size() + 1);
+  pub_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(std::max<std::size_t>(longest + 64, 4096)));
+  pub_.set(zmq::sockopt::sndhwm, options_.pub_sndhwm);
+  pull_ = make_socket(zmq::socket_type::pull);
+  router_ = make_socket(zmq::socket_type::router);
+  router_.set(zmq::sockopt::sndhwm, 100000);
+  secure_server(pub_, "events");
+  secure_server(pull_, "commands");
+  secure_server(router_, "queries");
+  bind(pub_, self_->endpoints.events, "events", bound_.events);
+  bind(pull_, self_->endpoints.commands, "commands", bound_.commands);
+  bind(router_, self_->endpoints.queries, "queries", bound_.queries);
+  std::string ignored;
+  if (!self_->expose.events.empty()) bind(pub_, self_->expose.events, "exposed events", ignored);
+  if (!self_->expose.commands.empty()) bind(pull_, self_->expose.commands, "exposed commands", ignored);
+  if (!self_->expose.queries.empty()) bind(router_, self_->expose.queries, "exposed queries", ignored);
+}
+
+void NodeCore::start_monitors() {
+  static std::atomic<int> unique{0};
+  int events = ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED |
+               ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_ACCEPT_FAILED;
+  for (zmq::socket_t* s : {&pub_, &pull_, &router_}) {
+    std::string address = "inproc://troupe-monitor-" + name_ + "-" + std::to_string(unique.fetch_add(1));
+    if (zmq_socket_monitor(s->handle(), address.c_str(), events) != 0) continue;
+    zmq::socket_t m(*context_, zmq::socket_type::pair);
+    m.set(zmq::sockopt::linger, 0);
+    m.connect(address);
+    monitors_.push_back(std::move(m));
+  }
+}
+
+void NodeCore::drain_monitor(zmq::socket_t& monitor) {
+  while (true) {
+    zmq::message_t event, address;
+    if (!monitor.recv(event, zmq::recv_flags::dontwait)) return;
+    if (event.more() && !monitor.recv(address, zmq::recv_flags::dontwait)) return;
+    if (event.size() < 6) continue;
+    std::uint16_t id = 0;
+    std::memcpy(&id, event.data(), sizeof id);
+    const char* name = "other";
+    switch (id) {
+      case ZMQ_EVENT_ACCEPTED: name = "accepted"; break;
+      case ZMQ_EVENT_ACCEPT_FAILED: name = "accept_failed"; break;
+      case ZMQ_EVENT_DISCONNECTED: name = "disconnected"; break;
+      case ZMQ_EVENT_CLOSED: name = "closed"; break;
+      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: name = "handshake_succeeded"; break;
+      case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+      case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+      case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: name = "handshake_failed"; break;
+      default: break;
+    }
+    ++metrics_.socket_events[name];
+  }
+}
+
+void NodeCore::connect_all() {
+  for (const auto& sub : self_->reacts_to) {
+    const ServiceSpec* pub = topology_.find(sub.publisher);
+    if (!pub) continue;  // check_topology rejects this earlier
+    auto up = std::make_unique<Upstream>();
+    up->name = pub->name;
+    up->endpoints = pub->endpoints;
+    for (const auto& t : sub.types) up->reacts.insert(t);
+    open_subscription(*up);
+    open_replay(*up);
+    up->position = store_->position(up->name);
+    up->known_head = up->position;
+    // "INCARNATION EPOCH" (the epoch is absent in stores from before epochs).
+    auto saved = store_->get(kUpstreamsTable, up->name).value_or("");
+    auto space = saved.find(' ');
+    up->incarnation = saved.substr(0, space);
+    if (space != std::string::npos) up->epoch = up->saved_epoch = std::strtoull(saved.c_str() + space + 1, nullptr, 10);
+    upstreams_.push_back(std::move(up));
+  }
+  for (const auto& route : self_->sends) {
+    const ServiceSpec* target = topology_.find(route.target);
+    if (!target) continue;
+    auto down = std::make_unique<Downstream>();
+    down->name = target->name;
+    down->endpoints = target->endpoints;
+    down->push = make_socket(zmq::socket_type::push);
+    secure_client(down->push, target->name);
+    down->push.connect(target->endpoints.commands);
+    down->heartbeats = make_socket(zmq::socket_type::sub);
+    down->heartbeats.set(zmq::sockopt::subscribe, builtin::kHeartbeatTopic);
+    secure_client(down->heartbeats, target->name);
+    down->heartbeats.connect(target->endpoints.events);
+    down->head_at_start = store_->command_head(down->name);
+    downstreams_.emplace(down->name, std::move(down));
+  }
+}
+
+void NodeCore::open_subscription(Upstream& up) {
+  const ServiceSpec* pub = topology_.find(up.name);
+  up.sub.close();
+  up.sub = make_socket(zmq::socket_type::sub);
+  up.sub.set(zmq::sockopt::rcvhwm, options_.sub_rcvhwm);
+  // Every type of the publisher: its sequence is one stream, so events we do not
+  // handle still move our position (and a missing one is a gap, not a filter).
+  for (const auto& t : pub->publishes) up.sub.set(zmq::sockopt::subscribe, topic_of(t));
+  up.sub.set(zmq::sockopt::subscribe, builtin::kHeartbeatTopic);
+  secure_client(up.sub, pub->name);
+  up.sub.connect(pub->endpoints.events);
+  up.subscribed_at = Clock::now();
+}
+
+void NodeCore::open_replay(Upstream& up) {
+  const ServiceSpec* pub = topology_.find(up.name);
+  up.dealer.close();
+  up.dealer = make_socket(zmq::socket_type::dealer);
+  up.dealer.set(zmq::sockopt::immediate, 1);
+  up.dealer.set(zmq::sockopt::linger, 0);
+  secure_client(up.dealer, pub->name);
+  up.dealer.connect(pub->endpoints.queries);
+}
+
+void NodeCore::close_all() noexcept {
+  for (zmq::socket_t* s : {&pub_, &pull_, &router_})
+    if (s->handle()) zmq_socket_monitor(s->handle(), nullptr, 0);
+  monitors_.clear();
+  for (auto& up : upstreams_) {
+    up->sub.close();
+    up->dealer.close();
+  }
+  upstreams_.clear();
+  for (auto& [_, d] : downstreams_) {
+    d->push.close();
+    d->heartbeats.close();
+  }
+  downstreams_.clear();
+  pub_.close();
+  pull_.close();
+  router_.close();
+  if (zap_) {
+    for (const char* e : {"events", "commands", "queries"}) zap_->forget(name_ + "/" + e);
+    zap_.reset();  // before an owned context closes: the last node stops the authority
+  }
+  if (stop_fd_ >= 0) ::close(stop_fd_);
+  stop_fd_ = -1;
+  store_.reset();
+  if (lock_fd_ >= 0) {
+    ::close(lock_fd_);  // releases the flock
+    std::lock_guard lock(g_locks_mutex);
+    g_locks.erase(lock_path_);
+  }
+  lock_fd_ = -1;
+}
+
+void NodeCore::stop() noexcept {
+  stop_requested_.store(true);
+  if (stop_fd_ >= 0) {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(stop_fd_, &one, sizeof one);
+  }
+}
+
+// Each heartbeat: are the ipc socket files we bound still ours? A removed one, or a
+// dead socket left in its place, is bound again; one another live process serves is
+// reported (peers reach that process, not this service) until it is gone.
+void NodeCore::check_endpoints() {
+  std::string error;
+  for (const auto& st : ipc_guard_.check()) {
+    if (st.finding == IpcGuard::Finding::ours) continue;
+    if (st.finding == IpcGuard::Finding::replaced_live) {
+      if (error.empty())
+        error = "ipc endpoint " + st.endpoint + " was taken over by another process: peers reach it, not " + name_;
+      continue;
+    }
+    auto it = std::find_if(ipc_sockets_.begin(), ipc_sockets_.end(), [&](auto& e) { return e.first == st.endpoint; });
+    if (it == ipc_sockets_.end()) continue;
+    try {
+      try {
+        it->second->unbind(st.endpoint);
+      } catch (const zmq::error_t&) {
+      }
+      it->second->bind(st.endpoint);
+      ipc_guard_.watch(st.endpoint);
+      log_->warn("ipc endpoint {} was {}; bound it again", st.endpoint,
+                 st.finding == IpcGuard::Finding::removed ? "removed" : "replaced by a dead socket");
+    } catch (const zmq::error_t& e) {
+      if (error.empty()) error = "cannot bind ipc endpoint " + st.endpoint + " again: " + e.what();
+    }
+  }
+  if (error == endpoint_error_) return;
+  if (!error.empty())
+    log_->error("{}", error);
+  else
+    log_->info("every endpoint is this service's again");
+  endpoint_error_ = error;
+  refresh_state();
+}
+
+}  // namespace troupe::detail

@@ -1,0 +1,364 @@
+// The reactor: the loop, receiving within the limits, the unit of work of a batch
+// (commit or roll back, and what a failed store means), and the relay after commit.
+#include "node_core.hpp"
+
+#include <troupe/domain/id.hpp>
+#include <troupe/runtime/keys.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+namespace troupe::detail {
+
+void NodeCore::run() {
+  // A reaction the topology declares and nobody handles would be consumed in silence
+  // (its events still move the position): a broken contract, refused before serving.
+  for (const auto& sub : self_->reacts_to)
+    for (const auto& type : sub.types)
+      if (!event_handlers_.count(type))
+        throw std::runtime_error(topology_.file + ":" + std::to_string(sub.line) + ": service '" + name_ +
+                                 "' reacts to " + sub.publisher + "/" + type +
+                                 " but registered no handler for it (node.on<" + type + ">)");
+  start_monitors();
+  connect_all();
+  if (topology_.curve())
+    log_->info("security is \"curve\": only the topology's identities may connect (keys in {})",
+               topology_.defaults.keys_dir);
+  else
+    log_->warn("SECURITY IS OFF (security = \"none\"): any peer that can reach {} may read, send and query",
+               bound_.events);
+  log_->info("{} {} ready: events {} commands {} queries {} ({} store, head {})", name_, kVersion,
+             bound_.events, bound_.commands, bound_.queries,
+             store_->durable() ? "durable" : "memory", store_->head());
+  state_ = "ready";
+  refresh_state();
+  counters_.running.store(true);
+  const auto hb = topology_.defaults.heartbeat;
+  next_heartbeat_ = Clock::now();
+  next_maintenance_ = Clock::now() + hb;
+  request_replays();
+
+  std::vector<Incoming> batch;
+  std::vector<zmq::pollitem_t> items;
+  while (!stop_requested_.load()) {
+    items.clear();
+    items.push_back({nullptr, stop_fd_, ZMQ_POLLIN, 0});
+    items.push_back({pub_.handle(), 0, ZMQ_POLLIN, 0});
+    items.push_back({pull_.handle(), 0, ZMQ_POLLIN, 0});
+    items.push_back({router_.handle(), 0, ZMQ_POLLIN, 0});
+    for (auto& up : upstreams_) {
+      items.push_back({up->sub.handle(), 0, ZMQ_POLLIN, 0});
+      items.push_back({up->dealer.handle(), 0, ZMQ_POLLIN, 0});
+    }
+    for (auto& [_, d] : downstreams_) items.push_back({d->heartbeats.handle(), 0, ZMQ_POLLIN, 0});
+    const std::size_t first_monitor = items.size();
+    for (auto& m : monitors_) items.push_back({m.handle(), 0, ZMQ_POLLIN, 0});
+
+    auto now = Clock::now();
+    auto wake = std::min(next_heartbeat_, next_maintenance_);
+    auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(wake - now);
+    if (timeout.count() < 0) timeout = std::chrono::milliseconds(0);
+    try {
+      zmq::poll(items, timeout);
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+      continue;
+    }
+    if (items[0].revents & ZMQ_POLLIN) break;
+    for (std::size_t i = 0; i < monitors_.size(); ++i)
+      if (items[first_monitor + i].revents & ZMQ_POLLIN) drain_monitor(monitors_[i]);
+    collect_refusals();
+
+    // Subscriptions arriving on our XPUB (who is attached).
+    if (items[1].revents & ZMQ_POLLIN) {
+      zmq::message_t m;
+      while (pub_.recv(m, zmq::recv_flags::dontwait)) on_subscription(m);
+    }
+
+    batch.clear();
+    collect(batch, topology_.defaults.batch_max);
+    if (!batch.empty() && topology_.defaults.batch_delay.count() > 0 &&
+        batch.size() < topology_.defaults.batch_max) {
+      auto until = Clock::now() + topology_.defaults.batch_delay;
+      while (batch.size() < topology_.defaults.batch_max && Clock::now() < until) {
+        if (collect(batch, topology_.defaults.batch_max - batch.size()) == 0)
+          std::this_thread::yield();
+      }
+    }
+    if (!batch.empty()) process(batch);
+
+    now = Clock::now();
+    if (now >= next_heartbeat_) {
+      send_heartbeat();
+      check_endpoints();
+      next_heartbeat_ = now + hb;
+    }
+    if (now >= next_maintenance_) {
+      request_replays();
+      resend_commands();
+      prune();
+      probe_store(now);
+      next_maintenance_ = now + hb / 2;
+    }
+  }
+  // Handle what has already arrived before closing: a clean stop loses no message
+  // that reached this process.
+  state_ = "stopping";
+  for (int round = 0; round < 100; ++round) {
+    batch.clear();
+    if (collect(batch, topology_.defaults.batch_max) == 0) break;
+    process(batch);
+  }
+  counters_.running.store(false);
+  log_->info("{} stopping", name_);
+}
+
+std::size_t NodeCore::collect(std::vector<Incoming>& batch, std::size_t max) {
+  std::size_t got = 0;
+  auto take = [&](zmq::socket_t& s, Incoming::From from, Upstream* up) {
+    if (got >= max) return false;
+    Frames frames;
+    auto r = zmq::recv_multipart(s, std::back_inserter(frames), zmq::recv_flags::dontwait);
+    if (!r) return false;
+    batch.push_back({from, up, std::move(frames)});
+    ++got;
+    return true;
+  };
+  // What clients send: never held beyond the limits, however many frames come.
+  auto take_bounded = [&](zmq::socket_t& s, Incoming::From from) {
+    if (got >= max) return false;
+    zmq::message_t first;
+    if (!s.recv(first, zmq::recv_flags::dontwait)) return false;
+    Incoming in{from, nullptr, {}};
+    receive_bounded(s, std::move(first), in);
+    batch.push_back(std::move(in));
+    ++got;
+    return true;
+  };
+  // Round robin over sockets so no source starves the others.
+  bool progress = true;
+  while (progress && got < max) {
+    progress = false;
+    progress |= take_bounded(pull_, Incoming::From::command);
+    progress |= take_bounded(router_, Incoming::From::query);
+    for (auto& up : upstreams_) {
+      zmq::socket_t& sub = up->sub;
+      if (got >= max) break;
+      Frames frames;
+      if (zmq::recv_multipart(sub, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+        bool hb = !frames.empty() && view(frames[0]) == builtin::kHeartbeatTopic;
+        batch.push_back({hb ? Incoming::From::heartbeat : Incoming::From::event, up.get(), std::move(frames)});
+        ++got;
+        progress = true;
+      }
+      progress |= take(up->dealer, Incoming::From::replay, up.get());
+    }
+    for (auto& [_, d] : downstreams_) progress |= take(d->heartbeats, Incoming::From::heartbeat, nullptr);
+  }
+  return got;
+}
+
+// Reads the rest of a message whose first frame is `first`, keeping at most kMaxFrames
+// frames and about max_message_bytes of it: a peer can make libzmq assemble a huge
+// multipart message, but not make this node copy it, store it or hold it.
+void NodeCore::receive_bounded(zmq::socket_t& s, zmq::message_t first, Incoming& in) {
+  const std::size_t max_bytes = topology_.defaults.max_message_bytes + codec::kEnvelopeLimits.max_bytes + 1024;
+  std::size_t frames = 0, bytes = 0, kept = 0;
+  zmq::message_t m = std::move(first);
+  while (true) {
+    ++frames;
+    bytes += m.size();
+    bool more = m.more();
+    if (frames <= kMaxFrames && kept + m.size() <= max_bytes) {
+      kept += m.size();
+      in.frames.push_back(std::move(m));
+    }
+    if (!more) break;
+    m = zmq::message_t();
+    if (!s.recv(m, zmq::recv_flags::dontwait)) break;  // all parts arrive together
+  }
+  if (frames > in.frames.size())
+    in.oversize = "a message of " + std::to_string(frames) + " frames and " + std::to_string(bytes) +
+                  " bytes, over the limit of " + std::to_string(kMaxFrames) + " frames and " +
+                  std::to_string(max_bytes) + " bytes: kept its first " + std::to_string(in.frames.size()) +
+                  " frame(s)";
+}
+
+void NodeCore::process(std::vector<Incoming>& batch) {
+  auto t0 = Clock::now();
+  // Commands, events and replays are what write; queries and heartbeats (which every
+  // connected service gets each interval) say nothing about whether writes work.
+  if (std::any_of(batch.begin(), batch.end(), [](const Incoming& in) {
+        return in.from != Incoming::From::query && in.from != Incoming::From::heartbeat;
+      }))
+    last_writes_ = t0;
+  std::vector<std::uint64_t> start_positions;
+  for (auto& up : upstreams_) start_positions.push_back(up->position);
+  auto start_commands = command_positions_;
+  struct StreamMark {
+    std::string incarnation;
+    std::uint64_t epoch, saved_epoch;
+  };
+  std::vector<StreamMark> start_marks;
+  for (auto& up : upstreams_) start_marks.push_back({up->incarnation, up->epoch, up->saved_epoch});
+  std::map<std::string, std::uint64_t> start_acked;
+  for (auto& [n, d] : downstreams_) start_acked[n] = d->acked;
+  batch_out_.clear();
+  const auto start_head = store_->head();
+  bool wrote = false;  // a batch of queries and heartbeats alone proves nothing about writes
+  try {
+    store_->begin();
+    for (auto& in : batch) {
+      // Anything from a publisher's events socket shows that connection lives.
+      if (in.upstream && in.from != Incoming::From::replay) in.upstream->last_heard = t0;
+      switch (in.from) {
+        case Incoming::From::command: handle_command(in); break;
+        case Incoming::From::query: handle_query(in); break;
+        case Incoming::From::event: {
+          if (in.frames.size() != 3) {
+            reject_frames(("events:" + in.upstream->name).c_str(),
+                          "expected 3 frames (topic, envelope, payload), got " +
+                              std::to_string(in.frames.size()),
+                          views(in.frames));
+            break;
+          }
+          handle_event(*in.upstream, view(in.frames[1]), view(in.frames[2]), views(in.frames));
+          break;
+        }
+        case Incoming::From::replay: handle_replay(*in.upstream, in); break;
+        case Incoming::From::heartbeat: handle_heartbeat(in.upstream, in); break;
+      }
+    }
+    for (std::size_t i = 0; i < upstreams_.size(); ++i) {
+      Upstream& up = *upstreams_[i];
+      if (up.position != start_positions[i]) {
+        store_->set_position(up.name, up.position);
+        wrote = true;
+      }
+      if (up.epoch != up.saved_epoch) save_upstream(up);
+    }
+    for (const auto& [sender, pos] : command_positions_) {
+      auto it = start_commands.find(sender);
+      if (it == start_commands.end() || it->second != pos) {
+        store_->set_position("cmd:" + sender, pos);
+        wrote = true;
+      }
+    }
+    wrote = wrote || store_->head() != start_head;
+    store_->commit();
+  } catch (const std::exception& e) {
+    store_->rollback();
+    // Nothing of this batch happened: positions, incarnations and acks go back to what
+    // was committed, and the events come again through replay once writes work.
+    for (std::size_t i = 0; i < upstreams_.size(); ++i) {
+      Upstream& up = *upstreams_[i];
+      up.position = start_positions[i];
+      up.incarnation = start_marks[i].incarnation;
+      up.epoch = start_marks[i].epoch;
+      up.saved_epoch = start_marks[i].saved_epoch;
+    }
+    for (auto& [n, d] : downstreams_) d->acked = start_acked[n];
+    command_positions_ = start_commands;
+    batch_out_.clear();
+    ++metrics_.store_failures;
+    if (store_error_.empty()) log_->error("handling a batch failed, not acknowledging it: {}", e.what());
+    store_error_ = e.what();
+    refresh_state();
+    answer_queries_outside_batch(batch);
+    return;
+  }
+  if (!store_error_.empty() && wrote) store_works_again();
+  auto commit_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
+  metrics_.commit_us.add(static_cast<std::uint64_t>(commit_us));
+  metrics_.batch_size.add(batch.size());
+  counters_.batches.fetch_add(1, std::memory_order_relaxed);
+  relay();
+  request_replays();
+}
+
+void NodeCore::store_works_again() {
+  log_->info("store writes work again; resuming");
+  store_error_.clear();
+  refresh_state();  // still degraded if a loss was reported: that needs an operator, not a retry
+}
+
+void NodeCore::refresh_state() {
+  if (state_ == "starting" || state_ == "stopping") return;
+  bool wrong = !store_error_.empty() || commands_lost_ || !endpoint_error_.empty();
+  for (const auto& up : upstreams_) wrong = wrong || stopped(*up) || up->stalled;
+  state_ = wrong ? "degraded" : "ready";
+}
+
+// After a failed batch, a service that is sent nothing more to write (it only answers
+// queries, or the failed batch held only dead letters) would say "degraded" for good:
+// once no command, event or replay has come for a heartbeat interval it tries one small
+// write itself. Under load it never probes: the load's own batches say whether writes work.
+void NodeCore::probe_store(Clock::time_point now) {
+  if (store_error_.empty() || now - last_writes_ < topology_.defaults.heartbeat) return;
+  last_writes_ = now;  // at most one probe per interval
+  try {
+    store_->begin();
+    store_->put("$troupe", "write_probe", rfc3339_now());
+    store_->commit();
+  } catch (const std::exception& e) {
+    store_->rollback();
+    store_error_ = e.what();
+    return;
+  }
+  store_works_again();
+}
+
+// Queries only read. When a batch could not be committed (a full disk, a failing store)
+// its queries are answered again on their own, so `$health`, `$metrics` and the
+// services' own queries keep working while writes fail and show why.
+void NodeCore::answer_queries_outside_batch(std::vector<Incoming>& batch) {
+  reanswering_ = true;
+  for (auto& in : batch) {
+    if (in.from != Incoming::From::query) continue;
+    try {
+      handle_query(in);
+    } catch (const std::exception& e) {
+      log_->debug("query not answered while the store fails: {}", e.what());
+    }
+  }
+  reanswering_ = false;
+  relay();
+}
+
+void NodeCore::relay() {
+  for (auto& out : batch_out_) {
+    std::vector<zmq::const_buffer> bufs;
+    bufs.reserve(out.frames.size());
+    for (const auto& f : out.frames) bufs.push_back(zmq::buffer(f));
+    switch (out.to) {
+      case Outgoing::To::events:
+        zmq::send_multipart(pub_, bufs, zmq::send_flags::dontwait);
+        counters_.published.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case Outgoing::To::reply:
+        try {
+          zmq::send_multipart(router_, bufs, zmq::send_flags::dontwait);
+        } catch (const zmq::error_t&) {
+          // The client is gone (EHOSTUNREACH): its reply has nobody to go to.
+        }
+        break;
+      case Outgoing::To::command: {
+        auto it = downstreams_.find(out.target);
+        // Until the receiver's first heartbeat has been checked (handle_heartbeat), new
+        // commands wait in the outbox: resend_commands sends them after.
+        if (it == downstreams_.end() || !it->second->start_checked) break;
+        // If the receiver is not connected the send may fail: the command stays in the
+        // outbox and is resent until acknowledged.
+        zmq::send_multipart(it->second->push, bufs, zmq::send_flags::dontwait);
+        break;
+      }
+    }
+  }
+  batch_out_.clear();
+}
+
+}  // namespace troupe::detail
