@@ -61,6 +61,14 @@ void Node::initialize(const std::function<void(StateView&)>& f) {
     throw;
   }
 }
+void Node::every(std::chrono::milliseconds period, Task task) {
+  if (period.count() <= 0) throw std::invalid_argument("Node::every: the period must be positive");
+  core_->add_timer(period, period, std::move(task));
+}
+void Node::after(std::chrono::milliseconds delay, Task task) {
+  core_->add_timer(std::max(delay, std::chrono::milliseconds(0)), {}, std::move(task));
+}
+void Node::post(Task task) { core_->post(std::move(task)); }
 void Node::stop() noexcept { core_->stop(); }
 const Endpoints& Node::bound() const { return core_->bound_; }
 const std::string& Node::name() const { return core_->name_; }

@@ -24,6 +24,7 @@
 #include <chrono>
 #include <deque>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <set>
@@ -136,7 +137,7 @@ struct Outgoing {
 };
 
 struct Incoming {
-  enum class From { command, query, event, replay, heartbeat } from = From::command;
+  enum class From { command, query, event, replay, heartbeat, task } from = From::command;
   Upstream* upstream = nullptr;
   Frames frames;
   // A query is answered again when its batch could not be committed: whether its first
@@ -145,6 +146,16 @@ struct Incoming {
   // Set when the message was over the frame or byte limit: what it really was; only
   // its first frames were kept.
   std::string oversize = {};
+  // From::task: what to run, and whether it was posted (run again if its batch fails).
+  Task task = {};
+  bool posted = false;
+};
+
+// A task run every `period` (or once, when period is zero).
+struct Timer {
+  Clock::time_point next;
+  Clock::duration period;
+  Task task;
 };
 
 class NodeCore {
@@ -284,6 +295,21 @@ class NodeCore {
   int lock_fd_ = -1;
   std::string lock_path_;
   int stop_fd_ = -1;
+  // Tasks: timers (node thread only) and posted ones (any thread; post_fd_ wakes the loop).
+ public:
+  void add_timer(Clock::duration first, Clock::duration period, Task task);
+  void post(Task task);
+
+ private:
+  void take_tasks(std::vector<Incoming>& batch, Clock::time_point now, bool woken);
+  void run_task(Incoming& in);
+  Clock::time_point next_timer() const;
+  std::vector<Timer> timers_;
+  bool running_ = false;  // timers added before run() count from its start
+  int post_fd_ = -1;
+  std::mutex posted_mutex_;
+  std::deque<Task> posted_;
+  std::atomic<bool> has_posted_{false};
   zmq::socket_t pub_, pull_, router_;
   // zmq_socket_monitor of the three bound sockets: counted into metrics_.socket_events.
   std::vector<zmq::socket_t> monitors_;

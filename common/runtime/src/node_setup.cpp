@@ -76,7 +76,8 @@ NodeCore::NodeCore(Topology topology, std::string service, NodeOptions options)
     context_ = own_context_.get();
   }
   stop_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (stop_fd_ < 0) throw std::runtime_error(name_ + ": eventfd: " + std::strerror(errno));
+  post_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (stop_fd_ < 0 || post_fd_ < 0) throw std::runtime_error(name_ + ": eventfd: " + std::strerror(errno));
   try {
     open_store();
     bind_all();
@@ -303,8 +304,10 @@ void NodeCore::close_all() noexcept {
     for (const char* e : {"events", "commands", "queries"}) zap_->forget(name_ + "/" + e);
     zap_.reset();  // before an owned context closes: the last node stops the authority
   }
-  if (stop_fd_ >= 0) ::close(stop_fd_);
-  stop_fd_ = -1;
+  for (int* fd : {&stop_fd_, &post_fd_}) {
+    if (*fd >= 0) ::close(*fd);
+    *fd = -1;
+  }
   store_.reset();
   if (lock_fd_ >= 0) {
     ::close(lock_fd_);  // releases the flock

@@ -255,6 +255,7 @@ std::string NodeCore::metrics_reply() {
   j["oversized_refused"] = metrics_.oversized_refused;
   j["oversized_received"] = metrics_.oversized_received;
   j["connections_renewed"] = metrics_.connections_renewed;
+  j["tasks_failed"] = metrics_.tasks_failed;
   j["subscriptions_ignored"] = metrics_.subscriptions_ignored;
   j["dead_letters_evicted"] = metrics_.dead_letters_evicted;
   j["rate_limited"] = metrics_.rate_limited;

@@ -40,6 +40,8 @@ void NodeCore::run() {
   const auto hb = topology_.defaults.heartbeat;
   next_heartbeat_ = Clock::now();
   next_maintenance_ = Clock::now() + hb;
+  running_ = true;
+  for (auto& t : timers_) t.next = Clock::now() + t.next.time_since_epoch();  // added before run()
   request_replays();
 
   std::vector<Incoming> batch;
@@ -47,6 +49,7 @@ void NodeCore::run() {
   while (!stop_requested_.load()) {
     items.clear();
     items.push_back({nullptr, stop_fd_, ZMQ_POLLIN, 0});
+    items.push_back({nullptr, post_fd_, ZMQ_POLLIN, 0});
     items.push_back({pub_.handle(), 0, ZMQ_POLLIN, 0});
     items.push_back({pull_.handle(), 0, ZMQ_POLLIN, 0});
     items.push_back({router_.handle(), 0, ZMQ_POLLIN, 0});
@@ -59,7 +62,7 @@ void NodeCore::run() {
     for (auto& m : monitors_) items.push_back({m.handle(), 0, ZMQ_POLLIN, 0});
 
     auto now = Clock::now();
-    auto wake = std::min(next_heartbeat_, next_maintenance_);
+    auto wake = std::min({next_heartbeat_, next_maintenance_, next_timer()});
     auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(wake - now);
     if (timeout.count() < 0) timeout = std::chrono::milliseconds(0);
     try {
@@ -74,12 +77,13 @@ void NodeCore::run() {
     collect_refusals();
 
     // Subscriptions arriving on our XPUB (who is attached).
-    if (items[1].revents & ZMQ_POLLIN) {
+    if (items[2].revents & ZMQ_POLLIN) {
       zmq::message_t m;
       while (pub_.recv(m, zmq::recv_flags::dontwait)) on_subscription(m);
     }
 
     batch.clear();
+    take_tasks(batch, Clock::now(), items[1].revents & ZMQ_POLLIN);
     collect(batch, topology_.defaults.batch_max);
     if (!batch.empty() && topology_.defaults.batch_delay.count() > 0 &&
         batch.size() < topology_.defaults.batch_max) {
@@ -110,7 +114,9 @@ void NodeCore::run() {
   state_ = "stopping";
   for (int round = 0; round < 100; ++round) {
     batch.clear();
-    if (collect(batch, topology_.defaults.batch_max) == 0) break;
+    take_tasks(batch, Clock::time_point{}, true);  // posted ones; no timer is due at the epoch
+    collect(batch, topology_.defaults.batch_max);
+    if (batch.empty()) break;
     process(batch);
   }
   counters_.running.store(false);
@@ -231,6 +237,7 @@ void NodeCore::process(std::vector<Incoming>& batch) {
         }
         case Incoming::From::replay: handle_replay(*in.upstream, in); break;
         case Incoming::From::heartbeat: handle_heartbeat(in.upstream, in); break;
+        case Incoming::From::task: run_task(in); break;
       }
     }
     for (std::size_t i = 0; i < upstreams_.size(); ++i) {
@@ -265,6 +272,13 @@ void NodeCore::process(std::vector<Incoming>& batch) {
     command_positions_ = start_commands;
     batch_out_.clear();
     ++metrics_.store_failures;
+    // Posted tasks are run again with the next batch (a timer's tick is simply next).
+    {
+      std::lock_guard lock(posted_mutex_);
+      for (auto it = batch.rbegin(); it != batch.rend(); ++it)
+        if (it->from == Incoming::From::task && it->posted) posted_.push_front(std::move(it->task));
+      has_posted_.store(!posted_.empty());
+    }
     if (store_error_.empty()) log_->error("handling a batch failed, not acknowledging it: {}", e.what());
     store_error_ = e.what();
     refresh_state();

@@ -45,6 +45,7 @@ struct Metrics {
   std::uint64_t subscriptions_ignored = 0;  // subscriptions that match no topic of this node
   std::uint64_t dead_letters_evicted = 0;   // oldest letters dropped past max_dead_letters/_bytes
   std::uint64_t oversized_received = 0;     // messages over the frame or byte limit, kept truncated
+  std::uint64_t tasks_failed = 0;           // timer or posted tasks that threw (rolled back)
   std::uint64_t connections_renewed = 0;    // upstream sockets opened again (silent publisher, lost replay)
   std::map<std::string, std::uint64_t> socket_events;  // "accepted", "disconnected", ...
   std::map<std::string, std::uint64_t> auth_refused;   // CURVE: per endpoint, "tap", "builtin", "source"

@@ -39,6 +39,10 @@ inline constexpr std::string_view kVersion = "0.1.0";
 using EventHandler = std::function<Result<void>(const Envelope&, std::string_view payload, Context&)>;
 using QueryHandler =
     std::function<Result<std::string>(const Envelope&, std::string_view payload, QueryContext&)>;
+// Work of the service's own that is no answer to a message: a timer's tick, a reading a
+// device driver hands over. It runs on the node's thread in a unit of work, like a
+// handler: what it writes to state and emits commits together.
+using Task = std::function<void(Context&)>;
 
 struct NodeOptions {
   // Shared context (required for inproc between nodes of one process); nullptr = own.
@@ -118,6 +122,18 @@ class Node {
   // Runs `f` in one unit of work before the node serves (seeding state on first start,
   // say). Throws what f throws, or StoreError; nothing is kept unless it succeeds.
   void initialize(const std::function<void(StateView&)>& f);
+
+  // Runs `task` every `period` on the node's thread, the first time one period after
+  // run() starts; each run is a unit of work of its own batch (state and emitted events
+  // commit together). A task that throws is rolled back and logged; the timer goes on.
+  // Call before run() or from the node's thread (a handler or a task).
+  void every(std::chrono::milliseconds period, Task task);
+  // Runs `task` once, `delay` after run() starts (or after now, once running); same rules.
+  void after(std::chrono::milliseconds delay, Task task);
+  // Runs `task` on the node's thread as soon as it can: safe from any thread (a device
+  // driver's callback). Tasks run in the order they were posted; one whose batch
+  // cannot be committed (a failing store) is run again with the next batch.
+  void post(Task task);
 
   // Runs the reactor on the calling thread until stop(). Throws only for a broken
   // environment (a store that cannot be written at start, say).

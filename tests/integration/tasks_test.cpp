@@ -1,0 +1,94 @@
+// Work a service does of its own accord — a timer's tick, a reading handed over by
+// another thread — runs on the node's thread in a unit of work, like a handler.
+#include "../support/test_mesh.hpp"
+
+#include <troupe/runtime/client.hpp>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include <atomic>
+
+using namespace testmesh;
+using troupe::Client;
+using troupe::Node;
+using troupe::NodeOptions;
+
+namespace {
+
+struct Mesh {
+  TempDir dir;
+  zmq::context_t ctx;
+  troupe::Topology topo = topology("ipc", dir.str(), 1);
+  std::unique_ptr<Node> pub, sub;
+  std::unique_ptr<Client> client;
+  Mesh() {
+    NodeOptions o;
+    o.context = &ctx;
+    pub = std::make_unique<Node>(topo, "pub", o);
+    sub = std::make_unique<Node>(topo, "sub1", o);
+    install(*pub);
+    install(*sub);
+    client = std::make_unique<Client>(topo, "test", &ctx);
+  }
+  Applied applied(const std::string& service) {
+    auto r = client->query(service, GetApplied{}, std::chrono::milliseconds(1000));
+    return r ? *r : Applied{-1, -1, -1};
+  }
+};
+
+// The publisher's own counter, kept in its state: the Ping it emits next.
+void emit_next(troupe::Context& ctx, const std::string& note = "") {
+  auto next = ctx.state().load<NextPing>("pub", "next").value_or(NextPing{});
+  ctx.emit(Ping{next.next++, note});
+  ctx.state().save("pub", "next", next);
+}
+
+}  // namespace
+
+TEST_CASE("a timer emits on its own, each tick committed with the state it wrote", "[tasks]") {
+  Mesh m;
+  m.pub->every(std::chrono::milliseconds(20), [](troupe::Context& ctx) { emit_next(ctx); });
+  Running rs(*m.sub), rp(*m.pub);
+  REQUIRE(eventually([&] { return m.applied("sub1").count >= 10; }));
+  auto a = m.applied("sub1");
+  CHECK(a.out_of_order == 0);
+  CHECK(m.applied("pub").count >= a.count);  // every Ping applied was committed by pub with its counter
+}
+
+TEST_CASE("tasks posted from another thread all run in order on the node's thread", "[tasks]") {
+  Mesh m;
+  Running rs(*m.sub), rp(*m.pub);
+  std::atomic<int> elsewhere{0};
+  const auto node_thread = rp.thread.get_id();
+  std::thread driver([&] {
+    for (int i = 0; i < 200; ++i)
+      m.pub->post([&](troupe::Context& ctx) {
+        if (std::this_thread::get_id() != node_thread) ++elsewhere;
+        emit_next(ctx, "reading");
+      });
+  });
+  driver.join();
+  REQUIRE(eventually([&] { return m.applied("sub1").count == 200; }));
+  CHECK(m.applied("sub1").out_of_order == 0);
+  CHECK(elsewhere == 0);
+}
+
+TEST_CASE("a task that throws keeps nothing, is counted, and the node goes on", "[tasks]") {
+  Mesh m;
+  m.pub->after(std::chrono::milliseconds(10), [](troupe::Context& ctx) {
+    emit_next(ctx);
+    throw std::runtime_error("sensor unplugged");
+  });
+  Running rs(*m.sub), rp(*m.pub);
+  auto metrics = [&] {
+    auto r = m.client->query_raw("pub", "$metrics", std::string(1, '\x80'));
+    return r ? nlohmann::json::from_msgpack(r->payload) : nlohmann::json{};
+  };
+  REQUIRE(eventually([&] { return metrics()["tasks_failed"] == 1; }));
+  CHECK(m.applied("pub").count == 0);  // its state change and its event went with it
+  m.pub->post([](troupe::Context& ctx) { emit_next(ctx); });
+  REQUIRE(eventually([&] { return m.applied("sub1").count == 1; }));
+  CHECK(m.applied("pub").count == 1);
+}
