@@ -38,6 +38,12 @@ struct ProcessMesh {
     procs[service] = std::make_unique<Process>(argv, dir.str() + "/" + service + ".log");
     REQUIRE(eventually([&] { return client->query_raw(service, "$health", "\x80", std::chrono::milliseconds(200)).ok(); }));
   }
+  // A clean stop (SIGTERM: the WAL is written into the database file) and a start.
+  void restart(const std::string& service) {
+    procs[service]->signal(SIGTERM);
+    REQUIRE(procs[service]->wait_for(5000) == 0);
+    start(service);
+  }
   void kill9(const std::string& service) {
     procs[service]->signal(SIGKILL);
     procs[service]->wait();
@@ -173,10 +179,7 @@ TEST_CASE("a publisher that lost its last commits (a lost WAL tail) is reported,
   m.start("sub1");
   REQUIRE(m.client->send("pub", Emit{50, ""}));
   REQUIRE(eventually([&] { return m.applied("sub1").count == 50; }));
-  // A clean stop writes the WAL into the database file: events 1..50 are there for good.
-  m.procs["pub"]->signal(SIGTERM);
-  REQUIRE(m.procs["pub"]->wait_for(5000) == 0);
-  m.start("pub");
+  m.restart("pub");  // events 1..50 are in the database file for good
   REQUIRE(m.client->send("pub", Emit{50, ""}));
   REQUIRE(eventually([&] { return m.applied("sub1").count == 100; }));
   m.kill9("sub1");
@@ -202,9 +205,7 @@ TEST_CASE("a sender that lost commands it had sent says so when the receiver's a
   REQUIRE(m.client->send("sub1", Emit{5, ""}));  // sub1 sends pub its command #1
   REQUIRE(eventually([&] { return m.applied("sub1").count == 5; }));
   CHECK(m.json("sub1", "$health")["state"] == "ready");  // a first ack is no loss
-  m.procs["sub1"]->signal(SIGTERM);
-  REQUIRE(m.procs["sub1"]->wait_for(5000) == 0);
-  m.start("sub1");
+  m.restart("sub1");
   REQUIRE(m.client->send("sub1", Emit{5, ""}));  // #2 and #3, only in sub1's WAL
   REQUIRE(m.client->send("sub1", Emit{5, ""}));
   REQUIRE(eventually([&] { return m.applied("sub1").count == 15; }));

@@ -21,7 +21,10 @@ finish() {
   rm -rf "$state"
 }
 trap finish EXIT
-orders_head() { "${troupe[@]}" query "${args[@]}" --timeout 500 orders '$health' 2>/dev/null | grep -o '"head":[0-9]*' | cut -d: -f2; }
+orders_head() {
+  "${troupe[@]}" query "${args[@]}" --timeout 500 orders '$health' 2>/dev/null |
+    /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["head"])' 2>/dev/null
+}
 head_at_least() { local h; h=$(orders_head); [[ -n $h ]] && ((h >= $1)); }
 
 check "mesh comes up" "${mesh[@]}" up
