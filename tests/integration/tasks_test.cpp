@@ -92,3 +92,20 @@ TEST_CASE("a task that throws keeps nothing, is counted, and the node goes on", 
   REQUIRE(eventually([&] { return m.applied("sub1").count == 1; }));
   CHECK(m.applied("pub").count == 1);
 }
+
+TEST_CASE("a client's traceparent travels with its command into the events it causes", "[client]") {
+  Mesh m;
+  Running rs(*m.sub), rp(*m.pub);
+  m.client->watch({"pub"});
+  const std::string tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  REQUIRE(m.client->send("pub", Emit{1, ""}, "", tp));
+  std::optional<troupe::Received> ev;
+  REQUIRE(eventually([&] { return (ev = m.client->next_event(std::chrono::milliseconds(50))).has_value(); }));
+  CHECK(ev->envelope.type == "Ping");
+  CHECK(ev->envelope.traceparent == tp);
+  auto bad = m.client->send("pub", Emit{1, ""}, "", "00-not-a-trace");
+  REQUIRE_FALSE(bad);
+  CHECK_THAT(bad.error().message(), Catch::StartsWith("traceparent: expected 00-<32 hex>"));
+  CHECK_FALSE(troupe::valid_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
+  CHECK_FALSE(troupe::valid_traceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"));
+}

@@ -57,7 +57,7 @@ Result<std::optional<nlohmann::json>> caused_in_outbox(Client& client, const std
 Runner add_send(CLI::App& app) {
   auto* cmd = app.add_subcommand("send", "send a command (JSON payload); --wait prints the first event it caused");
   struct Opts : Common {
-    std::string service, type, payload = "{}", correlation;
+    std::string service, type, payload = "{}", correlation, traceparent;
     bool wait = false;
   };
   auto o = std::make_shared<Opts>();
@@ -66,6 +66,8 @@ Runner add_send(CLI::App& app) {
   cmd->add_option("TYPE", o->type, "the command type, e.g. PlaceOrder")->required();
   cmd->add_option("JSON", o->payload, "the payload as a JSON object")->capture_default_str();
   cmd->add_option("--correlation", o->correlation, "correlation id (default: the command's id)");
+  cmd->add_option("--traceparent", o->traceparent,
+                  "W3C trace context (00-<32 hex>-<16 hex>-<2 hex>) the command and what it causes carry");
   cmd->add_flag("--wait", o->wait, "wait for the first event caused by the command and print it");
   return [o, cmd]() -> int {
     if (!*cmd) return -1;
@@ -85,7 +87,8 @@ Runner add_send(CLI::App& app) {
       from = outbox_head(client, o->service, std::min(deadline, Clock::now() + std::chrono::seconds(1))) + 1;
     }
     // Resent until the service confirms it took the command (its id makes that safe).
-    auto sent = client.send_confirmed(o->service, o->type, to_msgpack(*payload), o->correlation, until(deadline));
+    auto sent = client.send_confirmed(o->service, o->type, to_msgpack(*payload), o->correlation, until(deadline),
+                                      o->traceparent);
     if (!sent) {
       std::cerr << "troupe: " << sent.error().message() << '\n';
       return sent.error().code == Rejection::Code::invalid && sent.error().what.rfind("command ", 0) == 0 ? kUnreachable : kUsage;

@@ -143,4 +143,18 @@ std::string printable(std::string_view text) {
   return out;
 }
 
+bool valid_traceparent(std::string_view t) noexcept {
+  if (t.size() != 55 || t.substr(0, 3) != "00-" || t[35] != '-' || t[52] != '-') return false;
+  auto hex = [&](std::size_t from, std::size_t n) {
+    bool nonzero = false;
+    for (std::size_t i = from; i < from + n; ++i) {
+      char c = t[i];
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+      nonzero = nonzero || c != '0';
+    }
+    return nonzero || n == 2;
+  };
+  return hex(3, 32) && hex(36, 16) && hex(53, 2);
+}
+
 }  // namespace troupe

@@ -130,13 +130,17 @@ Result<Received> Client::query_raw(const std::string& service, const std::string
 }
 
 Result<Envelope> Client::send_raw(const std::string& service, const std::string& type,
-                                  std::string payload, std::string correlation) {
+                                  std::string payload, std::string correlation, std::string traceparent) {
   const ServiceSpec* spec = topology_.find(service);
   if (!spec) return reject(Rejection::Code::invalid, service, "no such service in " + topology_.file);
   if (!spec->accepts_type(type))
     return reject(Rejection::Code::invalid, service, "does not accept command '" + type + "'");
+  if (!traceparent.empty() && !valid_traceparent(traceparent))
+    return reject(Rejection::Code::invalid, "traceparent",
+                  "expected 00-<32 hex>-<16 hex>-<2 hex> (W3C Trace Context), got '" + printable(traceparent) + "'");
   Envelope e = make_envelope(name_, type, Kind::command);
   e.correlationid = std::move(correlation);
+  e.traceparent = std::move(traceparent);
   std::string env = codec::encode_envelope(e);
   std::array<zmq::const_buffer, 2> bufs{zmq::buffer(env), zmq::buffer(payload)};
   if (!zmq::send_multipart(push(service), bufs))
@@ -163,8 +167,9 @@ std::optional<std::vector<bool>> Client::seen(const std::string& service, const 
 }
 
 Result<Envelope> Client::send_confirmed(const std::string& service, const std::string& type, std::string payload,
-                                        std::string correlation, std::chrono::milliseconds timeout) {
-  auto sent = send_raw(service, type, payload, std::move(correlation));
+                                        std::string correlation, std::chrono::milliseconds timeout,
+                                        std::string traceparent) {
+  auto sent = send_raw(service, type, payload, std::move(correlation), std::move(traceparent));
   if (!sent) return sent;
   auto deadline = std::chrono::steady_clock::now() + timeout;
   auto wait = std::chrono::milliseconds(5);

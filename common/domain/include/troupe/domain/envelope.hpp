@@ -46,6 +46,10 @@ Envelope make_envelope(std::string source, std::string type, Kind kind);
 Envelope make_caused_envelope(const Envelope& cause, std::string source, std::string type,
                               Kind kind);
 
+// True if `text` is a W3C Trace Context traceparent of version 00:
+// "00-" 32 lowercase hex (not all zero) "-" 16 lowercase hex (not all zero) "-" 2 hex.
+bool valid_traceparent(std::string_view text) noexcept;
+
 // The current UTC time as RFC 3339 with microseconds: "2026-11-27T18:00:00.123456Z".
 std::string rfc3339_now();
 

@@ -56,8 +56,10 @@ class Client {
   }
 
   // Sends a command; returns its envelope (its id is what caused events will name).
+  // `traceparent`: a W3C Trace Context header ("00-<32 hex>-<16 hex>-<2 hex>") that the
+  // command and everything it causes carry; anything else is refused.
   Result<Envelope> send_raw(const std::string& service, const std::string& type, std::string payload,
-                            std::string correlation = {});
+                            std::string correlation = {}, std::string traceparent = {});
 
   // Sends a command again with its original envelope (same id): the receiver applies
   // it at most once, so a client that is unsure whether it arrived can simply resend.
@@ -68,15 +70,17 @@ class Client {
   // because the receiver applies a command id once.
   Result<Envelope> send_confirmed(const std::string& service, const std::string& type, std::string payload,
                                   std::string correlation = {},
-                                  std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+                                  std::chrono::milliseconds timeout = std::chrono::milliseconds(5000),
+                                  std::string traceparent = {});
 
   // Which of these command ids `service` has applied; nullopt if it did not answer.
   std::optional<std::vector<bool>> seen(const std::string& service, const std::vector<std::string>& ids,
                                         std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
 
   template <Message C>
-  Result<Envelope> send(const std::string& service, const C& c, std::string correlation = {}) {
-    return send_raw(service, std::string(C::kType), codec::encode(c), std::move(correlation));
+  Result<Envelope> send(const std::string& service, const C& c, std::string correlation = {},
+                        std::string traceparent = {}) {
+    return send_raw(service, std::string(C::kType), codec::encode(c), std::move(correlation), std::move(traceparent));
   }
 
   // Subscribes to every event of every service (or of `services`); call before the
