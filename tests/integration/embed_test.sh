@@ -11,6 +11,13 @@ meson install -C "$build" --destdir "$tmp/root" --quiet >"$tmp/install.log" 2>&1
 pc=$(find "$tmp/root" -name troupe.pc | head -1)
 [[ -n $pc ]] || { echo "FAIL: no troupe.pc installed"; exit 1; }
 echo "installed: $(find "$tmp/root" -name 'libtroupe.a' | head -1), $pc, $(find "$tmp/root" -path '*include/troupe/runtime/node.hpp')"
+# The toolkit's command is on the PATH; the example shop is not (it lives in libexec).
+bin=$(find "$tmp/root" -type d -name bin | head -1)
+[[ -x $bin/troupe ]] || { echo "FAIL: no troupe command in $bin"; exit 1; }
+for s in orders inventory payments shipping notifications shop-edge; do
+  [[ ! -e $bin/$s ]] || { echo "FAIL: the shop's $s is installed on the PATH ($bin)"; exit 1; }
+  [[ -n $(find "$tmp/root" -path "*libexec/troupe/shop/$s") ]] || { echo "FAIL: no libexec/troupe/shop/$s"; exit 1; }
+done
 extra=()
 [[ $sanitize != none ]] && extra=(-Db_sanitize="$sanitize" -Db_lundef=false -Dcpp_args=-Wno-maybe-uninitialized)
 export PKG_CONFIG_SYSROOT_DIR=$tmp/root PKG_CONFIG_PATH=$(dirname "$pc")
