@@ -153,6 +153,23 @@ TEST_CASE("a subscriber that falls behind the publisher's retention gets a loud,
   CHECK_THAT(m.procs["sub1"]->output(), Catch::Contains("LOSS: pub no longer retains events 1.."));
 }
 
+TEST_CASE("a subscriber behind the retention of a restarted publisher is told it is behind retention",
+          "[durability][faults][process]") {
+  ProcessMesh m(1, "retention_events = 100");
+  m.start("pub");
+  m.start("sub1");
+  REQUIRE(m.client->send("pub", Emit{10, ""}));
+  REQUIRE(eventually([&] { return m.applied("sub1").count == 10; }));
+  m.kill9("sub1");
+  for (int i = 0; i < 10; ++i) REQUIRE(m.client->send("pub", Emit{50, ""}));
+  REQUIRE(eventually([&] { return m.json("pub", "$health")["oldest"].get<int>() > 12; }));
+  m.restart("pub");  // a new epoch; the epochs of what it pruned are gone with the events
+  m.start("sub1");
+  REQUIRE(eventually([&] { return m.json("sub1", "$health")["upstreams"][0]["behind_retention"] == true; }));
+  CHECK(m.json("sub1", "$health")["upstreams"][0]["head_regressed"] == false);
+  CHECK_THAT(m.procs["sub1"]->output(), Catch::Contains("LOSS: pub no longer retains events 11.."));
+}
+
 TEST_CASE("a publisher whose store was replaced is reported loudly, not applied from scratch",
           "[durability][faults][process]") {
   ProcessMesh m(1);

@@ -235,7 +235,7 @@ TEST_CASE("under CURVE a forged command stream is refused and the real stream go
           "[hardening][curve]") {
   TempDir dir;
   std::string keys = dir.str() + "/keys";
-  for (const char* who : {"pub", "sub1", "cli", "mallory"}) {
+  for (const char* who : {"pub", "sub1", "cli", "mallory", "tap"}) {
     auto pair = troupe::keys::generate();
     REQUIRE(pair);
     REQUIRE(troupe::keys::write(keys, who, *pair));
@@ -243,7 +243,7 @@ TEST_CASE("under CURVE a forged command stream is refused and the real stream go
   auto text = topology_text("ipc", dir.str(), 1, "durable", "security = \"curve\"\nkeys_dir = \"" + keys + "\"\n") +
               "[clients.cli]\ncommands = [\"*\"]\nqueries = [\"*\"]\nevents = [\"*\"]\n\n"
               "[clients.mallory]\ncommands = [\"pub\"]\nqueries = [\"pub\"]\nevents = [\"pub\"]\n"
-              "queries_per_second = 2\n";
+              "queries_per_second = 2\n\n[taps.tap]\n";
   auto topo = troupe::toml::parse_topology(text, "test.toml");
   REQUIRE(topo);
   zmq::context_t ctx;
@@ -300,6 +300,35 @@ TEST_CASE("under CURVE a forged command stream is refused and the real stream go
     return std::find(topics.begin(), topics.end(), "Ping ") != topics.end();
   }));
   for (const auto& t : topics) CHECK(t.rfind("$tap", 0) != 0);
+
+  // A refused "$tap " going away (libzmq's unsubscribe carries no User-Id) leaves the
+  // real tap's count alone: the tap still gets mirrors.
+  auto metrics = [&] { return json_query(c, "pub", "$metrics"); };
+  zmq::socket_t tap(ctx, zmq::socket_type::sub);
+  troupe::curve_client(tap, *topo, "pub", "tap");
+  tap.set(zmq::sockopt::subscribe, "$tap ");
+  tap.connect(pub.bound().events);
+  REQUIRE(eventually([&] { return metrics()["taps"] == 1; }));
+  auto gone_before = metrics()["socket_events"].value("disconnected", 0);
+  {
+    zmq::socket_t fake(ctx, zmq::socket_type::sub);
+    fake.set(zmq::sockopt::linger, 0);
+    troupe::curve_client(fake, *topo, "pub", "mallory");
+    fake.set(zmq::sockopt::subscribe, "$tap ");
+    fake.connect(pub.bound().events);
+    REQUIRE(eventually([&] { return metrics()["auth_refused"]["tap"] == 2; }));
+  }
+  REQUIRE(eventually([&] { return metrics()["socket_events"].value("disconnected", 0) > gone_before; }));
+  REQUIRE(eventually([&] { return metrics()["taps"] == 1; }));
+  REQUIRE(c.send("pub", Emit{1, "mirrored"}));
+  REQUIRE(eventually([&] {
+    std::vector<zmq::message_t> frames;
+    while (zmq::recv_multipart(tap, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+      if (frames.size() == 4 && frames[3].to_string().find("mirrored") != std::string::npos) return true;
+      frames.clear();
+    }
+    return false;
+  }));
 
   // mallory may ask 2 queries a second: the third at once is refused, and the client
   // gets that answer (not a timeout).
