@@ -467,9 +467,17 @@ Result<Envelope> detail::decode_envelope_tree(std::string_view bytes, const Limi
   return e;
 }
 
+// The walk alone: it already refuses everything unpack would (truncation, trailing
+// bytes, the limits, extensions), and builds no msgpack-c object tree, which a node
+// checking every payload against its field limits would pay for twice.
 Result<void> validate(std::string_view bytes, std::string_view name, const Limits& limits) {
-  auto handle = detail::unpack(bytes, name, limits);
-  if (!handle) return handle.error();
+  using Code = Rejection::Code;
+  auto where = [&] { return detail::describe(name, bytes.size()); };
+  if (bytes.size() > limits.max_bytes)
+    return reject(Code::too_large, where(),
+                  "larger than the limit of " + std::to_string(limits.max_bytes) + " bytes");
+  if (bytes.empty()) return reject(Code::malformed, where(), "empty");
+  if (auto bad = detail::walk(bytes, limits, where)) return *bad;
   return {};
 }
 
