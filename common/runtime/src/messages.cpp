@@ -65,7 +65,6 @@ void NodeCore::dead_letter(const char* endpoint, const Envelope* env, const std:
     mirror("$deadletter", codec::encode_envelope(dl),
            to_msgpack(json{{"endpoint", l.endpoint}, {"reason", l.reason}, {"frames", l.frames.size()}}));
   }
-  ++metrics_.dead_letters;
   counters_.dead_letters.fetch_add(1, std::memory_order_relaxed);
   counters_.rejected.fetch_add(1, std::memory_order_relaxed);
   // Per type only for types of the mesh: a peer must not grow $metrics with names of
@@ -180,7 +179,6 @@ void NodeCore::handle_command(Incoming& in) {
     // From a one-shot client: handled once per command id — applied or dead-lettered,
     // either way a resend changes nothing ($seen tells the client).
     if (store_->seen(env->id)) {
-      ++metrics_.duplicates;
       counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
       return;
     }
@@ -203,7 +201,6 @@ void NodeCore::handle_command(Incoming& in) {
     if (it == command_positions_.end())
       it = command_positions_.emplace(env->source, store_->position("cmd:" + env->source)).first;
     if (env->sequence <= it->second) {
-      ++metrics_.duplicates;
       counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
       return;
     }

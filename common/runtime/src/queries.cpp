@@ -241,12 +241,12 @@ std::string NodeCore::metrics_reply() {
   j["types"] = types;
   j["batch_size"] = hist(metrics_.batch_size);
   j["commit_us"] = hist(metrics_.commit_us);
-  j["replays_requested"] = metrics_.replays_requested;
+  j["replays_requested"] = counters_.replays_requested.load();
   j["replays_served"] = counters_.replays_served.load();
-  j["gaps_seen"] = metrics_.gaps_seen;
-  j["gaps_repaired"] = metrics_.gaps_repaired;
-  j["duplicates"] = metrics_.duplicates;
-  j["dead_letters"] = metrics_.dead_letters;
+  j["gaps_seen"] = counters_.gaps_seen.load();
+  j["gaps_repaired"] = counters_.gaps_repaired.load();
+  j["duplicates"] = counters_.duplicates.load();
+  j["dead_letters"] = counters_.dead_letters.load();
   j["rejected_frames"] = metrics_.rejected_frames;
   j["commands_resent"] = metrics_.commands_resent;
   j["commands_out_of_order"] = metrics_.commands_out_of_order;

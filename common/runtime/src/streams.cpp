@@ -50,7 +50,6 @@ void NodeCore::handle_event(Upstream& up, std::string_view env_bytes, std::strin
     return;
   }
   if (seq <= up.position) {
-    ++metrics_.duplicates;
     counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
     return;
   }
@@ -58,7 +57,6 @@ void NodeCore::handle_event(Upstream& up, std::string_view env_bytes, std::strin
     up.known_head = std::max(up.known_head, seq);
     if (!up.in_gap) {
       up.in_gap = true;
-      ++metrics_.gaps_seen;
       counters_.gaps_seen.fetch_add(1, std::memory_order_relaxed);
       log_->debug("gap from {}: have {}, saw {}; replaying", up.name, up.position, seq);
       mirror("$gap", codec::encode_envelope(*env),
@@ -77,7 +75,6 @@ void NodeCore::handle_event(Upstream& up, std::string_view env_bytes, std::strin
   if (up.in_gap && up.position >= up.known_head) {
     up.in_gap = false;
     mirror("$repaired", env_bytes, to_msgpack(json{{"publisher", up.name}, {"position", up.position}}));
-    ++metrics_.gaps_repaired;
     counters_.gaps_repaired.fetch_add(1, std::memory_order_relaxed);
   }
 }
@@ -120,7 +117,6 @@ void NodeCore::handle_replay(Upstream& up, Incoming& in) {
     metrics_.events_lost += lost;
     up.position = hdr->oldest - 1;
   }
-  ++metrics_.replays_served;
   // Kept as [topic][envelope][payload] like a live event, so a dead letter can be retried.
   static const std::string kReplayedTopic = "$replayed ";
   for (std::size_t i = 2; i + 1 < in.frames.size(); i += 2)
@@ -141,7 +137,6 @@ void NodeCore::handle_heartbeat(Upstream* up, Incoming& in) {
       up->known_head = std::max(up->known_head, hb->head);
       if (up->position < hb->head && !up->in_gap && !up->replay_in_flight) {
         up->in_gap = true;
-        ++metrics_.gaps_seen;
         counters_.gaps_seen.fetch_add(1, std::memory_order_relaxed);
       }
     }
@@ -304,7 +299,6 @@ void NodeCore::request_replays() {
       up->replay_from = req.from;
       up->replay_position = up->position;
       up->replay_sent = now;
-      ++metrics_.replays_requested;
       counters_.replays_requested.fetch_add(1, std::memory_order_relaxed);
     }
   }

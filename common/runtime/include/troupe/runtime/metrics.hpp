@@ -37,9 +37,10 @@ struct Metrics {
   std::map<std::string, TypeMetrics, std::less<>> types;
   Histogram batch_size;
   Histogram commit_us;
-  std::uint64_t replays_requested = 0, replays_served = 0, gaps_seen = 0, gaps_repaired = 0,
-                duplicates = 0, dead_letters = 0, rejected_frames = 0, commands_resent = 0, commands_out_of_order = 0,
-                store_failures = 0, events_lost = 0;
+  // Counters that tests and tools in the process read live are NodeCounters (atomic,
+  // node.hpp): replays, gaps, duplicates, dead letters. These are the rest, one place each.
+  std::uint64_t rejected_frames = 0, commands_resent = 0, commands_out_of_order = 0, store_failures = 0,
+                events_lost = 0;
   // What a peer tried to make this node hold or send beyond its limits.
   std::uint64_t oversized_refused = 0;      // emitted messages over max_message_bytes, not committed
   std::uint64_t subscriptions_ignored = 0;  // subscriptions that match no topic of this node
