@@ -111,8 +111,11 @@ struct Upstream {
   // Nothing is applied from a publisher until it has said who it is (heartbeat or
   // replay reply) and that matched what our position refers to.
   bool verified = false;
-  bool behind_retention = false;
-  bool head_regressed = false;
+  // Why nothing more of this publisher is applied until an operator acts, if so: it no
+  // longer retains what we have not applied, or its history is not the one our
+  // position refers to (its store was replaced, it lost commits). $health names them
+  // behind_retention and head_regressed.
+  enum class Stop { none, behind_retention, history_lost } stop = Stop::none;
 };
 
 // A service this node sends commands to.
@@ -249,7 +252,7 @@ class NodeCore {
   void save_upstream(Upstream& up);
   void open_subscription(Upstream& up);  // (re)opens its SUB and subscribes
   void open_replay(Upstream& up);        // (re)opens its DEALER for $replay
-  bool stopped(const Upstream& up) const { return up.behind_retention || up.head_regressed; }
+  bool stopped(const Upstream& up) const { return up.stop != Upstream::Stop::none; }
   void receive_bounded(zmq::socket_t& s, zmq::message_t first, Incoming& in);
   std::vector<std::pair<std::string, zmq::socket_t*>> ipc_sockets_;
   void reject_frames(const char* endpoint, const std::string& reason,

@@ -205,8 +205,8 @@ std::string NodeCore::health_reply() {
     u["position"] = up->position;
     u["known_head"] = up->known_head;
     u["lag"] = up->known_head > up->position ? up->known_head - up->position : 0;
-    u["behind_retention"] = up->behind_retention;
-    u["head_regressed"] = up->head_regressed;
+    u["behind_retention"] = up->stop == Upstream::Stop::behind_retention;
+    u["head_regressed"] = up->stop == Upstream::Stop::history_lost;
     u["stalled"] = up->stalled;
     ups.push_back(u);
   }

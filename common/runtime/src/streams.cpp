@@ -104,11 +104,10 @@ void NodeCore::handle_replay(Upstream& up, Incoming& in) {
   if (up.position + 1 < hdr->oldest && up.position < hdr->head) {
     std::uint64_t lost = hdr->oldest - 1 - up.position;
     if (store_->durable()) {
-      if (!up.behind_retention)
-        log_->error("LOSS: {} no longer retains events {}..{} that this service has not applied "
-                    "(it keeps {}..{}); not applying {} until an operator decides",
-                    up.name, up.position + 1, hdr->oldest - 1, hdr->oldest, hdr->head, up.name);
-      up.behind_retention = true;
+      log_->error("LOSS: {} no longer retains events {}..{} that this service has not applied "
+                  "(it keeps {}..{}); not applying {} until an operator decides",
+                  up.name, up.position + 1, hdr->oldest - 1, hdr->oldest, hdr->head, up.name);
+      up.stop = Upstream::Stop::behind_retention;
       refresh_state();
       return;
     }
@@ -206,7 +205,7 @@ void NodeCore::check_publisher(Upstream& up, const std::string& incarnation, con
     log_->error("LOSS: {}'s store was replaced (incarnation {}, this service applied up to #{} of {}); "
                 "not applying {} until an operator decides",
                 up.name, incarnation, up.position, up.incarnation, up.name);
-    up.head_regressed = true;
+    up.stop = Upstream::Stop::history_lost;
     refresh_state();
     return;
   }
@@ -214,7 +213,7 @@ void NodeCore::check_publisher(Upstream& up, const std::string& incarnation, con
     log_->error("LOSS: {}'s head #{} is behind this service's position #{}: it lost committed events "
                 "(synchronous=normal and a power cut?); not applying {} until an operator decides",
                 up.name, head, up.position, up.name);
-    up.head_regressed = true;
+    up.stop = Upstream::Stop::history_lost;
     refresh_state();
     return;
   }
@@ -246,7 +245,7 @@ bool NodeCore::check_epoch(Upstream& up, const builtin::ReplayReply& hdr) {
                 up.name, at, up.epoch, up.name,
                 at > hdr.head ? std::string("no longer has") : fmt::format("has from epoch {:x}", theirs), hdr.head,
                 up.name);
-    up.head_regressed = true;
+    up.stop = Upstream::Stop::history_lost;
     refresh_state();
     return false;
   }
