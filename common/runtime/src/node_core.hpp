@@ -169,11 +169,15 @@ class NodeCore {
   void run();
   void stop() noexcept;
 
-  // Called by Context while a handler runs.
+  // Called by Context while a handler or task runs.
   void stage_event(const Envelope& cause, std::string_view type, std::string payload,
                    std::string correlation);
   void stage_command(const Envelope& cause, std::string_view target, std::string_view type,
                      std::string payload, std::string correlation);
+
+  // Tasks (tasks.cpp): timers from the node's thread or before run(); post from any thread.
+  void add_timer(Clock::duration first, Clock::duration period, Task task);
+  void post(Task task);
 
   Topology topology_;
   const ServiceSpec* self_ = nullptr;
@@ -191,24 +195,58 @@ class NodeCore {
   std::shared_ptr<ports::Store> store_;
 
  private:
+  // --- node_setup.cpp: sockets, store, binding, connections
   void open_store();
   void bind_all();
   void connect_all();
+  void open_subscription(Upstream& up);  // (re)opens its SUB and subscribes
+  void open_replay(Upstream& up);        // (re)opens its DEALER for $replay
   void close_all() noexcept;
   zmq::socket_t make_socket(zmq::socket_type type);
+  void start_monitors();
+  void drain_monitor(zmq::socket_t& monitor);
+  void check_endpoints();
 
+  std::unique_ptr<zmq::context_t> own_context_;
+  zmq::context_t* context_ = nullptr;
+  int lock_fd_ = -1;
+  std::string lock_path_;
+  int stop_fd_ = -1;
+  zmq::socket_t pub_, pull_, router_;
+  // zmq_socket_monitor of the three bound sockets: counted into metrics_.socket_events.
+  std::vector<zmq::socket_t> monitors_;
+  IpcGuard ipc_guard_;
+  std::vector<std::pair<std::string, zmq::socket_t*>> ipc_sockets_;
+  std::string endpoint_error_;
+  std::vector<std::unique_ptr<Upstream>> upstreams_;
+  std::map<std::string, std::unique_ptr<Downstream>, std::less<>> downstreams_;
+  std::uint64_t epoch_ = 0;  // this start's epoch of the store, carried by every event
+  const std::string boot_ = new_id();  // this start of this node
+
+  // --- reactor.cpp: the loop, batches and their unit of work, the relay
   std::size_t collect(std::vector<Incoming>& batch, std::size_t max);
+  void receive_bounded(zmq::socket_t& s, zmq::message_t first, Incoming& in);
   void process(std::vector<Incoming>& batch);
   void relay();
   void answer_queries_outside_batch(std::vector<Incoming>& batch);
   void store_works_again();
-  std::string builtin_refusal(std::string_view type, std::string_view payload, const zmq::message_t& envelope_frame,
-                              bool count);
   void probe_store(Clock::time_point now);
+  // Derives "ready"/"degraded" from what is wrong now (store, losses, stalls, endpoints).
+  void refresh_state();
 
-  void on_subscription(const zmq::message_t& msg);
-  void handle_command(Incoming& in);
-  void handle_query(Incoming& in);
+  // Staging of the message being handled, then of the whole batch.
+  std::vector<Outgoing> message_out_;
+  std::vector<Outgoing> batch_out_;
+  Clock::time_point started_ = Clock::now();
+  Clock::time_point next_heartbeat_{};
+  Clock::time_point next_maintenance_{};
+  Clock::time_point last_writes_{};  // last batch with a command, event or replay (or probe)
+  bool reanswering_ = false;         // answering a failed batch's queries again
+  std::string state_ = "starting";
+  std::string store_error_;
+  std::atomic<bool> stop_requested_{false};
+
+  // --- streams.cpp: each publisher's events, in order and once; this node's heartbeat
   // `replayed`: from a $replay page, whose header was checked (its events may carry
   // earlier epochs of the publisher).
   void handle_event(Upstream& up, std::string_view env_bytes, std::string_view payload,
@@ -221,47 +259,44 @@ class NodeCore {
                        std::uint64_t head, bool durable, std::optional<std::uint64_t> epoch);
   // A $replay reply's epochs against this service's position (a lost WAL tail).
   bool check_epoch(Upstream& up, const builtin::ReplayReply& hdr);
-  const std::string boot_ = new_id();  // this start of this node
+  void save_upstream(Upstream& up);
+  bool stopped(const Upstream& up) const { return up.stop != Upstream::Stop::none; }
+  void request_replays();
+  void stalled_stream(Upstream& up);
+  void stream_moves(Upstream& up);
+  void send_heartbeat();
+
+  bool commands_lost_ = false;  // a receiver's acks went backwards (reported as LOSS)
+
+  // --- messages.cpp: handlers, commands, dead letters, staging
+  void handle_command(Incoming& in);
   void apply(const Envelope& env, std::string_view payload, const EventHandler& handler,
              const char* endpoint, const std::vector<std::string_view>& raw);
   // The codec limits for `type`'s payload: max_message_bytes and the type's max_field_bytes.
   const codec::Limits& payload_limits(std::string_view type);
-  std::map<std::string, codec::Limits, std::less<>> payload_limits_;
   // Throws OversizedMessage when frames of this size would be refused by a peer.
   void check_outgoing_size(std::string_view what, std::size_t bytes) const;
-  // Derives "ready"/"degraded" from what is wrong now (store, losses, stalls, endpoints).
-  void refresh_state();
-  void check_endpoints();
-  void stalled_stream(Upstream& up);
-  void stream_moves(Upstream& up);
-  // The CURVE identity (ZAP User-Id) a received frame came from; nullptr when security
-  // is off or the peer is in this process (inproc).
-  const char* user_of(const zmq::message_t& frame) const;
-  bool source_forged(const Envelope& env, const char* user, std::string& why) const;
-  void rate_limited(const char* user, const char* what);
-  std::uint64_t epoch_ = 0;  // this start's epoch of the store, carried by every event
-  IpcGuard ipc_guard_;
-  std::string endpoint_error_;
-  RateLimits rate_limits_;
-  std::set<std::string> rate_logged_;
   // Keeps a rejected message. `mergeable`: the message was accepted and then refused
   // (not decodable, a handler said no), so a letter of the same message id is updated
   // rather than doubled; refusals at the door (forged source, over the limits) never merge.
   void dead_letter(const char* endpoint, const Envelope* env, const std::string& reason,
                    const std::vector<std::string_view>& raw, bool mergeable = false);
-  void save_upstream(Upstream& up);
-  void open_subscription(Upstream& up);  // (re)opens its SUB and subscribes
-  void open_replay(Upstream& up);        // (re)opens its DEALER for $replay
-  bool stopped(const Upstream& up) const { return up.stop != Upstream::Stop::none; }
-  void receive_bounded(zmq::socket_t& s, zmq::message_t first, Incoming& in);
-  std::vector<std::pair<std::string, zmq::socket_t*>> ipc_sockets_;
   void reject_frames(const char* endpoint, const std::string& reason,
                      const std::vector<std::string_view>& raw);
+  void log_rejection(const std::string& line);
   // True if the topology routes commands from `source` to this service.
   bool sends_to_us(std::string_view source) const;
   // True if some service of the topology publishes, accepts or answers `type`.
   bool mesh_type(std::string_view type) const;
+  void resend_commands();
+  void prune();
 
+  std::map<std::string, codec::Limits, std::less<>> payload_limits_;
+  std::map<std::string, std::uint64_t> command_positions_;  // sender -> last applied
+  std::uint64_t rejections_logged_ = 0;
+
+  // --- queries.cpp: the service's queries and the built-in ones
+  void handle_query(Incoming& in);
   std::string answer_builtin(const Envelope& env, std::string_view payload, std::string& type,
                              std::vector<std::string>& extra_frames);
   std::string health_reply();
@@ -269,19 +304,23 @@ class NodeCore {
   std::string topology_reply();
   std::string deadletters_reply(std::string_view payload, std::string& type);
 
-  void request_replays();
-  void send_heartbeat();
-  void resend_commands();
-  void prune();
-  void log_rejection(const std::string& line);
+  // --- security.cpp: CURVE, subscriptions and mirrors, sources, rate limits
+  void setup_curve();
+  void secure_server(zmq::socket_t& s, const char* endpoint);
+  void secure_client(zmq::socket_t& s, const std::string& service);
+  void collect_refusals();
+  void on_subscription(const zmq::message_t& msg);
   // Mirrors one message to subscribed taps (never blocks: a slow tap loses mirrors,
   // which it detects from the mirror sequence).
   void mirror(std::string_view what, std::string_view envelope, std::string_view payload);
-  std::uint64_t mirror_sequence_ = 0;
-  std::uint64_t refused_taps_ = 0;  // "$tap " subscriptions refused and not yet gone
+  // The CURVE identity (ZAP User-Id) a received frame came from; nullptr when security
+  // is off or the peer is in this process (inproc).
+  const char* user_of(const zmq::message_t& frame) const;
+  bool source_forged(const Envelope& env, const char* user, std::string& why) const;
+  void rate_limited(const char* user, const char* what);
+  std::string builtin_refusal(std::string_view type, std::string_view payload, const zmq::message_t& envelope_frame,
+                              bool count);
 
-  std::unique_ptr<zmq::context_t> own_context_;
-  zmq::context_t* context_ = nullptr;
   // CURVE: this service's key pair, the public keys of the services it connects to,
   // and the context's ZAP authority holding this service's allow-lists.
   std::string secret_key_, public_key_;
@@ -291,19 +330,12 @@ class NodeCore {
   std::set<std::string> event_readers_;   // identities admitted on our events (CURVE)
   std::set<std::string> command_senders_;  // ... and on our commands
   static constexpr std::size_t kMaxLoggedKeys = 1000;
-  void setup_curve();
-  void secure_server(zmq::socket_t& s, const char* endpoint);
-  void secure_client(zmq::socket_t& s, const std::string& service);
-  void collect_refusals();
-  int lock_fd_ = -1;
-  std::string lock_path_;
-  int stop_fd_ = -1;
-  // Tasks: timers (node thread only) and posted ones (any thread; post_fd_ wakes the loop).
- public:
-  void add_timer(Clock::duration first, Clock::duration period, Task task);
-  void post(Task task);
+  std::uint64_t mirror_sequence_ = 0;
+  std::uint64_t refused_taps_ = 0;  // "$tap " subscriptions refused and not yet gone
+  RateLimits rate_limits_;
+  std::set<std::string> rate_logged_;
 
- private:
+  // --- tasks.cpp: timers and posted tasks
   void take_tasks(std::vector<Incoming>& batch, Clock::time_point now, bool woken);
   void run_task(Incoming& in);
   Clock::time_point next_timer() const;
@@ -313,29 +345,6 @@ class NodeCore {
   std::mutex posted_mutex_;
   std::deque<Task> posted_;
   std::atomic<bool> has_posted_{false};
-  zmq::socket_t pub_, pull_, router_;
-  // zmq_socket_monitor of the three bound sockets: counted into metrics_.socket_events.
-  std::vector<zmq::socket_t> monitors_;
-  void start_monitors();
-  void drain_monitor(zmq::socket_t& monitor);
-  std::vector<std::unique_ptr<Upstream>> upstreams_;
-  std::map<std::string, std::unique_ptr<Downstream>, std::less<>> downstreams_;
-
-  // Staging of the message being handled, then of the whole batch.
-  std::vector<Outgoing> message_out_;
-  std::vector<Outgoing> batch_out_;
-  std::map<std::string, std::uint64_t> command_positions_;  // sender -> last applied
-
-  Clock::time_point started_ = Clock::now();
-  Clock::time_point next_heartbeat_{};
-  Clock::time_point next_maintenance_{};
-  Clock::time_point last_writes_{};  // last batch with a command, event or replay (or probe)
-  bool reanswering_ = false;         // answering a failed batch's queries again
-  std::string state_ = "starting";
-  std::string store_error_;
-  bool commands_lost_ = false;  // a receiver's acks went backwards (reported as LOSS)
-  std::uint64_t rejections_logged_ = 0;
-  std::atomic<bool> stop_requested_{false};
 };
 
 }  // namespace troupe::detail
