@@ -265,8 +265,10 @@ class NodeCore {
   void stalled_stream(Upstream& up);
   void stream_moves(Upstream& up);
   void send_heartbeat();
+  void notice_suspension(Clock::time_point now);
 
-  bool commands_lost_ = false;  // a receiver's acks went backwards (reported as LOSS)
+  bool commands_lost_ = false;
+  Clock::time_point last_turn_{};  // when the loop last woke  // a receiver's acks went backwards (reported as LOSS)
 
   // --- messages.cpp: handlers, commands, dead letters, staging
   void handle_command(Incoming& in);

@@ -72,6 +72,7 @@ void NodeCore::run() {
       continue;
     }
     if (items[0].revents & ZMQ_POLLIN) break;
+    notice_suspension(Clock::now());
     for (std::size_t i = 0; i < monitors_.size(); ++i)
       if (items[first_monitor + i].revents & ZMQ_POLLIN) drain_monitor(monitors_[i]);
     collect_refusals();

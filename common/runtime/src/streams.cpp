@@ -303,6 +303,22 @@ void NodeCore::request_replays() {
   }
 }
 
+// The loop wakes at least every half heartbeat; a much longer gap means this process
+// was not running (SIGSTOP, a suspended machine, a debugger). The silence of every
+// connection meanwhile is ours, not theirs: nothing is reopened or counted unanswered
+// for it (and closing sockets whose engines are just catching up on their heartbeat
+// timeouts is what trips libzmq 4.3.4's `!_io_error` assertion).
+void NodeCore::notice_suspension(Clock::time_point now) {
+  const auto last = std::exchange(last_turn_, now);
+  if (last == Clock::time_point{} ||
+      now - last < std::max<Clock::duration>(topology_.defaults.heartbeat * 4, std::chrono::seconds(2)))
+    return;
+  for (auto& up : upstreams_) {
+    up->last_heard = now;
+    if (up->replay_in_flight) up->replay_sent = now;
+  }
+}
+
 void NodeCore::stalled_stream(Upstream& up) {
   if (up.stalled) return;
   up.stalled = true;
