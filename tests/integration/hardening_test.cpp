@@ -1,5 +1,6 @@
 // What one admitted but hostile peer, or one valid but huge message, can do to a node:
 // real sockets, real SQLite files. Each case failed before the node held the line.
+#include "../support/node_checks.hpp"
 #include "../support/test_mesh.hpp"
 
 #include <troupe/runtime/builtin.hpp>
@@ -21,28 +22,10 @@ using troupe::NodeOptions;
 
 namespace {
 
-nlohmann::json json_query(Client& c, const std::string& service, std::string_view type,
-                          const std::string& payload = std::string(1, '\x80')) {
-  auto r = c.query_raw(service, std::string(type), payload);
-  REQUIRE(r);
-  return nlohmann::json::from_msgpack(r->payload);
-}
-
-std::int64_t applied(Client& c, const std::string& service) {
-  auto r = c.query(service, GetApplied{}, std::chrono::milliseconds(1000));
-  return r ? r->count : -1;
-}
-
 NodeOptions on(zmq::context_t& ctx) {
   NodeOptions o;
   o.context = &ctx;
   return o;
-}
-
-void send_frames(zmq::socket_t& s, const std::vector<std::string>& frames) {
-  std::vector<zmq::const_buffer> b;
-  for (const auto& f : frames) b.push_back(zmq::buffer(f));
-  REQUIRE(zmq::send_multipart(s, b));
 }
 
 // pub + sub1 over ipc with handlers of the test's own: pub's Emit makes one Ping whose

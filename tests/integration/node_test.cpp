@@ -1,6 +1,7 @@
 // The node over real ZeroMQ sockets on every transport: fan-out, commands, queries,
 // late joiners, garbage on every endpoint.
 #include "../support/failing_store.hpp"
+#include "../support/node_checks.hpp"
 #include "../support/test_mesh.hpp"
 
 #include <troupe/adapters/sqlite/sqlite_store.hpp>
@@ -21,17 +22,6 @@ using troupe::Node;
 using troupe::NodeOptions;
 
 namespace {
-
-std::int64_t applied(Client& c, const std::string& service) {
-  auto r = c.query(service, GetApplied{}, std::chrono::milliseconds(1000));
-  return r ? r->count : -1;
-}
-
-nlohmann::json json_query(Client& c, const std::string& service, std::string_view type) {
-  auto r = c.query_raw(service, std::string(type), std::string(1, '\x80'));
-  REQUIRE(r);
-  return nlohmann::json::from_msgpack(r->payload);
-}
 
 // Builds pub + n subscribers on `transport`, sharing one context (inproc needs it).
 struct Mesh {
@@ -120,17 +110,6 @@ TEST_CASE("a query to a service that is not running times out with a clear error
   CHECK_THAT(r.error().message(), Catch::StartsWith("sub1: no reply to GetApplied within 300 ms"));
   CHECK_THAT(r.error().message(), Catch::Contains("sub1.queries"));
 }
-
-namespace {
-
-// Sends raw frames, as a peer written by hand (or by an attacker) would.
-void send_frames(zmq::socket_t& s, const std::vector<std::string>& frames) {
-  std::vector<zmq::const_buffer> b;
-  for (const auto& f : frames) b.push_back(zmq::buffer(f));
-  REQUIRE(zmq::send_multipart(s, b));
-}
-
-}  // namespace
 
 TEST_CASE("garbage on every endpoint is rejected, kept, and the node keeps serving",
           "[node][integration][hostile]") {
