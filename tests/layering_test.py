@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Layering check: dependencies point inward (DESIGN.md §2). A header or source of a
 layer may include only the standard library, its own layer and the layers inside it;
-domain and ports include no third-party header at all."""
+domain, ports and core include no third-party header at all: the delivery core
+(common/core) compiles without ZeroMQ, a store or a logger, and reads no clock."""
 import pathlib
 import re
 import sys
@@ -13,7 +14,8 @@ allowed = {
     "domain": {"domain"},
     "ports": {"domain", "ports"},
     "adapters": {"domain", "ports", "adapters"},
-    "runtime": {"domain", "ports", "adapters", "runtime"},
+    "core": {"core"},
+    "runtime": {"domain", "ports", "adapters", "core", "runtime"},
 }
 # third-party headers: only adapters and runtime may name them
 third_party = re.compile(r"^(zmq|msgpack|sqlite3|toml\+\+|spdlog|fmt|CLI|nlohmann|catch2)")
@@ -34,10 +36,18 @@ for path in sorted(common.rglob("*")):
             target_layer = target.split("/")[1]
             if target_layer not in allowed[layer]:
                 problems.append(f"{where}: {layer} includes <{target}>, which points outward")
-        elif third_party.match(target) and layer in {"domain", "ports"}:
+        elif third_party.match(target) and layer in {"domain", "ports", "core"}:
             problems.append(f"{where}: {layer} includes third-party <{target}>")
         elif target.startswith("../") or "/adapters/" in target:
             problems.append(f"{where}: relative include '{target}' bypasses the layers")
+
+# The core takes the time as a parameter: it never asks a clock.
+clock = re.compile(r"\b(steady_clock|system_clock|high_resolution_clock)::now\b|\btime\(|\brand\(|random_device")
+for path in sorted((common / "core").rglob("*")):
+    if path.suffix in {".hpp", ".cpp"}:
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if clock.search(line.split("//")[0]):
+                problems.append(f"{path.relative_to(root)}:{lineno}: the core reads a clock or a random source")
 
 for p in problems:
     print(p)

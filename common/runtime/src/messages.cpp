@@ -197,18 +197,17 @@ void NodeCore::handle_command(Incoming& in) {
     // From a service's command outbox: handled strictly in its order, once — the
     // position moves on even when the command is then refused, so one bad command
     // cannot block its sender's stream.
-    auto it = command_positions_.find(env->source);
-    if (it == command_positions_.end())
-      it = command_positions_.emplace(env->source, store_->position("cmd:" + env->source)).first;
-    if (env->sequence <= it->second) {
-      counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
-      return;
+    if (!command_inbox_.knows(env->source))
+      command_inbox_.restore(env->source, store_->position("cmd:" + env->source));
+    switch (command_inbox_.offer(env->source, env->sequence)) {
+      case core::CommandInbox::Verdict::duplicate:
+        counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
+        return;
+      case core::CommandInbox::Verdict::out_of_order:  // an earlier one is missing: it will be resent
+        ++metrics_.commands_out_of_order;
+        return;
+      case core::CommandInbox::Verdict::apply: break;
     }
-    if (env->sequence > it->second + 1) {  // an earlier one is missing: it will be resent
-      ++metrics_.commands_out_of_order;
-      return;
-    }
-    it->second = env->sequence;
   }
   if (env->kind != Kind::command) {
     dead_letter("commands", &*env, "expected kind 'command', got '" + std::string(to_string(env->kind)) + "'", raw);
@@ -261,22 +260,15 @@ void NodeCore::stage_command(const Envelope& cause, std::string_view target, std
 }
 
 void NodeCore::resend_commands() {
-  auto now = Clock::now();
+  const auto now = Clock::now();
   for (auto& [name, d] : downstreams_) {
-    // Resend when acknowledgements have not moved for two heartbeats — not "when we
-    // have not sent lately", which steady traffic would postpone forever.
-    if (now - d->last_progress < topology_.defaults.heartbeat * 2) continue;
-    auto pending = store_->unacked_commands(name, 512);
-    if (pending.empty()) {
-      d->last_progress = now;
-      continue;
-    }
-    for (const auto& c : pending) {
+    if (!d->outbox.resend_due(now)) continue;
+    for (const auto& c : store_->unacked_commands(name, 512)) {
       std::array<zmq::const_buffer, 2> bufs{zmq::buffer(c.envelope), zmq::buffer(c.payload)};
       if (!zmq::send_multipart(d->push, bufs, zmq::send_flags::dontwait)) break;
       ++metrics_.commands_resent;
     }
-    d->last_progress = now;
+    d->outbox.resent(now);
   }
 }
 

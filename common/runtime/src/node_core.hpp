@@ -9,6 +9,9 @@
 #include <troupe/runtime/metrics.hpp>
 #include <troupe/runtime/node.hpp>
 
+#include <troupe/core/commands.hpp>
+#include <troupe/core/inbound_stream.hpp>
+
 #include "ipc_guard.hpp"
 #include "rate_limits.hpp"
 #include "zap.hpp"
@@ -43,8 +46,6 @@ struct OversizedMessage : std::runtime_error {
 
 // Most frames a command or query may have (envelope, payload, routing and a delimiter).
 inline constexpr std::size_t kMaxFrames = 16;
-// Unanswered replays, while the publisher's heartbeats arrive, before a stream is stalled.
-inline constexpr int kStallReplays = 3;
 
 // Where rejections of a type the mesh does not know are counted in $metrics.
 inline constexpr std::string_view kUnknownType = "$unknown";
@@ -75,61 +76,29 @@ inline bool contains(const std::vector<std::string>& v, std::string_view s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
-// A publisher this node reacts to.
+// A publisher this node reacts to: its sockets, and the core's rules for its stream.
 struct Upstream {
+  Upstream(std::string publisher, core::StreamSettings settings, std::uint64_t position,
+           std::string incarnation, std::uint64_t epoch)
+      : name(publisher), stream(std::move(publisher), settings, position, std::move(incarnation), epoch) {}
   std::string name;
   Endpoints endpoints;
   std::set<std::string, std::less<>> reacts;  // types with a handler here
   zmq::socket_t sub;
   zmq::socket_t dealer;  // replay requests
-  std::uint64_t position = 0;    // last sequence applied (mirrors the store inside a batch)
-  std::uint64_t known_head = 0;  // highest sequence the publisher is known to have
-  std::string incarnation;
-  std::string boot;  // the publisher process we last heard from
-  // Epochs (a new one each time the publisher opens its store): `epoch` wrote the event
-  // at `position` (kept in the store beside the incarnation, as `saved_epoch`); the
-  // publisher's current one is applied live only once a $replay reply has shown that
-  // it still has our position's event under that same epoch (a lost WAL tail reuses
-  // sequence numbers under a new epoch).
-  std::uint64_t epoch = 0;
-  std::uint64_t saved_epoch = 0;
-  std::uint64_t trusted_epoch = 0;
-  bool replay_in_flight = false;
-  bool replay_wanted = true;  // catch up (or verify) from our position, even at the head
-  std::string replay_id;
-  std::uint64_t replay_from = 0;
-  Clock::time_point replay_sent{};
-  // A stream that does not move although its publisher is alive (its events socket
-  // delivers) and replays are asked: each unanswered replay counts; past kStallReplays
-  // it is reported as stalled (a message over max_message_bytes never gets through, say).
-  Clock::time_point last_heard{};     // anything from its events socket
-  Clock::time_point subscribed_at{};  // when its SUB was (re)opened
-  std::uint64_t replay_position = 0;  // position when the last replay was asked
-  int unanswered_replays = 0;
-  bool stalled = false;
-  bool in_gap = false;
-  // Nothing is applied from a publisher until it has said who it is (heartbeat or
-  // replay reply) and that matched what our position refers to.
-  bool verified = false;
-  // Why nothing more of this publisher is applied until an operator acts, if so: it no
-  // longer retains what we have not applied, or its history is not the one our
-  // position refers to (its store was replaced, it lost commits). $health names them
-  // behind_retention and head_regressed.
-  enum class Stop { none, behind_retention, history_lost } stop = Stop::none;
+  core::InboundStream stream;
 };
 
-// A service this node sends commands to.
+// A service this node sends commands to: its sockets, and the core's rules for the
+// commands towards it.
 struct Downstream {
+  Downstream(std::string receiver, std::uint64_t head_at_start, core::Duration heartbeat)
+      : name(receiver), outbox(std::move(receiver), head_at_start, heartbeat, Clock::now()) {}
   std::string name;
   Endpoints endpoints;
   zmq::socket_t push;
   zmq::socket_t heartbeats;  // its XPUB, heartbeats only (acks)
-  std::uint64_t acked = 0;
-  // Our command head towards it when this node started: its first ack above that
-  // means it applied commands our store no longer has (a lost WAL tail).
-  std::uint64_t head_at_start = 0;
-  bool start_checked = false;
-  Clock::time_point last_progress = Clock::now();  // when `acked` last moved (or we resent)
+  core::CommandOutbox outbox;
 };
 
 // A message waiting to be sent after commit.
@@ -246,29 +215,23 @@ class NodeCore {
   std::string store_error_;
   std::atomic<bool> stop_requested_{false};
 
-  // --- streams.cpp: each publisher's events, in order and once; this node's heartbeat
-  // `replayed`: from a $replay page, whose header was checked (its events may carry
-  // earlier epochs of the publisher).
+  // --- streams.cpp: drives each publisher's core::InboundStream (events in order and
+  // once, replays, verification, losses, stalls); this node's heartbeat.
+  // `replayed`: from a $replay page whose answer the stream accepted.
   void handle_event(Upstream& up, std::string_view env_bytes, std::string_view payload,
                     const std::vector<std::string_view>& raw, bool replayed = false);
   void handle_replay(Upstream& up, Incoming& in);
   void handle_heartbeat(Upstream* up, Incoming& in);
-  // Compares what a publisher says of itself (heartbeat, replay reply) with what this
-  // service remembers; a replaced store or lost commits stop that stream loudly.
-  void check_publisher(Upstream& up, const std::string& incarnation, const std::string& boot,
-                       std::uint64_t head, bool durable, std::optional<std::uint64_t> epoch);
-  // A $replay reply's epochs against this service's position (a lost WAL tail).
-  bool check_epoch(Upstream& up, const builtin::ReplayReply& hdr);
+  // Carries out what the core asked: log lines, a saved identity, counted losses, state.
+  void carry_out(Upstream* up, core::Effects& fx);
   void save_upstream(Upstream& up);
-  bool stopped(const Upstream& up) const { return up.stop != Upstream::Stop::none; }
   void request_replays();
-  void stalled_stream(Upstream& up);
-  void stream_moves(Upstream& up);
   void send_heartbeat();
   void notice_suspension(Clock::time_point now);
 
-  bool commands_lost_ = false;
-  Clock::time_point last_turn_{};  // when the loop last woke  // a receiver's acks went backwards (reported as LOSS)
+  bool commands_lost_ = false;     // a receiver's acks say commands were lost (LOSS)
+  Clock::time_point last_turn_{};  // when the loop last woke
+  core::Effects fx_;               // reused: what the core asked of the last call
 
   // --- messages.cpp: handlers, commands, dead letters, staging
   void handle_command(Incoming& in);
@@ -294,7 +257,7 @@ class NodeCore {
   void prune();
 
   std::map<std::string, codec::Limits, std::less<>> payload_limits_;
-  std::map<std::string, std::uint64_t> command_positions_;  // sender -> last applied
+  core::CommandInbox command_inbox_;  // each sender's position (sequenced commands)
   std::uint64_t rejections_logged_ = 0;
 
   // --- queries.cpp: the service's queries and the built-in ones

@@ -226,26 +226,24 @@ void NodeCore::connect_all() {
   for (const auto& sub : self_->reacts_to) {
     const ServiceSpec* pub = topology_.find(sub.publisher);
     if (!pub) continue;  // check_topology rejects this earlier
-    auto up = std::make_unique<Upstream>();
-    up->name = pub->name;
+    // "INCARNATION EPOCH" (the epoch is absent in stores from before epochs).
+    auto [incarnation, epoch] =
+        core::InboundStream::parse_identity(store_->get(kUpstreamsTable, pub->name).value_or(""));
+    auto up = std::make_unique<Upstream>(
+        pub->name,
+        core::StreamSettings{topology_.defaults.heartbeat, store_->durable(), topology_.defaults.max_message_bytes},
+        store_->position(pub->name), std::move(incarnation), epoch);
     up->endpoints = pub->endpoints;
     for (const auto& t : sub.types) up->reacts.insert(t);
     open_subscription(*up);
     open_replay(*up);
-    up->position = store_->position(up->name);
-    up->known_head = up->position;
-    // "INCARNATION EPOCH" (the epoch is absent in stores from before epochs).
-    auto saved = store_->get(kUpstreamsTable, up->name).value_or("");
-    auto space = saved.find(' ');
-    up->incarnation = saved.substr(0, space);
-    if (space != std::string::npos) up->epoch = up->saved_epoch = std::strtoull(saved.c_str() + space + 1, nullptr, 10);
     upstreams_.push_back(std::move(up));
   }
   for (const auto& route : self_->sends) {
     const ServiceSpec* target = topology_.find(route.target);
     if (!target) continue;
-    auto down = std::make_unique<Downstream>();
-    down->name = target->name;
+    auto down = std::make_unique<Downstream>(target->name, store_->command_head(target->name),
+                                             topology_.defaults.heartbeat);
     down->endpoints = target->endpoints;
     down->push = make_socket(zmq::socket_type::push);
     secure_client(down->push, target->name);
@@ -254,7 +252,6 @@ void NodeCore::connect_all() {
     down->heartbeats.set(zmq::sockopt::subscribe, builtin::kHeartbeatTopic);
     secure_client(down->heartbeats, target->name);
     down->heartbeats.connect(target->endpoints.events);
-    down->head_at_start = store_->command_head(down->name);
     downstreams_.emplace(down->name, std::move(down));
   }
 }
@@ -270,7 +267,7 @@ void NodeCore::open_subscription(Upstream& up) {
   up.sub.set(zmq::sockopt::subscribe, builtin::kHeartbeatTopic);
   secure_client(up.sub, pub->name);
   up.sub.connect(pub->endpoints.events);
-  up.subscribed_at = Clock::now();
+  up.stream.subscribed(Clock::now());
 }
 
 void NodeCore::open_replay(Upstream& up) {

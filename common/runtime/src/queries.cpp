@@ -202,12 +202,13 @@ std::string NodeCore::health_reply() {
   for (const auto& up : upstreams_) {
     json u;
     u["publisher"] = up->name;
-    u["position"] = up->position;
-    u["known_head"] = up->known_head;
-    u["lag"] = up->known_head > up->position ? up->known_head - up->position : 0;
-    u["behind_retention"] = up->stop == Upstream::Stop::behind_retention;
-    u["head_regressed"] = up->stop == Upstream::Stop::history_lost;
-    u["stalled"] = up->stalled;
+    const auto& st = up->stream;
+    u["position"] = st.position();
+    u["known_head"] = st.known_head();
+    u["lag"] = st.known_head() > st.position() ? st.known_head() - st.position() : 0;
+    u["behind_retention"] = st.phase() == core::InboundStream::Phase::behind_retention;
+    u["head_regressed"] = st.phase() == core::InboundStream::Phase::history_lost;
+    u["stalled"] = st.stalled();
     ups.push_back(u);
   }
   j["upstreams"] = ups;

@@ -203,17 +203,10 @@ void NodeCore::process(std::vector<Incoming>& batch) {
         return in.from != Incoming::From::query && in.from != Incoming::From::heartbeat;
       }))
     last_writes_ = t0;
-  std::vector<std::uint64_t> start_positions;
-  for (auto& up : upstreams_) start_positions.push_back(up->position);
-  auto start_commands = command_positions_;
-  struct StreamMark {
-    std::string incarnation;
-    std::uint64_t epoch, saved_epoch;
-  };
-  std::vector<StreamMark> start_marks;
-  for (auto& up : upstreams_) start_marks.push_back({up->incarnation, up->epoch, up->saved_epoch});
+  std::vector<core::InboundStream::Mark> start_marks;
+  for (auto& up : upstreams_) start_marks.push_back(up->stream.mark());
   std::map<std::string, std::uint64_t> start_acked;
-  for (auto& [n, d] : downstreams_) start_acked[n] = d->acked;
+  for (auto& [n, d] : downstreams_) start_acked[n] = d->outbox.mark();
   batch_out_.clear();
   const auto start_head = store_->head();
   bool wrote = false;  // a batch of queries and heartbeats alone proves nothing about writes
@@ -221,7 +214,7 @@ void NodeCore::process(std::vector<Incoming>& batch) {
     store_->begin();
     for (auto& in : batch) {
       // Anything from a publisher's events socket shows that connection lives.
-      if (in.upstream && in.from != Incoming::From::replay) in.upstream->last_heard = t0;
+      if (in.upstream && in.from != Incoming::From::replay) in.upstream->stream.heard(t0);
       switch (in.from) {
         case Incoming::From::command: handle_command(in); break;
         case Incoming::From::query: handle_query(in); break;
@@ -243,34 +236,26 @@ void NodeCore::process(std::vector<Incoming>& batch) {
     }
     for (std::size_t i = 0; i < upstreams_.size(); ++i) {
       Upstream& up = *upstreams_[i];
-      if (up.position != start_positions[i]) {
-        store_->set_position(up.name, up.position);
+      if (up.stream.position() != start_marks[i].position) {
+        store_->set_position(up.name, up.stream.position());
         wrote = true;
       }
-      if (up.epoch != up.saved_epoch) save_upstream(up);
+      if (up.stream.identity_unsaved()) save_upstream(up);
     }
-    for (const auto& [sender, pos] : command_positions_) {
-      auto it = start_commands.find(sender);
-      if (it == start_commands.end() || it->second != pos) {
-        store_->set_position("cmd:" + sender, pos);
-        wrote = true;
-      }
+    for (const auto& [sender, pos] : command_inbox_.moved()) {
+      store_->set_position("cmd:" + sender, pos);
+      wrote = true;
     }
     wrote = wrote || store_->head() != start_head;
     store_->commit();
+    command_inbox_.committed();
   } catch (const std::exception& e) {
     store_->rollback();
     // Nothing of this batch happened: positions, incarnations and acks go back to what
     // was committed, and the events come again through replay once writes work.
-    for (std::size_t i = 0; i < upstreams_.size(); ++i) {
-      Upstream& up = *upstreams_[i];
-      up.position = start_positions[i];
-      up.incarnation = start_marks[i].incarnation;
-      up.epoch = start_marks[i].epoch;
-      up.saved_epoch = start_marks[i].saved_epoch;
-    }
-    for (auto& [n, d] : downstreams_) d->acked = start_acked[n];
-    command_positions_ = start_commands;
+    for (std::size_t i = 0; i < upstreams_.size(); ++i) upstreams_[i]->stream.rewind(start_marks[i]);
+    for (auto& [n, d] : downstreams_) d->outbox.rewind(start_acked[n]);
+    command_inbox_.rolled_back();
     batch_out_.clear();
     ++metrics_.store_failures;
     // Posted tasks are run again with the next batch (a timer's tick is simply next).
@@ -304,7 +289,7 @@ void NodeCore::store_works_again() {
 void NodeCore::refresh_state() {
   if (state_ == "starting" || state_ == "stopping") return;
   bool wrong = !store_error_.empty() || commands_lost_ || !endpoint_error_.empty();
-  for (const auto& up : upstreams_) wrong = wrong || stopped(*up) || up->stalled;
+  for (const auto& up : upstreams_) wrong = wrong || up->stream.stopped() || up->stream.stalled();
   state_ = wrong ? "degraded" : "ready";
 }
 
@@ -319,6 +304,7 @@ void NodeCore::probe_store(Clock::time_point now) {
     store_->begin();
     store_->put("$troupe", "write_probe", rfc3339_now());
     store_->commit();
+    command_inbox_.committed();
   } catch (const std::exception& e) {
     store_->rollback();
     store_error_ = e.what();
@@ -365,7 +351,7 @@ void NodeCore::relay() {
         auto it = downstreams_.find(out.target);
         // Until the receiver's first heartbeat has been checked (handle_heartbeat), new
         // commands wait in the outbox: resend_commands sends them after.
-        if (it == downstreams_.end() || !it->second->start_checked) break;
+        if (it == downstreams_.end() || !it->second->outbox.may_send()) break;
         // If the receiver is not connected the send may fail: the command stays in the
         // outbox and is resent until acknowledged.
         zmq::send_multipart(it->second->push, bufs, zmq::send_flags::dontwait);

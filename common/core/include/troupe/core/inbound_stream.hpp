@@ -1,0 +1,165 @@
+// One publisher's events as one subscriber follows them: applied in order and once,
+// gaps repaired by $replay, the publisher's incarnation and epochs verified before
+// anything of it is applied, retention losses and lost history stopped loudly, a
+// stream that cannot move reported as stalled. No I/O: the driver feeds in what
+// arrived and the time, and does what the verdicts and Effects say.
+#pragma once
+
+#include <troupe/core/effects.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace troupe::core {
+
+// What a publisher says of itself, in a heartbeat or a $replay reply.
+struct PublisherWord {
+  std::string incarnation;  // its store's identity (new when the store is replaced)
+  std::string boot;         // this start of its process
+  std::uint64_t head = 0;
+  bool durable = true;
+  std::optional<std::uint64_t> epoch;  // this open of its store (absent from older peers)
+};
+
+// The header of a $replay reply: the publisher's word, what it retains, and the epoch
+// of the event just before the first one asked for (the one our position refers to).
+struct ReplayAnswer {
+  PublisherWord word;
+  std::uint64_t oldest = 1;
+  std::optional<std::uint64_t> epoch_of_from;
+};
+
+struct StreamSettings {
+  Duration heartbeat = std::chrono::milliseconds(500);
+  bool durable = true;  // this node's store: a memory node skips what is gone instead of stopping
+  std::uint64_t max_message_bytes = 0;  // named in the stalled-stream report
+};
+
+class InboundStream {
+ public:
+  // One state, not six booleans: whether the publisher is verified (its word matched
+  // what our position refers to), whether a gap is known, or why the stream stopped.
+  enum class Phase {
+    unverified,         // nothing applied until it has said who it is
+    unverified_behind,  // ... and it is known to have more than we applied
+    following,          // verified, in order
+    repairing,          // verified, a gap is known: replaying
+    behind_retention,   // stopped: it no longer keeps what we have not applied
+    history_lost,       // stopped: its store was replaced, or it lost committed events
+  };
+  // What to do with an event offered.
+  enum class Verdict {
+    stopped,    // the stream is stopped: drop it (the LOSS: was said when it stopped)
+    held,       // not verified yet: drop it, its number is remembered as a known head
+    duplicate,  // already applied
+    gap,        // an earlier one is missing: drop it, a replay brings everything
+    apply,      // next in order: apply it (the position has moved)
+  };
+  // What the driver's timers should do now (tick).
+  struct Due {
+    bool reopen_subscription = false;  // its events connection has been silent too long
+    bool reopen_replay = false;        // the last replay went unanswered
+    std::optional<std::uint64_t> ask;  // send a $replay from this sequence
+  };
+  // What a unit of work that is rolled back rewinds to.
+  struct Mark {
+    std::uint64_t position = 0, epoch = 0, saved_epoch = 0;
+    std::string incarnation;
+  };
+
+  // `position`, `incarnation` and `epoch` as the store last committed them.
+  InboundStream(std::string publisher, StreamSettings settings, std::uint64_t position = 0,
+                std::string incarnation = {}, std::uint64_t epoch = 0);
+
+  // An event numbered `sequence` of the publisher's `epoch` (0: none), live or from a
+  // $replay page whose answer was accepted (`replayed`).
+  Verdict offer(std::uint64_t sequence, std::uint64_t epoch, bool replayed, Effects& fx);
+  // A heartbeat of the publisher.
+  void heartbeat(const PublisherWord& word, Effects& fx);
+  // Whether `id` is the replay this stream waits for (anything else is stale).
+  bool awaits(std::string_view id) const { return replay_ && replay_->id == id; }
+  // The answer to the replay awaited: true when the page's events are to be offered.
+  bool answered(const ReplayAnswer& answer, Effects& fx);
+  // The replay awaited was refused ($error): answered, nothing to apply.
+  void refused(Effects& fx);
+  // The driver's timers.
+  Due tick(Time now, Effects& fx);
+  // A replay from `from` was sent as `id`.
+  void asked(std::string id, std::uint64_t from, Time now);
+  // Anything arrived on its events connection.
+  void heard(Time now) { last_heard_ = now; }
+  // Its events connection was (re)opened.
+  void subscribed(Time now) { subscribed_at_ = now; }
+  // This node was not running since its last turn (suspended): the silence meanwhile
+  // is its own, not the publisher's.
+  void resumed(Time now);
+
+  // Persistence: the identity record kept beside the position ("incarnation epoch").
+  std::string identity() const;
+  static std::pair<std::string, std::uint64_t> parse_identity(std::string_view record);
+  bool identity_unsaved() const { return epoch_ != saved_epoch_; }
+  void identity_saved() { saved_epoch_ = epoch_; }
+  Mark mark() const { return {position_, epoch_, saved_epoch_, incarnation_}; }
+  void rewind(const Mark& m);
+
+  const std::string& publisher() const { return publisher_; }
+  Phase phase() const { return phase_; }
+  std::uint64_t position() const { return position_; }
+  std::uint64_t known_head() const { return known_head_; }
+  std::uint64_t epoch() const { return epoch_; }
+  const std::string& incarnation() const { return incarnation_; }
+  bool verified() const { return phase_ == Phase::following || phase_ == Phase::repairing; }
+  bool in_gap() const { return phase_ == Phase::unverified_behind || phase_ == Phase::repairing; }
+  bool stopped() const { return phase_ == Phase::behind_retention || phase_ == Phase::history_lost; }
+  bool stalled() const { return stalled_; }
+  bool replay_in_flight() const { return replay_.has_value(); }
+
+ private:
+  // Compares what the publisher says of itself with what our position refers to.
+  void check(const PublisherWord& word, Effects& fx);
+  // A $replay answer's epochs against our position (a lost WAL tail).
+  bool check_epoch(const ReplayAnswer& answer, std::uint64_t from, Effects& fx);
+  void stop(Phase why, Effects& fx);
+  void verify();
+  void unverify();  // and ask a replay, which verifies again
+  void open_gap(Effects& fx);
+  void stall(Effects& fx);
+  void moves(Effects& fx);
+
+  struct Replay {
+    std::string id;
+    std::uint64_t from = 0;
+    std::uint64_t position = 0;  // ours when it was asked
+    Time sent{};
+  };
+
+  std::string publisher_;
+  StreamSettings settings_;
+  Phase phase_ = Phase::unverified;
+  std::uint64_t position_ = 0;    // last sequence applied
+  std::uint64_t known_head_ = 0;  // highest sequence the publisher is known to have
+  std::string incarnation_;
+  std::string boot_;  // the publisher process we last heard from
+  // Epochs (a new one each time the publisher opens its store): `epoch_` wrote the event
+  // at our position (stored beside the incarnation, as saved_epoch_); the publisher's
+  // current one is trusted only once a $replay answer has shown that it still has our
+  // position's event under that same epoch (a lost WAL tail reuses sequence numbers).
+  std::uint64_t epoch_ = 0;
+  std::uint64_t saved_epoch_ = 0;
+  std::uint64_t trusted_epoch_ = 0;
+  bool replay_wanted_ = true;  // catch up (or verify) from our position, even at the head
+  std::optional<Replay> replay_;
+  // A stream that does not move although its publisher is alive (its events connection
+  // delivers) and replays are asked: past kStallReplays unanswered ones it is stalled.
+  Time last_heard_{};
+  Time subscribed_at_{};
+  int unanswered_ = 0;
+  bool stalled_ = false;
+};
+
+// Unanswered replays, while the publisher's heartbeats arrive, before a stream is stalled.
+inline constexpr int kStallReplays = 3;
+
+}  // namespace troupe::core

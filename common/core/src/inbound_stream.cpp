@@ -1,0 +1,285 @@
+#include <troupe/core/inbound_stream.hpp>
+#include <troupe/core/mutation.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+
+namespace troupe::core {
+
+namespace {
+
+std::string hex(std::uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+std::string num(std::uint64_t v) { return std::to_string(v); }
+
+using Level = Report::Level;
+
+}  // namespace
+
+InboundStream::InboundStream(std::string publisher, StreamSettings settings, std::uint64_t position,
+                             std::string incarnation, std::uint64_t epoch)
+    : publisher_(std::move(publisher)),
+      settings_(settings),
+      position_(position),
+      known_head_(position),
+      incarnation_(std::move(incarnation)),
+      epoch_(epoch),
+      saved_epoch_(epoch) {}
+
+InboundStream::Verdict InboundStream::offer(std::uint64_t sequence, std::uint64_t epoch, bool replayed,
+                                            Effects& fx) {
+  if (stopped()) return Verdict::stopped;  // stopped loudly: see check()
+  if (!replayed && epoch != 0 && epoch != trusted_epoch_ && verified()) {
+    // The publisher opened its store again since it was checked: nothing more from it
+    // until a $replay answer shows it still has our position's event (a lost WAL tail
+    // hands out the same sequence numbers again, under a new epoch).
+    unverify();
+  }
+  if (!verified()) {
+    known_head_ = std::max(known_head_, sequence);
+    return Verdict::held;
+  }
+  if (sequence <= position_ && !(mutant(Mutation::apply_replay_twice) && replayed && sequence == position_))
+    return Verdict::duplicate;
+  if (sequence > position_ + 1 && !mutant(Mutation::skip_gap_check)) {
+    known_head_ = std::max(known_head_, sequence);
+    if (!in_gap()) {
+      open_gap(fx);
+      fx.report(Level::debug, "gap from " + publisher_ + ": have " + num(position_) + ", saw " + num(sequence) +
+                                  "; replaying");
+    }
+    return Verdict::gap;
+  }
+  position_ = sequence;
+  if (epoch != 0) epoch_ = epoch;
+  known_head_ = std::max(known_head_, sequence);
+  if (in_gap() && position_ >= known_head_) {
+    phase_ = phase_ == Phase::repairing ? Phase::following : Phase::unverified;
+    fx.gap_repaired = true;
+  }
+  return Verdict::apply;
+}
+
+void InboundStream::heartbeat(const PublisherWord& word, Effects& fx) {
+  check(word, fx);
+  if (stopped()) return;
+  known_head_ = std::max(known_head_, word.head);
+  if (position_ < word.head && !in_gap() && !replay_) open_gap(fx);
+}
+
+bool InboundStream::answered(const ReplayAnswer& answer, Effects& fx) {
+  const std::uint64_t from = replay_ ? replay_->from : position_ + 1;
+  replay_.reset();
+  moves(fx);  // answered: the connection carries what it is asked
+  check(answer.word, fx);
+  if (stopped() || !check_epoch(answer, from, fx)) return false;
+  known_head_ = std::max(known_head_, answer.word.head);
+  if (position_ + 1 < answer.oldest && position_ < answer.word.head) {
+    const std::uint64_t lost = answer.oldest - 1 - position_;
+    if (settings_.durable) {
+      fx.report(Level::error, "LOSS: " + publisher_ + " no longer retains events " + num(position_ + 1) + ".." +
+                                  num(answer.oldest - 1) + " that this service has not applied (it keeps " +
+                                  num(answer.oldest) + ".." + num(answer.word.head) + "); not applying " +
+                                  publisher_ + " until an operator decides");
+      stop(Phase::behind_retention, fx);
+      return false;
+    }
+    fx.report(Level::warn, "memory mode: " + num(lost) + " events of " + publisher_ + " are gone (" +
+                               num(position_ + 1) + ".." + num(answer.oldest - 1) + "); skipping ahead");
+    fx.events_lost += lost;
+    position_ = answer.oldest - 1;
+  }
+  return true;
+}
+
+void InboundStream::refused(Effects& fx) {
+  replay_.reset();
+  moves(fx);
+}
+
+InboundStream::Due InboundStream::tick(Time now, Effects& fx) {
+  Due due;
+  if (stopped()) return due;
+  const Duration hb = settings_.heartbeat;
+  // A publisher silent for three heartbeats (and 5 s at least: a busy subscriber reads
+  // its events late) gets a new events connection: a transport may end a connection for
+  // good (libzmq does, on a message over ZMQ_MAXMSGSIZE). Harmless when it is only down.
+  if (now - std::max(last_heard_, subscribed_at_) > std::max<Duration>(hb * 3, std::chrono::seconds(5))) {
+    due.reopen_subscription = true;
+    subscribed_at_ = now;
+  }
+  // Each unanswered replay waits twice as long as the last one (up to 8 timeouts): a
+  // publisher slow to answer under load is given the time, not asked again and again.
+  const Duration timeout = std::max<Duration>(hb * 2, std::chrono::seconds(1));
+  const Duration wait = timeout * (1 << std::min(unanswered_, 3));
+  if (replay_ && now - replay_->sent < wait) return due;
+  if (replay_) {
+    const std::uint64_t asked_at = replay_->position;
+    replay_.reset();
+    due.reopen_replay = true;
+    // Unanswered: does the stream move at all?
+    if (position_ != asked_at)
+      moves(fx);
+    else if (now - last_heard_ < wait && ++unanswered_ >= kStallReplays)
+      stall(fx);
+  }
+  if (replay_wanted_ || position_ < known_head_) due.ask = position_ + 1;
+  return due;
+}
+
+void InboundStream::asked(std::string id, std::uint64_t from, Time now) {
+  replay_ = Replay{std::move(id), from, position_, now};
+  replay_wanted_ = false;
+}
+
+void InboundStream::resumed(Time now) {
+  last_heard_ = now;
+  if (replay_) replay_->sent = now;
+}
+
+std::string InboundStream::identity() const { return epoch_ ? incarnation_ + " " + num(epoch_) : incarnation_; }
+
+std::pair<std::string, std::uint64_t> InboundStream::parse_identity(std::string_view record) {
+  auto space = record.find(' ');
+  if (space == std::string_view::npos) return {std::string(record), 0};
+  std::string epoch(record.substr(space + 1));
+  return {std::string(record.substr(0, space)), std::strtoull(epoch.c_str(), nullptr, 10)};
+}
+
+void InboundStream::rewind(const Mark& m) {
+  position_ = m.position;
+  epoch_ = m.epoch;
+  saved_epoch_ = m.saved_epoch;
+  incarnation_ = m.incarnation;
+}
+
+void InboundStream::check(const PublisherWord& word, Effects& fx) {
+  if (stopped() || word.incarnation.empty()) return;
+  // A head is compared with our position only on the first word from a new start of
+  // the publisher: later heartbeats can be older than events that reached us by replay.
+  const bool new_boot = word.boot != boot_;
+  boot_ = word.boot;
+  if (incarnation_.empty()) {
+    incarnation_ = word.incarnation;  // first contact: remembered with our position
+    fx.save_identity = true;
+  } else if (word.incarnation != incarnation_) {
+    if (!word.durable) {
+      const std::uint64_t lost = known_head_ > position_ ? known_head_ - position_ : 0;
+      fx.report(Level::warn, publisher_ + " restarted without its history (memory mode): " + num(lost) +
+                                 " event(s) never applied are gone; position " + num(position_) + " -> 0");
+      fx.events_lost += lost;
+      position_ = 0;
+      known_head_ = word.head;
+      incarnation_ = word.incarnation;
+      epoch_ = 0;
+      trusted_epoch_ = word.epoch.value_or(0);
+      fx.save_identity = true;
+      phase_ = Phase::following;
+      return;
+    }
+    if (mutant(Mutation::forget_incarnation_check)) {
+      incarnation_ = word.incarnation;
+      fx.save_identity = true;
+    } else {
+      fx.report(Level::error, "LOSS: " + publisher_ + "'s store was replaced (incarnation " + word.incarnation +
+                                  ", this service applied up to #" + num(position_) + " of " + incarnation_ +
+                                  "); not applying " + publisher_ + " until an operator decides");
+      stop(Phase::history_lost, fx);
+      return;
+    }
+  }
+  if (new_boot && word.head < position_ && !mutant(Mutation::accept_regressed_head)) {
+    fx.report(Level::error, "LOSS: " + publisher_ + "'s head #" + num(word.head) +
+                                " is behind this service's position #" + num(position_) +
+                                ": it lost committed events (synchronous=normal and a power cut?); not applying " +
+                                publisher_ + " until an operator decides");
+    stop(Phase::history_lost, fx);
+    return;
+  }
+  // A publisher with epochs is trusted only in the epoch a $replay answer checked
+  // (check_epoch): a heartbeat cannot say whether our position's event is still its own.
+  if (!word.epoch || *word.epoch == trusted_epoch_)
+    verify();
+  else if (verified())
+    unverify();
+}
+
+bool InboundStream::check_epoch(const ReplayAnswer& answer, std::uint64_t from, Effects& fx) {
+  const auto& word = answer.word;
+  if (!word.epoch || *word.epoch == trusted_epoch_) return verified();
+  const std::uint64_t at = from - 1;  // the event whose epoch the answer gives
+  if (at != position_) {  // live events moved us on meanwhile: ask again from here
+    replay_wanted_ = true;
+    return false;
+  }
+  const std::uint64_t theirs = answer.epoch_of_from.value_or(0);
+  // Below what it retains the publisher no longer knows epochs either: that is a
+  // retention loss, which answered() reports as such.
+  const bool retained = at + 1 >= answer.oldest;
+  if (at > 0 && retained && (at > word.head || (epoch_ != 0 && theirs != epoch_)) &&
+      !mutant(Mutation::accept_regressed_head)) {
+    fx.report(Level::error,
+              "LOSS: " + publisher_ + " lost committed events: this service applied its event #" + num(at) +
+                  " (epoch " + hex(epoch_) + "), which " + publisher_ + " now " +
+                  (at > word.head ? std::string("no longer has") : "has from epoch " + hex(theirs)) +
+                  " (its head is #" + num(word.head) +
+                  "): it wrote other events under the same numbers (a lost WAL tail, or an older copy of its "
+                  "store?); not applying " + publisher_ + " until an operator decides");
+    stop(Phase::history_lost, fx);
+    return false;
+  }
+  trusted_epoch_ = *word.epoch;
+  verify();
+  return true;
+}
+
+void InboundStream::stop(Phase why, Effects& fx) {
+  phase_ = why;
+  fx.loss = why == Phase::behind_retention ? Loss::behind_retention : Loss::history_lost;
+  fx.health_changed = true;
+}
+
+void InboundStream::verify() {
+  if (phase_ == Phase::unverified) phase_ = Phase::following;
+  if (phase_ == Phase::unverified_behind) phase_ = Phase::repairing;
+}
+
+void InboundStream::unverify() {
+  if (phase_ == Phase::following) phase_ = Phase::unverified;
+  if (phase_ == Phase::repairing) phase_ = Phase::unverified_behind;
+  replay_wanted_ = true;
+}
+
+void InboundStream::open_gap(Effects& fx) {
+  if (phase_ == Phase::unverified) phase_ = Phase::unverified_behind;
+  if (phase_ == Phase::following) phase_ = Phase::repairing;
+  fx.gap_opened = true;
+}
+
+void InboundStream::stall(Effects& fx) {
+  if (stalled_) return;
+  stalled_ = true;
+  fx.health_changed = true;
+  fx.report(Level::error,
+            "stream from " + publisher_ + " stuck at #" + num(position_) + " (its head is #" + num(known_head_) +
+                "): " + num(static_cast<std::uint64_t>(unanswered_)) + " replays from #" + num(position_ + 1) +
+                " went unanswered while its heartbeats arrive: a message the sockets refuse (over "
+                "max_message_bytes = " + num(settings_.max_message_bytes) +
+                "?) or a connection that keeps failing. Nothing after #" + num(position_) +
+                " is applied until it moves");
+}
+
+void InboundStream::moves(Effects& fx) {
+  unanswered_ = 0;
+  if (!stalled_) return;
+  stalled_ = false;
+  fx.health_changed = true;
+  fx.report(Level::info, "stream from " + publisher_ + " moves again (at #" + num(position_) + ")");
+}
+
+}  // namespace troupe::core
