@@ -2,41 +2,114 @@
 #include <troupe/core/mutation.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace troupe::core {
 
-void CommandInbox::restore(const std::string& sender, std::uint64_t position) {
-  pending_[sender] = position;
-  committed_[sender] = position;
+void CommandInbox::restore(const std::string& sender, std::uint64_t position, std::string_view epochs) {
+  Sender st;
+  st.position = position;
+  std::string rest(epochs);
+  for (std::size_t at = 0; at < rest.size();) {
+    std::size_t end = rest.find(' ', at);
+    if (end == std::string::npos) end = rest.size();
+    std::string item = rest.substr(at, end - at);
+    auto colon = item.find(':');
+    if (colon != std::string::npos)
+      st.epochs.emplace_back(std::strtoull(item.c_str(), nullptr, 10), std::strtoull(item.c_str() + colon + 1, nullptr, 10));
+    at = end + 1;
+  }
+  pending_[sender] = st;
+  committed_[sender] = st;
 }
 
-CommandInbox::Verdict CommandInbox::offer(std::string_view sender, std::uint64_t sequence) {
+std::string CommandInbox::record(const Sender& s) {
+  std::string out;
+  for (const auto& [first, epoch] : s.epochs)
+    out += (out.empty() ? "" : " ") + std::to_string(first) + ":" + std::to_string(epoch);
+  return out;
+}
+
+CommandInbox::Verdict CommandInbox::offer(std::string_view sender, std::uint64_t sequence, std::uint64_t epoch,
+                                          Effects& fx) {
   auto it = pending_.find(sender);
-  if (it == pending_.end()) it = pending_.emplace(std::string(sender), 0).first;
-  if (sequence <= it->second && !mutant(Mutation::drop_command_dedup)) return Verdict::duplicate;
-  if (sequence > it->second + 1) return Verdict::out_of_order;
-  it->second = std::max(it->second, sequence);
+  if (it == pending_.end()) it = pending_.emplace(std::string(sender), Sender{}).first;
+  Sender& st = it->second;
+  if (sequence <= st.position && !mutant(Mutation::drop_command_dedup)) {
+    // The epoch our command of that number was written under, if we still know it.
+    std::uint64_t ours = 0;
+    for (const auto& [first, e] : st.epochs)
+      if (first <= sequence) ours = e;
+    if (epoch != 0 && ours != 0 && epoch != ours && epoch != st.rewritten) {
+      st.rewritten = epoch;
+      fx.report(Report::Level::error,
+                "LOSS: " + std::string(sender) + " sent command #" + std::to_string(sequence) +
+                    " again as another command (it was applied here from an earlier opening of its store): " +
+                    std::string(sender) + " lost commands after sending them (a lost WAL tail?); its commands "
+                    "numbered up to #" + std::to_string(st.position) + " are dropped here as duplicates");
+      fx.loss = Loss::commands_rewritten;
+      fx.health_changed = true;
+    }
+    return Verdict::duplicate;
+  }
+  if (sequence > st.position + 1) return Verdict::out_of_order;
+  st.position = std::max(st.position, sequence);
+  if (epoch != 0 && (st.epochs.empty() || st.epochs.back().second != epoch)) {
+    st.epochs.emplace_back(sequence, epoch);
+    if (st.epochs.size() > 8) st.epochs.erase(st.epochs.begin());
+  }
   return Verdict::apply;
 }
 
-std::vector<std::pair<std::string, std::uint64_t>> CommandInbox::moved() const {
-  std::vector<std::pair<std::string, std::uint64_t>> out;
-  for (const auto& [sender, position] : pending_) {
+std::vector<CommandInbox::Moved> CommandInbox::moved() const {
+  std::vector<Moved> out;
+  for (const auto& [sender, st] : pending_) {
     auto it = committed_.find(sender);
-    if (it == committed_.end() || it->second != position) out.emplace_back(sender, position);
+    if (it != committed_.end() && it->second == st) continue;
+    Moved m{sender, st.position, std::nullopt};
+    if (it == committed_.end() || it->second.epochs != st.epochs) m.epochs = record(st);
+    out.push_back(std::move(m));
   }
   return out;
 }
 
-const std::map<std::string, std::uint64_t, std::less<>>& CommandInbox::acks() const {
-  return mutant(Mutation::ack_before_commit) ? pending_ : committed_;
+std::map<std::string, std::uint64_t, std::less<>> CommandInbox::acks() const {
+  std::map<std::string, std::uint64_t, std::less<>> out;
+  for (const auto& [sender, st] : mutant(Mutation::ack_before_commit) ? pending_ : committed_)
+    out.emplace(sender, st.position);
+  return out;
 }
 
-CommandOutbox::CommandOutbox(std::string receiver, std::uint64_t head_at_start, Duration heartbeat, Time now)
-    : receiver_(std::move(receiver)), head_at_start_(head_at_start), heartbeat_(heartbeat), last_progress_(now) {}
+CommandOutbox::CommandOutbox(std::string receiver, std::uint64_t head_at_start, std::uint64_t acked,
+                             std::string incarnation, Duration heartbeat, Time now)
+    : receiver_(std::move(receiver)),
+      incarnation_(std::move(incarnation)),
+      head_at_start_(head_at_start),
+      heartbeat_(heartbeat),
+      acked_(acked),
+      last_progress_(now) {}
 
-std::optional<std::uint64_t> CommandOutbox::heartbeat(std::optional<std::uint64_t> ack, bool durable, Time now,
-                                                      Effects& fx) {
+std::optional<std::uint64_t> CommandOutbox::heartbeat(std::optional<std::uint64_t> ack, const std::string& incarnation,
+                                                      bool receiver_durable, bool durable, Time now, Effects& fx) {
+  if (!incarnation.empty() && incarnation != incarnation_) {
+    // Another store than the one that acknowledged our commands: what it had applied is
+    // gone with the old one (a replaced store no longer lists our ack at all).
+    if (!incarnation_.empty() && acked_ > 0) {
+      const std::string what = "LOSS: " + receiver_ + "'s store was replaced (incarnation " + incarnation +
+                               ", was " + incarnation_ + "): the commands #1..#" + std::to_string(acked_) +
+                               " of ours it had applied are gone with it; they are not resent";
+      if (receiver_durable && durable) {
+        fx.report(Report::Level::error, what);
+        fx.loss = Loss::commands_lost_there;
+        fx.health_changed = true;
+      } else {
+        fx.report(Report::Level::warn, "memory mode: " + what.substr(6));
+      }
+    }
+    incarnation_ = incarnation;
+    acked_ = 0;
+    fx.save_identity = true;
+  }
   if (!checked_) {
     checked_ = true;
     // Its first heartbeat since we started. Commands numbered past our head at start

@@ -22,14 +22,25 @@ using Level = Report::Level;
 }  // namespace
 
 InboundStream::InboundStream(std::string publisher, StreamSettings settings, std::uint64_t position,
-                             std::string incarnation, std::uint64_t epoch)
+                             Identity identity)
     : publisher_(std::move(publisher)),
       settings_(settings),
+      phase_(identity.lost ? Phase::history_lost : Phase::unverified),
       position_(position),
       known_head_(position),
-      incarnation_(std::move(incarnation)),
-      epoch_(epoch),
-      saved_epoch_(epoch) {}
+      incarnation_(std::move(identity.incarnation)),
+      epoch_(identity.epoch) {
+  saved_identity_ = this->identity();
+}
+
+void InboundStream::recall(Effects& fx) {
+  if (phase_ != Phase::history_lost) return;
+  fx.report(Level::error, "LOSS: " + publisher_ + "'s history is not the one this service applied up to #" +
+                              num(position_) + " (found before this start: its store was replaced or lost "
+                              "commits); not applying " + publisher_ + " until an operator decides");
+  fx.loss = Loss::history_lost;
+  fx.health_changed = true;
+}
 
 InboundStream::Verdict InboundStream::offer(std::uint64_t sequence, std::uint64_t epoch, bool replayed,
                                             Effects& fx) {
@@ -142,27 +153,43 @@ void InboundStream::resumed(Time now) {
   if (replay_) replay_->sent = now;
 }
 
-std::string InboundStream::identity() const { return epoch_ ? incarnation_ + " " + num(epoch_) : incarnation_; }
+std::string InboundStream::identity() const {
+  const bool lost = phase_ == Phase::history_lost;
+  std::string out = incarnation_;
+  if (epoch_ || lost) out += " " + num(epoch_);
+  if (lost) out += " lost";
+  return out;
+}
 
-std::pair<std::string, std::uint64_t> InboundStream::parse_identity(std::string_view record) {
+InboundStream::Identity InboundStream::parse_identity(std::string_view record) {
+  Identity id;
   auto space = record.find(' ');
-  if (space == std::string_view::npos) return {std::string(record), 0};
-  std::string epoch(record.substr(space + 1));
-  return {std::string(record.substr(0, space)), std::strtoull(epoch.c_str(), nullptr, 10)};
+  id.incarnation = std::string(record.substr(0, space));
+  if (space == std::string_view::npos) return id;
+  std::string rest(record.substr(space + 1));
+  id.epoch = std::strtoull(rest.c_str(), nullptr, 10);
+  id.lost = rest.size() >= 5 && rest.compare(rest.size() - 5, 5, " lost") == 0;
+  return id;
 }
 
 void InboundStream::rewind(const Mark& m) {
   position_ = m.position;
   epoch_ = m.epoch;
-  saved_epoch_ = m.saved_epoch;
   incarnation_ = m.incarnation;
+  saved_identity_ = m.saved_identity;
 }
 
 void InboundStream::check(const PublisherWord& word, Effects& fx) {
   if (stopped() || word.incarnation.empty()) return;
   // A head is compared with our position only on the first word from a new start of
   // the publisher: later heartbeats can be older than events that reached us by replay.
+  // A word from an earlier start, read after the new one's, says nothing of now.
   const bool new_boot = word.boot != boot_;
+  if (new_boot && std::find(past_boots_.begin(), past_boots_.end(), word.boot) != past_boots_.end()) return;
+  if (new_boot && !boot_.empty()) {
+    past_boots_.push_back(std::move(boot_));
+    if (past_boots_.size() > 8) past_boots_.erase(past_boots_.begin());
+  }
   boot_ = word.boot;
   if (incarnation_.empty()) {
     incarnation_ = word.incarnation;  // first contact: remembered with our position
@@ -240,6 +267,7 @@ bool InboundStream::check_epoch(const ReplayAnswer& answer, std::uint64_t from, 
 
 void InboundStream::stop(Phase why, Effects& fx) {
   phase_ = why;
+  if (why == Phase::history_lost) fx.save_identity = true;  // kept across restarts
   fx.loss = why == Phase::behind_retention ? Loss::behind_retention : Loss::history_lost;
   fx.health_changed = true;
 }

@@ -198,8 +198,11 @@ void NodeCore::handle_command(Incoming& in) {
     // position moves on even when the command is then refused, so one bad command
     // cannot block its sender's stream.
     if (!command_inbox_.knows(env->source))
-      command_inbox_.restore(env->source, store_->position("cmd:" + env->source));
-    switch (command_inbox_.offer(env->source, env->sequence)) {
+      command_inbox_.restore(env->source, store_->position("cmd:" + env->source),
+                             store_->get(kSendersTable, env->source).value_or(""));
+    const auto verdict = command_inbox_.offer(env->source, env->sequence, env->epoch, fx_);
+    carry_out(nullptr, fx_);
+    switch (verdict) {
       case core::CommandInbox::Verdict::duplicate:
         counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
         return;
@@ -251,6 +254,7 @@ void NodeCore::stage_command(const Envelope& cause, std::string_view target, std
   Envelope e = make_caused_envelope(cause, name_, std::string(type), Kind::command);
   if (!correlation.empty()) e.correlationid = std::move(correlation);
   e.sequence = store_->command_head(target) + 1;
+  e.epoch = epoch_;  // a receiver tells new commands under old numbers by it (a lost WAL tail)
   std::string env = codec::encode_envelope(e);
   check_outgoing_size(type, env.size() + payload.size());
   ports::OutboxCommand c{std::string(target), e.sequence, std::move(e.type), std::move(env), std::move(payload)};
@@ -264,6 +268,7 @@ void NodeCore::resend_commands() {
   for (auto& [name, d] : downstreams_) {
     if (!d->outbox.resend_due(now)) continue;
     for (const auto& c : store_->unacked_commands(name, 512)) {
+      if (c.sequence > d->outbox.resend_limit()) break;
       std::array<zmq::const_buffer, 2> bufs{zmq::buffer(c.envelope), zmq::buffer(c.payload)};
       if (!zmq::send_multipart(d->push, bufs, zmq::send_flags::dontwait)) break;
       ++metrics_.commands_resent;

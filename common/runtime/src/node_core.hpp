@@ -57,6 +57,10 @@ using Code = Rejection::Code;
 
 // Where a node keeps, per publisher, the incarnation (and epoch) its position refers to.
 inline constexpr std::string_view kUpstreamsTable = "$upstreams";
+// ... and per receiver of its commands, the incarnation of the store that acknowledged them.
+inline constexpr std::string_view kDownstreamsTable = "$downstreams";
+// ... and per sender of commands to it, the epochs those it applied were written under.
+inline constexpr std::string_view kSendersTable = "$senders";
 
 inline std::string to_msgpack(const json& j) {
   auto v = json::to_msgpack(j);
@@ -79,8 +83,8 @@ inline bool contains(const std::vector<std::string>& v, std::string_view s) {
 // A publisher this node reacts to: its sockets, and the core's rules for its stream.
 struct Upstream {
   Upstream(std::string publisher, core::StreamSettings settings, std::uint64_t position,
-           std::string incarnation, std::uint64_t epoch)
-      : name(publisher), stream(std::move(publisher), settings, position, std::move(incarnation), epoch) {}
+           core::InboundStream::Identity identity)
+      : name(publisher), stream(std::move(publisher), settings, position, std::move(identity)) {}
   std::string name;
   Endpoints endpoints;
   std::set<std::string, std::less<>> reacts;  // types with a handler here
@@ -92,8 +96,10 @@ struct Upstream {
 // A service this node sends commands to: its sockets, and the core's rules for the
 // commands towards it.
 struct Downstream {
-  Downstream(std::string receiver, std::uint64_t head_at_start, core::Duration heartbeat)
-      : name(receiver), outbox(std::move(receiver), head_at_start, heartbeat, Clock::now()) {}
+  Downstream(std::string receiver, std::uint64_t head_at_start, std::uint64_t acked, std::string incarnation,
+             core::Duration heartbeat)
+      : name(receiver),
+        outbox(std::move(receiver), head_at_start, acked, std::move(incarnation), heartbeat, Clock::now()) {}
   std::string name;
   Endpoints endpoints;
   zmq::socket_t push;

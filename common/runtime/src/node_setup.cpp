@@ -223,16 +223,23 @@ void NodeCore::drain_monitor(zmq::socket_t& monitor) {
 }
 
 void NodeCore::connect_all() {
+  // Every sender's position from the start, so heartbeats acknowledge what this store
+  // has applied of each (not only of those that sent something since).
+  for (const auto& svc : topology_.services)
+    if (sends_to_us(svc.name))
+      command_inbox_.restore(svc.name, store_->position("cmd:" + svc.name),
+                             store_->get(kSendersTable, svc.name).value_or(""));
   for (const auto& sub : self_->reacts_to) {
     const ServiceSpec* pub = topology_.find(sub.publisher);
     if (!pub) continue;  // check_topology rejects this earlier
-    // "INCARNATION EPOCH" (the epoch is absent in stores from before epochs).
-    auto [incarnation, epoch] =
-        core::InboundStream::parse_identity(store_->get(kUpstreamsTable, pub->name).value_or(""));
+    // "INCARNATION EPOCH [lost]" (the epoch is absent in stores from before epochs).
     auto up = std::make_unique<Upstream>(
         pub->name,
         core::StreamSettings{topology_.defaults.heartbeat, store_->durable(), topology_.defaults.max_message_bytes},
-        store_->position(pub->name), std::move(incarnation), epoch);
+        store_->position(pub->name),
+        core::InboundStream::parse_identity(store_->get(kUpstreamsTable, pub->name).value_or("")));
+    up->stream.recall(fx_);
+    carry_out(nullptr, fx_);
     up->endpoints = pub->endpoints;
     for (const auto& t : sub.types) up->reacts.insert(t);
     open_subscription(*up);
@@ -242,7 +249,12 @@ void NodeCore::connect_all() {
   for (const auto& route : self_->sends) {
     const ServiceSpec* target = topology_.find(route.target);
     if (!target) continue;
-    auto down = std::make_unique<Downstream>(target->name, store_->command_head(target->name),
+    // How far it acknowledged our commands: they are acknowledged in prefixes, so up to
+    // the first one still waiting (or all of them).
+    const auto head = store_->command_head(target->name);
+    const auto waiting = store_->unacked_commands(target->name, 1);
+    auto down = std::make_unique<Downstream>(target->name, head, waiting.empty() ? head : waiting.front().sequence - 1,
+                                             store_->get(kDownstreamsTable, target->name).value_or(""),
                                              topology_.defaults.heartbeat);
     down->endpoints = target->endpoints;
     down->push = make_socket(zmq::socket_type::push);

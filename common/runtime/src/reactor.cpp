@@ -205,7 +205,7 @@ void NodeCore::process(std::vector<Incoming>& batch) {
     last_writes_ = t0;
   std::vector<core::InboundStream::Mark> start_marks;
   for (auto& up : upstreams_) start_marks.push_back(up->stream.mark());
-  std::map<std::string, std::uint64_t> start_acked;
+  std::map<std::string, core::CommandOutbox::Mark> start_acked;
   for (auto& [n, d] : downstreams_) start_acked[n] = d->outbox.mark();
   batch_out_.clear();
   const auto start_head = store_->head();
@@ -242,8 +242,9 @@ void NodeCore::process(std::vector<Incoming>& batch) {
       }
       if (up.stream.identity_unsaved()) save_upstream(up);
     }
-    for (const auto& [sender, pos] : command_inbox_.moved()) {
-      store_->set_position("cmd:" + sender, pos);
+    for (const auto& m : command_inbox_.moved()) {
+      store_->set_position("cmd:" + m.sender, m.position);
+      if (m.epochs) store_->put(kSendersTable, m.sender, *m.epochs);
       wrote = true;
     }
     wrote = wrote || store_->head() != start_head;
@@ -304,7 +305,6 @@ void NodeCore::probe_store(Clock::time_point now) {
     store_->begin();
     store_->put("$troupe", "write_probe", rfc3339_now());
     store_->commit();
-    command_inbox_.committed();
   } catch (const std::exception& e) {
     store_->rollback();
     store_error_ = e.what();

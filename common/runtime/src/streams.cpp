@@ -31,7 +31,9 @@ void NodeCore::carry_out(Upstream* up, core::Effects& fx) {
   }
   if (up && fx.save_identity) save_upstream(*up);
   metrics_.events_lost += fx.events_lost;
-  if (fx.loss == core::Loss::commands_lost_here || fx.loss == core::Loss::commands_lost_there) commands_lost_ = true;
+  if (fx.loss == core::Loss::commands_lost_here || fx.loss == core::Loss::commands_lost_there ||
+      fx.loss == core::Loss::commands_rewritten)
+    commands_lost_ = true;
   if (fx.health_changed) refresh_state();
   fx.clear();
 }
@@ -134,7 +136,9 @@ void NodeCore::handle_heartbeat(Upstream* up, Incoming& in) {
     Downstream& down = *it->second;
     auto ack = hb->acks.find(name_);
     auto prune_to = down.outbox.heartbeat(ack == hb->acks.end() ? std::nullopt : std::optional(ack->second),
-                                          store_->durable(), Clock::now(), fx_);
+                                          hb->incarnation, hb->durable, store_->durable(), Clock::now(), fx_);
+    if (fx_.save_identity) store_->put(kDownstreamsTable, down.name, down.outbox.incarnation());
+    fx_.save_identity = false;
     carry_out(nullptr, fx_);
     if (prune_to) store_->ack_commands(down.name, *prune_to);
   }

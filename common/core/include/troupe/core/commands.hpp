@@ -7,6 +7,7 @@
 
 #include <troupe/core/effects.hpp>
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -15,7 +16,10 @@
 
 namespace troupe::core {
 
-// The receiving end: each sender's position (last command applied).
+// The receiving end: each sender's position (last command applied), and the epochs
+// of the sender's store its commands were written under (a sender that lost its last
+// commits numbers new commands again, under a new epoch: the receiver, which applied
+// the old ones, is the one that can tell, whenever the new ones arrive).
 class CommandInbox {
  public:
   enum class Verdict {
@@ -23,49 +27,83 @@ class CommandInbox {
     duplicate,     // already applied
     out_of_order,  // an earlier one is missing: drop it, the sender resends in order
   };
+  // What changed in the unit of work, to be written with it: the position, and the
+  // epochs record when it changed.
+  struct Moved {
+    std::string sender;
+    std::uint64_t position = 0;
+    std::optional<std::string> epochs;
+  };
+
   // Whether `sender`'s position is known; if not, restore() it from the store first.
   bool knows(std::string_view sender) const { return pending_.find(sender) != pending_.end(); }
-  void restore(const std::string& sender, std::uint64_t position);
-  // A command of `sender` numbered `sequence` (> 0).
-  Verdict offer(std::string_view sender, std::uint64_t sequence);
-  // The positions that moved in the unit of work (to be written with it).
-  std::vector<std::pair<std::string, std::uint64_t>> moved() const;
+  // `epochs`: the record moved() last gave for it ("FIRST:EPOCH ...", may be empty).
+  void restore(const std::string& sender, std::uint64_t position, std::string_view epochs = {});
+  // A command of `sender` numbered `sequence` (> 0), written under the sender's `epoch`
+  // (0: a sender without epochs).
+  Verdict offer(std::string_view sender, std::uint64_t sequence, std::uint64_t epoch, Effects& fx);
+  std::vector<Moved> moved() const;
   // The unit of work committed, or was rolled back.
   void committed() { committed_ = pending_; }
   void rolled_back() { pending_ = committed_; }
   // What a heartbeat acknowledges: committed positions only (a crash before commit
   // loses the batch, and the sender must still have those commands).
-  const std::map<std::string, std::uint64_t, std::less<>>& acks() const;
+  std::map<std::string, std::uint64_t, std::less<>> acks() const;
 
  private:
-  std::map<std::string, std::uint64_t, std::less<>> pending_, committed_;
+  struct Sender {
+    std::uint64_t position = 0;
+    // (first sequence, epoch) of the commands applied, the newest few ranges.
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> epochs;
+    std::uint64_t rewritten = 0;  // the epoch a LOSS was said for (once each)
+    bool operator==(const Sender&) const = default;
+  };
+  static std::string record(const Sender& s);
+  std::map<std::string, Sender, std::less<>> pending_, committed_;
 };
 
 // The sending end, towards one receiver.
 class CommandOutbox {
  public:
-  // `head_at_start`: our last command number towards it as the store had it at start.
-  CommandOutbox(std::string receiver, std::uint64_t head_at_start, Duration heartbeat, Time now);
+  // As the store had it at start: our last command number towards it, how far it had
+  // acknowledged them, and its store's incarnation when it last did.
+  CommandOutbox(std::string receiver, std::uint64_t head_at_start, std::uint64_t acked, std::string incarnation,
+                Duration heartbeat, Time now);
 
   // New commands go out after commit only once the receiver's first heartbeat has been
   // checked (heartbeat()); until then they wait in the outbox and resend sends them.
   bool may_send() const { return checked_; }
-  // A heartbeat of the receiver with its ack of our commands, if it has one. Returns the
-  // number up to which the outbox may forget commands, when the ack moved.
-  std::optional<std::uint64_t> heartbeat(std::optional<std::uint64_t> ack, bool durable, Time now, Effects& fx);
+  // The highest command number a resend may send now: until that first heartbeat, only
+  // those the store had at start (the check compares the receiver's ack with them).
+  std::uint64_t resend_limit() const { return checked_ ? UINT64_MAX : head_at_start_; }
+  // A heartbeat of the receiver: its store's incarnation and whether it is durable, and
+  // its ack of our commands, if it lists one. `durable`: our own store. Returns the
+  // number up to which the outbox may forget commands, when the ack moved. Effects
+  // save_identity: persist incarnation() now.
+  std::optional<std::uint64_t> heartbeat(std::optional<std::uint64_t> ack, const std::string& incarnation,
+                                         bool receiver_durable, bool durable, Time now, Effects& fx);
   // Whether the unacknowledged commands are to be sent again now: acks have not moved
   // for two heartbeats (not "nothing sent lately", which steady traffic would postpone).
   bool resend_due(Time now) const { return now - last_progress_ >= heartbeat_ * 2; }
   void resent(Time now) { last_progress_ = now; }
 
   std::uint64_t acked() const { return acked_; }
+  const std::string& incarnation() const { return incarnation_; }
   const std::string& receiver() const { return receiver_; }
-  // A unit of work that is rolled back rewinds the ack it moved.
-  std::uint64_t mark() const { return acked_; }
-  void rewind(std::uint64_t acked) { acked_ = acked; }
+  // A unit of work that is rolled back rewinds what it moved.
+  struct Mark {
+    std::uint64_t acked = 0;
+    std::string incarnation;
+  };
+  Mark mark() const { return {acked_, incarnation_}; }
+  void rewind(const Mark& m) {
+    acked_ = m.acked;
+    incarnation_ = m.incarnation;
+  }
 
  private:
   std::string receiver_;
+  std::string incarnation_;  // the receiver's store, as last acknowledged by it
   std::uint64_t head_at_start_ = 0;
   Duration heartbeat_;
   std::uint64_t acked_ = 0;

@@ -29,6 +29,7 @@ enum class Loss {
   history_lost,         // the publisher's history is not the one our position refers to
   commands_lost_here,   // a receiver applied commands of ours our store no longer has
   commands_lost_there,  // a receiver's acks went backwards: it lost applied commands
+  commands_rewritten,   // a sender numbered new commands as ones applied here: it lost them
 };
 
 struct Effects {

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace troupe::core {
 
@@ -35,6 +36,15 @@ struct StreamSettings {
   Duration heartbeat = std::chrono::milliseconds(500);
   bool durable = true;  // this node's store: a memory node skips what is gone instead of stopping
   std::uint64_t max_message_bytes = 0;  // named in the stalled-stream report
+};
+
+// What a subscriber's store keeps beside its position: the publisher's incarnation,
+// the epoch of the event at the position, and whether its history was found lost (a
+// stop that outlives restarts: only an operator lifts it).
+struct StreamIdentity {
+  std::string incarnation;
+  std::uint64_t epoch = 0;
+  bool lost = false;
 };
 
 class InboundStream {
@@ -65,13 +75,16 @@ class InboundStream {
   };
   // What a unit of work that is rolled back rewinds to.
   struct Mark {
-    std::uint64_t position = 0, epoch = 0, saved_epoch = 0;
-    std::string incarnation;
+    std::uint64_t position = 0, epoch = 0;
+    std::string incarnation, saved_identity;
   };
 
-  // `position`, `incarnation` and `epoch` as the store last committed them.
-  InboundStream(std::string publisher, StreamSettings settings, std::uint64_t position = 0,
-                std::string incarnation = {}, std::uint64_t epoch = 0);
+  using Identity = StreamIdentity;
+
+  // `position` and `identity` as the store last committed them.
+  InboundStream(std::string publisher, StreamSettings settings, std::uint64_t position = 0, Identity identity = {});
+  // At start: says again, loudly, a loss found before this start.
+  void recall(Effects& fx);
 
   // An event numbered `sequence` of the publisher's `epoch` (0: none), live or from a
   // $replay page whose answer was accepted (`replayed`).
@@ -96,12 +109,13 @@ class InboundStream {
   // is its own, not the publisher's.
   void resumed(Time now);
 
-  // Persistence: the identity record kept beside the position ("incarnation epoch").
+  // Persistence: the identity record kept beside the position ("INCARNATION EPOCH",
+  // then " lost" once its history was found lost).
   std::string identity() const;
-  static std::pair<std::string, std::uint64_t> parse_identity(std::string_view record);
-  bool identity_unsaved() const { return epoch_ != saved_epoch_; }
-  void identity_saved() { saved_epoch_ = epoch_; }
-  Mark mark() const { return {position_, epoch_, saved_epoch_, incarnation_}; }
+  static Identity parse_identity(std::string_view record);
+  bool identity_unsaved() const { return identity() != saved_identity_; }
+  void identity_saved() { saved_identity_ = identity(); }
+  Mark mark() const { return {position_, epoch_, incarnation_, saved_identity_}; }
   void rewind(const Mark& m);
 
   const std::string& publisher() const { return publisher_; }
@@ -142,12 +156,15 @@ class InboundStream {
   std::uint64_t known_head_ = 0;  // highest sequence the publisher is known to have
   std::string incarnation_;
   std::string boot_;  // the publisher process we last heard from
+  // Its starts before that one (the newest few): a word from one of them was queued
+  // before the restart and read late (another socket answered first); it is stale.
+  std::vector<std::string> past_boots_;
   // Epochs (a new one each time the publisher opens its store): `epoch_` wrote the event
-  // at our position (stored beside the incarnation, as saved_epoch_); the publisher's
+  // at our position (stored beside the incarnation); the publisher's
   // current one is trusted only once a $replay answer has shown that it still has our
   // position's event under that same epoch (a lost WAL tail reuses sequence numbers).
   std::uint64_t epoch_ = 0;
-  std::uint64_t saved_epoch_ = 0;
+  std::string saved_identity_;  // as the store has it
   std::uint64_t trusted_epoch_ = 0;
   bool replay_wanted_ = true;  // catch up (or verify) from our position, even at the head
   std::optional<Replay> replay_;
