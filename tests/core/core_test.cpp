@@ -98,6 +98,28 @@ TEST_CASE("a word from the publisher's previous start, read late, is stale", "[c
   CHECK(s.phase() == InboundStream::Phase::history_lost);
 }
 
+TEST_CASE("with epochs, a low head in a late word is no loss: the epoch of the position's event decides", "[core]") {
+  InboundStream s("pub", settings, 20, {"inc", 7, false});
+  Effects fx;
+  s.heartbeat(word(12, "b9", 9), fx);  // a word of a short-lived start, read late
+  CHECK_FALSE(s.stopped());
+  CHECK_FALSE(has_loss(fx));
+  CHECK_FALSE(s.verified());  // its epoch is checked by a replay first
+}
+
+TEST_CASE("an unverified stream asks again when its replay went unanswered, even at its known head", "[core]") {
+  InboundStream s("pub", settings, 20, {"inc", 7, false});
+  Effects fx;
+  s.heartbeat(word(20, "b2", 9), fx);  // a new epoch: a replay must show #20 is still its own
+  auto due = s.tick(t0, fx);
+  REQUIRE(due.ask);
+  s.asked("r1", 21, t0);  // ... and the publisher dies before answering
+  due = s.tick(t0 + 5s, fx);
+  CHECK(due.reopen_replay);
+  REQUIRE(due.ask);
+  CHECK(*due.ask == 21);
+}
+
 TEST_CASE("a new epoch applies only once a replay showed the position's event is still its own", "[core]") {
   InboundStream s("pub", settings, 0, {});
   Effects fx;

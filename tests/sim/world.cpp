@@ -439,7 +439,10 @@ bool World::excused(const Node& by, core::Loss loss, const std::string& about) {
   switch (loss) {
     case core::Loss::none: return true;
     case core::Loss::behind_retention: return other.retention != 0;
-    case core::Loss::history_lost: return other.disk_faults > 0;
+    // A publisher without epochs can be taken for one that lost history when a heartbeat
+    // of a short-lived start is read after the next start's replay answer (a false
+    // LOSS:, loud; docs/guarantees.md, limits).
+    case core::Loss::history_lost: return other.disk_faults > 0 || (!other.epochs && other.generation > 1);
     case core::Loss::commands_lost_here: return by.disk_faults > 0;
     case core::Loss::commands_lost_there: return other.disk_faults > 0;
     case core::Loss::commands_rewritten: return other.disk_faults > 0;

@@ -139,7 +139,10 @@ InboundStream::Due InboundStream::tick(Time now, Effects& fx) {
     else if (now - last_heard_ < wait && ++unanswered_ >= kStallReplays)
       stall(fx);
   }
-  if (replay_wanted_ || position_ < known_head_) due.ask = position_ + 1;
+  // An unverified stream asks until an answer verifies it: the one it asked may have
+  // died with the publisher, and only an answer can show our position's event is
+  // still the publisher's own.
+  if (replay_wanted_ || !verified() || position_ < known_head_) due.ask = position_ + 1;
   return due;
 }
 
@@ -220,7 +223,10 @@ void InboundStream::check(const PublisherWord& word, Effects& fx) {
       return;
     }
   }
-  if (new_boot && word.head < position_ && !mutant(Mutation::accept_regressed_head)) {
+  // Only for a publisher without epochs: with them a lost tail shows in the epoch of our
+  // position's event (check_epoch), and a head says nothing when the word is a late one
+  // of a short-lived start that was never heard from before.
+  if (new_boot && !word.epoch && word.head < position_ && !mutant(Mutation::accept_regressed_head)) {
     fx.report(Level::error, "LOSS: " + publisher_ + "'s head #" + num(word.head) +
                                 " is behind this service's position #" + num(position_) +
                                 ": it lost committed events (synchronous=normal and a power cut?); not applying " +
