@@ -77,8 +77,7 @@ InboundStream::Verdict InboundStream::offer(std::uint64_t sequence, std::uint64_
 }
 
 void InboundStream::heartbeat(const PublisherWord& word, Effects& fx) {
-  check(word, fx);
-  if (stopped()) return;
+  if (!check(word, fx) || stopped()) return;
   known_head_ = std::max(known_head_, word.head);
   if (position_ < word.head && !in_gap() && !replay_) open_gap(fx);
 }
@@ -87,8 +86,7 @@ bool InboundStream::answered(const ReplayAnswer& answer, Effects& fx) {
   const std::uint64_t from = replay_ ? replay_->from : position_ + 1;
   replay_.reset();
   moves(fx);  // answered: the connection carries what it is asked
-  check(answer.word, fx);
-  if (stopped() || !check_epoch(answer, from, fx)) return false;
+  if (!check(answer.word, fx) || stopped() || !check_epoch(answer, from, fx)) return false;
   known_head_ = std::max(known_head_, answer.word.head);
   if (position_ + 1 < answer.oldest && position_ < answer.word.head) {
     const std::uint64_t lost = answer.oldest - 1 - position_;
@@ -182,13 +180,13 @@ void InboundStream::rewind(const Mark& m) {
   saved_identity_ = m.saved_identity;
 }
 
-void InboundStream::check(const PublisherWord& word, Effects& fx) {
-  if (stopped() || word.incarnation.empty()) return;
+bool InboundStream::check(const PublisherWord& word, Effects& fx) {
+  if (stopped() || word.incarnation.empty()) return true;
   // A head is compared with our position only on the first word from a new start of
   // the publisher: later heartbeats can be older than events that reached us by replay.
   // A word from an earlier start, read after the new one's, says nothing of now.
   const bool new_boot = word.boot != boot_;
-  if (new_boot && std::find(past_boots_.begin(), past_boots_.end(), word.boot) != past_boots_.end()) return;
+  if (new_boot && std::find(past_boots_.begin(), past_boots_.end(), word.boot) != past_boots_.end()) return false;
   if (new_boot && !boot_.empty()) {
     past_boots_.push_back(std::move(boot_));
     if (past_boots_.size() > 8) past_boots_.erase(past_boots_.begin());
@@ -210,7 +208,7 @@ void InboundStream::check(const PublisherWord& word, Effects& fx) {
       trusted_epoch_ = word.epoch.value_or(0);
       fx.save_identity = true;
       phase_ = Phase::following;
-      return;
+      return true;
     }
     if (mutant(Mutation::forget_incarnation_check)) {
       incarnation_ = word.incarnation;
@@ -220,7 +218,7 @@ void InboundStream::check(const PublisherWord& word, Effects& fx) {
                                   ", this service applied up to #" + num(position_) + " of " + incarnation_ +
                                   "); not applying " + publisher_ + " until an operator decides");
       stop(Phase::history_lost, fx);
-      return;
+      return true;
     }
   }
   // Only for a publisher without epochs: with them a lost tail shows in the epoch of our
@@ -232,7 +230,7 @@ void InboundStream::check(const PublisherWord& word, Effects& fx) {
                                 ": it lost committed events (synchronous=normal and a power cut?); not applying " +
                                 publisher_ + " until an operator decides");
     stop(Phase::history_lost, fx);
-    return;
+    return true;
   }
   // A publisher with epochs is trusted only in the epoch a $replay answer checked
   // (check_epoch): a heartbeat cannot say whether our position's event is still its own.
@@ -240,6 +238,7 @@ void InboundStream::check(const PublisherWord& word, Effects& fx) {
     verify();
   else if (verified())
     unverify();
+  return true;
 }
 
 bool InboundStream::check_epoch(const ReplayAnswer& answer, std::uint64_t from, Effects& fx) {

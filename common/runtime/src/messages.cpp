@@ -254,7 +254,9 @@ void NodeCore::stage_command(const Envelope& cause, std::string_view target, std
   Envelope e = make_caused_envelope(cause, name_, std::string(type), Kind::command);
   if (!correlation.empty()) e.correlationid = std::move(correlation);
   e.sequence = store_->command_head(target) + 1;
-  e.epoch = epoch_;  // a receiver tells new commands under old numbers by it (a lost WAL tail)
+  // A receiver tells new commands under old numbers by it (a lost WAL tail). A memory
+  // node starts its numbers again at every start: that loss is memory mode's own.
+  if (store_->durable()) e.epoch = epoch_;
   std::string env = codec::encode_envelope(e);
   check_outgoing_size(type, env.size() + payload.size());
   ports::OutboxCommand c{std::string(target), e.sequence, std::move(e.type), std::move(env), std::move(payload)};

@@ -252,6 +252,7 @@ void NodeCore::process(std::vector<Incoming>& batch) {
     command_inbox_.committed();
   } catch (const std::exception& e) {
     store_->rollback();
+    fx_.clear();  // what the core asked in the failed batch is not carried out
     // Nothing of this batch happened: positions, incarnations and acks go back to what
     // was committed, and the events come again through replay once writes work.
     for (std::size_t i = 0; i < upstreams_.size(); ++i) upstreams_[i]->stream.rewind(start_marks[i]);

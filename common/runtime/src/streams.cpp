@@ -104,6 +104,8 @@ void NodeCore::handle_replay(Upstream& up, Incoming& in) {
   }
   auto hdr = codec::decode<builtin::ReplayReply>(view(in.frames[1]));
   if (!hdr) {
+    up.stream.refused(fx_);  // answered, if unreadably: nothing to apply, asked again later
+    carry_out(&up, fx_);
     reject_frames(("replay:" + up.name).c_str(), hdr.error().message(), views(in.frames));
     return;
   }
@@ -131,7 +133,10 @@ void NodeCore::handle_heartbeat(Upstream* up, Incoming& in) {
     if (fx_.gap_opened) counters_.gaps_seen.fetch_add(1, std::memory_order_relaxed);
     carry_out(up, fx_);
   }
-  auto it = downstreams_.find(hb->service);
+  // Acks are read from the receiver's heartbeats socket only: a service that also
+  // reacts to it gets the same heartbeats on its events socket too, later when events
+  // queue before them, and an older ack read after a newer one would look like a loss.
+  auto it = up ? downstreams_.end() : downstreams_.find(hb->service);
   if (it != downstreams_.end()) {
     Downstream& down = *it->second;
     auto ack = hb->acks.find(name_);

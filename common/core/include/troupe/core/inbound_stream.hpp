@@ -132,7 +132,8 @@ class InboundStream {
 
  private:
   // Compares what the publisher says of itself with what our position refers to.
-  void check(const PublisherWord& word, Effects& fx);
+  // False when the word is stale (from an earlier start, read late): it says nothing.
+  bool check(const PublisherWord& word, Effects& fx);
   // A $replay answer's epochs against our position (a lost WAL tail).
   bool check_epoch(const ReplayAnswer& answer, std::uint64_t from, Effects& fx);
   void stop(Phase why, Effects& fx);
