@@ -118,11 +118,32 @@ void Node::deliver(Packet p) {
   q.push_back(std::move(p));
 }
 
+void Node::operator_reset(Time now, const std::string& publisher) {
+  if (live_) {
+    live_.reset();
+    inbox_.clear();
+    disk.revert(commits.back());
+  }
+  Node& pub = world_.node(publisher);
+  const std::uint64_t to = pub.disk.oldest > 1 ? std::min<std::uint64_t>(pub.disk.oldest - 1, pub.disk.outbox.size()) : 0;
+  disk.positions[publisher] = to;
+  disk.identities.erase(publisher);
+  disk.last_applied[publisher] = {to, to ? pub.disk.outbox[to - 1].id : ""};
+  commits.assign(1, disk.mark());
+  restart_at = now + std::chrono::milliseconds(100);
+  stopped_since = Time{};
+  world_.note("an operator resets " + name_ + "'s stream of " + publisher + " to #" + std::to_string(to) +
+              " and starts it again");
+}
+
 void Node::send(std::string to, Body body) {
   live_->pending.push_back({name_, std::move(to), {}, 0, std::move(body)});
 }
 
 void Node::carry_out(core::Effects& fx, const std::string& about) {
+  if (world_.verbose())
+    for (const auto& r : fx.reports)
+      if (r.level >= core::Report::Level::info && r.text.rfind("LOSS", 0) != 0) world_.note(name_ + ": " + r.text);
   if (fx.loss != core::Loss::none) {
     std::string text = fx.reports.empty() ? "LOSS" : fx.reports.back().text;
     world_.note(name_ + ": " + text);
@@ -172,8 +193,12 @@ void Node::emit(Time now) {
 }
 
 void Node::handle(Packet& p, Time now) {
+  if (live_->dead.count({p.from, socket_of(p.body)})) return;  // its connection is gone
   if (auto* e = std::get_if<Event>(&p.body)) {
-    if (e->bytes > max_bytes_) return;  // refused by the transport (over max_message_bytes)
+    if (e->bytes > max_bytes_) {  // refused by the transport, which ends the connection
+      live_->dead.insert({p.from, 0});
+      return;
+    }
     live_->streams.at(p.from).heard(now);
     on_event(p.from, *e, false, now);
   } else if (auto* hb = std::get_if<Heartbeat>(&p.body)) {
@@ -209,9 +234,13 @@ void Node::handle(Packet& p, Time now) {
     if (world_.verbose()) world_.note(name_ + " answers " + p.from + "'s " + ask->id);
     send(p.from, std::move(page));
   } else if (auto* page = std::get_if<ReplayPage>(&p.body)) {
-    // ZMQ_MAXMSGSIZE bounds each frame: one event over it loses the whole page.
+    // ZMQ_MAXMSGSIZE bounds each frame: one event over it loses the whole page, and
+    // the connection.
     for (const auto& e : page->events)
-      if (e.bytes > max_bytes_) return;
+      if (e.bytes > max_bytes_) {
+        live_->dead.insert({p.from, 2});
+        return;
+      }
     auto& stream = live_->streams.at(p.from);
     if (world_.verbose())
       world_.note(name_ + " gets replay page " + page->id + " (" + std::to_string(page->events.size()) + " events)" +
@@ -261,11 +290,13 @@ void Node::maintain(Time now) {
     core::Effects fx;
     auto due = stream.tick(now, fx);
     carry_out(fx, pub);
+    if (due.reopen_subscription) live_->dead.erase({pub, 0});
+    if (due.reopen_replay) live_->dead.erase({pub, 2});
     if (due.ask) {
       std::string id = world_.next_id(name_ + "-replay");
       stream.asked(id, *due.ask, now);
       if (world_.verbose()) world_.note(name_ + " asks " + pub + " for a replay from #" + std::to_string(*due.ask) + " (" + id + ")");
-      world_.send({name_, pub, {}, 0, ReplayAsk{id, *due.ask}});
+      if (!live_->dead.count({pub, 2})) world_.send({name_, pub, {}, 0, ReplayAsk{id, *due.ask}});
     }
   }
   if (live_->outbox && live_->outbox->resend_due(now)) {
@@ -438,11 +469,27 @@ bool World::excused(const Node& by, core::Loss loss, const std::string& about) {
   const Node& other = node(about);
   switch (loss) {
     case core::Loss::none: return true;
-    case core::Loss::behind_retention: return other.retention != 0;
-    // A publisher without epochs can be taken for one that lost history when a heartbeat
-    // of a short-lived start is read after the next start's replay answer (a false
-    // LOSS:, loud; docs/guarantees.md, limits).
-    case core::Loss::history_lost: return other.disk_faults > 0 || (!other.epochs && other.generation > 1);
+    case core::Loss::behind_retention: {
+      // The publisher really no longer keeps the event after the subscriber's position.
+      auto it = by.disk.last_applied.find(about);
+      const std::uint64_t position = it == by.disk.last_applied.end() ? 0 : it->second.first;
+      return other.disk.oldest > position + 1;
+    }
+    case core::Loss::history_lost: {
+      // The publisher's store no longer has the event the subscriber applied last (a lost
+      // tail or a replaced store wrote others under that number, or none).
+      auto it = by.disk.last_applied.find(about);
+      if (it != by.disk.last_applied.end() && it->second.first > 0) {
+        const auto& [seq, id] = it->second;
+        if (seq > other.disk.outbox.size() || other.disk.outbox[seq - 1].id != id) return true;
+      } else if (other.disk_faults > 0) {
+        return true;  // nothing applied yet, and the store it first met is gone
+      }
+      // A publisher without epochs can be taken for one that lost history when a
+      // heartbeat of a short-lived start is read after the next start's replay answer
+      // (a false LOSS:, loud; docs/guarantees.md, limits).
+      return !other.epochs && other.generation > 1;
+    }
     case core::Loss::commands_lost_here: return by.disk_faults > 0;
     case core::Loss::commands_lost_there: return other.disk_faults > 0;
     case core::Loss::commands_rewritten: return other.disk_faults > 0;
@@ -481,6 +528,19 @@ void World::faults(Time now) {
       cut_ = {{a, b}, {b, a}};
       heal_at_ = now + std::chrono::milliseconds(500 + rng_() % 15000);
       note("partition between " + a + " and " + b);
+    }
+  }
+  // An operator looks at a stopped stream after a few seconds and resets it.
+  for (auto& [name, n] : nodes_) {
+    if (!n->alive() || n->publishers.empty()) continue;
+    bool stopped = false;
+    for (auto& [_, st] : n->live()->streams) stopped = stopped || st.stopped();
+    if (!stopped) {
+      n->stopped_since = Time{};
+    } else if (n->stopped_since == Time{}) {
+      n->stopped_since = now;
+    } else if (now - n->stopped_since > std::chrono::seconds(5)) {
+      n->operator_reset(now, n->publishers.front());
     }
   }
   for (auto& [name, n] : nodes_) {

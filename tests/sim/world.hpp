@@ -115,6 +115,11 @@ class Node {
 
   void start(Time now);
   void crash(Time now, unsigned how);  // how: 0 plain, kLostTail, kReplacedStore
+  // What an operator does about a stream stopped by a LOSS: (docs/guarantees.md): stop
+  // the service, move its position for that publisher past what is gone (to the oldest
+  // event the publisher retains) and forget the publisher's identity, start it again.
+  void operator_reset(Time now, const std::string& publisher);
+  Time stopped_since{};  // when one of its streams stopped (zero: none is)
   void turn(Time now);
   void deliver(Packet p);
   bool alive() const { return live_ != nullptr; }
@@ -145,6 +150,9 @@ class Node {
     std::optional<core::CommandOutbox> outbox;
     Time next_heartbeat{}, next_maintenance{}, next_emit{}, last_turn{};
     std::vector<Packet> pending;  // sent after commit
+    // Connections ended by the transport (a message over the limit ends a libzmq
+    // connection for good), per peer and socket, until the node opens a new one.
+    std::set<std::pair<std::string, int>> dead;
   };
   Live* live() { return live_.get(); }
 
