@@ -288,6 +288,18 @@ TEST_CASE("$health, $metrics and $topology describe the node", "[node][integrati
   CHECK(health["state"] == "ready");
   CHECK(health["upstreams"][0]["publisher"] == "pub");
   CHECK(health["upstreams"][0]["position"] == 10);
+  CHECK_FALSE(health.contains("store_error"));  // an optional field without a value is left out
+  // The same, typed.
+  auto typed = m.client->query("sub1", troupe::builtin::HealthQuery{});
+  REQUIRE(typed);
+  CHECK(typed->service == "sub1");
+  CHECK(typed->state == "ready");
+  CHECK_FALSE(typed->store_error);
+  REQUIRE(typed->upstreams.size() == 1);
+  CHECK(typed->upstreams[0].publisher == "pub");
+  CHECK(typed->upstreams[0].position == 10);
+  CHECK(typed->upstreams[0].lag == 0);
+  CHECK_FALSE(typed->upstreams[0].stalled);
   auto metrics = json_query(*m.client, "sub1", "$metrics");
   CHECK(metrics["types"]["Ping"]["handled"] == 10);
   CHECK(metrics["types"]["Ping"]["latency_us"]["count"] == 10);
@@ -414,6 +426,10 @@ TEST_CASE("while its store cannot commit a node answers each query once, says wh
   auto health = json_query(client, "pub", "$health");
   CHECK(health["state"] == "degraded");
   CHECK_THAT(health.value("store_error", ""), Catch::Contains("disk is full"));
+  auto typed = client.query("pub", troupe::builtin::HealthQuery{});
+  REQUIRE(typed);
+  REQUIRE(typed->store_error);
+  CHECK_THAT(*typed->store_error, Catch::Contains("disk is full"));
   CHECK(troupe::codec::decode<Applied>(client.query_raw("pub", "GetApplied", troupe::codec::encode(GetApplied{}))->payload)->count == 2);
 
   // Writes work again: the next command commits, and the node is ready.

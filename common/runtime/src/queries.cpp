@@ -185,34 +185,27 @@ std::string NodeCore::answer_builtin(const Envelope& env, std::string_view paylo
 }
 
 std::string NodeCore::health_reply() {
-  json j;
-  j["service"] = name_;
-  j["version"] = std::string(kVersion);
-  j["incarnation"] = store_->incarnation();
-  j["uptime_s"] = std::chrono::duration<double>(Clock::now() - started_).count();
-  j["state"] = state_;
-  j["durable"] = store_->durable();
-  j["head"] = store_->head();
-  j["oldest"] = store_->oldest();
-  j["subscriptions"] = counters_.subscriptions.load();
-  j["dead_letters"] = store_->dead_letter_count();
-  if (!store_error_.empty()) j["store_error"] = store_error_;
-  if (!endpoint_error_.empty()) j["endpoint_error"] = endpoint_error_;
-  json ups = json::array();
+  builtin::Health h;
+  h.service = name_;
+  h.version = std::string(kVersion);
+  h.incarnation = store_->incarnation();
+  h.uptime_s = std::chrono::duration<double>(Clock::now() - started_).count();
+  h.state = state_;
+  h.durable = store_->durable();
+  h.head = store_->head();
+  h.oldest = store_->oldest();
+  h.subscriptions = counters_.subscriptions.load();
+  h.dead_letters = store_->dead_letter_count();
+  if (!store_error_.empty()) h.store_error = store_error_;
+  if (!endpoint_error_.empty()) h.endpoint_error = endpoint_error_;
   for (const auto& up : upstreams_) {
-    json u;
-    u["publisher"] = up->name;
     const auto& st = up->stream;
-    u["position"] = st.position();
-    u["known_head"] = st.known_head();
-    u["lag"] = st.known_head() > st.position() ? st.known_head() - st.position() : 0;
-    u["behind_retention"] = st.phase() == core::InboundStream::Phase::behind_retention;
-    u["head_regressed"] = st.phase() == core::InboundStream::Phase::history_lost;
-    u["stalled"] = st.stalled();
-    ups.push_back(u);
+    h.upstreams.push_back({up->name, st.position(), st.known_head(),
+                           st.known_head() > st.position() ? st.known_head() - st.position() : 0,
+                           st.phase() == core::InboundStream::Phase::behind_retention,
+                           st.phase() == core::InboundStream::Phase::history_lost, st.stalled()});
   }
-  j["upstreams"] = ups;
-  return to_msgpack(j);
+  return codec::encode(h);
 }
 
 std::string NodeCore::metrics_reply() {

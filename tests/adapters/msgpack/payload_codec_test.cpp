@@ -262,3 +262,17 @@ TEST_CASE("a declared length is judged against the limit only once its bytes are
   CHECK(decode<OrderPlaced>(std::string("\xd4\x01\x02", 3)).error().what == "extension types are not accepted");
   CHECK(decode<OrderPlaced>(std::string("\x81\xa1k\xc1", 4)).error().what == "not msgpack (parse error at byte 3)");
 }
+
+TEST_CASE("an optional field without a value is left out of the map, and reads back as absent", "[codec][payload]") {
+  Basket without{"a", {}, {}, std::nullopt, false, 0};
+  Basket with{"a", {}, {}, std::string("ring twice"), false, 0};
+  auto bytes = encode(without);
+  CHECK(bytes.find("note") == std::string::npos);
+  CHECK(static_cast<unsigned char>(bytes[0]) == 0x85);  // a map of the five other fields
+  auto back = decode<Basket>(bytes);
+  REQUIRE(back);
+  CHECK_FALSE(back->note);
+  auto full = decode<Basket>(encode(with));
+  REQUIRE(full);
+  CHECK(full->note == "ring twice");
+}

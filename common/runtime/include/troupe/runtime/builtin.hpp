@@ -130,4 +130,57 @@ struct SeenReply {
   }
 };
 
+// $health reply (docs/protocol.md §7.4), per publisher this node reacts to.
+struct UpstreamHealth {
+  std::string publisher;
+  std::uint64_t position = 0;    // last event applied
+  std::uint64_t known_head = 0;  // highest sequence the publisher is known to have
+  std::uint64_t lag = 0;
+  bool behind_retention = false;  // stopped: it no longer keeps what was not applied (LOSS:)
+  bool head_regressed = false;    // stopped: its history is not the one applied (LOSS:)
+  bool stalled = false;           // replays go unanswered while it lives
+  static constexpr std::string_view kType = "$health.upstream";
+  static constexpr auto fields() {
+    using Self = UpstreamHealth;
+    return std::tuple{TROUPE_DETAIL_FIELD(publisher),        TROUPE_DETAIL_FIELD(position),
+                      TROUPE_DETAIL_FIELD(known_head),       TROUPE_DETAIL_FIELD(lag),
+                      TROUPE_DETAIL_FIELD(behind_retention), TROUPE_DETAIL_FIELD(head_regressed),
+                      TROUPE_DETAIL_FIELD(stalled)};
+  }
+};
+
+struct Health {
+  std::string service;
+  std::string version;
+  std::string incarnation;
+  double uptime_s = 0;
+  std::string state;  // "starting", "ready", "degraded", "stopping"
+  bool durable = true;
+  std::uint64_t head = 0;
+  std::uint64_t oldest = 0;
+  std::uint64_t subscriptions = 0;
+  std::uint64_t dead_letters = 0;
+  std::optional<std::string> store_error;     // while writes fail
+  std::optional<std::string> endpoint_error;  // another process took one of its ipc paths
+  std::vector<UpstreamHealth> upstreams;
+  static constexpr std::string_view kType = "$health";
+  static constexpr auto fields() {
+    using Self = Health;
+    return std::tuple{TROUPE_DETAIL_FIELD(service),       TROUPE_DETAIL_FIELD(version),
+                      TROUPE_DETAIL_FIELD(incarnation),   TROUPE_DETAIL_FIELD(uptime_s),
+                      TROUPE_DETAIL_FIELD(state),         TROUPE_DETAIL_FIELD(durable),
+                      TROUPE_DETAIL_FIELD(head),          TROUPE_DETAIL_FIELD(oldest),
+                      TROUPE_DETAIL_FIELD(subscriptions), TROUPE_DETAIL_FIELD(dead_letters),
+                      TROUPE_DETAIL_FIELD(store_error),   TROUPE_DETAIL_FIELD(endpoint_error),
+                      TROUPE_DETAIL_FIELD(upstreams)};
+  }
+};
+
+// The $health query: `client.query(service, builtin::HealthQuery{})` gives a Health.
+struct HealthQuery {
+  using Reply = Health;
+  static constexpr std::string_view kType = "$health";
+  static constexpr auto fields() { return std::tuple{}; }
+};
+
 }  // namespace troupe::builtin

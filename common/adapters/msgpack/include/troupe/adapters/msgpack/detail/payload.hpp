@@ -40,10 +40,21 @@ template <class T> struct IsStringMap<std::map<std::string, T>> : std::true_type
 template <class V>
 void pack_value(Packer& p, const V& v);
 
+// An optional field without a value is left out of the map (docs/protocol.md: "T, or
+// nil, or the key absent"), so a reader sees the key only when it says something.
 template <Message T>
 void pack_message(Packer& p, const T& msg) {
-  p.pack_map(static_cast<std::uint32_t>(field_count<T>()));
+  std::uint32_t present = 0;
+  for_each_field(const_cast<T&>(msg), [&](std::string_view, const auto& value) {
+    if constexpr (IsOptional<std::decay_t<decltype(value)>>::value)
+      present += value.has_value() ? 1 : 0;
+    else
+      ++present;
+  });
+  p.pack_map(present);
   for_each_field(const_cast<T&>(msg), [&](std::string_view name, const auto& value) {
+    if constexpr (IsOptional<std::decay_t<decltype(value)>>::value)
+      if (!value) return;
     p.pack_str(static_cast<std::uint32_t>(name.size()));
     p.pack_str_body(name.data(), static_cast<std::uint32_t>(name.size()));
     pack_value(p, value);
