@@ -308,6 +308,7 @@ void Node::maintain(Time now) {
   }
   if (retention && disk.outbox.size() > retention) {  // pruning commits on its own
     disk.oldest = std::max(disk.oldest, disk.outbox.size() - retention + 1);
+    max_oldest = std::max(max_oldest, disk.oldest);
     commit();
   }
 }
@@ -470,10 +471,11 @@ bool World::excused(const Node& by, core::Loss loss, const std::string& about) {
   switch (loss) {
     case core::Loss::none: return true;
     case core::Loss::behind_retention: {
-      // The publisher really no longer keeps the event after the subscriber's position.
+      // The publisher no longer kept the event after the subscriber's position when it
+      // answered (a lost WAL tail may have brought pruned events back since).
       auto it = by.disk.last_applied.find(about);
       const std::uint64_t position = it == by.disk.last_applied.end() ? 0 : it->second.first;
-      return other.disk.oldest > position + 1;
+      return other.max_oldest > position + 1;
     }
     case core::Loss::history_lost: {
       // The publisher's store no longer has the event the subscriber applied last (a lost

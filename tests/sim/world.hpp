@@ -137,6 +137,7 @@ class Node {
   std::vector<std::string> command_senders;
   bool epochs = true;
   std::uint64_t retention = 0;  // events kept (0: all)
+  std::uint64_t max_oldest = 1;  // the most it ever pruned to (a lost WAL tail can undo a prune)
   std::vector<Disk::Mark> commits;  // the last few committed marks (for a lost WAL tail)
   std::size_t disk_faults = 0;      // lost tails and replaced stores suffered
   // LOSS: reported here, by kind and about whom (checked against what really happened).
