@@ -225,6 +225,35 @@ void NodeCore::handle_command(Incoming& in) {
   counters_.commands_applied.fetch_add(1, std::memory_order_relaxed);
 }
 
+void NodeCore::add_event_handler(std::string_view type, EventHandler handler) {
+  bool reacts = false;
+  for (const auto& s : self_->reacts_to)
+    if (contains(s.types, type)) reacts = true;
+  if (!reacts)
+    throw TopologyViolation("service '" + name_ + "' handles event '" + std::string(type) +
+                            "', but its topology does not react to it");
+  event_handlers_[std::string(type)] = std::move(handler);
+}
+
+void NodeCore::add_command_handler(std::string_view type, EventHandler handler) {
+  if (!self_->accepts_type(type))
+    throw TopologyViolation("service '" + name_ + "' handles command '" + std::string(type) +
+                            "', but its topology does not list it in accepts");
+  command_handlers_[std::string(type)] = std::move(handler);
+}
+
+void NodeCore::add_query_handler(std::string_view type, QueryHandler handler) {
+  if (!self_->answers_type(type))
+    throw TopologyViolation("service '" + name_ + "' answers query '" + std::string(type) +
+                            "', but its topology does not list it in answers");
+  query_handlers_[std::string(type)] = std::move(handler);
+}
+
+void NodeCore::set_peer_endpoints(const std::string& service, const Endpoints& endpoints) {
+  if (auto* s = topology_.find(service)) s->endpoints = endpoints;
+  self_ = topology_.find(name_);
+}
+
 void NodeCore::stage_event(const Envelope& cause, std::string_view type, std::string payload,
                            std::string correlation) {
   if (!self_->publishes_type(type))

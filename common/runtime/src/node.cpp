@@ -24,33 +24,19 @@ Node::Node(Topology topology, std::string service, NodeOptions options)
 Node::~Node() = default;
 
 void Node::on_event_raw(std::string_view type, EventHandler handler) {
-  bool reacts = false;
-  for (const auto& s : core_->self_->reacts_to)
-    if (std::find(s.types.begin(), s.types.end(), type) != s.types.end()) reacts = true;
-  if (!reacts)
-    throw TopologyViolation("service '" + core_->name_ + "' handles event '" + std::string(type) +
-                            "', but its topology does not react to it");
-  core_->event_handlers_[std::string(type)] = std::move(handler);
+  core_->add_event_handler(type, std::move(handler));
 }
-
 void Node::on_command_raw(std::string_view type, EventHandler handler) {
-  if (!core_->self_->accepts_type(type))
-    throw TopologyViolation("service '" + core_->name_ + "' handles command '" + std::string(type) +
-                            "', but its topology does not list it in accepts");
-  core_->command_handlers_[std::string(type)] = std::move(handler);
+  core_->add_command_handler(type, std::move(handler));
 }
-
 void Node::on_query_raw(std::string_view type, QueryHandler handler) {
-  if (!core_->self_->answers_type(type))
-    throw TopologyViolation("service '" + core_->name_ + "' answers query '" + std::string(type) +
-                            "', but its topology does not list it in answers");
-  core_->query_handlers_[std::string(type)] = std::move(handler);
+  core_->add_query_handler(type, std::move(handler));
 }
 
 void Node::run() { core_->run(); }
 
 void Node::initialize(const std::function<void(StateView&)>& f) {
-  auto& store = *core_->store_;
+  auto& store = core_->store();
   store.begin();
   try {
     StateView view(store);
@@ -70,14 +56,12 @@ void Node::after(std::chrono::milliseconds delay, Task task) {
 }
 void Node::post(Task task) { core_->post(std::move(task)); }
 void Node::stop() noexcept { core_->stop(); }
-const Endpoints& Node::bound() const { return core_->bound_; }
-const std::string& Node::name() const { return core_->name_; }
-const NodeCounters& Node::counters() const { return core_->counters_; }
-ports::Store& Node::store() { return *core_->store_; }
-
+const Endpoints& Node::bound() const { return core_->bound(); }
+const std::string& Node::name() const { return core_->name(); }
+const NodeCounters& Node::counters() const { return core_->counters(); }
+ports::Store& Node::store() { return core_->store(); }
 void Node::set_peer_endpoints(const std::string& service, const Endpoints& endpoints) {
-  if (auto* s = core_->topology_.find(service)) s->endpoints = endpoints;
-  core_->self_ = core_->topology_.find(core_->name_);
+  core_->set_peer_endpoints(service, endpoints);
 }
 
 namespace {

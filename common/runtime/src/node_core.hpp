@@ -154,6 +154,19 @@ class NodeCore {
   void add_timer(Clock::duration first, Clock::duration period, Task task);
   void post(Task task);
 
+  // Handlers (messages.cpp), each checked against the topology (TopologyViolation).
+  void add_event_handler(std::string_view type, EventHandler handler);
+  void add_command_handler(std::string_view type, EventHandler handler);
+  void add_query_handler(std::string_view type, QueryHandler handler);
+  // Where a peer really is (tests with tcp://127.0.0.1:* ports); before run().
+  void set_peer_endpoints(const std::string& service, const Endpoints& endpoints);
+
+  const Endpoints& bound() const { return bound_; }
+  const std::string& name() const { return name_; }
+  const NodeCounters& counters() const { return counters_; }
+  ports::Store& store() { return *store_; }
+
+ private:
   Topology topology_;
   const ServiceSpec* self_ = nullptr;
   std::string name_;
@@ -169,7 +182,6 @@ class NodeCore {
 
   std::shared_ptr<ports::Store> store_;
 
- private:
   // --- node_setup.cpp: sockets, store, binding, connections
   void open_store();
   void bind_all();
