@@ -244,24 +244,31 @@ TEST_CASE("a sender learns of commands lost on either side", "[core][commands]")
     CommandOutbox out("b", 10, 10, "inc", 100ms, t0);
     CHECK_FALSE(out.may_send());
     CHECK(out.resend_limit() == 10);  // what was numbered since waits for the check
-    out.heartbeat(12, "inc", true, true, t0, fx);
+    out.heartbeat(12, "inc", true, 10, true, t0, fx);
     CHECK(out.may_send());
     CHECK(fx.loss == Loss::commands_lost_here);
   }
   SECTION("the receiver's store was replaced: it no longer acks us at all") {
     CommandOutbox out("b", 10, 10, "inc", 100ms, t0);
-    out.heartbeat(std::nullopt, "other", true, true, t0, fx);
+    out.heartbeat(std::nullopt, "other", true, 10, true, t0, fx);
     CHECK(fx.loss == Loss::commands_lost_there);
     CHECK(fx.save_identity);
     CHECK(out.incarnation() == "other");
   }
   SECTION("acks that move prune the outbox; a resend waits for two heartbeats without progress") {
     CommandOutbox out("b", 10, 4, "inc", 100ms, t0);
-    auto prune = out.heartbeat(7, "inc", true, true, t0, fx);
+    auto prune = out.heartbeat(7, "inc", true, 10, true, t0, fx);
     REQUIRE(prune);
     CHECK(*prune == 7);
     CHECK_FALSE(out.resend_due(t0 + 150ms));
     CHECK(out.resend_due(t0 + 200ms));
     CHECK_FALSE(has_loss(fx));
+  }
+  SECTION("after the check, an ack beyond our head: an old command of ours reached it late") {
+    CommandOutbox out("b", 10, 10, "inc", 100ms, t0);
+    out.heartbeat(10, "inc", true, 10, true, t0, fx);
+    REQUIRE_FALSE(has_loss(fx));
+    out.heartbeat(11, "inc", true, 10, true, t0 + 100ms, fx);
+    CHECK(fx.loss == Loss::commands_lost_here);
   }
 }

@@ -29,7 +29,7 @@ int socket_of(const Body& body) {
 
 Disk::Mark Disk::mark() const {
   return {outbox.size(), commands.size(), applied_commands.size(), oldest, acked, positions, identities,
-          sender_epochs, last_applied, incarnation, receiver_incarnation};
+          sender_epochs, last_applied, incarnation, receiver_incarnation, held_from};
 }
 
 void Disk::revert(const Mark& m) {
@@ -47,6 +47,7 @@ void Disk::revert(const Mark& m) {
   last_applied = m.last_applied;
   incarnation = m.incarnation;
   receiver_incarnation = m.receiver_incarnation;
+  held_from = m.held_from;
 }
 
 // --- a node: what the reactor does around the core
@@ -68,9 +69,13 @@ void Node::start(Time now) {
     s.recall(fx);
     carry_out(fx, pub);
   }
-  if (!command_target.empty())
-    live_->outbox.emplace(command_target, disk.commands.size(), disk.acked, disk.receiver_incarnation,
+  if (!command_target.empty()) {
+    // What this start holds back until the first heartbeat is checked, unless an earlier
+    // unchecked start holds back more (the mark is in the store, like the runtime's).
+    if (disk.held_from == 0 || disk.held_from > disk.commands.size() + 1) disk.held_from = disk.commands.size() + 1;
+    live_->outbox.emplace(command_target, disk.held_from - 1, disk.acked, disk.receiver_incarnation,
                           world_.heartbeat, now);
+  }
   for (const auto& sender : command_senders)
     live_->inbox.restore(sender, disk.positions["cmd:" + sender], disk.sender_epochs[sender]);
   live_->next_heartbeat = now;
@@ -83,7 +88,9 @@ void Node::start(Time now) {
   for (const auto& pub : publishers)
     follows += ", follows " + pub + " from #" + std::to_string(disk.positions[pub]) + " (" + disk.identities[pub] + ")";
   world_.note(name_ + " starts (store " + disk.incarnation + ", head " + std::to_string(disk.outbox.size()) +
-              (epochs ? ", epoch " + std::to_string(live_->epoch) : "") + follows + ")");
+              (epochs ? ", epoch " + std::to_string(live_->epoch) : "") + follows +
+              (command_target.empty() ? "" : ", commands to " + command_target + " up to #" + std::to_string(disk.commands.size()) +
+                                                 ", held from #" + std::to_string(disk.held_from)) + ")");
 }
 
 void Node::crash(Time now, unsigned how) {
@@ -214,11 +221,13 @@ void Node::handle(Packet& p, Time now) {
         world_.note(name_ + "'s first heartbeat from " + p.from + " acks #" +
                     (ack == hb->acks.end() ? std::string("-") : std::to_string(ack->second)) + ", our head #" +
                     std::to_string(disk.commands.size()));
+      const bool checked = live_->outbox->may_send();
       auto prune = live_->outbox->heartbeat(ack == hb->acks.end() ? std::nullopt : std::optional(ack->second),
-                                            hb->word.incarnation, true, true, now, fx);
+                                            hb->word.incarnation, true, disk.commands.size(), true, now, fx);
       if (fx.save_identity) disk.receiver_incarnation = live_->outbox->incarnation();
       carry_out(fx, p.from);
       if (prune) disk.acked = std::max(disk.acked, *prune);
+      if (!checked && live_->outbox->may_send()) disk.held_from = 0;
     }
   } else if (auto* ask = std::get_if<ReplayAsk>(&p.body)) {
     ReplayPage page;
@@ -302,8 +311,10 @@ void Node::maintain(Time now) {
   if (live_->outbox && live_->outbox->resend_due(now)) {
     std::size_t n = 0;
     const std::uint64_t last = std::min<std::uint64_t>(disk.commands.size(), live_->outbox->resend_limit());
-    for (std::uint64_t s = disk.acked + 1; s <= last && n < 512; ++s, ++n)
+    for (std::uint64_t s = disk.acked + 1; s <= last && n < 512; ++s, ++n) {
+      live_->outbox->sent(s);
       world_.send({name_, command_target, {}, 0, disk.commands[s - 1]});
+    }
     live_->outbox->resent(now);
   }
   if (retention && disk.outbox.size() > retention) {  // pruning commits on its own
@@ -378,7 +389,10 @@ void Node::turn(Time now) {
       world_.note(name_ + ": a commit fails; the batch is rolled back");
     } else {
       commit();
-      for (auto& p : live_->pending) world_.send(std::move(p));
+      for (auto& p : live_->pending) {
+        if (auto* c = std::get_if<Command>(&p.body); c && live_->outbox) live_->outbox->sent(c->seq);
+        world_.send(std::move(p));
+      }
       live_->pending.clear();
     }
   }

@@ -91,6 +91,7 @@ struct Disk {
   std::vector<Command> commands;                    // our command outbox (to one receiver)
   std::uint64_t acked = 0;
   std::string receiver_incarnation;  // the receiver's store that acknowledged them
+  std::uint64_t held_from = 0;       // first command held back for an unchecked start (0: none)
   std::map<std::string, std::pair<std::uint64_t, std::string>> last_applied;  // publisher -> (seq, id)
   std::vector<std::string> applied_commands;         // ids, in order
   std::unordered_set<std::string> applied_set;
@@ -102,6 +103,7 @@ struct Disk {
     std::map<std::string, std::string> identities, sender_epochs;
     std::map<std::string, std::pair<std::uint64_t, std::string>> last_applied;
     std::string incarnation, receiver_incarnation;
+    std::uint64_t held_from = 0;
   };
   Mark mark() const;
   void revert(const Mark& m);

@@ -87,10 +87,12 @@ CommandOutbox::CommandOutbox(std::string receiver, std::uint64_t head_at_start, 
       head_at_start_(head_at_start),
       heartbeat_(heartbeat),
       acked_(acked),
+      sent_through_(head_at_start),
       last_progress_(now) {}
 
 std::optional<std::uint64_t> CommandOutbox::heartbeat(std::optional<std::uint64_t> ack, const std::string& incarnation,
-                                                      bool receiver_durable, bool durable, Time now, Effects& fx) {
+                                                      bool receiver_durable, std::uint64_t head, bool durable, Time now,
+                                                      Effects& fx) {
   if (!incarnation.empty() && incarnation != incarnation_) {
     // Another store than the one that acknowledged our commands: what it had applied is
     // gone with the old one (a replaced store no longer lists our ack at all).
@@ -112,22 +114,23 @@ std::optional<std::uint64_t> CommandOutbox::heartbeat(std::optional<std::uint64_
   }
   if (!checked_) {
     checked_ = true;
-    // Its first heartbeat since we started. Commands numbered past our head at start
-    // were held back until now, so an ack beyond that head means it applied commands of
-    // ours that our store no longer has: committed, sent, and lost here (a lost WAL
-    // tail); the numbers handed out again are ones it takes for duplicates.
-    const std::uint64_t acked = ack.value_or(0);
-    if (acked > head_at_start_ && durable) {
-      fx.report(Report::Level::error,
-                "LOSS: " + receiver_ + " applied our commands up to #" + std::to_string(acked) +
-                    ", but this service's store ends at #" + std::to_string(head_at_start_) + ": commands #" +
-                    std::to_string(head_at_start_ + 1) + "..#" + std::to_string(acked) +
-                    " were lost here after they were sent (a lost WAL tail?), and new commands with those "
-                    "numbers will be dropped by " + receiver_ + " as duplicates");
-      fx.loss = Loss::commands_lost_here;
-      fx.health_changed = true;
-    }
     last_progress_ = Time{};  // what was held back goes at the next resend
+  }
+  // An ack beyond every command this service may ever have sent it: it applied commands
+  // of ours that our store no longer has (committed, sent, then lost here: a lost WAL
+  // tail), and the ones we write under those numbers are taken for applied. Commands
+  // numbered past the head at start are held back until its first heartbeat, so that
+  // one tells at once; an old command reaching it later tells whenever its ack comes.
+  if (ack && *ack > sent_through_ && durable && !lost_reported_) {
+    lost_reported_ = true;
+    fx.report(Report::Level::error,
+              "LOSS: " + receiver_ + " applied our commands up to #" + std::to_string(*ack) +
+                  ", but this service sent it no more than #" + std::to_string(sent_through_) + " (its store ends at #" +
+                  std::to_string(head) + "): commands #" + std::to_string(sent_through_ + 1) + "..#" +
+                  std::to_string(*ack) + " were lost here after they were sent (a lost WAL tail?), and new commands "
+                  "with those numbers are taken for applied by " + receiver_);
+    fx.loss = Loss::commands_lost_here;
+    fx.health_changed = true;
   }
   if (ack && *ack > acked_) {
     acked_ = *ack;

@@ -269,7 +269,7 @@ void NodeCore::stage_event(const Envelope& cause, std::string_view type, std::st
                         std::move(env), std::move(payload)};
   store_->append_event(ev);
   ++metrics_.types[ev.type].published;
-  message_out_.push_back({Outgoing::To::events, {}, {topic_of(type), std::move(ev.envelope), std::move(ev.payload)}});
+  message_out_.push_back({Outgoing::To::events, {}, 0, {topic_of(type), std::move(ev.envelope), std::move(ev.payload)}});
 }
 
 void NodeCore::stage_command(const Envelope& cause, std::string_view target, std::string_view type,
@@ -291,7 +291,7 @@ void NodeCore::stage_command(const Envelope& cause, std::string_view target, std
   ports::OutboxCommand c{std::string(target), e.sequence, std::move(e.type), std::move(env), std::move(payload)};
   store_->append_command(c);
   ++metrics_.types[c.type].published;
-  message_out_.push_back({Outgoing::To::command, c.target, {std::move(c.envelope), std::move(c.payload)}});
+  message_out_.push_back({Outgoing::To::command, c.target, c.sequence, {std::move(c.envelope), std::move(c.payload)}});
 }
 
 void NodeCore::resend_commands() {
@@ -302,6 +302,7 @@ void NodeCore::resend_commands() {
       if (c.sequence > d->outbox.resend_limit()) break;
       std::array<zmq::const_buffer, 2> bufs{zmq::buffer(c.envelope), zmq::buffer(c.payload)};
       if (!zmq::send_multipart(d->push, bufs, zmq::send_flags::dontwait)) break;
+      d->outbox.sent(c.sequence);
       ++metrics_.commands_resent;
     }
     d->outbox.resent(now);

@@ -59,6 +59,8 @@ using Code = Rejection::Code;
 inline constexpr std::string_view kUpstreamsTable = "$upstreams";
 // ... and per receiver of its commands, the incarnation of the store that acknowledged them.
 inline constexpr std::string_view kDownstreamsTable = "$downstreams";
+// (and, under "NAME held", the first command number held back for the first-heartbeat
+// check of a start that has not had it yet, or "none").
 // ... and per sender of commands to it, the epochs those it applied were written under.
 inline constexpr std::string_view kSendersTable = "$senders";
 
@@ -110,7 +112,8 @@ struct Downstream {
 // A message waiting to be sent after commit.
 struct Outgoing {
   enum class To { events, command, reply } to = To::events;
-  std::string target;  // command target
+  std::string target;          // command target
+  std::uint64_t sequence = 0;  // command number towards it
   std::vector<std::string> frames;
 };
 

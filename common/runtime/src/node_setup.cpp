@@ -253,7 +253,20 @@ void NodeCore::connect_all() {
     // the first one still waiting (or all of them).
     const auto head = store_->command_head(target->name);
     const auto waiting = store_->unacked_commands(target->name, 1);
-    auto down = std::make_unique<Downstream>(target->name, head, waiting.empty() ? head : waiting.front().sequence - 1,
+    // Commands from here on are held back until the receiver's first heartbeat is
+    // checked; an earlier start whose check never came held back some already, which
+    // were never sent either: the mark stays where that start put it.
+    const std::string held_key = target->name + " held";
+    auto held = store_->get(kDownstreamsTable, held_key).value_or("none");
+    std::uint64_t held_from = held == "none" ? head + 1 : std::strtoull(held.c_str(), nullptr, 10);
+    if (held_from == 0 || held_from > head + 1) held_from = head + 1;
+    if (held == "none") {
+      store_->begin();
+      store_->put(kDownstreamsTable, held_key, std::to_string(held_from));
+      store_->commit();
+    }
+    auto down = std::make_unique<Downstream>(target->name, held_from - 1,
+                                             waiting.empty() ? head : waiting.front().sequence - 1,
                                              store_->get(kDownstreamsTable, target->name).value_or(""),
                                              topology_.defaults.heartbeat);
     down->endpoints = target->endpoints;

@@ -355,7 +355,8 @@ void NodeCore::relay() {
         if (it == downstreams_.end() || !it->second->outbox.may_send()) break;
         // If the receiver is not connected the send may fail: the command stays in the
         // outbox and is resent until acknowledged.
-        zmq::send_multipart(it->second->push, bufs, zmq::send_flags::dontwait);
+        if (zmq::send_multipart(it->second->push, bufs, zmq::send_flags::dontwait))
+          it->second->outbox.sent(out.sequence);
         break;
       }
     }

@@ -140,12 +140,15 @@ void NodeCore::handle_heartbeat(Upstream* up, Incoming& in) {
   if (it != downstreams_.end()) {
     Downstream& down = *it->second;
     auto ack = hb->acks.find(name_);
+    const bool checked = down.outbox.may_send();
     auto prune_to = down.outbox.heartbeat(ack == hb->acks.end() ? std::nullopt : std::optional(ack->second),
-                                          hb->incarnation, hb->durable, store_->durable(), Clock::now(), fx_);
+                                          hb->incarnation, hb->durable, store_->command_head(down.name),
+                                          store_->durable(), Clock::now(), fx_);
     if (fx_.save_identity) store_->put(kDownstreamsTable, down.name, down.outbox.incarnation());
     fx_.save_identity = false;
     carry_out(nullptr, fx_);
     if (prune_to) store_->ack_commands(down.name, *prune_to);
+    if (!checked && down.outbox.may_send()) store_->put(kDownstreamsTable, down.name + " held", "none");
   }
 }
 

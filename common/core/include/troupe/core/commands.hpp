@@ -7,6 +7,7 @@
 
 #include <troupe/core/effects.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -65,8 +66,10 @@ class CommandInbox {
 // The sending end, towards one receiver.
 class CommandOutbox {
  public:
-  // As the store had it at start: our last command number towards it, how far it had
-  // acknowledged them, and its store's incarnation when it last did.
+  // As the store had it at start: the last command number that may have been sent to
+  // it (`head_at_start`: what the store holds, less what an earlier start held back and
+  // never had checked — the driver keeps that "held from" mark in its store until a
+  // check passes), how far it had acknowledged them, and its store's incarnation.
   CommandOutbox(std::string receiver, std::uint64_t head_at_start, std::uint64_t acked, std::string incarnation,
                 Duration heartbeat, Time now);
 
@@ -77,14 +80,17 @@ class CommandOutbox {
   // those the store had at start (the check compares the receiver's ack with them).
   std::uint64_t resend_limit() const { return checked_ ? UINT64_MAX : head_at_start_; }
   // A heartbeat of the receiver: its store's incarnation and whether it is durable, and
-  // its ack of our commands, if it lists one. `durable`: our own store. Returns the
-  // number up to which the outbox may forget commands, when the ack moved. Effects
-  // save_identity: persist incarnation() now.
+  // its ack of our commands, if it lists one. `head`: our last command number towards
+  // it now; `durable`: our own store. Returns the number up to which the outbox may
+  // forget commands, when the ack moved. Effects save_identity: persist incarnation().
   std::optional<std::uint64_t> heartbeat(std::optional<std::uint64_t> ack, const std::string& incarnation,
-                                         bool receiver_durable, bool durable, Time now, Effects& fx);
+                                         bool receiver_durable, std::uint64_t head, bool durable, Time now,
+                                         Effects& fx);
   // Whether the unacknowledged commands are to be sent again now: acks have not moved
   // for two heartbeats (not "nothing sent lately", which steady traffic would postpone).
   bool resend_due(Time now) const { return now - last_progress_ >= heartbeat_ * 2; }
+  // Command `sequence` went out to it (after commit, or resent).
+  void sent(std::uint64_t sequence) { sent_through_ = std::max(sent_through_, sequence); }
   void resent(Time now) { last_progress_ = now; }
 
   std::uint64_t acked() const { return acked_; }
@@ -94,11 +100,13 @@ class CommandOutbox {
   struct Mark {
     std::uint64_t acked = 0;
     std::string incarnation;
+    bool checked = false;
   };
-  Mark mark() const { return {acked_, incarnation_}; }
+  Mark mark() const { return {acked_, incarnation_, checked_}; }
   void rewind(const Mark& m) {
     acked_ = m.acked;
     incarnation_ = m.incarnation;
+    checked_ = m.checked;
   }
 
  private:
@@ -108,6 +116,8 @@ class CommandOutbox {
   Duration heartbeat_;
   std::uint64_t acked_ = 0;
   bool checked_ = false;
+  std::uint64_t sent_through_ = 0;  // the highest command number sent (or maybe sent, before this start)
+  bool lost_reported_ = false;      // an ack beyond it was said once
   Time last_progress_{};
 };
 
