@@ -90,6 +90,23 @@ CommandOutbox::CommandOutbox(std::string receiver, std::uint64_t head_at_start, 
       sent_through_(head_at_start),
       last_progress_(now) {}
 
+void CommandOutbox::sent(std::uint64_t sequence) {
+  if (sequence <= sent_through_) return;
+  if (sequence > sent_through_ + 1) {
+    sent_after_.insert(sequence);
+    if (sent_after_.size() > (1u << 16)) {  // never expected; bounded all the same
+      sent_through_ = *sent_after_.rbegin();
+      sent_after_.clear();
+    }
+    return;
+  }
+  ++sent_through_;
+  while (!sent_after_.empty() && *sent_after_.begin() <= sent_through_ + 1) {
+    sent_through_ = std::max(sent_through_, *sent_after_.begin());
+    sent_after_.erase(sent_after_.begin());
+  }
+}
+
 std::optional<std::uint64_t> CommandOutbox::heartbeat(std::optional<std::uint64_t> ack, const std::string& incarnation,
                                                       bool receiver_durable, std::uint64_t head, bool durable, Time now,
                                                       Effects& fx) {

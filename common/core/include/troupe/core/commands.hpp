@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -90,7 +91,7 @@ class CommandOutbox {
   // for two heartbeats (not "nothing sent lately", which steady traffic would postpone).
   bool resend_due(Time now) const { return now - last_progress_ >= heartbeat_ * 2; }
   // Command `sequence` went out to it (after commit, or resent).
-  void sent(std::uint64_t sequence) { sent_through_ = std::max(sent_through_, sequence); }
+  void sent(std::uint64_t sequence);
   void resent(Time now) { last_progress_ = now; }
 
   std::uint64_t acked() const { return acked_; }
@@ -116,8 +117,12 @@ class CommandOutbox {
   Duration heartbeat_;
   std::uint64_t acked_ = 0;
   bool checked_ = false;
-  std::uint64_t sent_through_ = 0;  // the highest command number sent (or maybe sent, before this start)
-  bool lost_reported_ = false;      // an ack beyond it was said once
+  // Every command up to sent_through_ may have reached it (sent in this start, or in an
+  // earlier one); those sent past it, out of order, wait in sent_after_ (the held-back
+  // ones go out with the first resend after the check, newer ones at once).
+  std::uint64_t sent_through_ = 0;
+  std::set<std::uint64_t> sent_after_;
+  bool lost_reported_ = false;  // an ack beyond sent_through_ was said once
   Time last_progress_{};
 };
 
