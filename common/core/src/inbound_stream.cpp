@@ -77,7 +77,8 @@ InboundStream::Verdict InboundStream::offer(std::uint64_t sequence, std::uint64_
 }
 
 void InboundStream::heartbeat(const PublisherWord& word, Effects& fx) {
-  if (!check(word, fx) || stopped()) return;
+  check(word, fx);
+  if (stopped()) return;
   known_head_ = std::max(known_head_, word.head);
   if (position_ < word.head && !in_gap() && !replay_) open_gap(fx);
 }
@@ -86,7 +87,8 @@ bool InboundStream::answered(const ReplayAnswer& answer, Effects& fx) {
   const std::uint64_t from = replay_ ? replay_->from : position_ + 1;
   replay_.reset();
   moves(fx);  // answered: the connection carries what it is asked
-  if (!check(answer.word, fx) || stopped() || !check_epoch(answer, from, fx)) return false;
+  check(answer.word, fx);
+  if (stopped() || !check_epoch(answer, from, fx)) return false;
   known_head_ = std::max(known_head_, answer.word.head);
   if (position_ + 1 < answer.oldest && position_ < answer.word.head) {
     const std::uint64_t lost = answer.oldest - 1 - position_;
@@ -180,17 +182,11 @@ void InboundStream::rewind(const Mark& m) {
   saved_identity_ = m.saved_identity;
 }
 
-bool InboundStream::check(const PublisherWord& word, Effects& fx) {
-  if (stopped() || word.incarnation.empty()) return true;
+void InboundStream::check(const PublisherWord& word, Effects& fx) {
+  if (stopped() || word.incarnation.empty()) return;
   // A head is compared with our position only on the first word from a new start of
   // the publisher: later heartbeats can be older than events that reached us by replay.
-  // A word from an earlier start, read after the new one's, says nothing of now.
   const bool new_boot = word.boot != boot_;
-  if (new_boot && std::find(past_boots_.begin(), past_boots_.end(), word.boot) != past_boots_.end()) return false;
-  if (new_boot && !boot_.empty()) {
-    past_boots_.push_back(std::move(boot_));
-    if (past_boots_.size() > 8) past_boots_.erase(past_boots_.begin());
-  }
   boot_ = word.boot;
   if (incarnation_.empty()) {
     incarnation_ = word.incarnation;  // first contact: remembered with our position
@@ -208,7 +204,7 @@ bool InboundStream::check(const PublisherWord& word, Effects& fx) {
       trusted_epoch_ = word.epoch.value_or(0);
       fx.save_identity = true;
       phase_ = Phase::following;
-      return true;
+      return;
     }
     if (mutant(Mutation::forget_incarnation_check)) {
       incarnation_ = word.incarnation;
@@ -218,7 +214,7 @@ bool InboundStream::check(const PublisherWord& word, Effects& fx) {
                                   ", this service applied up to #" + num(position_) + " of " + incarnation_ +
                                   "); not applying " + publisher_ + " until an operator decides");
       stop(Phase::history_lost, fx);
-      return true;
+      return;
     }
   }
   // Only for a publisher without epochs: with them a lost tail shows in the epoch of our
@@ -230,7 +226,7 @@ bool InboundStream::check(const PublisherWord& word, Effects& fx) {
                                 ": it lost committed events (synchronous=normal and a power cut?); not applying " +
                                 publisher_ + " until an operator decides");
     stop(Phase::history_lost, fx);
-    return true;
+    return;
   }
   // A publisher with epochs is trusted only in the epoch a $replay answer checked
   // (check_epoch): a heartbeat cannot say whether our position's event is still its own.
@@ -238,7 +234,6 @@ bool InboundStream::check(const PublisherWord& word, Effects& fx) {
     verify();
   else if (verified())
     unverify();
-  return true;
 }
 
 bool InboundStream::check_epoch(const ReplayAnswer& answer, std::uint64_t from, Effects& fx) {

@@ -11,7 +11,6 @@
 #include <string>
 #include <string_view>
 #include <utility>
-#include <vector>
 
 namespace troupe::core {
 
@@ -132,8 +131,7 @@ class InboundStream {
 
  private:
   // Compares what the publisher says of itself with what our position refers to.
-  // False when the word is stale (from an earlier start, read late): it says nothing.
-  bool check(const PublisherWord& word, Effects& fx);
+  void check(const PublisherWord& word, Effects& fx);
   // A $replay answer's epochs against our position (a lost WAL tail).
   bool check_epoch(const ReplayAnswer& answer, std::uint64_t from, Effects& fx);
   void stop(Phase why, Effects& fx);
@@ -156,10 +154,11 @@ class InboundStream {
   std::uint64_t position_ = 0;    // last sequence applied
   std::uint64_t known_head_ = 0;  // highest sequence the publisher is known to have
   std::string incarnation_;
-  std::string boot_;  // the publisher process we last heard from
-  // Its starts before that one (the newest few): a word from one of them was queued
-  // before the restart and read late (another socket answered first); it is stale.
-  std::vector<std::string> past_boots_;
+  // The publisher process we last heard from. Starts have no order a subscriber can
+  // read (a word queued before a restart can be read after the new start's), so a word
+  // from another start is taken as from a new one; only a publisher without epochs has
+  // its head compared then (check()).
+  std::string boot_;
   // Epochs (a new one each time the publisher opens its store): `epoch_` wrote the event
   // at our position (stored beside the incarnation); the publisher's
   // current one is trusted only once a $replay answer has shown that it still has our
