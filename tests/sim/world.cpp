@@ -594,7 +594,7 @@ bool World::settled() {
     Node& n = node(s);
     if (!n.alive()) return false;
     auto& st = n.live()->streams.at("pub");
-    if (!st.stopped() && st.position() < head && !(st.stalled() && blocked(n, st.position()))) return false;
+    if (!st.stopped() && st.position() != head && !(st.stalled() && blocked(n, st.position()))) return false;
   }
   Node& sub1 = node("sub1");
   if (!sub1.losses.empty() || !pub.losses.empty()) return true;
