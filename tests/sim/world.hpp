@@ -94,6 +94,7 @@ struct Disk {
   std::uint64_t held_from = 0;       // first command held back for an unchecked start (0: none)
   std::map<std::string, std::pair<std::uint64_t, std::string>> last_applied;  // publisher -> (seq, id)
   std::vector<std::string> applied_commands;         // ids, in order
+  std::vector<std::uint64_t> applied_numbers;         // ... and the number each had
   std::unordered_set<std::string> applied_set;
 
   struct Mark {
@@ -215,6 +216,7 @@ class World {
   void check_quiescent();
   bool settled();
   bool blocked(Node& n, std::uint64_t position);
+  bool rewritten(const Command& c);
 
   Options options_;
   std::mt19937_64 rng_;
