@@ -45,6 +45,7 @@ struct Event {
   std::uint64_t seq = 0, epoch = 0;
   std::string id, prev;  // prev: the id of the event before it in the publisher's history
   std::size_t bytes = 100;
+  std::string store;  // the incarnation of the store that wrote it (the simulator's knowledge only)
 };
 struct Command {
   std::string from;
