@@ -135,7 +135,10 @@ void Node::operator_reset(Time now, const std::string& publisher) {
   Node& pub = world_.node(publisher);
   const std::uint64_t to = pub.disk.oldest > 1 ? std::min<std::uint64_t>(pub.disk.oldest - 1, pub.disk.outbox.size()) : 0;
   disk.positions[publisher] = to;
-  disk.identities.erase(publisher);
+  // The publisher's store and the epoch of the event at the new position, as a reset
+  // must record them (without the epoch a later lost tail could not be told).
+  const std::uint64_t epoch = to ? pub.disk.outbox[to - 1].epoch : 0;
+  disk.identities[publisher] = pub.disk.incarnation + (epoch ? " " + std::to_string(epoch) : "");
   disk.last_applied[publisher] = {to, to ? pub.disk.outbox[to - 1].id : ""};
   commits.assign(1, disk.mark());
   restart_at = now + std::chrono::milliseconds(100);

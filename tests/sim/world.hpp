@@ -120,8 +120,9 @@ class Node {
   void start(Time now);
   void crash(Time now, unsigned how);  // how: 0 plain, kLostTail, kReplacedStore
   // What an operator does about a stream stopped by a LOSS: (docs/guarantees.md): stop
-  // the service, move its position for that publisher past what is gone (to the oldest
-  // event the publisher retains) and forget the publisher's identity, start it again.
+  // the service, move its position for that publisher past what is gone (to the event
+  // before the oldest the publisher retains, with that store's incarnation and the
+  // event's epoch), start it again.
   void operator_reset(Time now, const std::string& publisher);
   Time stopped_since{};  // when one of its streams stopped (zero: none is)
   void turn(Time now);
