@@ -152,13 +152,13 @@ wait_for 10 "its handshakes are counted (socket_events.handshake_failed)" failed
 
 # Refusals are logged once per key with the peer's address, and shown to taps.
 rogue_pub=$(grep -v '^#' "$keys/rogue.pub")
-n=$(grep "refused a CURVE handshake on queries from .*: public key " "$state/orders.log" | grep -cF "$rogue_pub")
+n=$(grep "refused a CURVE handshake on queries from .*: public key " "$state/orders.log" | grep -cF -- "$rogue_pub")
 check "orders logs rogue's query refusal once (got $n), with address and key" test "$n" -eq 1
 wait_for 10 "the allowed tap shows the refusals" grep -q '"tapkind":"refused"' "$state/tap.out"
 leaked=0
 for k in "$keys"/*.key; do
   secret=$(grep -v '^#' "$k")
-  grep -rqF "$secret" "$state"/*.log "$state"/*.out && leaked=$((leaked + 1))
+  grep -rqF -- "$secret" "$state"/*.log "$state"/*.out && leaked=$((leaked + 1))
 done
 check "no secret key appears in any log or output" test "$leaked" -eq 0
 
