@@ -10,7 +10,7 @@ constexpr std::string_view kTable = "notifications";
 void record(troupe::Context& ctx, const Notification& n) { ctx.state().save(kTable, n.key, n); }
 }  // namespace
 
-void install(troupe::Node& node, const Seed&) {
+void install(troupe::Handlers& node, const Seed&) {
   node.on<OrderConfirmed>([](const OrderConfirmed& e, troupe::Context& ctx) { record(ctx, confirmed(e)); });
   node.on<OrderCancelled>([](const OrderCancelled& e, troupe::Context& ctx) { record(ctx, cancelled(e)); });
   node.on<PaymentRefunded>([](const PaymentRefunded& e, troupe::Context& ctx) { record(ctx, refunded(e)); });

@@ -19,7 +19,7 @@ void store(troupe::Context& ctx, const Outcome& o) {
 
 }  // namespace
 
-void install(troupe::Node& node, const Seed& seed) {
+void install(troupe::Handlers& node, const Seed& seed) {
   node.initialize([&seed](troupe::StateView& state) {
     for (const auto& [customer, credit] : seed.customers)
       if (!state.load<Account>(kAccounts, customer))

@@ -9,7 +9,7 @@ namespace {
 constexpr std::string_view kShipments = "shipments";
 }
 
-void install(troupe::Node& node, const Seed&) {
+void install(troupe::Handlers& node, const Seed&) {
   node.on<PaymentCaptured>([](const PaymentCaptured& e, troupe::Context& ctx) {
     auto s = schedule(ctx.state().load<Shipment>(kShipments, e.order_id), e);
     if (!s) return;

@@ -3,8 +3,8 @@
 
 #include "../shop/seed.hpp"
 
-#include <troupe/runtime/node.hpp>
+#include <troupe/runtime/handlers.hpp>
 
 namespace shop::shipping {
-void install(troupe::Node& node, const Seed& seed);
+void install(troupe::Handlers& node, const Seed& seed);
 }

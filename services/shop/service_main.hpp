@@ -12,7 +12,8 @@
 
 namespace shop {
 
-using Install = std::function<void(troupe::Node&, const Seed&)>;
+// A service's handlers, installed on a node (or on anything else that drives them).
+using Install = std::function<void(troupe::Handlers&, const Seed&)>;
 
 struct Config {
   troupe::Topology topology;

@@ -1,4 +1,4 @@
-// Node and Context: the public facade over NodeCore (whose rooms are node_setup.cpp,
+// Node: the public facade over NodeCore (whose rooms are node_setup.cpp,
 // reactor.cpp, streams.cpp, messages.cpp, queries.cpp and security.cpp), and stopping
 // nodes on a signal. One thread runs a node (DESIGN.md §4-§5).
 #include "node_core.hpp"
@@ -8,15 +8,6 @@
 #include <mutex>
 
 namespace troupe {
-
-void Context::emit_raw(std::string_view type, std::string payload, std::string correlation) {
-  core_->stage_event(*message_, type, std::move(payload), std::move(correlation));
-}
-
-void Context::send_raw(std::string_view service, std::string_view type, std::string payload,
-                       std::string correlation) {
-  core_->stage_command(*message_, service, type, std::move(payload), std::move(correlation));
-}
 
 Node::Node(Topology topology, std::string service, NodeOptions options)
     : core_(std::make_unique<detail::NodeCore>(std::move(topology), std::move(service), std::move(options))) {}

@@ -139,7 +139,7 @@ struct Timer {
   Task task;
 };
 
-class NodeCore {
+class NodeCore final : public Stager {
  public:
   NodeCore(Topology topology, std::string service, NodeOptions options);
   ~NodeCore();
@@ -149,9 +149,9 @@ class NodeCore {
 
   // Called by Context while a handler or task runs.
   void stage_event(const Envelope& cause, std::string_view type, std::string payload,
-                   std::string correlation);
+                   std::string correlation) override;
   void stage_command(const Envelope& cause, std::string_view target, std::string_view type,
-                     std::string payload, std::string correlation);
+                     std::string payload, std::string correlation) override;
 
   // Tasks (tasks.cpp): timers from the node's thread or before run(); post from any thread.
   void add_timer(Clock::duration first, Clock::duration period, Task task);

@@ -22,9 +22,18 @@ struct TopologyViolation : std::logic_error {
   using std::logic_error::logic_error;
 };
 
-namespace detail {
-class NodeCore;
-}
+// Where what a handler emits and sends goes until its unit of work commits: the node's
+// reactor, or whatever drives handlers without one (the simulator, a test).
+class Stager {
+ public:
+  virtual void stage_event(const Envelope& cause, std::string_view type, std::string payload,
+                           std::string correlation) = 0;
+  virtual void stage_command(const Envelope& cause, std::string_view target, std::string_view type,
+                             std::string payload, std::string correlation) = 0;
+
+ protected:
+  ~Stager() = default;
+};
 
 // Typed access to the service's own tables; values are TROUPE_MESSAGE structs.
 class StateView {
@@ -85,8 +94,8 @@ class StateView {
 
 class Context {
  public:
-  Context(detail::NodeCore& core, const Envelope& message, ports::State& state)
-      : core_(&core), message_(&message), state_(state) {}
+  Context(Stager& stager, const Envelope& message, ports::State& state)
+      : stager_(&stager), message_(&message), state_(state) {}
 
   // The message being handled.
   const Envelope& message() const { return *message_; }
@@ -105,12 +114,16 @@ class Context {
     send_raw(service, C::kType, codec::encode(command), std::move(correlation));
   }
 
-  void emit_raw(std::string_view type, std::string payload, std::string correlation);
+  void emit_raw(std::string_view type, std::string payload, std::string correlation) {
+    stager_->stage_event(*message_, type, std::move(payload), std::move(correlation));
+  }
   void send_raw(std::string_view service, std::string_view type, std::string payload,
-                std::string correlation);
+                std::string correlation) {
+    stager_->stage_command(*message_, service, type, std::move(payload), std::move(correlation));
+  }
 
  private:
-  detail::NodeCore* core_;
+  Stager* stager_;
   const Envelope* message_;
   StateView state_;
 };

@@ -25,6 +25,7 @@
 #include <troupe/domain/topology.hpp>
 #include <troupe/ports/store.hpp>
 #include <troupe/runtime/context.hpp>
+#include <troupe/runtime/handlers.hpp>
 
 namespace zmq {
 class context_t;
@@ -33,16 +34,6 @@ class context_t;
 namespace troupe {
 
 inline constexpr std::string_view kVersion = "0.1.0";
-
-// A handler for one message type, after the envelope was decoded: decodes its payload
-// and runs. A returned Rejection sends the message to dead letters with that reason.
-using EventHandler = std::function<Result<void>(const Envelope&, std::string_view payload, Context&)>;
-using QueryHandler =
-    std::function<Result<std::string>(const Envelope&, std::string_view payload, QueryContext&)>;
-// Work of the service's own that is no answer to a message: a timer's tick, a reading a
-// device driver hands over. It runs on the node's thread in a unit of work, like a
-// handler: what it writes to state and emits commits together.
-using Task = std::function<void(Context&)>;
 
 struct NodeOptions {
   // Shared context (required for inproc between nodes of one process); nullptr = own.
@@ -80,7 +71,7 @@ namespace detail {
 class NodeCore;
 }
 
-class Node {
+class Node final : public Handlers {
  public:
   // Binds the service's endpoints and opens its store. Throws std::runtime_error with
   // one clear line when the service is unknown, an address is in use, another instance
@@ -90,38 +81,15 @@ class Node {
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
-  // Reacts to event E (its publisher is found in the topology's reacts_to).
-  template <Message E, class F>
-  void on(F&& handler) {
-    on_event_raw(E::kType, wrap<E>(std::forward<F>(handler)));
-  }
-
-  // Accepts command C (must be listed in the service's `accepts`).
-  template <Message C, class F>
-  void on_command(F&& handler) {
-    on_command_raw(C::kType, wrap<C>(std::forward<F>(handler)));
-  }
-
-  // Answers query Q with a Q::Reply (must be listed in the service's `answers`).
-  template <Query Q, class F>
-  void on_query(F&& handler) {
-    on_query_raw(Q::kType, [h = std::forward<F>(handler)](const Envelope&, std::string_view payload,
-                                                          QueryContext& ctx) -> Result<std::string> {
-      auto q = codec::decode<Q>(payload);
-      if (!q) return q.error();
-      Result<typename Q::Reply> reply = h(*q, ctx);
-      if (!reply) return reply.error();
-      return codec::encode(*reply);
-    });
-  }
-
-  void on_event_raw(std::string_view type, EventHandler handler);
-  void on_command_raw(std::string_view type, EventHandler handler);
-  void on_query_raw(std::string_view type, QueryHandler handler);
+  // Registrations (on<E>, on_command<C>, on_query<Q>: handlers.hpp) are checked against
+  // the topology: a type the service may not handle throws TopologyViolation.
+  void on_event_raw(std::string_view type, EventHandler handler) override;
+  void on_command_raw(std::string_view type, EventHandler handler) override;
+  void on_query_raw(std::string_view type, QueryHandler handler) override;
 
   // Runs `f` in one unit of work before the node serves (seeding state on first start,
   // say). Throws what f throws, or StoreError; nothing is kept unless it succeeds.
-  void initialize(const std::function<void(StateView&)>& f);
+  void initialize(const std::function<void(StateView&)>& f) override;
 
   // Runs `task` every `period` on the node's thread, the first time one period after
   // run() starts; each run is a unit of work of its own batch (state and emitted events
@@ -152,21 +120,6 @@ class Node {
   ports::Store& store();
 
  private:
-  template <Message M, class F>
-  static EventHandler wrap(F&& handler) {
-    return [h = std::forward<F>(handler)](const Envelope&, std::string_view payload,
-                                          Context& ctx) -> Result<void> {
-      auto m = codec::decode<M>(payload);
-      if (!m) return m.error();
-      if constexpr (std::is_void_v<std::invoke_result_t<F&, const M&, Context&>>) {
-        h(*m, ctx);
-        return {};
-      } else {
-        return h(*m, ctx);
-      }
-    };
-  }
-
   std::unique_ptr<detail::NodeCore> core_;
 };
 
