@@ -2,10 +2,7 @@
 // fetched page by page with the services' own queries (for verify, load, chaos).
 #pragma once
 
-#include "../../services/inventory/messages.hpp"
-#include "../../services/orders/messages.hpp"
-#include "../../services/payments/messages.hpp"
-#include "../../services/shipping/messages.hpp"
+#include "../../services/shop/invariants.hpp"
 
 #include <troupe/runtime/client.hpp>
 
@@ -16,14 +13,7 @@
 
 namespace troupe::cli {
 
-struct ShopSnapshot {
-  std::map<std::string, shop::OrderView> orders;
-  std::map<std::string, shop::Reservation> reservations;
-  std::vector<shop::StockItem> stock;
-  std::map<std::string, shop::Payment> payments;
-  std::vector<shop::Account> accounts;
-  std::map<std::string, shop::Shipment> shipments;
-};
+using ShopSnapshot = shop::Snapshot;
 
 // Fills `out`; returns the first error, if a service did not answer.
 std::optional<std::string> snapshot(Client& client, ShopSnapshot& out);
