@@ -1,5 +1,6 @@
 // troupe_sim: the deterministic simulator of the delivery core (docs/guarantees.md,
 // "The simulator"). One seed reproduces a run exactly.
+#include "shop.hpp"
 #include "world.hpp"
 
 #include <CLI/CLI.hpp>
@@ -43,12 +44,17 @@ int main(int argc, char** argv) {
   CLI::App app{"troupe_sim: the delivery core under a simulated network, disk and clock"};
   std::uint64_t seed = 0, seeds = 1, steps = 20000;
   double minutes = 0;
-  std::string mutation = "none";
+  std::string mutation = "none", scenario = "pair";
   bool expect_failure = false, verbose = false, no_shrink = false;
   app.add_option("--seed", seed, "first seed (default: from the time, printed)");
   app.add_option("--seeds", seeds, "how many consecutive seeds to run")->check(CLI::PositiveNumber);
   app.add_option("--steps", steps, "steps of 5 simulated ms per run, before the quiescent end");
   app.add_option("--minutes", minutes, "run consecutive seeds for this long instead of --seeds");
+  app.add_option("--scenario", scenario,
+                 "pair: a synthetic publisher and two subscribers; shop: the shop's five services with their "
+                 "own handlers, and verify's invariants at rest")
+      ->check(CLI::IsMember({"pair", "shop"}))
+      ->capture_default_str();
   app.add_option("--mutation", mutation, "switch on a planted bug in the core (to prove the checks bite)");
   std::string faults_list;
   app.add_option("--faults", faults_list, "the kinds of fault to inject, comma-separated (default: all): " +
@@ -56,15 +62,26 @@ int main(int argc, char** argv) {
   app.add_flag("--expect-failure", expect_failure, "exit 0 only if some seed breaks the promise (mutation tests)");
   app.add_flag("--no-shrink", no_shrink, "do not look for the fewest faults that still fail");
   app.add_flag("-v,--verbose", verbose, "print every event of the run");
+  bool wiring = false;
+  app.add_flag("--shop-wiring", wiring, "print who reacts to whom in the shop scenario (SERVICE: PUBLISHER...) and exit");
   CLI11_PARSE(app, argc, argv);
+  if (wiring) {
+    for (const auto& s : sim::shop_services()) {
+      std::printf("%s:", s.name.c_str());
+      for (const auto& p : s.publishers) std::printf(" %s", p.c_str());
+      std::printf("\n");
+    }
+    return 0;
+  }
 
   core::active_mutation = core::Mutation::none;
   for (auto m : core::kMutations)
     if (core::to_string(m) == mutation) core::active_mutation = m;
-  if (mutation != "none" && core::active_mutation == core::Mutation::none) {
+  const bool node_mutation = mutation == sim::kStateOutsideUnitOfWork;
+  if (mutation != "none" && core::active_mutation == core::Mutation::none && !node_mutation) {
     std::cerr << "troupe_sim: unknown mutation '" << mutation << "'; known:";
     for (auto m : core::kMutations) std::cerr << " " << core::to_string(m);
-    std::cerr << "\n";
+    std::cerr << " " << sim::kStateOutsideUnitOfWork << " (shop)\n";
     return 2;
   }
   unsigned faults = sim::kAllFaults;
@@ -94,6 +111,8 @@ int main(int argc, char** argv) {
   options.steps = steps;
   options.verbose = verbose;
   options.faults = faults;
+  options.scenario = scenario;
+  options.state_outside_unit_of_work = node_mutation;
   for (std::uint64_t s = seed;; ++s) {
     if (minutes > 0 ? std::chrono::steady_clock::now() >= deadline : runs >= seeds) break;
     options.seed = s;
@@ -106,9 +125,9 @@ int main(int argc, char** argv) {
     }
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("troupe_sim: %llu run(s) from seed %llu, %llu steps each, mutation %s: %llu deliveries in %.1f s "
+  std::printf("troupe_sim: %s, %llu run(s) from seed %llu, %llu steps each, mutation %s: %llu deliveries in %.1f s "
               "(%.0f per second, %.1f million per minute)\n",
-              static_cast<unsigned long long>(runs), static_cast<unsigned long long>(seed),
+              scenario.c_str(), static_cast<unsigned long long>(runs), static_cast<unsigned long long>(seed),
               static_cast<unsigned long long>(steps), mutation.c_str(), static_cast<unsigned long long>(delivered),
               secs, delivered / secs, delivered / secs * 60 / 1e6);
   if (!failure) {
@@ -127,8 +146,8 @@ int main(int argc, char** argv) {
       std::printf("with those faults only, at step %llu: %s\n", static_cast<unsigned long long>(f->step),
                   f->what.c_str());
     }
-    std::printf("reproduce: troupe_sim --seed %llu --steps %llu%s%s --faults %s\n",
-                static_cast<unsigned long long>(options.seed), static_cast<unsigned long long>(steps),
+    std::printf("reproduce: troupe_sim --scenario %s --seed %llu --steps %llu%s%s --faults %s\n",
+                scenario.c_str(), static_cast<unsigned long long>(options.seed), static_cast<unsigned long long>(steps),
                 mutation == "none" ? "" : " --mutation ", mutation == "none" ? "" : mutation.c_str(),
                 sim::fault_names(faults).c_str());
   }

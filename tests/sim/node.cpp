@@ -3,6 +3,9 @@
 // that keeps exactly what was committed.
 #include "world.hpp"
 
+#include "orders/messages.hpp"
+#include "shop.hpp"
+
 #include <algorithm>
 
 namespace troupe::sim {
@@ -13,11 +16,30 @@ using Verdict = core::InboundStream::Verdict;
 // --- the disk
 
 Disk::Mark Disk::mark() const {
-  return {outbox.size(), commands.size(), applied_commands.size(), oldest, acked, positions, identities,
+  return {outbox.size(), commands.size(), applied_commands.size(), undo.size(), oldest, acked, positions, identities,
           sender_epochs, last_applied, incarnation, receiver_incarnation, held_from};
 }
 
+void Disk::write(const std::string& table, const std::string& key, std::optional<std::string> value) {
+  auto& t = tables[table];
+  auto it = t.find(key);
+  undo.push_back({table, key, it == t.end() ? std::nullopt : std::optional<std::string>(it->second)});
+  if (!value) {
+    if (it != t.end()) t.erase(it);
+  } else if (it != t.end()) {
+    it->second = std::move(*value);
+  } else {
+    t.emplace(key, std::move(*value));
+  }
+}
+
 void Disk::revert(const Mark& m) {
+  for (; undo.size() > m.undo && !keep_state; undo.pop_back()) {
+    auto& u = undo.back();
+    auto& t = tables[u.table];
+    if (u.before) t[u.key] = std::move(*u.before);
+    else t.erase(u.key);
+  }
   outbox.resize(m.outbox);
   commands.resize(m.commands);
   if (applied_commands.size() != m.applied_commands) {
@@ -64,6 +86,7 @@ void Node::start(Time now) {
   }
   for (const auto& sender : command_senders)
     live_->inbox.restore(sender, disk.positions["cmd:" + sender], disk.sender_epochs[sender]);
+  if (service) service->seed(disk);  // initialize(): a unit of work of its own at start
   live_->next_heartbeat = now;
   live_->next_maintenance = now + world_.heartbeat;
   live_->next_emit = now;
@@ -174,25 +197,75 @@ void Node::on_event(const std::string& pub, const Event& e, bool replayed, Time 
     return;
   }
   last = {e.seq, e.id};
-  (void)now;
-  if (!command_target.empty() && e.seq % 4 == 0) stage_command();
+  if (service) {
+    if (service->reacts(e.type)) handle_shop(false, pub, e.id, e.type, e.payload, e.correlation, now);
+  } else if (!command_target.empty() && e.seq % 4 == 0) {
+    stage_command();
+  }
 }
 
-void Node::stage_command() {
-  Command c{name_, disk.commands.size() + 1, world_.next_id(name_ + "-cmd"), live_->epoch};
+void Node::handle_shop(bool command, const std::string& from, const std::string& id, const std::string& type,
+                       const std::string& payload, const std::string& correlation, Time now) {
+  Envelope env;
+  env.id = id;
+  env.source = from;
+  env.type = type;
+  env.correlationid = correlation;
+  Service::Outcome out;
+  try {
+    out = service->apply(disk, command, env, payload);
+  } catch (const std::exception& x) {
+    world_.fail(name_ + "'s handler of " + type + " (" + id + ") threw: " + x.what());
+    return;
+  }
+  if (!out.rejected.empty() && world_.verbose()) world_.note(name_ + " refuses " + type + " " + id + ": " + out.rejected);
+  for (auto& ev : out.events) emit(now, std::move(ev.type), std::move(ev.payload), std::move(ev.correlation));
+}
+
+void Node::stage_command(std::string type, std::string payload) {
+  Command c{name_, disk.commands.size() + 1, world_.next_id(name_ + "-cmd"), live_->epoch, std::move(type),
+            std::move(payload)};
   disk.commands.push_back(c);
   if (live_->outbox->may_send()) send(command_target, c);
 }
 
-void Node::emit(Time now) {
+void Node::place_order() {
+  const auto& seed = shop_seed();
+  auto pick = [&](const auto& m) {
+    auto it = m.begin();
+    std::advance(it, static_cast<std::ptrdiff_t>(world_.rng()() % m.size()));
+    return it->first;
+  };
+  // Now and then a customer cancels an order placed a moment ago (its saga may be
+  // anywhere by then, or over).
+  const std::size_t placed = disk.commands.size();
+  if (placed > 0 && world_.chance(0.1)) {
+    const auto back = 1 + world_.rng()() % std::min<std::size_t>(placed, 20);
+    const auto& earlier = disk.commands[placed - back];
+    if (earlier.type == "PlaceOrder") {
+      auto order = codec::decode<shop::PlaceOrder>(earlier.payload);
+      stage_command("CancelOrder", codec::encode(shop::CancelOrder{order->order_id, "changed my mind"}));
+      return;
+    }
+  }
+  shop::PlaceOrder o{"o-" + std::to_string(placed + 1) + "-" + std::to_string(world_.rng()() % 100000),
+                     pick(seed.customers), pick(seed.skus), static_cast<std::int64_t>(1 + world_.rng()() % 5)};
+  stage_command("PlaceOrder", codec::encode(o));
+}
+
+void Node::emit(Time now, std::string type, std::string payload, std::string correlation) {
   (void)now;
   Event e;
+  e.type = std::move(type);
+  e.payload = std::move(payload);
+  e.correlation = std::move(correlation);
   e.seq = disk.outbox.size() + 1;
   e.epoch = live_->epoch;
   e.id = world_.next_id(name_ + "-ev");
   e.prev = disk.outbox.empty() ? "" : disk.outbox.back().id;
   e.store = disk.incarnation;
   if (world_.chance(world_.oversize_rate) && world_.has(kOversize)) e.bytes = 2 << 20;
+  if (service) e.bytes = 200 + e.type.size() + e.payload.size();
   disk.outbox.push_back(e);
   for (const auto& s : subscribers) send(s, e);
 }
@@ -277,7 +350,10 @@ void Node::handle(Packet& p, Time now) {
     disk.applied_commands.push_back(c->id);
     disk.applied_numbers.push_back(c->seq);
     disk.applied_set.insert(c->id);
-    emit(now);  // the command's effect is an event
+    if (service)
+      handle_shop(true, c->from, c->id, c->type, c->payload, c->id, now);
+    else
+      emit(now);  // the command's effect is an event
   }
 }
 
@@ -364,7 +440,8 @@ void Node::turn(Time now) {
     const auto outbox_mark = live_->outbox ? live_->outbox->mark() : core::CommandOutbox::Mark{};
     live_->pending.clear();
     if (reading) {
-      emit(now);
+      if (service || command_target.empty()) emit(now);
+      else place_order();
       live_->next_emit = now + std::chrono::milliseconds(5 + world_.rng()() % 40);
     }
     for (auto& p : batch) {

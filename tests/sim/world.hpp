@@ -1,5 +1,6 @@
-// The simulated world: three nodes driving the real delivery core (common/core) over a
-// simulated network, disk and clock, all from one seed. It plays what the reactor does
+// The simulated world: nodes driving the real delivery core (common/core) over a
+// simulated network, disk and clock, all from one seed: a synthetic publisher and two
+// subscribers ("pair"), or the shop's five services with their own handlers ("shop"). It plays what the reactor does
 // around the core (units of work, heartbeats, replays, resends) and checks the promise
 // of docs/guarantees.md at every step. See docs/guarantees.md, "The simulator".
 #pragma once
@@ -34,11 +35,18 @@ enum Fault : unsigned {
 };
 std::string fault_names(unsigned faults);
 
+// A planted bug of the simulated node itself (not of the core): a shop service's state
+// writes survive a crash or a failed commit while its positions and outbox do not, as
+// if the handler wrote outside the unit of work. Only the shop's invariants can see it.
+inline constexpr std::string_view kStateOutsideUnitOfWork = "state_outside_unit_of_work";
+
 struct Options {
   std::uint64_t seed = 1;
   std::uint64_t steps = 20000;  // of 5 ms each, before the quiescent end
   unsigned faults = kAllFaults;
   bool verbose = false;
+  std::string scenario = "pair";  // or "shop"
+  bool state_outside_unit_of_work = false;
 };
 
 struct Event {
@@ -46,12 +54,14 @@ struct Event {
   std::string id, prev;  // prev: the id of the event before it in the publisher's history
   std::size_t bytes = 100;
   std::string store;  // the incarnation of the store that wrote it (the simulator's knowledge only)
+  std::string type, payload, correlation;  // a shop service's event (empty in "pair")
 };
 struct Command {
   std::string from;
   std::uint64_t seq = 0;
   std::string id;
   std::uint64_t epoch = 0;  // of the sender's store when it wrote it
+  std::string type, payload;  // a shop command (empty in "pair")
 };
 struct Heartbeat {
   core::PublisherWord word;
@@ -97,9 +107,17 @@ struct Disk {
   std::vector<std::string> applied_commands;         // ids, in order
   std::vector<std::uint64_t> applied_numbers;         // ... and the number each had
   std::unordered_set<std::string> applied_set;
+  // A shop service's state: its tables, and what each write replaced (so a mark can undo it).
+  std::map<std::string, std::map<std::string, std::string, std::less<>>, std::less<>> tables;
+  struct Undo {
+    std::string table, key;
+    std::optional<std::string> before;
+  };
+  std::vector<Undo> undo;
+  void write(const std::string& table, const std::string& key, std::optional<std::string> value);
 
   struct Mark {
-    std::size_t outbox = 0, commands = 0, applied_commands = 0;
+    std::size_t outbox = 0, commands = 0, applied_commands = 0, undo = 0;
     std::uint64_t oldest = 1, acked = 0;
     std::map<std::string, std::uint64_t> positions;
     std::map<std::string, std::string> identities, sender_epochs;
@@ -109,9 +127,11 @@ struct Disk {
   };
   Mark mark() const;
   void revert(const Mark& m);
+  bool keep_state = false;  // kStateOutsideUnitOfWork: revert leaves the tables alone
 };
 
 class World;
+class Service;
 
 class Node {
  public:
@@ -135,7 +155,8 @@ class Node {
   std::size_t max_bytes_;
   Time restart_at{};
   Time suspended_until{};
-  bool emitting = false;  // the publisher's timer (a sensor reading every few ms)
+  bool emitting = false;  // the publisher's timer (a sensor reading every few ms), or the storefront's orders
+  std::shared_ptr<Service> service;  // a shop service's own handlers ("shop")
   std::vector<std::string> publishers;  // whom it reacts to
   std::string command_target;           // whom it sends commands to, if anyone
   std::vector<std::string> subscribers;  // who reacts to it
@@ -166,8 +187,12 @@ class Node {
   void handle(Packet& p, Time now);
   void on_event(const std::string& pub, const Event& e, bool replayed, Time now);
   void carry_out(core::Effects& fx, const std::string& about);
-  void emit(Time now);
-  void stage_command();
+  void emit(Time now, std::string type = {}, std::string payload = {}, std::string correlation = {});
+  void stage_command(std::string type = {}, std::string payload = {});
+  void place_order();  // the storefront's reading: an order, or now and then a cancellation
+  // Runs the shop service's handler for a message it took; false if the run failed.
+  void handle_shop(bool command, const std::string& from, const std::string& id, const std::string& type,
+                   const std::string& payload, const std::string& correlation, Time now);
   void heartbeat(Time now);
   void maintain(Time now);
   void send(std::string to, Body body);
@@ -217,7 +242,7 @@ class World {
   void faults(Time now);
   void check_quiescent();
   bool settled();
-  bool blocked(Node& n, std::uint64_t position);
+  bool blocked(Node& n, const std::string& publisher, std::uint64_t position);
   bool rewritten(const Command& c);
 
   Options options_;
