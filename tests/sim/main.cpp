@@ -60,15 +60,29 @@ int main(int argc, char** argv) {
   app.add_option("--faults", faults_list, "the kinds of fault to inject, comma-separated (default: all): " +
                                               sim::fault_names(sim::kAllFaults));
   app.add_flag("--expect-failure", expect_failure, "exit 0 only if some seed breaks the promise (mutation tests)");
+  std::string expect_text;
+  app.add_option("--expect-text", expect_text,
+                 "with --expect-failure: ... and the broken promise says this (the planted bug, not another one)");
   app.add_flag("--no-shrink", no_shrink, "do not look for the fewest faults that still fail");
   app.add_flag("-v,--verbose", verbose, "print every event of the run");
   bool wiring = false;
-  app.add_flag("--shop-wiring", wiring, "print who reacts to whom in the shop scenario (SERVICE: PUBLISHER...) and exit");
+  app.add_flag("--shop-wiring", wiring,
+               "print the shop scenario's wiring and what each service's install() registered "
+               "(SERVICE: PUBLISHER... | reacts: TYPE... | accepts: TYPE...) and exit");
   CLI11_PARSE(app, argc, argv);
+  if (mutation == sim::kStateOutsideUnitOfWork && scenario != "shop") {
+    std::cerr << "troupe_sim: " << sim::kStateOutsideUnitOfWork << " is planted in the shop's services: use --scenario shop\n";
+    return 2;
+  }
   if (wiring) {
     for (const auto& s : sim::shop_services()) {
+      sim::Service service(s.name);
       std::printf("%s:", s.name.c_str());
       for (const auto& p : s.publishers) std::printf(" %s", p.c_str());
+      std::printf(" | reacts:");
+      for (const auto& t : service.reactions()) std::printf(" %s", t.c_str());
+      std::printf(" | accepts:");
+      for (const auto& t : service.accepted()) std::printf(" %s", t.c_str());
       std::printf("\n");
     }
     return 0;
@@ -153,5 +167,9 @@ int main(int argc, char** argv) {
   }
   std::printf("last events before it:\n");
   for (const auto& line : failure->trace) std::printf("  %s\n", line.c_str());
+  if (expect_failure && failure->what.find(expect_text) == std::string::npos) {
+    std::printf("expected a broken promise saying '%s': this is another one\n", expect_text.c_str());
+    return 1;
+  }
   return expect_failure ? 0 : 1;
 }

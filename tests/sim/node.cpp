@@ -86,7 +86,13 @@ void Node::start(Time now) {
   }
   for (const auto& sender : command_senders)
     live_->inbox.restore(sender, disk.positions["cmd:" + sender], disk.sender_epochs[sender]);
-  if (service) service->seed(disk);  // initialize(): a unit of work of its own at start
+  if (service) {  // initialize(): a unit of work of its own at start
+    try {
+      service->seed(disk);
+    } catch (const std::exception& x) {
+      world_.fail(name_ + "'s initialize() threw: " + x.what());
+    }
+  }
   live_->next_heartbeat = now;
   live_->next_maintenance = now + world_.heartbeat;
   live_->next_emit = now;
@@ -118,7 +124,9 @@ void Node::crash(Time now, unsigned how) {
     ++disk_faults;
     what += " and its store loses its last " + std::to_string(back) + " commit(s) (a lost WAL tail)";
   } else if (how == kReplacedStore) {
+    const bool keep_state = disk.keep_state;  // a planted bug stays planted
     disk = Disk{};
+    disk.keep_state = keep_state;
     ++disk_faults;
     what += " and its store is replaced by an empty one";
   }
@@ -218,7 +226,11 @@ void Node::handle_shop(bool command, const std::string& from, const std::string&
     world_.fail(name_ + "'s handler of " + type + " (" + id + ") threw: " + x.what());
     return;
   }
-  if (!out.rejected.empty() && world_.verbose()) world_.note(name_ + " refuses " + type + " " + id + ": " + out.rejected);
+  if (!out.rejected.empty()) {
+    ++rejected;
+    if (world_.verbose()) world_.note(name_ + " refuses " + type + " " + id + ": " + out.rejected);
+    if (!out.events.empty()) world_.fail(name_ + " refused " + type + " " + id + " and still emitted");
+  }
   for (auto& ev : out.events) emit(now, std::move(ev.type), std::move(ev.payload), std::move(ev.correlation));
 }
 
@@ -239,6 +251,14 @@ void Node::place_order() {
   // Now and then a customer cancels an order placed a moment ago (its saga may be
   // anywhere by then, or over).
   const std::size_t placed = disk.commands.size();
+  // And now and then one the service must refuse (into dead letters, leaving nothing).
+  if (world_.chance(0.02)) {
+    if (world_.rng()() % 2)
+      stage_command("CancelOrder", codec::encode(shop::CancelOrder{"o-none-" + std::to_string(placed), "no such order"}));
+    else
+      stage_command("PlaceOrder", codec::encode(shop::PlaceOrder{"o-bad-" + std::to_string(placed), "alice", "sku-b", 0}));
+    return;
+  }
   if (placed > 0 && world_.chance(0.1)) {
     const auto back = 1 + world_.rng()() % std::min<std::size_t>(placed, 20);
     const auto& earlier = disk.commands[placed - back];

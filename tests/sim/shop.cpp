@@ -8,6 +8,9 @@
 #include "shipping/handlers.hpp"
 #include "shop/invariants.hpp"
 
+#include "notifications/messages.hpp"
+
+#include <set>
 #include <stdexcept>
 
 namespace troupe::sim {
@@ -43,6 +46,18 @@ Service::Service(const std::string& name) {
       {"payments", shop::payments::install}, {"shipping", shop::shipping::install},
       {"notifications", shop::notifications::install}};
   installs.at(name)(*this, shop_seed());
+}
+
+std::vector<std::string> Service::reactions() const {
+  std::vector<std::string> v;
+  for (const auto& [t, _] : events_) v.push_back(t);
+  return v;
+}
+
+std::vector<std::string> Service::accepted() const {
+  std::vector<std::string> v;
+  for (const auto& [t, _] : commands_) v.push_back(t);
+  return v;
 }
 
 void Service::on_event_raw(std::string_view type, EventHandler handler) { events_[std::string(type)] = std::move(handler); }
@@ -150,7 +165,23 @@ std::vector<std::string> shop_violations(World& world) {
   if (auto error = shop::fetch(ask, snap)) return {"the snapshot failed: " + *error};
   shop::Tally tally;
   auto v = shop::violations(snap, tally);
-  if (v.empty() && snap.orders.empty()) v.push_back("no order was placed: the run checked nothing");
+  // Every ended order told its customer (the notifications service's own listing).
+  std::set<std::string> told;
+  for (std::string after;;) {
+    auto page = ask("notifications", shop::ListNotifications{after, shop::kMaxPage});
+    if (!page) return {"the snapshot failed: " + page.error().message()};
+    for (const auto& n : page->notifications) told.insert(n.key);
+    if (page->notifications.size() < static_cast<std::size_t>(shop::kMaxPage)) break;
+    after = page->notifications.back().key;
+  }
+  for (const auto& [id, o] : snap.orders)
+    if ((o.status == "confirmed" || o.status == "cancelled") && !told.count(id + ":" + o.status))
+      v.push_back("order " + id + ": " + o.status + " but its customer was never told");
+  // A run that never ended a saga one of the ways, or never refused, checked less than it says.
+  if (tally.confirmed == 0 || tally.cancelled == 0)
+    v.push_back("the run ended " + std::to_string(tally.confirmed) + " orders confirmed and " +
+                std::to_string(tally.cancelled) + " cancelled: one of the ways was never checked");
+  if (world.node("orders").rejected == 0) v.push_back("orders refused nothing: the rejection path was never taken");
   world.note("the shop at rest: " + std::to_string(snap.orders.size()) + " orders, " + std::to_string(tally.confirmed) +
              " confirmed, " + std::to_string(tally.cancelled) + " cancelled");
   return v;

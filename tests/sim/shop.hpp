@@ -43,6 +43,9 @@ class Service final : public Handlers, public Stager, public ports::State {
     std::vector<Emitted> events;
   };
   bool reacts(const std::string& type) const { return events_.count(type) != 0; }
+  // What install() registered: the events it reacts to and the commands it accepts.
+  std::vector<std::string> reactions() const;
+  std::vector<std::string> accepted() const;
   // Runs the handler of `type` (an event it reacts to, or a command it accepts); its
   // writes reach `disk` only if it succeeds. Throws what the handler throws.
   Outcome apply(Disk& disk, bool command, const Envelope& env, const std::string& payload);

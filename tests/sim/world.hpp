@@ -157,6 +157,7 @@ class Node {
   Time suspended_until{};
   bool emitting = false;  // the publisher's timer (a sensor reading every few ms), or the storefront's orders
   std::shared_ptr<Service> service;  // a shop service's own handlers ("shop")
+  std::uint64_t rejected = 0;        // messages its handlers refused
   std::vector<std::string> publishers;  // whom it reacts to
   std::string command_target;           // whom it sends commands to, if anyone
   std::vector<std::string> subscribers;  // who reacts to it

@@ -59,6 +59,9 @@ class Handlers {
 
   // Runs `f` in one unit of work before the service serves (seeding state on first
   // start, say). Throws what f throws, or StoreError; nothing is kept unless it succeeds.
+  // A Node runs it at once; whatever drives handlers may keep `f` and run it again at
+  // each start (the simulator does), so it should only add what is missing, and what
+  // it captures by reference must outlive the Handlers.
   virtual void initialize(const std::function<void(StateView&)>& f) = 0;
 
  protected:
