@@ -108,8 +108,12 @@ TEST_CASE("a subscriber whose ZeroMQ queue overflows still applies every event, 
   ProcessMesh m(1);
   m.start("pub", "10");   // high-water marks of 10 on both sides: ZeroMQ will drop
   m.start("sub1", "10");
+  // First one event through, so sub1 follows the live stream (a subscriber still verifying
+  // its publisher at start would take the whole burst by replay and see no gap).
+  REQUIRE(m.client->send("pub", Emit{1, ""}));
+  REQUIRE(eventually([&] { return m.applied("sub1").count == 1; }, std::chrono::seconds(30)));
   for (int i = 0; i < 20; ++i) REQUIRE(m.client->send("pub", Emit{500, ""}));
-  REQUIRE(eventually([&] { return m.applied("sub1").count == 10000; }, std::chrono::seconds(60)));
+  REQUIRE(eventually([&] { return m.applied("sub1").count == 10001; }, std::chrono::seconds(60)));
   CHECK(m.applied("sub1").out_of_order == 0);
   auto metrics = m.json("sub1", "$metrics");
   CHECK(metrics["gaps_seen"].get<int>() > 0);
