@@ -2,10 +2,12 @@
 #include <troupe/adapters/msgpack/codec.hpp>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <fstream>
 #include <map>
 #include <optional>
+#include <variant>
 #include <vector>
 
 #include <sys/resource.h>
@@ -35,6 +37,12 @@ struct Basket {
   bool express = false;
   std::uint8_t priority = 0;
   TROUPE_MESSAGE(Basket, customer, lines, credits, note, express, priority)
+};
+
+struct Frames {
+  std::vector<troupe::Bytes> raw;
+  std::vector<std::pair<std::variant<std::uint64_t, std::string>, std::uint64_t>> buckets;
+  TROUPE_MESSAGE(Frames, raw, buckets)
 };
 
 struct GetStock {
@@ -275,4 +283,36 @@ TEST_CASE("an optional field without a value is left out of the map, and reads b
   auto full = decode<Basket>(encode(with));
   REQUIRE(full);
   CHECK(full->note == "ring twice");
+}
+
+TEST_CASE("bytes are msgpack bin, pairs two-element arrays, variants whichever fits",
+          "[codec][payload]") {
+  Frames f{{{std::string("\x00\xff\x80", 3)}, {""}}, {{10u, 3u}, {std::string("+Inf"), 1u}}};
+  auto bytes = troupe::codec::encode(f);
+  auto j = nlohmann::json::from_msgpack(bytes);
+  CHECK(j["raw"][0].is_binary());
+  CHECK(j["buckets"][0] == nlohmann::json::array({10, 3}));
+  CHECK(j["buckets"][1] == nlohmann::json::array({"+Inf", 1}));
+  auto back = troupe::codec::decode<Frames>(bytes);
+  REQUIRE(back);
+  CHECK(back->raw[0].data == std::string("\x00\xff\x80", 3));
+  CHECK(back->raw[1].data.empty());
+  CHECK(std::get<std::uint64_t>(back->buckets[0].first) == 10);
+  CHECK(std::get<std::string>(back->buckets[1].first) == "+Inf");
+
+  // A string where bytes are due, a pair of three, a bound that is neither alternative.
+  auto as_json = [](const nlohmann::json& j) {
+    auto v = nlohmann::json::to_msgpack(j);
+    return std::string(v.begin(), v.end());
+  };
+  auto str = troupe::codec::decode<Frames>(as_json({{"raw", {"text"}}, {"buckets", nlohmann::json::array()}}));
+  REQUIRE_FALSE(str);
+  CHECK(str.error().message().find("field 'raw[0]': expected binary, got string") != std::string::npos);
+  auto three = troupe::codec::decode<Frames>(as_json({{"raw", nlohmann::json::array()}, {"buckets", {{1, 2, 3}}}}));
+  REQUIRE_FALSE(three);
+  CHECK(three.error().message().find("field 'buckets[0]': expected array of 2") != std::string::npos);
+  auto neither = troupe::codec::decode<Frames>(as_json({{"raw", nlohmann::json::array()}, {"buckets", {{true, 2}}}}));
+  REQUIRE_FALSE(neither);
+  CHECK(neither.error().message().find("field 'buckets[0][0]': expected one of the variant's alternatives, got boolean") !=
+        std::string::npos);
 }

@@ -9,16 +9,26 @@
 //     TROUPE_MESSAGE(OrderPlaced, order_id, sku, quantity)
 //   };
 //
-// Supported field types: bool, integers, double, std::string, std::optional<T>,
-// std::vector<T>, std::map<std::string, T>, and other TROUPE_MESSAGE structs.
+// Supported field types: bool, integers, double, std::string, troupe::Bytes (raw bytes,
+// msgpack bin), std::optional<T>, std::vector<T>, std::map<std::string, T>,
+// std::pair<A, B> (a two-element array), std::variant<A, B, ...> (whichever alternative
+// the value holds; read as the first alternative whose msgpack type fits), and other
+// TROUPE_MESSAGE structs.
 // A query declares its answer with `using Reply = SomeMessage;`.
 #pragma once
 
 #include <concepts>
+#include <string>
 #include <string_view>
 #include <tuple>
 
 namespace troupe {
+
+// Raw bytes in a message (msgpack bin, not str): frames kept as they came, say.
+struct Bytes {
+  std::string data;
+  bool operator==(const Bytes&) const = default;
+};
 
 template <class S, class M>
 struct Field {

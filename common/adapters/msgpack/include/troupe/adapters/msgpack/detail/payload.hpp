@@ -12,6 +12,8 @@
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <utility>
+#include <variant>
 #include <vector>
 
 namespace troupe::codec::detail {
@@ -36,6 +38,10 @@ template <class T> struct IsVector : std::false_type {};
 template <class T> struct IsVector<std::vector<T>> : std::true_type {};
 template <class T> struct IsStringMap : std::false_type {};
 template <class T> struct IsStringMap<std::map<std::string, T>> : std::true_type {};
+template <class T> struct IsPair : std::false_type {};
+template <class A, class B> struct IsPair<std::pair<A, B>> : std::true_type {};
+template <class T> struct IsVariant : std::false_type {};
+template <class... A> struct IsVariant<std::variant<A...>> : std::true_type {};
 
 template <class V>
 void pack_value(Packer& p, const V& v);
@@ -70,8 +76,17 @@ void pack_value(Packer& p, const V& v) {
   } else if constexpr (std::is_same_v<V, std::string>) {
     p.pack_str(static_cast<std::uint32_t>(v.size()));
     p.pack_str_body(v.data(), static_cast<std::uint32_t>(v.size()));
+  } else if constexpr (std::is_same_v<V, Bytes>) {
+    p.pack_bin(static_cast<std::uint32_t>(v.data.size()));
+    p.pack_bin_body(v.data.data(), static_cast<std::uint32_t>(v.data.size()));
   } else if constexpr (IsOptional<V>::value) {
     if (v) pack_value(p, *v); else p.pack_nil();
+  } else if constexpr (IsPair<V>::value) {
+    p.pack_array(2);
+    pack_value(p, v.first);
+    pack_value(p, v.second);
+  } else if constexpr (IsVariant<V>::value) {
+    std::visit([&p](const auto& alternative) { pack_value(p, alternative); }, v);
   } else if constexpr (IsVector<V>::value) {
     p.pack_array(static_cast<std::uint32_t>(v.size()));
     for (const auto& e : v) pack_value(p, e);
@@ -102,6 +117,23 @@ struct Reader {
 
 template <class V>
 bool read_value(Reader& r, const ::msgpack::object& o, V& out);
+
+// A variant takes the first alternative that reads without error; when none does, the
+// error names them all.
+template <class V, std::size_t I>
+bool read_variant(Reader& r, const ::msgpack::object& o, V& out) {
+  if constexpr (I == std::variant_size_v<V>) {
+    return r.fail("one of the variant's alternatives", o);
+  } else {
+    Reader trial{r.path, {}};
+    std::variant_alternative_t<I, V> value{};
+    if (read_value(trial, o, value)) {
+      out = std::move(value);
+      return true;
+    }
+    return read_variant<V, I + 1>(r, o, out);
+  }
+}
 
 template <Message T>
 bool read_message(Reader& r, const ::msgpack::object& o, T& out) {
@@ -178,6 +210,21 @@ bool read_value(Reader& r, const ::msgpack::object& o, V& out) {
     if (o.type != t::STR) return r.fail("string", o);
     out.assign(o.via.str.ptr, o.via.str.size);
     return true;
+  } else if constexpr (std::is_same_v<V, Bytes>) {
+    if (o.type != t::BIN) return r.fail("binary", o);
+    out.data.assign(o.via.bin.ptr, o.via.bin.size);
+    return true;
+  } else if constexpr (IsPair<V>::value) {
+    if (o.type != t::ARRAY || o.via.array.size != 2) return r.fail("array of 2", o);
+    std::string base = r.path;
+    r.path = base + "[0]";
+    if (!read_value(r, o.via.array.ptr[0], out.first)) return false;
+    r.path = base + "[1]";
+    if (!read_value(r, o.via.array.ptr[1], out.second)) return false;
+    r.path = base;
+    return true;
+  } else if constexpr (IsVariant<V>::value) {
+    return read_variant<V, 0>(r, o, out);
   } else if constexpr (IsOptional<V>::value) {
     if (o.type == t::NIL) {
       out.reset();
