@@ -10,7 +10,7 @@
 
 #include <troupe/adapters/toml/topology_loader.hpp>
 #include <troupe/runtime/client.hpp>
-#include <troupe/runtime/keys.hpp>
+#include <troupe/adapters/zmq/keys.hpp>
 #include <troupe/runtime/node.hpp>
 
 #include <spdlog/spdlog.h>

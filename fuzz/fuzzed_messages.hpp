@@ -16,6 +16,8 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <utility>
+#include <variant>
 #include <vector>
 
 namespace troupe::fuzz {
@@ -27,7 +29,7 @@ struct Line {
 };
 
 // Every field kind the codec supports, nested: bool, signed and unsigned integers of
-// each width, double, string, optional, vector, map and message.
+// each width, double, string, bytes, optional, vector, map, pair, variant and message.
 struct Everything {
   bool flag = false;
   std::int8_t i8 = 0;
@@ -41,7 +43,9 @@ struct Everything {
   std::map<std::string, std::vector<std::optional<std::string>>> tags;
   std::optional<Line> extra;
   std::vector<bool> bits;
-  TROUPE_MESSAGE(Everything, flag, i8, u16, i32, u64, ratio, text, maybe, lines, tags, extra, bits)
+  std::vector<Bytes> blobs;
+  std::optional<std::pair<std::variant<std::uint64_t, std::string, Line>, std::int32_t>> bound;
+  TROUPE_MESSAGE(Everything, flag, i8, u16, i32, u64, ratio, text, maybe, lines, tags, extra, bits, blobs, bound)
 };
 
 // Decoded in this order; make_corpus writes one sample of each.
@@ -50,6 +54,7 @@ using FuzzedMessages = std::tuple<
     shop::StockReport, shop::GetStock, shop::BalanceReport, shop::ShipmentList,
     shop::NotificationList, builtin::Heartbeat, builtin::ReplayRequest, builtin::ReplayReply,
     builtin::Error, builtin::DeadLettersRequest, builtin::TraceRequest, builtin::SeenRequest,
-    builtin::SeenReply, Everything>;
+    builtin::SeenReply, builtin::Health, builtin::MetricsReply, builtin::DeadLetterList, builtin::DeadLetterInfo,
+    builtin::DeadLetterRetried, Everything>;
 
 }  // namespace troupe::fuzz

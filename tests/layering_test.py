@@ -41,6 +41,22 @@ for path in sorted(common.rglob("*")):
         elif target.startswith("../") or "/adapters/" in target:
             problems.append(f"{where}: relative include '{target}' bypasses the layers")
 
+# The transport is adapters/zmq's and the runtime's (which owns the sockets): no other
+# layer or adapter names ZeroMQ. Which store a node gets is decided in one file of the
+# runtime (compose.cpp), the only one that names a store adapter.
+zmq_header = re.compile(r'^\s*#\s*include\s*[<"](zmq\.h|zmq\.hpp|zmq_addon\.hpp)[>"]')
+store_adapter = re.compile(r'^\s*#\s*include\s*[<"]troupe/adapters/(sqlite|memory|toml)/')
+for path in sorted(common.rglob("*")):
+    if path.suffix not in {".hpp", ".cpp", ".h"}:
+        continue
+    rel = path.relative_to(common)
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        where = f"{path.relative_to(root)}:{lineno}"
+        if zmq_header.match(line) and rel.parts[0] != "runtime" and rel.parts[:2] != ("adapters", "zmq"):
+            problems.append(f"{where}: only adapters/zmq and the runtime include ZeroMQ")
+        if store_adapter.match(line) and rel.parts[0] == "runtime" and path.name != "compose.cpp":
+            problems.append(f"{where}: the runtime names a store adapter outside compose.cpp")
+
 # The core takes the time as a parameter: it never asks a clock.
 clock = re.compile(r"\b(steady_clock|system_clock|high_resolution_clock)::now\b|\btime\(|\brand\(|random_device")
 for path in sorted((common / "core").rglob("*")):

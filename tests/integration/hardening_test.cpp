@@ -5,7 +5,7 @@
 
 #include <troupe/runtime/builtin.hpp>
 #include <troupe/runtime/client.hpp>
-#include <troupe/runtime/keys.hpp>
+#include <troupe/adapters/zmq/keys.hpp>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>

@@ -163,6 +163,34 @@ TEST_CASE("garbage on every endpoint is rejected, kept, and the node keeps servi
                        "service 'pub' does not accept command 'DropTables'",
                        "envelope (7 bytes): 6 trailing bytes after the value",
                    });
+  // The same, typed: list, show (with the frames as they came), retry.
+  auto typed = m.client->query("pub", troupe::builtin::ListDeadLetters{});
+  REQUIRE(typed);
+  CHECK(typed->count == 5);
+  REQUIRE(typed->letters.size() == 5);
+  CHECK_FALSE(typed->letters[0].raw);
+  auto drop = std::find_if(typed->letters.begin(), typed->letters.end(),
+                           [](const auto& l) { return l.type == "DropTables"; });
+  REQUIRE(drop != typed->letters.end());
+  auto shown = m.client->query("pub", troupe::builtin::ShowDeadLetter{"show", drop->id});
+  REQUIRE(shown);
+  REQUIRE(shown->raw);
+  CHECK(shown->raw->size() == shown->frames);
+  CHECK(troupe::codec::decode_envelope(shown->raw->at(0).data)->type == "DropTables");
+  CHECK_FALSE(shown->truncated);
+  // Refused at the door: not retried, and the typed query says why.
+  auto refused = m.client->query("pub", troupe::builtin::RetryDeadLetter{"retry", drop->id});
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().message().find("refused before any handler") != std::string::npos);
+  // Accepted, then refused by the codec: retried, refused again, the same letter counts twice.
+  auto emit = std::find_if(typed->letters.begin(), typed->letters.end(), [](const auto& l) { return l.type == "Emit"; });
+  REQUIRE(emit != typed->letters.end());
+  auto retried = m.client->query("pub", troupe::builtin::RetryDeadLetter{"retry", emit->id});
+  REQUIRE(retried);
+  CHECK(retried->id == emit->id);
+  CHECK(retried->retried);
+  CHECK_FALSE(retried->ok);
+  CHECK(retried->attempts == 2);
 }
 
 TEST_CASE("a peer cannot grow a node's metrics or acknowledgements, nor detach its taps",
@@ -304,6 +332,16 @@ TEST_CASE("$health, $metrics and $topology describe the node", "[node][integrati
   CHECK(metrics["types"]["Ping"]["handled"] == 10);
   CHECK(metrics["types"]["Ping"]["latency_us"]["count"] == 10);
   CHECK(metrics["socket_events"]["accepted"].get<int>() >= 1);  // the test client, at least
+  // The same, typed: the reply is made from the one Metrics struct the node counts in.
+  auto typed_metrics = m.client->query("sub1", troupe::builtin::MetricsQuery{});
+  REQUIRE(typed_metrics);
+  CHECK(typed_metrics->service == "sub1");
+  CHECK(typed_metrics->types.at("Ping").handled == 10);
+  CHECK(typed_metrics->types.at("Ping").latency_us.count == 10);
+  REQUIRE(typed_metrics->batch_size.buckets.size() == troupe::Histogram::kBounds.size());
+  CHECK(std::get<std::string>(typed_metrics->batch_size.buckets.back().first) == "+Inf");
+  CHECK(std::get<std::uint64_t>(typed_metrics->batch_size.buckets.front().first) == 10);
+  CHECK(metrics["batch_size"]["buckets"].back()[0] == "+Inf");  // as the protocol always said
   auto pub_metrics = json_query(*m.client, "pub", "$metrics");
   CHECK(pub_metrics["types"]["Ping"]["published"] == 10);
   CHECK(pub_metrics["types"]["Emit"]["handled"] == 1);

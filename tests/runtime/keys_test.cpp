@@ -1,5 +1,5 @@
 // CURVE key files: made, kept private, never overwritten, read back and checked.
-#include <troupe/runtime/keys.hpp>
+#include <troupe/adapters/zmq/keys.hpp>
 
 #include <catch2/catch.hpp>
 

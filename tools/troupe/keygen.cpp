@@ -3,7 +3,7 @@
 // overwrites a key; never prints a secret key.
 #include "cli.hpp"
 
-#include <troupe/runtime/keys.hpp>
+#include <troupe/adapters/zmq/keys.hpp>
 
 #include <iostream>
 

@@ -1,7 +1,8 @@
 // Client: DEALER per service for queries, PUSH per service for commands, one SUB to watch.
 #include <troupe/runtime/builtin.hpp>
 #include <troupe/runtime/client.hpp>
-#include <troupe/runtime/keys.hpp>
+#include <troupe/adapters/zmq/keys.hpp>
+#include <troupe/adapters/zmq/sockets.hpp>
 
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -23,9 +24,7 @@ void curve_client(zmq::socket_t& socket, const Topology& topology, const std::st
     throw std::runtime_error("identity '" + identity + "' has no usable CURVE key pair: " + me.error().message());
   auto server = keys::public_key(topology, service);
   if (!server) throw std::runtime_error("no public key of service '" + service + "': " + server.error().message());
-  socket.set(zmq::sockopt::curve_serverkey, *server);
-  socket.set(zmq::sockopt::curve_publickey, me->public_key);
-  socket.set(zmq::sockopt::curve_secretkey, me->secret_key);
+  transport::secure_client(socket, {me->secret_key, me->public_key}, *server);
 }
 
 Client::Client(Topology topology, std::string name, zmq::context_t* context)

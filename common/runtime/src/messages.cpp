@@ -3,7 +3,7 @@
 #include "node_core.hpp"
 
 #include <troupe/domain/id.hpp>
-#include <troupe/runtime/keys.hpp>
+#include <troupe/adapters/zmq/keys.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -60,13 +60,13 @@ void NodeCore::dead_letter(const char* endpoint, const Envelope* env, const std:
                  "oldest ({} so far, counted in $metrics dead_letters_evicted)",
                  d.max_dead_letters, d.max_dead_letter_bytes, evicted, metrics_.dead_letters_evicted);
   }
-  if (counters_.taps.load(std::memory_order_relaxed)) {
+  if (metrics_.taps.load(std::memory_order_relaxed)) {
     Envelope dl = env ? *env : make_envelope("?", "?", Kind::event);
     mirror("$deadletter", codec::encode_envelope(dl),
            to_msgpack(json{{"endpoint", l.endpoint}, {"reason", l.reason}, {"frames", l.frames.size()}}));
   }
-  counters_.dead_letters.fetch_add(1, std::memory_order_relaxed);
-  counters_.rejected.fetch_add(1, std::memory_order_relaxed);
+  metrics_.dead_letters.fetch_add(1, std::memory_order_relaxed);
+  metrics_.rejected.fetch_add(1, std::memory_order_relaxed);
   // Per type only for types of the mesh: a peer must not grow $metrics with names of
   // its own (nor put bytes that are not UTF-8 in its keys).
   if (env) ++metrics_.types[mesh_type(env->type) ? env->type : std::string(kUnknownType)].rejected;
@@ -179,7 +179,7 @@ void NodeCore::handle_command(Incoming& in) {
     // From a one-shot client: handled once per command id — applied or dead-lettered,
     // either way a resend changes nothing ($seen tells the client).
     if (store_->seen(env->id)) {
-      counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
+      metrics_.duplicates.fetch_add(1, std::memory_order_relaxed);
       return;
     }
     store_->mark_seen(env->id);
@@ -204,7 +204,7 @@ void NodeCore::handle_command(Incoming& in) {
     carry_out(nullptr, fx_);
     switch (verdict) {
       case core::CommandInbox::Verdict::duplicate:
-        counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
+        metrics_.duplicates.fetch_add(1, std::memory_order_relaxed);
         return;
       case core::CommandInbox::Verdict::out_of_order:  // an earlier one is missing: it will be resent
         ++metrics_.commands_out_of_order;
@@ -222,7 +222,7 @@ void NodeCore::handle_command(Incoming& in) {
     return;
   }
   apply(*env, view(in.frames[1]), h->second, "commands", raw);
-  counters_.commands_applied.fetch_add(1, std::memory_order_relaxed);
+  metrics_.commands_applied.fetch_add(1, std::memory_order_relaxed);
 }
 
 void NodeCore::add_event_handler(std::string_view type, EventHandler handler) {

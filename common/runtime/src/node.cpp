@@ -49,7 +49,7 @@ void Node::post(Task task) { core_->post(std::move(task)); }
 void Node::stop() noexcept { core_->stop(); }
 const Endpoints& Node::bound() const { return core_->bound(); }
 const std::string& Node::name() const { return core_->name(); }
-const NodeCounters& Node::counters() const { return core_->counters(); }
+const Metrics& Node::counters() const { return core_->counters(); }
 ports::Store& Node::store() { return core_->store(); }
 void Node::set_peer_endpoints(const std::string& service, const Endpoints& endpoints) {
   core_->set_peer_endpoints(service, endpoints);

@@ -12,9 +12,11 @@
 #include <troupe/core/commands.hpp>
 #include <troupe/core/inbound_stream.hpp>
 
-#include "ipc_guard.hpp"
 #include "rate_limits.hpp"
-#include "zap.hpp"
+
+#include <troupe/adapters/zmq/ipc_guard.hpp>
+#include <troupe/adapters/zmq/sockets.hpp>
+#include <troupe/adapters/zmq/zap.hpp>
 
 #include <troupe/adapters/msgpack/codec.hpp>
 
@@ -35,6 +37,8 @@
 
 namespace troupe::detail {
 
+using transport::IpcGuard;
+using transport::ZapAuthority;
 using Clock = std::chrono::steady_clock;
 using Frames = std::vector<zmq::message_t>;
 
@@ -139,6 +143,10 @@ struct Timer {
   Task task;
 };
 
+// compose.cpp: the store a node gets when NodeOptions names none (SQLite or memory,
+// as the topology's durability says).
+std::shared_ptr<ports::Store> default_store(const Topology& topology, const std::string& service);
+
 class NodeCore final : public Stager {
  public:
   NodeCore(Topology topology, std::string service, NodeOptions options);
@@ -166,7 +174,7 @@ class NodeCore final : public Stager {
 
   const Endpoints& bound() const { return bound_; }
   const std::string& name() const { return name_; }
-  const NodeCounters& counters() const { return counters_; }
+  const Metrics& counters() const { return metrics_; }
   ports::Store& store() { return *store_; }
 
  private:
@@ -175,7 +183,6 @@ class NodeCore final : public Stager {
   std::string name_;
   NodeOptions options_;
   std::shared_ptr<spdlog::logger> log_;
-  NodeCounters counters_;
   Metrics metrics_;
   Endpoints bound_;
 
@@ -194,7 +201,6 @@ class NodeCore final : public Stager {
   void close_all() noexcept;
   zmq::socket_t make_socket(zmq::socket_type type);
   void start_monitors();
-  void drain_monitor(zmq::socket_t& monitor);
   void check_endpoints();
 
   std::unique_ptr<zmq::context_t> own_context_;
@@ -204,7 +210,7 @@ class NodeCore final : public Stager {
   int stop_fd_ = -1;
   zmq::socket_t pub_, pull_, router_;
   // zmq_socket_monitor of the three bound sockets: counted into metrics_.socket_events.
-  std::vector<zmq::socket_t> monitors_;
+  transport::Monitors monitors_;
   IpcGuard ipc_guard_;
   std::vector<std::pair<std::string, zmq::socket_t*>> ipc_sockets_;
   std::string endpoint_error_;
@@ -309,9 +315,9 @@ class NodeCore final : public Stager {
 
   // CURVE: this service's key pair, the public keys of the services it connects to,
   // and the context's ZAP authority holding this service's allow-lists.
-  std::string secret_key_, public_key_;
+  transport::CurveKeys keys_;
   std::map<std::string, std::string> server_keys_;  // service -> public key
-  std::shared_ptr<detail::ZapAuthority> zap_;
+  std::shared_ptr<ZapAuthority> zap_;
   std::set<std::string> refused_logged_;  // domain + key, so each is logged once
   std::set<std::string> event_readers_;   // identities admitted on our events (CURVE)
   std::set<std::string> command_senders_;  // ... and on our commands

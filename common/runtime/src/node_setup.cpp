@@ -4,7 +4,7 @@
 #include "node_core.hpp"
 
 #include <troupe/domain/id.hpp>
-#include <troupe/runtime/keys.hpp>
+#include <troupe/adapters/zmq/keys.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -20,9 +20,6 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <troupe/adapters/memory/memory_store.hpp>
-#include <troupe/adapters/sqlite/sqlite_store.hpp>
 
 namespace troupe::detail {
 
@@ -112,25 +109,13 @@ void NodeCore::open_store() {
     g_locks.insert(lock_path);
     lock_path_ = lock_path;
   }
-  if (options_.store) {
-    store_ = options_.store;
-  } else if (d.durability == Durability::durable) {
-    store_ = std::make_shared<adapters::SqliteStore>(d.state_dir + "/" + name_ + ".db", d.synchronous);
-  } else {
-    store_ = std::make_shared<adapters::MemoryStore>();
-  }
+  store_ = options_.store ? options_.store : default_store(topology_, name_);
   epoch_ = store_->epoch();
 }
 
 zmq::socket_t NodeCore::make_socket(zmq::socket_type type) {
-  zmq::socket_t s(*context_, type);
-  auto hb = static_cast<int>(topology_.defaults.heartbeat.count());
-  s.set(zmq::sockopt::linger, 500);
-  s.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(topology_.defaults.max_message_bytes));
-  s.set(zmq::sockopt::heartbeat_ivl, hb);
-  s.set(zmq::sockopt::heartbeat_timeout, hb * 3);
-  s.set(zmq::sockopt::heartbeat_ttl, hb * 3);
-  return s;
+  return transport::make_socket(*context_, type,
+                                {topology_.defaults.heartbeat, topology_.defaults.max_message_bytes, 500});
 }
 
 void NodeCore::bind_all() {
@@ -184,42 +169,7 @@ void NodeCore::bind_all() {
 }
 
 void NodeCore::start_monitors() {
-  static std::atomic<int> unique{0};
-  int events = ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED |
-               ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_ACCEPT_FAILED;
-  for (zmq::socket_t* s : {&pub_, &pull_, &router_}) {
-    std::string address = "inproc://troupe-monitor-" + name_ + "-" + std::to_string(unique.fetch_add(1));
-    if (zmq_socket_monitor(s->handle(), address.c_str(), events) != 0) continue;
-    zmq::socket_t m(*context_, zmq::socket_type::pair);
-    m.set(zmq::sockopt::linger, 0);
-    m.connect(address);
-    monitors_.push_back(std::move(m));
-  }
-}
-
-void NodeCore::drain_monitor(zmq::socket_t& monitor) {
-  while (true) {
-    zmq::message_t event, address;
-    if (!monitor.recv(event, zmq::recv_flags::dontwait)) return;
-    if (event.more() && !monitor.recv(address, zmq::recv_flags::dontwait)) return;
-    if (event.size() < 6) continue;
-    std::uint16_t id = 0;
-    std::memcpy(&id, event.data(), sizeof id);
-    const char* name = "other";
-    switch (id) {
-      case ZMQ_EVENT_ACCEPTED: name = "accepted"; break;
-      case ZMQ_EVENT_ACCEPT_FAILED: name = "accept_failed"; break;
-      case ZMQ_EVENT_DISCONNECTED: name = "disconnected"; break;
-      case ZMQ_EVENT_CLOSED: name = "closed"; break;
-      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: name = "handshake_succeeded"; break;
-      case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-      case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
-      case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: name = "handshake_failed"; break;
-      default: break;
-    }
-    ++metrics_.socket_events[name];
-  }
+  for (zmq::socket_t* s : {&pub_, &pull_, &router_}) monitors_.watch(*context_, *s, name_);
 }
 
 void NodeCore::connect_all() {
@@ -308,7 +258,7 @@ void NodeCore::open_replay(Upstream& up) {
 void NodeCore::close_all() noexcept {
   for (zmq::socket_t* s : {&pub_, &pull_, &router_})
     if (s->handle()) zmq_socket_monitor(s->handle(), nullptr, 0);
-  monitors_.clear();
+  monitors_.close();
   for (auto& up : upstreams_) {
     up->sub.close();
     up->dealer.close();

@@ -3,7 +3,7 @@
 #include "node_core.hpp"
 
 #include <troupe/domain/id.hpp>
-#include <troupe/runtime/keys.hpp>
+#include <troupe/adapters/zmq/keys.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -75,7 +75,7 @@ void NodeCore::handle_query(Incoming& in) {
   auto payload = view(in.frames[env_at + 1]);
   // Answered again after a failed batch: the first answer counted, mirrored and logged it.
   bool first = !reanswering_;
-  if (first) counters_.queries_answered.fetch_add(1, std::memory_order_relaxed);
+  if (first) metrics_.queries_answered.fetch_add(1, std::memory_order_relaxed);
   if (!env->type.empty() && env->type[0] == '$') {
     if (auto refusal = builtin_refusal(env->type, payload, in.frames[env_at], first); !refusal.empty()) {
       error_reply(&*env, refusal);
@@ -177,7 +177,7 @@ std::string NodeCore::answer_builtin(const Envelope& env, std::string_view paylo
       extra.push_back(std::move(ev.envelope));
       extra.push_back(std::move(ev.payload));
     }
-    counters_.replays_served.fetch_add(1, std::memory_order_relaxed);
+    metrics_.replays_served.fetch_add(1, std::memory_order_relaxed);
     return codec::encode(hdr);
   }
   type = builtin::kError;
@@ -194,7 +194,7 @@ std::string NodeCore::health_reply() {
   h.durable = store_->durable();
   h.head = store_->head();
   h.oldest = store_->oldest();
-  h.subscriptions = counters_.subscriptions.load();
+  h.subscriptions = metrics_.subscriptions.load();
   h.dead_letters = store_->dead_letter_count();
   if (!store_error_.empty()) h.store_error = store_error_;
   if (!endpoint_error_.empty()) h.endpoint_error = endpoint_error_;
@@ -208,59 +208,7 @@ std::string NodeCore::health_reply() {
   return codec::encode(h);
 }
 
-std::string NodeCore::metrics_reply() {
-  auto hist = [](const Histogram& h) {
-    json j;
-    j["count"] = h.count();
-    j["sum"] = h.sum();
-    j["max"] = h.max();
-    j["p50"] = h.quantile(0.5);
-    j["p99"] = h.quantile(0.99);
-    json b = json::array();
-    for (std::size_t i = 0; i < Histogram::kBounds.size(); ++i)
-      b.push_back({Histogram::kBounds[i] == UINT64_MAX ? json("+Inf") : json(Histogram::kBounds[i]),
-                   h.buckets()[i]});
-    j["buckets"] = b;
-    return j;
-  };
-  json j;
-  j["service"] = name_;
-  json types = json::object();
-  for (const auto& [type, m] : metrics_.types)
-    types[type] = {{"received", m.received},
-                   {"handled", m.handled},
-                   {"rejected", m.rejected},
-                   {"published", m.published},
-                   {"latency_us", hist(m.latency_us)}};
-  j["types"] = types;
-  j["batch_size"] = hist(metrics_.batch_size);
-  j["commit_us"] = hist(metrics_.commit_us);
-  j["replays_requested"] = counters_.replays_requested.load();
-  j["replays_served"] = counters_.replays_served.load();
-  j["gaps_seen"] = counters_.gaps_seen.load();
-  j["gaps_repaired"] = counters_.gaps_repaired.load();
-  j["duplicates"] = counters_.duplicates.load();
-  j["dead_letters"] = counters_.dead_letters.load();
-  j["rejected_frames"] = metrics_.rejected_frames;
-  j["commands_resent"] = metrics_.commands_resent;
-  j["commands_out_of_order"] = metrics_.commands_out_of_order;
-  j["store_failures"] = metrics_.store_failures;
-  j["events_lost"] = metrics_.events_lost;
-  j["oversized_refused"] = metrics_.oversized_refused;
-  j["oversized_received"] = metrics_.oversized_received;
-  j["connections_renewed"] = metrics_.connections_renewed;
-  j["tasks_failed"] = metrics_.tasks_failed;
-  j["subscriptions_ignored"] = metrics_.subscriptions_ignored;
-  j["dead_letters_evicted"] = metrics_.dead_letters_evicted;
-  j["rate_limited"] = metrics_.rate_limited;
-  j["published"] = counters_.published.load();
-  j["subscriptions"] = counters_.subscriptions.load();
-  j["taps"] = counters_.taps.load();
-  j["mirrored"] = counters_.mirrored.load();
-  j["socket_events"] = metrics_.socket_events;
-  j["auth_refused"] = metrics_.auth_refused;
-  return to_msgpack(j);
-}
+std::string NodeCore::metrics_reply() { return codec::encode(report(metrics_, name_)); }
 
 std::string NodeCore::topology_reply() {
   json j;
@@ -294,31 +242,26 @@ std::string NodeCore::deadletters_reply(std::string_view payload, std::string& t
   const std::size_t budget = topology_.defaults.max_message_bytes > 65536 ? topology_.defaults.max_message_bytes - 65536
                                                                          : topology_.defaults.max_message_bytes / 2;
   auto describe = [budget](const ports::DeadLetter& l, bool frames) {
-    json j{{"id", l.id},         {"time", l.time},         {"first_time", l.first_time},
-           {"endpoint", l.endpoint}, {"source", l.source},     {"type", l.type},
-           {"reason", l.reason}, {"attempts", l.attempts}, {"frames", l.frames.size()}};
+    builtin::DeadLetterInfo d{l.id,     l.time,   l.first_time, l.endpoint, l.source, l.type,
+                              l.reason, l.attempts, l.frames.size(), std::nullopt, std::nullopt};
     if (frames) {
-      json f = json::array();
+      d.raw.emplace();
       const std::size_t share = budget / std::max<std::size_t>(l.frames.size(), 1);
-      bool cut = false;
       for (const auto& fr : l.frames) {
-        auto n = std::min(fr.size(), share);
-        cut = cut || n < fr.size();
-        f.push_back(json::binary(std::vector<std::uint8_t>(fr.begin(), fr.begin() + static_cast<std::ptrdiff_t>(n))));
+        d.raw->push_back({fr.substr(0, share)});
+        if (fr.size() > share) d.truncated = true;
       }
-      j["raw"] = f;
-      if (cut) j["truncated"] = true;
     }
-    return j;
+    return d;
   };
   if (req->op == "list") {
-    json list = json::array();
-    for (const auto& l : store_->dead_letters(req->max)) list.push_back(describe(l, false));
-    return to_msgpack(json{{"count", store_->dead_letter_count()}, {"letters", list}});
+    builtin::DeadLetterList list{store_->dead_letter_count(), {}};
+    for (const auto& l : store_->dead_letters(req->max)) list.letters.push_back(describe(l, false));
+    return codec::encode(list);
   }
   auto letter = store_->dead_letter(req->id);
   if (!letter) return error("no dead letter " + std::to_string(req->id) + " in " + name_);
-  if (req->op == "show") return to_msgpack(describe(*letter, true));
+  if (req->op == "show") return codec::encode(describe(*letter, true));
   if (req->op != "retry") return error("op must be list, show or retry, got '" + req->op + "'");
   if (reanswering_) return error("the batch this retry came in failed (the store cannot be written): ask again");
   // A letter without its message's id was refused at the door (a forged source, over
@@ -343,20 +286,20 @@ std::string NodeCore::deadletters_reply(std::string_view payload, std::string& t
     if (it != command_handlers_.end()) h = &it->second;
   }
   if (!h) return error("no handler for '" + env->type + "' in " + name_);
-  auto before = counters_.dead_letters.load();
+  auto before = metrics_.dead_letters.load();
   std::vector<std::string_view> raw;
   for (const auto& f : letter->frames) raw.push_back(f);
   // A refusal again updates this same letter (it carries the message's id): one letter
   // per message, however often it is retried.
   apply(*env, letter->frames[env_at + 1], *h, letter->endpoint.c_str(), raw);
-  bool ok = counters_.dead_letters.load() == before;
+  bool ok = metrics_.dead_letters.load() == before;
   std::uint32_t attempts = letter->attempts;
   if (ok) {
     store_->remove_dead_letter(letter->id);
   } else if (auto again = store_->dead_letter(letter->id)) {
     attempts = again->attempts;
   }
-  return to_msgpack(json{{"id", letter->id}, {"retried", true}, {"ok", ok}, {"attempts", attempts}});
+  return codec::encode(builtin::DeadLetterRetried{letter->id, true, ok, attempts});
 }
 
 }  // namespace troupe::detail

@@ -3,7 +3,7 @@
 #include "node_core.hpp"
 
 #include <troupe/domain/id.hpp>
-#include <troupe/runtime/keys.hpp>
+#include <troupe/adapters/zmq/keys.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -36,7 +36,7 @@ void NodeCore::run() {
              store_->durable() ? "durable" : "memory", store_->head());
   state_ = "ready";
   refresh_state();
-  counters_.running.store(true);
+  metrics_.running.store(true);
   const auto hb = topology_.defaults.heartbeat;
   next_heartbeat_ = Clock::now();
   next_maintenance_ = Clock::now() + hb;
@@ -59,7 +59,7 @@ void NodeCore::run() {
     }
     for (auto& [_, d] : downstreams_) items.push_back({d->heartbeats.handle(), 0, ZMQ_POLLIN, 0});
     const std::size_t first_monitor = items.size();
-    for (auto& m : monitors_) items.push_back({m.handle(), 0, ZMQ_POLLIN, 0});
+    for (auto& m : monitors_.sockets()) items.push_back({m.handle(), 0, ZMQ_POLLIN, 0});
 
     auto now = Clock::now();
     auto wake = std::min({next_heartbeat_, next_maintenance_, next_timer()});
@@ -73,8 +73,8 @@ void NodeCore::run() {
     }
     if (items[0].revents & ZMQ_POLLIN) break;
     notice_suspension(Clock::now());
-    for (std::size_t i = 0; i < monitors_.size(); ++i)
-      if (items[first_monitor + i].revents & ZMQ_POLLIN) drain_monitor(monitors_[i]);
+    for (std::size_t i = 0; i < monitors_.sockets().size(); ++i)
+      if (items[first_monitor + i].revents & ZMQ_POLLIN) monitors_.drain(i, metrics_.socket_events);
     collect_refusals();
 
     // Subscriptions arriving on our XPUB (who is attached).
@@ -120,7 +120,7 @@ void NodeCore::run() {
     if (batch.empty()) break;
     process(batch);
   }
-  counters_.running.store(false);
+  metrics_.running.store(false);
   log_->info("{} stopping", name_);
 }
 
@@ -277,7 +277,7 @@ void NodeCore::process(std::vector<Incoming>& batch) {
   auto commit_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
   metrics_.commit_us.add(static_cast<std::uint64_t>(commit_us));
   metrics_.batch_size.add(batch.size());
-  counters_.batches.fetch_add(1, std::memory_order_relaxed);
+  metrics_.batches.fetch_add(1, std::memory_order_relaxed);
   relay();
   request_replays();
 }
@@ -339,7 +339,7 @@ void NodeCore::relay() {
     switch (out.to) {
       case Outgoing::To::events:
         zmq::send_multipart(pub_, bufs, zmq::send_flags::dontwait);
-        counters_.published.fetch_add(1, std::memory_order_relaxed);
+        metrics_.published.fetch_add(1, std::memory_order_relaxed);
         break;
       case Outgoing::To::reply:
         try {

@@ -4,7 +4,7 @@
 #include "node_core.hpp"
 
 #include <troupe/domain/id.hpp>
-#include <troupe/runtime/keys.hpp>
+#include <troupe/adapters/zmq/keys.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -20,9 +20,8 @@ void NodeCore::setup_curve() {
   if (!pair)
     throw std::runtime_error("service '" + name_ + "': security is \"curve\" but its key pair is unusable: " +
                              pair.error().message() + " (`troupe keygen --mesh` makes missing keys)");
-  secret_key_ = pair->secret_key;
-  public_key_ = pair->public_key;
-  if (!self_->public_key.empty() && self_->public_key != public_key_)
+  keys_ = {pair->secret_key, pair->public_key};
+  if (!self_->public_key.empty() && self_->public_key != keys_.public_key)
     throw std::runtime_error("service '" + name_ + "': its secret key in " + topology_.defaults.keys_dir +
                              " does not belong to the public_key the topology gives it; peers would refuse it");
   auto need = [&](const std::string& service) {
@@ -35,7 +34,7 @@ void NodeCore::setup_curve() {
   for (const auto& sub : self_->reacts_to) need(sub.publisher);
   for (const auto& route : self_->sends) need(route.target);
 
-  zap_ = detail::ZapAuthority::of(*context_);
+  zap_ = ZapAuthority::of(*context_);
   Admission admission = topology_.admission(*self_);
   event_readers_.insert(admission.events.begin(), admission.events.end());
   command_senders_.insert(admission.commands.begin(), admission.commands.end());
@@ -56,17 +55,11 @@ void NodeCore::setup_curve() {
 }
 
 void NodeCore::secure_server(zmq::socket_t& s, const char* endpoint) {
-  if (!zap_) return;
-  s.set(zmq::sockopt::curve_server, 1);
-  s.set(zmq::sockopt::curve_secretkey, secret_key_);
-  s.set(zmq::sockopt::zap_domain, name_ + "/" + endpoint);
+  if (zap_) transport::secure_server(s, keys_, name_ + "/" + endpoint);
 }
 
 void NodeCore::secure_client(zmq::socket_t& s, const std::string& service) {
-  if (!zap_) return;
-  s.set(zmq::sockopt::curve_serverkey, server_keys_.at(service));
-  s.set(zmq::sockopt::curve_publickey, public_key_);
-  s.set(zmq::sockopt::curve_secretkey, secret_key_);
+  if (zap_) transport::secure_client(s, keys_, server_keys_.at(service));
 }
 
 void NodeCore::collect_refusals() {
@@ -122,7 +115,7 @@ void NodeCore::on_subscription(const zmq::message_t& m) {
     if (v[0] == 1) ++metrics_.subscriptions_ignored;
     return;
   }
-  if (topic == builtin::kHeartbeatTopic) count(counters_.subscriptions);
+  if (topic == builtin::kHeartbeatTopic) count(metrics_.subscriptions);
   if (!prefix_of(builtin::kTapTopic)) {
     apply();
     return;
@@ -158,18 +151,18 @@ void NodeCore::on_subscription(const zmq::message_t& m) {
     return;
   }
   apply();
-  if (topic == builtin::kTapTopic) count(counters_.taps);
+  if (topic == builtin::kTapTopic) count(metrics_.taps);
 }
 
 void NodeCore::mirror(std::string_view what, std::string_view envelope, std::string_view payload) {
-  if (counters_.taps.load(std::memory_order_relaxed) == 0) return;  // an idle mesh pays nothing
+  if (metrics_.taps.load(std::memory_order_relaxed) == 0) return;  // an idle mesh pays nothing
   Envelope m = make_envelope(name_, std::string(what), Kind::event);
   m.sequence = ++mirror_sequence_;
   std::string topic(builtin::kTapTopic), menv = codec::encode_envelope(m);
   std::array<zmq::const_buffer, 4> bufs{zmq::buffer(topic), zmq::buffer(menv), zmq::buffer(envelope),
                                         zmq::buffer(payload)};
   zmq::send_multipart(pub_, bufs, zmq::send_flags::dontwait);
-  counters_.mirrored.fetch_add(1, std::memory_order_relaxed);
+  metrics_.mirrored.fetch_add(1, std::memory_order_relaxed);
 }
 
 const char* NodeCore::user_of(const zmq::message_t& frame) const {

@@ -4,7 +4,7 @@
 #include "node_core.hpp"
 
 #include <troupe/domain/id.hpp>
-#include <troupe/runtime/keys.hpp>
+#include <troupe/adapters/zmq/keys.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -56,7 +56,7 @@ void NodeCore::handle_event(Upstream& up, std::string_view env_bytes, std::strin
   }
   const auto verdict = up.stream.offer(env->sequence, env->epoch, replayed, fx_);
   if (fx_.gap_opened) {
-    counters_.gaps_seen.fetch_add(1, std::memory_order_relaxed);
+    metrics_.gaps_seen.fetch_add(1, std::memory_order_relaxed);
     mirror("$gap", codec::encode_envelope(*env),
            to_msgpack(json{{"publisher", up.name}, {"position", up.stream.position()}, {"seen", env->sequence}}));
   }
@@ -67,7 +67,7 @@ void NodeCore::handle_event(Upstream& up, std::string_view env_bytes, std::strin
     case core::InboundStream::Verdict::held:
     case core::InboundStream::Verdict::gap: return;
     case core::InboundStream::Verdict::duplicate:
-      counters_.duplicates.fetch_add(1, std::memory_order_relaxed);
+      metrics_.duplicates.fetch_add(1, std::memory_order_relaxed);
       return;
     case core::InboundStream::Verdict::apply: break;
   }
@@ -75,10 +75,10 @@ void NodeCore::handle_event(Upstream& up, std::string_view env_bytes, std::strin
     auto h = event_handlers_.find(env->type);
     if (h != event_handlers_.end()) apply(*env, payload, h->second, endpoint.c_str(), raw);
   }
-  counters_.events_applied.fetch_add(1, std::memory_order_relaxed);
+  metrics_.events_applied.fetch_add(1, std::memory_order_relaxed);
   if (repaired) {
     mirror("$repaired", env_bytes, to_msgpack(json{{"publisher", up.name}, {"position", up.stream.position()}}));
-    counters_.gaps_repaired.fetch_add(1, std::memory_order_relaxed);
+    metrics_.gaps_repaired.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
@@ -130,7 +130,7 @@ void NodeCore::handle_heartbeat(Upstream* up, Incoming& in) {
   }
   if (up && hb->service == up->name) {
     up->stream.heartbeat(word_of(*hb), fx_);
-    if (fx_.gap_opened) counters_.gaps_seen.fetch_add(1, std::memory_order_relaxed);
+    if (fx_.gap_opened) metrics_.gaps_seen.fetch_add(1, std::memory_order_relaxed);
     carry_out(up, fx_);
   }
   // Acks are read from the receiver's heartbeats socket only: a service that also
@@ -174,7 +174,7 @@ void NodeCore::request_replays() {
     std::array<zmq::const_buffer, 2> bufs{zmq::buffer(env), zmq::buffer(body)};
     if (zmq::send_multipart(up->dealer, bufs, zmq::send_flags::dontwait)) {
       up->stream.asked(e.id, req.from, now);
-      counters_.replays_requested.fetch_add(1, std::memory_order_relaxed);
+      metrics_.replays_requested.fetch_add(1, std::memory_order_relaxed);
     }
   }
 }

@@ -1,4 +1,5 @@
-// troupe's own messages on the wire (docs/protocol.md §7): heartbeats, replay, errors.
+// troupe's own messages on the wire (docs/protocol.md §7): heartbeats, replay, errors,
+// and the typed requests and replies of the built-in queries.
 // Their type names start with '$', which application types may not.
 #pragma once
 
@@ -7,6 +8,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include <troupe/domain/message.hpp>
@@ -181,6 +184,177 @@ struct HealthQuery {
   using Reply = Health;
   static constexpr std::string_view kType = "$health";
   static constexpr auto fields() { return std::tuple{}; }
+};
+
+// $metrics reply (docs/protocol.md §7.5). A histogram's buckets are [upper bound in
+// microseconds (or "+Inf"), count] pairs, in order.
+struct HistogramReply {
+  std::uint64_t count = 0, sum = 0, max = 0, p50 = 0, p99 = 0;
+  std::vector<std::pair<std::variant<std::uint64_t, std::string>, std::uint64_t>> buckets;
+  static constexpr std::string_view kType = "$metrics.histogram";
+  static constexpr auto fields() {
+    using Self = HistogramReply;
+    return std::tuple{TROUPE_DETAIL_FIELD(count), TROUPE_DETAIL_FIELD(sum), TROUPE_DETAIL_FIELD(max),
+                      TROUPE_DETAIL_FIELD(p50),   TROUPE_DETAIL_FIELD(p99), TROUPE_DETAIL_FIELD(buckets)};
+  }
+};
+
+struct TypeMetricsReply {
+  std::uint64_t received = 0, handled = 0, rejected = 0, published = 0;
+  HistogramReply latency_us;
+  static constexpr std::string_view kType = "$metrics.type";
+  static constexpr auto fields() {
+    using Self = TypeMetricsReply;
+    return std::tuple{TROUPE_DETAIL_FIELD(received), TROUPE_DETAIL_FIELD(handled), TROUPE_DETAIL_FIELD(rejected),
+                      TROUPE_DETAIL_FIELD(published), TROUPE_DETAIL_FIELD(latency_us)};
+  }
+};
+
+struct MetricsReply {
+  std::string service;
+  std::map<std::string, TypeMetricsReply> types;  // per message type; "$unknown" for types no service knows
+  HistogramReply batch_size, commit_us;
+  // Delivery.
+  std::uint64_t replays_requested = 0, replays_served = 0, gaps_seen = 0, gaps_repaired = 0, duplicates = 0,
+                dead_letters = 0, rejected_frames = 0, commands_resent = 0, commands_out_of_order = 0,
+                store_failures = 0, events_lost = 0;
+  // What peers sent past the limits, and what this node would not send.
+  std::uint64_t oversized_refused = 0, oversized_received = 0, connections_renewed = 0, tasks_failed = 0,
+                subscriptions_ignored = 0, dead_letters_evicted = 0;
+  std::map<std::string, std::uint64_t> rate_limited;  // "queries", "commands"
+  // The events socket and its readers.
+  std::uint64_t published = 0, subscriptions = 0, taps = 0, mirrored = 0;
+  std::map<std::string, std::uint64_t> socket_events;  // "accepted", "disconnected", ...
+  std::map<std::string, std::uint64_t> auth_refused;   // CURVE: per endpoint, "tap", "builtin", "source"
+  static constexpr std::string_view kType = "$metrics";
+  static constexpr auto fields() {
+    using Self = MetricsReply;
+    return std::tuple{TROUPE_DETAIL_FIELD(service),
+                      TROUPE_DETAIL_FIELD(types),
+                      TROUPE_DETAIL_FIELD(batch_size),
+                      TROUPE_DETAIL_FIELD(commit_us),
+                      TROUPE_DETAIL_FIELD(replays_requested),
+                      TROUPE_DETAIL_FIELD(replays_served),
+                      TROUPE_DETAIL_FIELD(gaps_seen),
+                      TROUPE_DETAIL_FIELD(gaps_repaired),
+                      TROUPE_DETAIL_FIELD(duplicates),
+                      TROUPE_DETAIL_FIELD(dead_letters),
+                      TROUPE_DETAIL_FIELD(rejected_frames),
+                      TROUPE_DETAIL_FIELD(commands_resent),
+                      TROUPE_DETAIL_FIELD(commands_out_of_order),
+                      TROUPE_DETAIL_FIELD(store_failures),
+                      TROUPE_DETAIL_FIELD(events_lost),
+                      TROUPE_DETAIL_FIELD(oversized_refused),
+                      TROUPE_DETAIL_FIELD(oversized_received),
+                      TROUPE_DETAIL_FIELD(connections_renewed),
+                      TROUPE_DETAIL_FIELD(tasks_failed),
+                      TROUPE_DETAIL_FIELD(subscriptions_ignored),
+                      TROUPE_DETAIL_FIELD(dead_letters_evicted),
+                      TROUPE_DETAIL_FIELD(rate_limited),
+                      TROUPE_DETAIL_FIELD(published),
+                      TROUPE_DETAIL_FIELD(subscriptions),
+                      TROUPE_DETAIL_FIELD(taps),
+                      TROUPE_DETAIL_FIELD(mirrored),
+                      TROUPE_DETAIL_FIELD(socket_events),
+                      TROUPE_DETAIL_FIELD(auth_refused)};
+  }
+};
+
+// The $metrics query: `client.query(service, builtin::MetricsQuery{})` gives a MetricsReply.
+struct MetricsQuery {
+  using Reply = MetricsReply;
+  static constexpr std::string_view kType = "$metrics";
+  static constexpr auto fields() { return std::tuple{}; }
+};
+
+// $deadletters replies. A letter as listed, and as shown (with its frames, each cut to
+// its share of the reply's size, `truncated` then set).
+struct DeadLetterInfo {
+  std::int64_t id = 0;
+  std::string time, first_time, endpoint, source, type, reason;
+  std::uint32_t attempts = 1;
+  std::uint64_t frames = 0;
+  std::optional<std::vector<Bytes>> raw;  // "show" only
+  std::optional<bool> truncated;          // "show", when a frame was cut
+  static constexpr std::string_view kType = "$deadletters.letter";
+  static constexpr auto fields() {
+    using Self = DeadLetterInfo;
+    return std::tuple{TROUPE_DETAIL_FIELD(id),       TROUPE_DETAIL_FIELD(time),     TROUPE_DETAIL_FIELD(first_time),
+                      TROUPE_DETAIL_FIELD(endpoint), TROUPE_DETAIL_FIELD(source),   TROUPE_DETAIL_FIELD(type),
+                      TROUPE_DETAIL_FIELD(reason),   TROUPE_DETAIL_FIELD(attempts), TROUPE_DETAIL_FIELD(frames),
+                      TROUPE_DETAIL_FIELD(raw),      TROUPE_DETAIL_FIELD(truncated)};
+  }
+};
+
+struct DeadLetterList {
+  std::uint64_t count = 0;  // all kept, however many are listed
+  std::vector<DeadLetterInfo> letters;
+  static constexpr std::string_view kType = "$deadletters";
+  static constexpr auto fields() {
+    using Self = DeadLetterList;
+    return std::tuple{TROUPE_DETAIL_FIELD(count), TROUPE_DETAIL_FIELD(letters)};
+  }
+};
+
+struct DeadLetterRetried {
+  std::int64_t id = 0;
+  bool retried = true;
+  bool ok = false;  // the handler took it this time (the letter is gone)
+  std::uint32_t attempts = 0;
+  static constexpr std::string_view kType = "$deadletters";
+  static constexpr auto fields() {
+    using Self = DeadLetterRetried;
+    return std::tuple{TROUPE_DETAIL_FIELD(id), TROUPE_DETAIL_FIELD(retried), TROUPE_DETAIL_FIELD(ok),
+                      TROUPE_DETAIL_FIELD(attempts)};
+  }
+};
+
+// The three $deadletters queries as a Client asks them (each a DeadLettersRequest on
+// the wire): `client.query(service, builtin::ListDeadLetters{})`, ...
+// (Each carries all three fields of the request, as nodes before these structs require.)
+struct ListDeadLetters {
+  std::string op = "list";
+  std::int64_t id = 0;
+  std::uint32_t max = 100;
+  using Reply = DeadLetterList;
+  static constexpr std::string_view kType = "$deadletters";
+  static constexpr auto fields() {
+    using Self = ListDeadLetters;
+    return std::tuple{TROUPE_DETAIL_FIELD(op), TROUPE_DETAIL_FIELD(id), TROUPE_DETAIL_FIELD(max)};
+  }
+};
+struct ShowDeadLetter {
+  std::string op = "show";
+  std::int64_t id = 0;
+  std::uint32_t max = 1;
+  using Reply = DeadLetterInfo;
+  static constexpr std::string_view kType = "$deadletters";
+  static constexpr auto fields() {
+    using Self = ShowDeadLetter;
+    return std::tuple{TROUPE_DETAIL_FIELD(op), TROUPE_DETAIL_FIELD(id), TROUPE_DETAIL_FIELD(max)};
+  }
+};
+struct RetryDeadLetter {
+  std::string op = "retry";
+  std::int64_t id = 0;
+  std::uint32_t max = 1;
+  using Reply = DeadLetterRetried;
+  static constexpr std::string_view kType = "$deadletters";
+  static constexpr auto fields() {
+    using Self = RetryDeadLetter;
+    return std::tuple{TROUPE_DETAIL_FIELD(op), TROUPE_DETAIL_FIELD(id), TROUPE_DETAIL_FIELD(max)};
+  }
+};
+
+// The $seen query as a Client asks it.
+struct SeenQuery {
+  std::vector<std::string> ids;
+  using Reply = SeenReply;
+  static constexpr std::string_view kType = "$seen";
+  static constexpr auto fields() {
+    using Self = SeenQuery;
+    return std::tuple{TROUPE_DETAIL_FIELD(ids)};
+  }
 };
 
 }  // namespace troupe::builtin

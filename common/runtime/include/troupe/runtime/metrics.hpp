@@ -1,8 +1,12 @@
 // Metrics kept by a node and served as $metrics: per message type counters and
-// handler latency, batch sizes, commit latency, delivery repair counters, socket events.
+// handler latency, batch sizes, commit latency, delivery repair counters, socket events:
+// one struct, one place each.
 #pragma once
 
+#include <troupe/runtime/builtin.hpp>
+
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -33,24 +37,39 @@ struct TypeMetrics {
   Histogram latency_us;
 };
 
+// Everything a node counts, in one place; $metrics is made from it (report()). The
+// counters are atomic, so tests and tools in the same process may read them live
+// (node.counters()); the per-type counters, histograms and maps are the node thread's
+// own: read them through $metrics.
 struct Metrics {
+  using Counter = std::atomic<std::uint64_t>;
   std::map<std::string, TypeMetrics, std::less<>> types;
   Histogram batch_size;
   Histogram commit_us;
-  // Counters that tests and tools in the process read live are NodeCounters (atomic,
-  // node.hpp): replays, gaps, duplicates, dead letters. These are the rest, one place each.
-  std::uint64_t rejected_frames = 0, commands_resent = 0, commands_out_of_order = 0, store_failures = 0,
-                events_lost = 0;
+  // Work done.
+  Counter events_applied{0}, commands_applied{0}, queries_answered{0}, published{0}, batches{0};
+  // Delivery: refusals, repairs, losses.
+  Counter rejected{0}, dead_letters{0}, duplicates{0}, gaps_seen{0}, gaps_repaired{0}, replays_requested{0},
+      replays_served{0}, rejected_frames{0}, commands_resent{0}, commands_out_of_order{0}, store_failures{0},
+      events_lost{0};
   // What a peer tried to make this node hold or send beyond its limits.
-  std::uint64_t oversized_refused = 0;      // emitted messages over max_message_bytes, not committed
-  std::uint64_t subscriptions_ignored = 0;  // subscriptions that match no topic of this node
-  std::uint64_t dead_letters_evicted = 0;   // oldest letters dropped past max_dead_letters/_bytes
-  std::uint64_t oversized_received = 0;     // messages over the frame or byte limit, kept truncated
-  std::uint64_t tasks_failed = 0;           // timer or posted tasks that threw (rolled back)
-  std::uint64_t connections_renewed = 0;    // upstream sockets opened again (silent publisher, lost replay)
+  Counter oversized_refused{0};      // emitted messages over max_message_bytes, not committed
+  Counter subscriptions_ignored{0};  // subscriptions that match no topic of this node
+  Counter dead_letters_evicted{0};   // oldest letters dropped past max_dead_letters/_bytes
+  Counter oversized_received{0};     // messages over the frame or byte limit, kept truncated
+  Counter tasks_failed{0};           // timer or posted tasks that threw (rolled back)
+  Counter connections_renewed{0};    // upstream sockets opened again (silent publisher, lost replay)
+  // The events socket and its readers.
+  Counter subscriptions{0};  // live subscriptions on our XPUB
+  Counter taps{0};           // taps subscribed to our mirror
+  Counter mirrored{0};       // messages mirrored to taps
   std::map<std::string, std::uint64_t> socket_events;  // "accepted", "disconnected", ...
   std::map<std::string, std::uint64_t> auth_refused;   // CURVE: per endpoint, "tap", "builtin", "source"
   std::map<std::string, std::uint64_t> rate_limited;   // "queries", "commands" over an identity's rate
+  std::atomic<bool> running{false};  // the node's reactor runs (not a metric; read by tests)
 };
+
+// The $metrics reply for `service` (call on the node's thread).
+builtin::MetricsReply report(const Metrics& metrics, std::string service);
 
 }  // namespace troupe

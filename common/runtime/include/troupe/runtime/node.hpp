@@ -26,6 +26,7 @@
 #include <troupe/ports/store.hpp>
 #include <troupe/runtime/context.hpp>
 #include <troupe/runtime/handlers.hpp>
+#include <troupe/runtime/metrics.hpp>
 
 namespace zmq {
 class context_t;
@@ -47,25 +48,9 @@ struct NodeOptions {
   int pub_sndhwm = 100000;
 };
 
-// Plain counters, readable from any thread (for tests and tools in the same process).
-struct NodeCounters {
-  std::atomic<std::uint64_t> events_applied{0};
-  std::atomic<std::uint64_t> commands_applied{0};
-  std::atomic<std::uint64_t> queries_answered{0};
-  std::atomic<std::uint64_t> published{0};
-  std::atomic<std::uint64_t> rejected{0};
-  std::atomic<std::uint64_t> dead_letters{0};
-  std::atomic<std::uint64_t> duplicates{0};
-  std::atomic<std::uint64_t> gaps_seen{0};
-  std::atomic<std::uint64_t> gaps_repaired{0};
-  std::atomic<std::uint64_t> replays_requested{0};
-  std::atomic<std::uint64_t> replays_served{0};
-  std::atomic<std::uint64_t> subscriptions{0};   // live subscriptions on our XPUB
-  std::atomic<std::uint64_t> taps{0};            // taps subscribed to our mirror
-  std::atomic<std::uint64_t> mirrored{0};        // messages mirrored to taps
-  std::atomic<std::uint64_t> batches{0};
-  std::atomic<bool> running{false};
-};
+// The node's counters (metrics.hpp): one struct, whose atomic counters any thread may
+// read. (NodeCounters is its former name.)
+using NodeCounters = Metrics;
 
 namespace detail {
 class NodeCore;
@@ -116,7 +101,7 @@ class Node final : public Handlers {
   void set_peer_endpoints(const std::string& service, const Endpoints& endpoints);
 
   const std::string& name() const;
-  const NodeCounters& counters() const;
+  const Metrics& counters() const;
   ports::Store& store();
 
  private:

@@ -21,7 +21,7 @@
 #include <thread>
 #include <vector>
 
-namespace troupe::detail {
+namespace troupe::transport {
 
 class ZapAuthority {
  public:
@@ -63,4 +63,4 @@ class ZapAuthority {
   std::vector<Refusal> refusals_;
 };
 
-}  // namespace troupe::detail
+}  // namespace troupe::transport

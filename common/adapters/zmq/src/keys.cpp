@@ -1,4 +1,4 @@
-#include <troupe/runtime/keys.hpp>
+#include <troupe/adapters/zmq/keys.hpp>
 
 #include <zmq.h>
 

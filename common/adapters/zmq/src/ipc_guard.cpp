@@ -1,5 +1,5 @@
 // IpcGuard: see ipc_guard.hpp.
-#include "ipc_guard.hpp"
+#include <troupe/adapters/zmq/ipc_guard.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -9,7 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-namespace troupe::detail {
+namespace troupe::transport {
 
 std::string IpcGuard::path_of(const std::string& endpoint) {
   constexpr std::string_view kIpc = "ipc://";
@@ -52,4 +52,4 @@ std::vector<IpcGuard::Status> IpcGuard::check() const {
   return out;
 }
 
-}  // namespace troupe::detail
+}  // namespace troupe::transport

@@ -1,13 +1,13 @@
-#include "zap.hpp"
+#include <troupe/adapters/zmq/zap.hpp>
 
-#include <troupe/runtime/keys.hpp>
+#include <troupe/adapters/zmq/keys.hpp>
 
 #include <zmq_addon.hpp>
 
 #include <cerrno>
 #include <stdexcept>
 
-namespace troupe::detail {
+namespace troupe::transport {
 namespace {
 
 std::mutex registry_mutex;
@@ -111,4 +111,4 @@ void ZapAuthority::answer(std::vector<zmq::message_t>& request) {
   zmq::send_multipart(socket_, reply);
 }
 
-}  // namespace troupe::detail
+}  // namespace troupe::transport

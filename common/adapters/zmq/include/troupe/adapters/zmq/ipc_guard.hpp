@@ -10,7 +10,7 @@
 
 #include <sys/types.h>
 
-namespace troupe::detail {
+namespace troupe::transport {
 
 class IpcGuard {
  public:
@@ -39,4 +39,4 @@ class IpcGuard {
   std::vector<Watched> watched_;
 };
 
-}  // namespace troupe::detail
+}  // namespace troupe::transport
