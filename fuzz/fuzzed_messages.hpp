@@ -55,6 +55,6 @@ using FuzzedMessages = std::tuple<
     shop::NotificationList, builtin::Heartbeat, builtin::ReplayRequest, builtin::ReplayReply,
     builtin::Error, builtin::DeadLettersRequest, builtin::TraceRequest, builtin::SeenRequest,
     builtin::SeenReply, builtin::Health, builtin::MetricsReply, builtin::DeadLetterList, builtin::DeadLetterInfo,
-    builtin::DeadLetterRetried, Everything>;
+    builtin::DeadLetterRetried, builtin::TopologyReply, builtin::TraceReply, Everything>;
 
 }  // namespace troupe::fuzz

@@ -348,6 +348,11 @@ TEST_CASE("$health, $metrics and $topology describe the node", "[node][integrati
   auto topo = json_query(*m.client, "sub1", "$topology");
   CHECK(topo["reacts_to"]["pub"][0] == "Ping");
   CHECK(topo["mesh"] == "test");
+  auto typed_topo = m.client->query("sub1", troupe::builtin::TopologyQuery{});
+  REQUIRE(typed_topo);
+  CHECK(typed_topo->reacts_to.at("pub") == std::vector<std::string>{"Ping"});
+  CHECK(typed_topo->endpoints.at("events") == topo["endpoints"]["events"].get<std::string>());
+  CHECK(typed_topo->heartbeat_ms == topo["heartbeat_ms"].get<std::uint64_t>());
 }
 
 TEST_CASE("a handler for something the topology does not declare is refused at start",

@@ -1,7 +1,10 @@
 // NodeCore: the node's private machinery — sockets, reactor, unit of work, relay,
-// replay, heartbeats — one class whose rooms are node_setup.cpp (sockets and store),
-// reactor.cpp (loop, batches, relay), streams.cpp (event streams), messages.cpp
-// (handlers, commands, dead letters), queries.cpp and security.cpp. Internal.
+// replay, heartbeats — one class whose rooms are node_setup.cpp (binding, connections,
+// the state lock), reactor.cpp (loop, batches, relay), streams.cpp (event streams),
+// messages.cpp (handlers, commands), dead_letters.cpp, queries.cpp (typed built-in
+// replies), security.cpp (who may do what), taps.cpp (subscriptions, mirrors), tasks.cpp
+// and compose.cpp (the default store). What is done to a socket is adapters/zmq's.
+// Internal.
 #pragma once
 
 #include <troupe/domain/id.hpp>

@@ -154,7 +154,7 @@ std::string NodeCore::answer_builtin(const Envelope& env, std::string_view paylo
       extra.push_back(std::move(ev.envelope));
       extra.push_back(std::move(ev.payload));
     }
-    return to_msgpack(json{{"count", events.size()}});
+    return codec::encode(builtin::TraceReply{events.size()});
   }
   if (env.type == builtin::kReplay) {
     auto req = codec::decode<builtin::ReplayRequest>(payload);
@@ -211,23 +211,19 @@ std::string NodeCore::health_reply() {
 std::string NodeCore::metrics_reply() { return codec::encode(report(metrics_, name_)); }
 
 std::string NodeCore::topology_reply() {
-  json j;
-  j["mesh"] = topology_.mesh;
-  j["file"] = topology_.file;
-  j["service"] = name_;
-  j["endpoints"] = {{"events", bound_.events}, {"commands", bound_.commands}, {"queries", bound_.queries}};
-  j["publishes"] = self_->publishes;
-  j["accepts"] = self_->accepts;
-  j["answers"] = self_->answers;
-  json reacts = json::object();
-  for (const auto& s : self_->reacts_to) reacts[s.publisher] = s.types;
-  j["reacts_to"] = reacts;
-  json sends = json::object();
-  for (const auto& s : self_->sends) sends[s.target] = s.types;
-  j["sends"] = sends;
-  j["heartbeat_ms"] = topology_.defaults.heartbeat.count();
-  j["durability"] = topology_.defaults.durability == Durability::durable ? "durable" : "memory";
-  return to_msgpack(j);
+  builtin::TopologyReply t;
+  t.mesh = topology_.mesh;
+  t.file = topology_.file;
+  t.service = name_;
+  t.endpoints = {{"events", bound_.events}, {"commands", bound_.commands}, {"queries", bound_.queries}};
+  t.publishes = self_->publishes;
+  t.accepts = self_->accepts;
+  t.answers = self_->answers;
+  for (const auto& s : self_->reacts_to) t.reacts_to[s.publisher] = s.types;
+  for (const auto& s : self_->sends) t.sends[s.target] = s.types;
+  t.heartbeat_ms = static_cast<std::uint64_t>(topology_.defaults.heartbeat.count());
+  t.durability = topology_.defaults.durability == Durability::durable ? "durable" : "memory";
+  return codec::encode(t);
 }
 
 std::string NodeCore::deadletters_reply(std::string_view payload, std::string& type) {

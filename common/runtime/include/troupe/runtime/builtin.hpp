@@ -346,6 +346,40 @@ struct RetryDeadLetter {
   }
 };
 
+// $topology reply: what the node believes of itself.
+struct TopologyReply {
+  std::string mesh, file, service;
+  std::map<std::string, std::string> endpoints;  // "events", "commands", "queries", as bound
+  std::vector<std::string> publishes, accepts, answers;
+  std::map<std::string, std::vector<std::string>> reacts_to;  // publisher -> types
+  std::map<std::string, std::vector<std::string>> sends;      // target -> command types
+  std::uint64_t heartbeat_ms = 0;
+  std::string durability;  // "durable" or "memory"
+  static constexpr std::string_view kType = "$topology";
+  static constexpr auto fields() {
+    using Self = TopologyReply;
+    return std::tuple{TROUPE_DETAIL_FIELD(mesh),      TROUPE_DETAIL_FIELD(file),       TROUPE_DETAIL_FIELD(service),
+                      TROUPE_DETAIL_FIELD(endpoints), TROUPE_DETAIL_FIELD(publishes),  TROUPE_DETAIL_FIELD(accepts),
+                      TROUPE_DETAIL_FIELD(answers),   TROUPE_DETAIL_FIELD(reacts_to),  TROUPE_DETAIL_FIELD(sends),
+                      TROUPE_DETAIL_FIELD(heartbeat_ms), TROUPE_DETAIL_FIELD(durability)};
+  }
+};
+struct TopologyQuery {
+  using Reply = TopologyReply;
+  static constexpr std::string_view kType = "$topology";
+  static constexpr auto fields() { return std::tuple{}; }
+};
+
+// $trace reply payload; the saga's events follow as (envelope, payload) frame pairs.
+struct TraceReply {
+  std::uint64_t count = 0;
+  static constexpr std::string_view kType = "$trace";
+  static constexpr auto fields() {
+    using Self = TraceReply;
+    return std::tuple{TROUPE_DETAIL_FIELD(count)};
+  }
+};
+
 // The $seen query as a Client asks it.
 struct SeenQuery {
   std::vector<std::string> ids;
