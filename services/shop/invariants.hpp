@@ -40,9 +40,9 @@ struct Tally {
 // What is wrong in `snap`, one line each naming the order, SKU or customer.
 std::vector<std::string> violations(const Snapshot& snap, Tally& tally);
 
-// --- implementation
-
-namespace detail {
+// Asks `service` the list query `Query` page after page (keys after the last one seen,
+// as many as a page may hold); `take(reply)` keeps a page's rows and returns how many it
+// had and the last key. Returns the first error.
 template <class Query, class Ask, class Take>
 std::optional<std::string> pages(Ask& ask, const std::string& service, Take take) {
   std::string after;
@@ -54,28 +54,27 @@ std::optional<std::string> pages(Ask& ask, const std::string& service, Take take
     after = last;
   }
 }
-}  // namespace detail
 
 template <class Ask>
 std::optional<std::string> fetch(Ask&& ask, Snapshot& out) {
-  if (auto e = detail::pages<ListOrders>(ask, "orders", [&](OrderList& p) {
+  if (auto e = pages<ListOrders>(ask, "orders", [&](OrderList& p) {
         for (auto& o : p.orders) out.orders[o.order_id] = o;
         return std::pair{p.orders.size(), p.orders.empty() ? "" : p.orders.back().order_id};
       }))
     return e;
-  if (auto e = detail::pages<GetStock>(ask, "inventory", [&](StockReport& p) {
+  if (auto e = pages<GetStock>(ask, "inventory", [&](StockReport& p) {
         out.stock = p.items;
         for (auto& r : p.reservations) out.reservations[r.order_id] = r;
         return std::pair{p.reservations.size(), p.reservations.empty() ? "" : p.reservations.back().order_id};
       }))
     return e;
-  if (auto e = detail::pages<GetBalance>(ask, "payments", [&](BalanceReport& p) {
+  if (auto e = pages<GetBalance>(ask, "payments", [&](BalanceReport& p) {
         out.accounts = p.accounts;
         for (auto& x : p.payments) out.payments[x.order_id] = x;
         return std::pair{p.payments.size(), p.payments.empty() ? "" : p.payments.back().order_id};
       }))
     return e;
-  return detail::pages<ListShipments>(ask, "shipping", [&](ShipmentList& p) {
+  return pages<ListShipments>(ask, "shipping", [&](ShipmentList& p) {
     for (auto& x : p.shipments) out.shipments[x.order_id] = x;
     return std::pair{p.shipments.size(), p.shipments.empty() ? "" : p.shipments.back().order_id};
   });

@@ -167,13 +167,11 @@ std::vector<std::string> shop_violations(World& world) {
   auto v = shop::violations(snap, tally);
   // Every ended order told its customer (the notifications service's own listing).
   std::set<std::string> told;
-  for (std::string after;;) {
-    auto page = ask("notifications", shop::ListNotifications{after, shop::kMaxPage});
-    if (!page) return {"the snapshot failed: " + page.error().message()};
-    for (const auto& n : page->notifications) told.insert(n.key);
-    if (page->notifications.size() < static_cast<std::size_t>(shop::kMaxPage)) break;
-    after = page->notifications.back().key;
-  }
+  if (auto error = shop::pages<shop::ListNotifications>(ask, "notifications", [&](shop::NotificationList& p) {
+        for (const auto& n : p.notifications) told.insert(n.key);
+        return std::pair{p.notifications.size(), p.notifications.empty() ? "" : p.notifications.back().key};
+      }))
+    return {"the snapshot failed: " + *error};
   for (const auto& [id, o] : snap.orders)
     if ((o.status == "confirmed" || o.status == "cancelled") && !told.count(id + ":" + o.status))
       v.push_back("order " + id + ": " + o.status + " but its customer was never told");

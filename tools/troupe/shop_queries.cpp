@@ -3,7 +3,7 @@
 
 namespace troupe::cli {
 
-std::optional<std::string> snapshot(Client& client, ShopSnapshot& out) {
+std::optional<std::string> snapshot(Client& client, shop::Snapshot& out) {
   return shop::fetch(
       [&client](const std::string& service, const auto& query) {
         return client.query(service, query, std::chrono::milliseconds(5000));

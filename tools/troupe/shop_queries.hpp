@@ -13,10 +13,8 @@
 
 namespace troupe::cli {
 
-using ShopSnapshot = shop::Snapshot;
-
 // Fills `out`; returns the first error, if a service did not answer.
-std::optional<std::string> snapshot(Client& client, ShopSnapshot& out);
+std::optional<std::string> snapshot(Client& client, shop::Snapshot& out);
 
 int verify_shop(Client& client, const Topology& t, int settle_ms, bool quiet);
 

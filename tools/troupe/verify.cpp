@@ -55,7 +55,7 @@ int verify_shop(Client& client, const Topology& t, int settle_ms, bool quiet) {
     std::cout << "verify: the mesh did not settle within " << settle_ms << " ms: " << why << '\n';
     return kUnreachable;
   }
-  ShopSnapshot snap;
+  shop::Snapshot snap;
   if (auto err = snapshot(client, snap)) {
     std::cout << "verify: " << *err << '\n';
     return kUnreachable;
