@@ -341,3 +341,31 @@ TEST_CASE("a service that reacts to a type it has no handler for fails at start,
                                         "handler for it \\(node\\.on<Ping>\\)"));
   }
 }
+
+TEST_CASE("a dead letter as large as the limit is shown cut to fit the reply, and says so", "[hardening][deadletters]") {
+  TempDir dir;
+  zmq::context_t ctx;
+  // 200 kB messages: a reply has room for 200,000 - 65,536 bytes of frames, split evenly.
+  auto topo = topology("ipc", dir.str(), 1, "durable", "max_message_bytes = 200000\nmax_field_bytes = 200000\n");
+  Node pub(topo, "pub", on(ctx));
+  Running rp(pub);
+  Client c(topo, "test", &ctx);
+  zmq::socket_t push(ctx, zmq::socket_type::push);
+  push.connect(pub.bound().commands);
+  auto env = troupe::make_envelope("test", "NoSuchCommand", troupe::Kind::command);
+  const std::string payload = troupe::codec::encode(Emit{1, std::string(180'000, 'q')});
+  send_frames(push, {troupe::codec::encode_envelope(env), payload});
+  REQUIRE(eventually([&] { return pub.counters().dead_letters.load() == 1; }));
+  auto list = c.query("pub", troupe::builtin::ListDeadLetters{});
+  REQUIRE(list);
+  REQUIRE(list->letters.size() == 1);
+  CHECK(list->letters[0].frames == 2);
+  auto shown = c.query("pub", troupe::builtin::ShowDeadLetter{"show", list->letters[0].id});
+  REQUIRE(shown);
+  REQUIRE(shown->raw);
+  REQUIRE(shown->raw->size() == 2);
+  CHECK(shown->truncated == std::optional<bool>(true));
+  const std::size_t share = (200'000 - 65'536) / 2;
+  CHECK(shown->raw->at(1).data == payload.substr(0, share));
+  CHECK(troupe::codec::decode_envelope(shown->raw->at(0).data)->type == "NoSuchCommand");
+}
