@@ -36,6 +36,7 @@ std::string_view to_string(Rejection::Code code) noexcept {
     case Rejection::Code::missing: return "missing";
     case Rejection::Code::invalid: return "invalid";
     case Rejection::Code::refused: return "refused";
+    case Rejection::Code::timeout: return "timeout";
   }
   return "?";
 }

@@ -95,7 +95,7 @@ Result<Received> Client::query_raw(const std::string& service, const std::string
   std::array<zmq::const_buffer, 2> bufs{zmq::buffer(env), zmq::buffer(payload)};
   if (!zmq::send_multipart(s, bufs)) {
     dealers_.erase(service);
-    return reject(Rejection::Code::invalid, service, "cannot send " + type + ": its queue is full (is it running?)");
+    return reject(Rejection::Code::timeout, service, "cannot send " + type + ": its queue is full (is it running?)");
   }
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
@@ -123,7 +123,7 @@ Result<Received> Client::query_raw(const std::string& service, const std::string
     return r;
   }
   dealers_.erase(service);  // drop the request still queued for a dead peer
-  return reject(Rejection::Code::invalid, service,
+  return reject(Rejection::Code::timeout, service,
                 "no reply to " + type + " within " + std::to_string(timeout.count()) +
                     " ms (is it running? queries endpoint " + topology_.external(*spec).queries + ")");
 }
@@ -143,7 +143,7 @@ Result<Envelope> Client::send_raw(const std::string& service, const std::string&
   std::string env = codec::encode_envelope(e);
   std::array<zmq::const_buffer, 2> bufs{zmq::buffer(env), zmq::buffer(payload)};
   if (!zmq::send_multipart(push(service), bufs))
-    return reject(Rejection::Code::invalid, service, "cannot send " + type + ": its queue is full (is it running?)");
+    return reject(Rejection::Code::timeout, service, "cannot send " + type + ": its queue is full (is it running?)");
   return e;
 }
 

@@ -19,6 +19,7 @@ struct Rejection {
     missing,     // a required key or field is absent
     invalid,     // well-formed but not acceptable (unknown service, bad value)
     refused,     // a handler said no
+    timeout,     // a peer did not answer in time (not running, or too busy)
   };
 
   Code code = Code::invalid;
