@@ -26,6 +26,7 @@ void apply(troupe::Context& ctx, const std::string& order_id, bool releasing) {
 }  // namespace
 
 void install(troupe::Handlers& node, const Seed& seed) {
+  node.publishes<StockReserved, StockRejected, StockReleased>();
   node.initialize([&seed](troupe::StateView& state) {
     for (const auto& [sku, s] : seed.skus)
       if (!state.load<StockItem>(kStock, sku)) state.save(kStock, sku, StockItem{sku, s.stock, s.stock, 0, 0});

@@ -27,6 +27,7 @@ void finish(troupe::Context& ctx, const std::string& order_id, bool confirmed, c
 }  // namespace
 
 void install(troupe::Handlers& node, const Seed& seed) {
+  node.publishes<OrderPlaced, OrderConfirmed, OrderCancelled>();
   node.on_command<PlaceOrder>([seed](const PlaceOrder& cmd, troupe::Context& ctx) -> troupe::Result<void> {
     auto decided = place(ctx.state().load<OrderView>(kTable, cmd.order_id), cmd, seed);
     if (!decided) return decided.error();

@@ -20,6 +20,7 @@ void store(troupe::Context& ctx, const Outcome& o) {
 }  // namespace
 
 void install(troupe::Handlers& node, const Seed& seed) {
+  node.publishes<PaymentCaptured, PaymentDeclined, PaymentRefunded>();
   node.initialize([&seed](troupe::StateView& state) {
     for (const auto& [customer, credit] : seed.customers)
       if (!state.load<Account>(kAccounts, customer))

@@ -10,6 +10,7 @@ constexpr std::string_view kShipments = "shipments";
 }
 
 void install(troupe::Handlers& node, const Seed&) {
+  node.publishes<ShipmentScheduled>();
   node.on<PaymentCaptured>([](const PaymentCaptured& e, troupe::Context& ctx) {
     auto s = schedule(ctx.state().load<Shipment>(kShipments, e.order_id), e);
     if (!s) return;

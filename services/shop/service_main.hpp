@@ -20,12 +20,16 @@ struct Config {
   Seed seed;
 };
 
-// Parses --topology/--state-dir/--help and loads the topology and its seed file.
+// Parses --topology/--state-dir/--help and loads the topology and its seed file. With
+// `contract` given, --contract is offered too; when set, nothing is loaded and the
+// returned Config is empty.
 // Returns the configuration, or the exit code to leave with (0 after --help, 2 for a
 // bad topology or seed file, 64 for bad arguments), the reason already printed.
 std::variant<Config, int> configure(int argc, char** argv, const std::string& name,
-                                    const std::string& summary, const std::string& default_topology);
+                                    const std::string& summary, const std::string& default_topology,
+                                    bool* contract = nullptr);
 
+// `--contract` prints the service's contract (the JSON `$schema` answers) and exits.
 // Exit codes: 0 clean stop (SIGTERM/SIGINT), 1 broken environment (address in use,
 // store unwritable, already running), 2 bad topology or seed file, 64 bad arguments.
 int service_main(int argc, char** argv, const std::string& name, const std::string& summary,

@@ -6,6 +6,7 @@
 
 #include <troupe/adapters/sqlite/sqlite_store.hpp>
 
+#include <troupe/adapters/json/contract.hpp>
 #include <troupe/runtime/builtin.hpp>
 #include <troupe/runtime/client.hpp>
 
@@ -353,6 +354,74 @@ TEST_CASE("$health, $metrics and $topology describe the node", "[node][integrati
   CHECK(typed_topo->reacts_to.at("pub") == std::vector<std::string>{"Ping"});
   CHECK(typed_topo->endpoints.at("events") == topo["endpoints"]["events"].get<std::string>());
   CHECK(typed_topo->heartbeat_ms == topo["heartbeat_ms"].get<std::uint64_t>());
+}
+
+namespace {
+// Ping as a newer build of pub writes it: one more optional field, schema version 3.
+struct PingV3 {
+  std::int64_t n = 0;
+  std::string note;
+  std::optional<std::string> origin;
+  static constexpr std::uint32_t kSchemaVersion = 3;
+  static constexpr std::string_view kType = "Ping";
+  static constexpr auto fields() {
+    using Self = PingV3;
+    return std::tuple{TROUPE_DETAIL_FIELD(n), TROUPE_DETAIL_FIELD(note), TROUPE_DETAIL_FIELD(origin)};
+  }
+};
+}  // namespace
+
+TEST_CASE("$schema answers what the node's build speaks; events carry their type's schemaversion",
+          "[node][integration]") {
+  Mesh m("inproc", 1);
+  m.nodes[0].reset();  // pub, replaced by its newer build
+  m.nodes[0] = std::make_unique<Node>(m.topo, "pub", [&] {
+    NodeOptions o;
+    o.context = &m.ctx;
+    return o;
+  }());
+  Node& pub = *m.nodes[0];
+  pub.publishes<PingV3>();
+  pub.on_command<Emit>([](const Emit& e, troupe::Context& ctx) {
+    for (std::int64_t i = 1; i <= e.count; ++i) ctx.emit(PingV3{i, e.note, "v3"});
+  });
+  m.start();
+  REQUIRE(m.client->send("pub", Emit{3, ""}));
+  REQUIRE(eventually([&] { return applied(*m.client, "sub1") == 3; }));  // v1 reads v3
+
+  auto replay = m.client->query_raw("pub", "$replay", troupe::codec::encode(troupe::builtin::ReplayRequest{1, 3, 10}));
+  REQUIRE(replay);
+  REQUIRE(replay->extra.size() == 6);
+  auto env = troupe::codec::decode_envelope(replay->extra[0]);
+  REQUIRE(env);
+  CHECK(env->schemaversion == 3);
+
+  auto answer = m.client->query("pub", troupe::builtin::SchemaQuery{});
+  REQUIRE(answer);
+  CHECK(answer->service == "pub");
+  CHECK(answer->build == std::string(troupe::kVersion));
+  auto pub_contract = troupe::json::parse_contract(answer->contract);
+  CHECK(pub_contract.publishes == std::vector<std::string>{"Ping"});
+  CHECK(pub_contract.accepts == std::vector<std::string>{"Emit"});
+  CHECK(pub_contract.messages.at("Ping").version == 3);
+  CHECK(pub_contract.messages.at("Ping").shape.properties.size() == 3);
+  auto sub = m.client->query("sub1", troupe::builtin::SchemaQuery{});
+  REQUIRE(sub);
+  auto sub_contract = troupe::json::parse_contract(sub->contract);
+  CHECK(sub_contract.reads == std::vector<std::string>{"Ping"});
+  CHECK(sub_contract.messages.at("Ping").version == 1);
+  CHECK(sub_contract.answers.at("GetApplied") == "Applied");
+}
+
+TEST_CASE("a node whose declared events differ from the topology's publishes refuses to start", "[node]") {
+  TempDir dir;
+  auto topo = topology("inproc", dir.str(), 1);
+  zmq::context_t ctx;
+  NodeOptions o;
+  o.context = &ctx;
+  Node pub(topo, "pub", o);
+  pub.publishes<Ping, Emit>();
+  CHECK_THROWS_WITH(pub.run(), "service 'pub' declares that it publishes [Ping, Emit], but its topology lists [Ping]");
 }
 
 TEST_CASE("a handler for something the topology does not declare is refused at start",

@@ -190,6 +190,33 @@ void NodeCore::set_peer_endpoints(const std::string& service, const Endpoints& e
   self_ = topology_.find(name_);
 }
 
+void NodeCore::set_contract(schema::Contract contract) {
+  contract.service = name_;
+  contract.build = std::string(kVersion);
+  if (!contract.publishes.empty()) {
+    auto sorted = [](std::vector<std::string> v) {
+      std::sort(v.begin(), v.end());
+      return v;
+    };
+    if (sorted(contract.publishes) != sorted(self_->publishes)) {
+      auto list = [](const std::vector<std::string>& v) {
+        std::string out;
+        for (const auto& t : v) out += (out.empty() ? "" : ", ") + t;
+        return "[" + out + "]";
+      };
+      throw TopologyViolation("service '" + name_ + "' declares that it publishes " + list(contract.publishes) +
+                              ", but its topology lists " + list(self_->publishes));
+    }
+  }
+  contract_text_ = troupe::json::contract_text(contract);
+  contract_ = std::move(contract);
+}
+
+std::uint32_t NodeCore::schema_version(std::string_view type) const {
+  auto it = contract_.messages.find(std::string(type));
+  return it == contract_.messages.end() ? 1 : it->second.version;
+}
+
 void NodeCore::stage_event(const Envelope& cause, std::string_view type, std::string payload,
                            std::string correlation) {
   if (!self_->publishes_type(type))
@@ -197,6 +224,7 @@ void NodeCore::stage_event(const Envelope& cause, std::string_view type, std::st
                             "', which its topology does not list in publishes");
   Envelope e = make_caused_envelope(cause, name_, std::string(type), Kind::event);
   if (!correlation.empty()) e.correlationid = std::move(correlation);
+  e.schemaversion = schema_version(type);
   e.sequence = store_->head() + 1;
   e.epoch = epoch_;
   std::string env = codec::encode_envelope(e);  // before e's strings move into the row
@@ -218,6 +246,7 @@ void NodeCore::stage_command(const Envelope& cause, std::string_view target, std
                             std::string(target) + "', which its topology does not list in sends");
   Envelope e = make_caused_envelope(cause, name_, std::string(type), Kind::command);
   if (!correlation.empty()) e.correlationid = std::move(correlation);
+  e.schemaversion = schema_version(type);
   e.sequence = store_->command_head(target) + 1;
   // A receiver tells new commands under old numbers by it (a lost WAL tail). A memory
   // node starts its numbers again at every start: that loss is memory mode's own.

@@ -24,7 +24,10 @@ void Node::on_query_raw(std::string_view type, QueryHandler handler) {
   core_->add_query_handler(type, std::move(handler));
 }
 
-void Node::run() { core_->run(); }
+void Node::run() {
+  core_->set_contract(contract_);
+  core_->run();
+}
 
 void Node::initialize(const std::function<void(StateView&)>& f) {
   auto& store = core_->store();

@@ -21,6 +21,7 @@
 #include <troupe/adapters/zmq/sockets.hpp>
 #include <troupe/adapters/zmq/zap.hpp>
 
+#include <troupe/adapters/json/contract.hpp>
 #include <troupe/adapters/msgpack/codec.hpp>
 
 #include <nlohmann/json.hpp>
@@ -172,6 +173,9 @@ class NodeCore final : public Stager {
   void add_event_handler(std::string_view type, EventHandler handler);
   void add_command_handler(std::string_view type, EventHandler handler);
   void add_query_handler(std::string_view type, QueryHandler handler);
+  // The service's contract as its registrations declare it (Handlers::contract());
+  // before run(). Throws TopologyViolation when its publishes differ from the topology's.
+  void set_contract(schema::Contract contract);
   // Where a peer really is (tests with tcp://127.0.0.1:* ports); before run().
   void set_peer_endpoints(const std::string& service, const Endpoints& endpoints);
 
@@ -194,6 +198,9 @@ class NodeCore final : public Stager {
   std::map<std::string, QueryHandler, std::less<>> query_handlers_;
 
   std::shared_ptr<ports::Store> store_;
+  schema::Contract contract_;
+  std::string contract_text_;  // what $schema answers
+  std::uint32_t schema_version(std::string_view type) const;
 
   // --- node_setup.cpp: sockets, store, binding, connections
   void open_store();
@@ -297,6 +304,7 @@ class NodeCore final : public Stager {
   std::string health_reply();
   std::string metrics_reply();
   std::string topology_reply();
+  std::string schema_reply();
   std::string deadletters_reply(std::string_view payload, std::string& type);
 
   // --- security.cpp: CURVE, subscriptions and mirrors, sources, rate limits

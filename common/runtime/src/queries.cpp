@@ -1,5 +1,5 @@
 // Queries: the service's own and the built-in ones ($health, $metrics, $topology,
-// $deadletters, $seen, $trace, $replay).
+// $schema, $deadletters, $seen, $trace, $replay).
 #include "node_core.hpp"
 
 #include <troupe/domain/id.hpp>
@@ -132,6 +132,7 @@ std::string NodeCore::answer_builtin(const Envelope& env, std::string_view paylo
   if (env.type == builtin::kHealth) return health_reply();
   if (env.type == builtin::kMetrics) return metrics_reply();
   if (env.type == builtin::kTopology) return topology_reply();
+  if (env.type == builtin::kSchema) return schema_reply();
   if (env.type == builtin::kDeadLetters) return deadletters_reply(payload, type);
   if (env.type == builtin::kSeen) {
     auto req = codec::decode<builtin::SeenRequest>(payload);
@@ -224,6 +225,10 @@ std::string NodeCore::topology_reply() {
   t.heartbeat_ms = static_cast<std::uint64_t>(topology_.defaults.heartbeat.count());
   t.durability = topology_.defaults.durability == Durability::durable ? "durable" : "memory";
   return codec::encode(t);
+}
+
+std::string NodeCore::schema_reply() {
+  return codec::encode(builtin::SchemaReply{name_, std::string(kVersion), contract_text_});
 }
 
 std::string NodeCore::deadletters_reply(std::string_view payload, std::string& type) {

@@ -28,6 +28,7 @@ inline constexpr std::string_view kDeadLetters = "$deadletters";
 inline constexpr std::string_view kError = "$error";
 inline constexpr std::string_view kTrace = "$trace";
 inline constexpr std::string_view kSeen = "$seen";
+inline constexpr std::string_view kSchema = "$schema";
 
 // Published on the events socket every heartbeat interval (topic "$heartbeat ").
 struct Heartbeat {
@@ -367,6 +368,25 @@ struct TopologyReply {
 struct TopologyQuery {
   using Reply = TopologyReply;
   static constexpr std::string_view kType = "$topology";
+  static constexpr auto fields() { return std::tuple{}; }
+};
+
+// $schema: the service's contract as this build speaks it (docs/protocol.md §7.8).
+// `contract` is a JSON document: the schema of every message the service publishes,
+// accepts, answers and reads (troupe/adapters/json/contract.hpp reads it back).
+struct SchemaReply {
+  std::string service;
+  std::string build;     // troupe's version
+  std::string contract;  // JSON
+  static constexpr std::string_view kType = "$schema";
+  static constexpr auto fields() {
+    using Self = SchemaReply;
+    return std::tuple{TROUPE_DETAIL_FIELD(service), TROUPE_DETAIL_FIELD(build), TROUPE_DETAIL_FIELD(contract)};
+  }
+};
+struct SchemaQuery {
+  using Reply = SchemaReply;
+  static constexpr std::string_view kType = "$schema";
   static constexpr auto fields() { return std::tuple{}; }
 };
 
