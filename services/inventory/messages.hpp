@@ -10,7 +10,9 @@
 
 namespace shop {
 
-// events
+// --- events
+
+// Stock for an order is held (event of inventory). payments charges the customer next.
 struct StockReserved {
   std::string order_id;
   std::string customer;
@@ -20,6 +22,8 @@ struct StockReserved {
   TROUPE_MESSAGE(StockReserved, order_id, customer, sku, quantity, amount)
 };
 
+// An order's sku is unknown or short of stock (event of inventory). orders cancels the
+// order.
 struct StockRejected {
   std::string order_id;
   std::string sku;
@@ -27,6 +31,7 @@ struct StockRejected {
   TROUPE_MESSAGE(StockRejected, order_id, sku, reason)
 };
 
+// Stock held for a cancelled order is available again (event of inventory).
 struct StockReleased {
   std::string order_id;
   std::string sku;
@@ -34,7 +39,9 @@ struct StockReleased {
   TROUPE_MESSAGE(StockReleased, order_id, sku, quantity)
 };
 
-// queries
+// --- queries
+
+// One sku's stock.
 struct StockItem {
   std::string sku;
   std::int64_t initial = 0;
@@ -44,6 +51,7 @@ struct StockItem {
   TROUPE_MESSAGE(StockItem, sku, initial, on_hand, reserved, shipped)
 };
 
+// Stock held for one order.
 struct Reservation {
   std::string order_id;
   std::string sku;
@@ -52,12 +60,14 @@ struct Reservation {
   TROUPE_MESSAGE(Reservation, order_id, sku, quantity, state)
 };
 
+// Every sku's stock, and a page of reservations.
 struct StockReport {
   std::vector<StockItem> items;
   std::vector<Reservation> reservations;  // a page: order_id > after
   TROUPE_MESSAGE(StockReport, items, reservations)
 };
 
+// Asks inventory for its stock and a page of its reservations (query).
 struct GetStock {
   std::optional<std::string> after;   // reservations page; absent: from the start
   std::optional<std::int64_t> limit;  // 1..500 (more is 500); absent: 500

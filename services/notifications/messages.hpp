@@ -10,6 +10,7 @@
 
 namespace shop {
 
+// A message notifications would send to a customer.
 struct Notification {
   std::string key;  // order_id + ":" + kind
   std::string order_id;
@@ -18,11 +19,13 @@ struct Notification {
   TROUPE_MESSAGE(Notification, key, order_id, customer, text)
 };
 
+// A page of notifications.
 struct NotificationList {
   std::vector<Notification> notifications;
   TROUPE_MESSAGE(NotificationList, notifications)
 };
 
+// Pages of notifications with key > `after` (query to notifications).
 struct ListNotifications {
   std::optional<std::string> after;   // absent: from the start
   std::optional<std::int64_t> limit;  // 1..500 (more is 500); absent: 500

@@ -11,22 +11,32 @@
 
 namespace shop {
 
-// commands
+// --- commands
+
+// Places an order (command, sent to orders by a storefront or `troupe send`). Starts the
+// order saga with OrderPlaced, or is refused (an empty order_id or customer, a quantity
+// outside 1..1000000). An unknown sku is placed and then cancelled (StockRejected).
+// Sending the same order_id again is applied once.
 struct PlaceOrder {
-  std::string order_id;
-  std::string customer;
-  std::string sku;
-  std::int64_t quantity = 0;
+  std::string order_id;        // chosen by the client; the saga's correlation id
+  std::string customer;        // whose credit pays (payments declines an unknown one)
+  std::string sku;             // what is ordered (inventory rejects an unknown one)
+  std::int64_t quantity = 0;   // 1..1000000
   TROUPE_MESSAGE(PlaceOrder, order_id, customer, sku, quantity)
 };
 
+// Cancels an order that has not ended yet (command to orders). Ends its saga with
+// OrderCancelled; an order that already ended stays as it is. Refused for an unknown
+// order_id.
 struct CancelOrder {
   std::string order_id;
-  std::string reason;
+  std::string reason;  // "" for "cancelled by the customer"
   TROUPE_MESSAGE(CancelOrder, order_id, reason)
 };
 
-// events
+// --- events
+
+// An order was accepted (event of orders). inventory reserves its stock next.
 struct OrderPlaced {
   std::string order_id;
   std::string customer;
@@ -36,12 +46,19 @@ struct OrderPlaced {
   TROUPE_MESSAGE(OrderPlaced, order_id, customer, sku, quantity, amount)
 };
 
+// The order's saga ended well: stock reserved, payment captured, shipment scheduled
+// (event of orders; one of the two events that end a saga). notifications tells the
+// customer.
 struct OrderConfirmed {
   std::string order_id;
   std::string customer;
   TROUPE_MESSAGE(OrderConfirmed, order_id, customer)
 };
 
+// The order's saga ended without a sale (event of orders; one of the two events that
+// end a saga): stock was short, the payment was declined, or the customer cancelled.
+// inventory releases what it held, payments refunds what it captured, shipping cancels
+// the shipment, notifications tells the customer.
 struct OrderCancelled {
   std::string order_id;
   std::string customer;
@@ -49,7 +66,9 @@ struct OrderCancelled {
   TROUPE_MESSAGE(OrderCancelled, order_id, customer, reason)
 };
 
-// queries
+// --- queries
+
+// An order as orders keeps it.
 struct OrderView {
   std::string order_id;
   std::string customer;
@@ -61,18 +80,21 @@ struct OrderView {
   TROUPE_MESSAGE(OrderView, order_id, customer, sku, quantity, amount, status, reason)
 };
 
+// Asks orders for one order (query). Refused for an unknown order_id.
 struct GetOrder {
   std::string order_id;
   using Reply = OrderView;
   TROUPE_MESSAGE(GetOrder, order_id)
 };
 
+// A page of orders.
 struct OrderList {
   std::vector<OrderView> orders;
   TROUPE_MESSAGE(OrderList, orders)
 };
 
-// Pages of at most `limit` orders with order_id > `after`, in order_id order.
+// Pages of at most `limit` orders with order_id > `after`, in order_id order (query to
+// orders). An empty page is the end.
 struct ListOrders {
   std::optional<std::string> after;   // absent: from the start
   std::optional<std::int64_t> limit;  // 1..500 (more is 500); absent: 500

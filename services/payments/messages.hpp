@@ -10,7 +10,10 @@
 
 namespace shop {
 
-// events
+// --- events
+
+// The order's amount was taken from the customer's credit (event of payments).
+// shipping schedules the shipment next.
 struct PaymentCaptured {
   std::string order_id;
   std::string customer;
@@ -18,6 +21,8 @@ struct PaymentCaptured {
   TROUPE_MESSAGE(PaymentCaptured, order_id, customer, amount)
 };
 
+// The customer's credit does not cover the order (event of payments). orders cancels
+// the order and inventory releases its stock.
 struct PaymentDeclined {
   std::string order_id;
   std::string customer;
@@ -25,6 +30,8 @@ struct PaymentDeclined {
   TROUPE_MESSAGE(PaymentDeclined, order_id, customer, reason)
 };
 
+// A captured amount went back to the customer after the order was cancelled (event of
+// payments). notifications tells the customer.
 struct PaymentRefunded {
   std::string order_id;
   std::string customer;
@@ -32,7 +39,9 @@ struct PaymentRefunded {
   TROUPE_MESSAGE(PaymentRefunded, order_id, customer, amount)
 };
 
-// queries
+// --- queries
+
+// One customer's credit.
 struct Account {
   std::string customer;
   std::int64_t initial = 0;
@@ -42,6 +51,7 @@ struct Account {
   TROUPE_MESSAGE(Account, customer, initial, balance, captured, refunded)
 };
 
+// What payments did for one order.
 struct Payment {
   std::string order_id;
   std::string customer;
@@ -51,12 +61,14 @@ struct Payment {
   TROUPE_MESSAGE(Payment, order_id, customer, captured, refunded, cancelled)
 };
 
+// Every customer's credit, and a page of payments.
 struct BalanceReport {
   std::vector<Account> accounts;
   std::vector<Payment> payments;  // a page: order_id > after
   TROUPE_MESSAGE(BalanceReport, accounts, payments)
 };
 
+// Asks payments for every account and a page of its payments (query).
 struct GetBalance {
   std::optional<std::string> after;   // absent: from the start
   std::optional<std::int64_t> limit;  // 1..500 (more is 500); absent: 500

@@ -10,12 +10,15 @@
 
 namespace shop {
 
+// The order's shipment is scheduled (event of shipping). orders confirms the order and
+// inventory commits its stock.
 struct ShipmentScheduled {
   std::string order_id;
   std::string shipment_id;
   TROUPE_MESSAGE(ShipmentScheduled, order_id, shipment_id)
 };
 
+// One order's shipment.
 struct Shipment {
   std::string order_id;
   std::string shipment_id;
@@ -23,11 +26,13 @@ struct Shipment {
   TROUPE_MESSAGE(Shipment, order_id, shipment_id, status)
 };
 
+// A page of shipments.
 struct ShipmentList {
   std::vector<Shipment> shipments;
   TROUPE_MESSAGE(ShipmentList, shipments)
 };
 
+// Pages of shipments with order_id > `after` (query to shipping).
 struct ListShipments {
   std::optional<std::string> after;   // absent: from the start
   std::optional<std::int64_t> limit;  // 1..500 (more is 500); absent: 500

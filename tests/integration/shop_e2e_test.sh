@@ -33,6 +33,15 @@ check "1,000 orders all end" grep -q "orders: 1000 placed, .* 0 stuck" <<<"$out"
 check "both outcomes occur" bash -c '[[ $(grep -o "[0-9]* confirmed" <<<"$1" | cut -d" " -f1) -gt 0 && $(grep -o "[0-9]* cancelled" <<<"$1" | cut -d" " -f1) -gt 0 ]]' _ "$out"
 check "invariants hold after 1,000 orders" "${troupe[@]}" verify "${args[@]}"
 
+# The contract the running services answer ($schema) is the one their executables print.
+for s in orders inventory payments shipping notifications; do "$TROUPE_BUILD_DIR/services/$s" --contract >"$state/$s.contract.json"; done
+"${troupe[@]}" asyncapi "${args[@]}" --contracts "$state"/*.contract.json --json -o "$state/built.asyncapi.json"
+check "troupe asyncapi --mesh writes what the builds' contracts say" \
+  bash -c '"$@" --mesh --json -o "$0/mesh.asyncapi.json" && cmp "$0/mesh.asyncapi.json" "$0/built.asyncapi.json"' \
+  "$state" "${troupe[@]}" asyncapi "${args[@]}"
+check "troupe compat --mesh: the running mesh is compatible with its own contract" \
+  "${troupe[@]}" compat "${args[@]}" "$state/built.asyncapi.json" --mesh
+
 out=$("${troupe[@]}" load "${args[@]}" --orders 300 --rate 300 --seed 8 --cancel-ratio 1 --cancel-delay 8 --quiet)
 echo "$out" | tail -1
 check "orders with racing cancellations all end" grep -q "0 stuck" <<<"$out"

@@ -72,5 +72,7 @@ Runner add_graph(CLI::App& app);
 Runner add_metrics(CLI::App& app);
 Runner add_export(CLI::App& app);
 Runner add_keygen(CLI::App& app);
+Runner add_asyncapi(CLI::App& app);
+Runner add_compat(CLI::App& app);
 
 }  // namespace troupe::cli

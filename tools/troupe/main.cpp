@@ -1,5 +1,5 @@
 // troupe: the command-line tool for a troupe mesh — check, send, query, status,
-// deadletters, tap, trace, graph, metrics, and for the example shop verify and
+// deadletters, tap, trace, graph, metrics, asyncapi, compat, and for the example shop verify and
 // load. Every subcommand has --help; exit codes are listed in docs/operations.md.
 #include "cli.hpp"
 
@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
   std::vector<Runner> runners{add_check(app), add_send(app), add_query(app), add_status(app),
                               add_deadletters(app), add_verify(app), add_load(app), add_tap(app),
                               add_trace(app), add_graph(app), add_metrics(app), add_export(app),
-                              add_keygen(app)};
+                              add_keygen(app), add_asyncapi(app), add_compat(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
