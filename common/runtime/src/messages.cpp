@@ -62,7 +62,14 @@ void NodeCore::apply(const Envelope& env, std::string_view payload, const EventH
   } else {
     store_->rollback_to();
     store_->release();
-    dead_letter(endpoint, &env, r.error().message(), raw, true);
+    std::string reason = r.error().message();
+    // A payload this build cannot read: say which schema versions met, so an operator
+    // sees a contract break (troupe compat) rather than a bad message.
+    if ((r.error().code == Code::wrong_type || r.error().code == Code::missing) &&
+        contract_.messages.count(env.type))
+      reason += " (sent as schemaversion " + std::to_string(env.schemaversion) + " by " + env.source + "; " + name_ +
+                " " + std::string(kVersion) + " reads schemaversion " + std::to_string(schema_version(env.type)) + ")";
+    dead_letter(endpoint, &env, reason, raw, true);
   }
   message_out_.clear();
 }
