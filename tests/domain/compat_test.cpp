@@ -56,6 +56,17 @@ struct OrderPlaced {
 };
 }  // namespace v2_compatible
 
+namespace v2_retyped_reader {  // a reader that takes v2's new field for a number
+struct OrderPlaced {
+  std::string order_id;
+  std::int64_t quantity = 0;
+  std::optional<std::string> note;
+  std::optional<std::int64_t> gift_wrap;
+  static constexpr std::uint32_t kSchemaVersion = 2;
+  TROUPE_MESSAGE(OrderPlaced, order_id, quantity, note, gift_wrap)
+};
+}  // namespace v2_retyped_reader
+
 namespace v2_retyped {
 struct OrderPlaced {
   std::string order_id;
@@ -197,6 +208,33 @@ TEST_CASE("a retyped field that a consumer reads breaks it, naming the field, bo
   CHECK_THAT(r.breaking[0].whom, Catch::Contains("inventory (old build)"));
   // backward alone: no new reader reads it yet (inventory is still v1), nothing breaks
   CHECK(compat::compare(kOld, n, compat::Mode::backward).breaking.empty());
+}
+
+TEST_CASE("a reader retyping the new field breaks; replacing it with a good build is compatible, the old break a note") {
+  auto v2 = orders<v2_compatible::OrderPlaced, v1::PlaceOrder, v1::GetOrder>();
+  auto deployed = mesh(v2, inventory<v1::OrderPlaced>());
+  auto broken = mesh(v2, inventory<v2_retyped_reader::OrderPlaced>());
+  auto r = compat::compare(deployed, broken, compat::Mode::full);
+  REQUIRE(r.breaking.size() == 1);
+  CHECK_THAT(r.breaking[0].what, Catch::Contains("field 'gift_wrap': written as string, read as integer (int64)"));
+  CHECK_THAT(r.breaking[0].whom, Catch::Contains("inventory (new build)"));
+  auto fixed = mesh(v2, inventory<v2_compatible::OrderPlaced>());
+  auto fix = compat::compare(broken, fixed, compat::Mode::full);
+  INFO(all(fix));
+  CHECK(fix.breaking.empty());
+  // the broken pair is gone with the fix; what is left to say is that the two builds of
+  // inventory read OrderPlaced differently under one schemaversion
+  REQUIRE(fix.notes.size() == 1);
+  CHECK(fix.notes[0].where == "message OrderPlaced of inventory");
+  CHECK_THAT(fix.notes[0].what, Catch::Contains("schemaversion is still 2"));
+  // an unrelated change while the break is deployed: the break is a note, not this change's
+  auto other = broken;
+  other.services["orders"].accepts.push_back("Extra");
+  other.services["orders"].messages["Extra"] = schema::message_schema<v1::Item>();
+  auto unrelated = compat::compare(broken, other, compat::Mode::full);
+  CHECK(unrelated.breaking.empty());
+  REQUIRE(unrelated.notes.size() == 1);
+  CHECK_THAT(unrelated.notes[0].whom, Catch::Contains("broken before this change"));
 }
 
 TEST_CASE("a removed field that a consumer requires breaks it; one nobody reads does not") {

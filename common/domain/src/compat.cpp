@@ -151,12 +151,23 @@ Report compare(const Mesh& o, const Mesh& n, Mode mode) {
           report.breaking.push_back({where, "no longer published", consumer + " reacts to it"});
           continue;
         }
-        if (backward)
-          check(where, consumer + " (new build) reads it", schema_of(contract(o, publisher), type),
-                schema_of(contract(n, consumer), type), "written by the old build", "read by the new");
-        if (forward)
-          check(where, consumer + " (old build) reads it", schema_of(np, type), schema_of(contract(o, consumer), type),
-                "written by the new build", "read by the old");
+        // Only the pairs the change makes: an unchanged reader already read the old
+        // writer, an unchanged writer already wrote for the old reader. What was broken
+        // before the change is said as a note.
+        const auto* old_writer = schema_of(contract(o, publisher), type);
+        const auto* new_writer = schema_of(np, type);
+        const auto* old_reader = schema_of(contract(o, consumer), type);
+        const auto* new_reader = schema_of(contract(n, consumer), type);
+        auto same = [](const schema::MessageSchema* a, const schema::MessageSchema* b) { return a && b && *a == *b; };
+        if (backward && !same(old_reader, new_reader))
+          check(where, consumer + " (new build) reads it", old_writer, new_reader, "written by the old build",
+                "read by the new");
+        if (forward && !same(old_writer, new_writer))
+          check(where, consumer + " (old build) reads it", new_writer, old_reader, "written by the new build",
+                "read by the old");
+        if (old_writer && old_reader && same(old_writer, new_writer) && same(old_reader, new_reader))
+          for (auto& p : read_problems(old_writer->shape, old_reader->shape))
+            report.notes.push_back({where, p, "broken before this change: " + consumer + " cannot read it now"});
       }
 
   // Commands and queries: what a service takes, as its clients were written for it.
