@@ -1,8 +1,9 @@
-// troupe deadletters list|show|retry SERVICE [ID]: what a service refused, and why.
+// troupe deadletters list|show|retry SERVICE [ID|--all]: what a service refused, and why.
 #include "cli.hpp"
 
 #include <troupe/runtime/builtin.hpp>
 
+#include <algorithm>
 #include <iomanip>
 #include <iostream>
 
@@ -13,7 +14,7 @@ Runner add_deadletters(CLI::App& app) {
   struct Opts : Common {
     std::string op, service;
     std::int64_t id = 0;
-    bool json = false;
+    bool json = false, all = false;
   };
   auto o = std::make_shared<Opts>();
   add_common(*cmd, *o);
@@ -21,16 +22,45 @@ Runner add_deadletters(CLI::App& app) {
   cmd->add_option("SERVICE", o->service, "the service")->required();
   cmd->add_option("ID", o->id, "the dead letter's id (show, retry)");
   cmd->add_flag("--json", o->json, "print JSON");
+  cmd->add_flag("--all", o->all, "retry: every letter the service keeps (up to 1000), oldest first");
   return [o, cmd]() -> int {
     if (!*cmd) return -1;
-    if (o->op != "list" && o->id == 0) {
-      std::cerr << "troupe: deadletters " << o->op << " needs an ID\n";
+    if (o->op != "list" && o->id == 0 && !(o->op == "retry" && o->all)) {
+      std::cerr << "troupe: deadletters " << o->op << " needs an ID" << (o->op == "retry" ? " (or --all)" : "") << "\n";
       return kUsage;
     }
     auto t = load(*o);
     if (!t) return kUsage;
     Client client(*t, identity(*o));  // the source it writes is who it is (checked under CURVE)
     client.set_identity(identity(*o));
+    if (o->op == "retry" && o->all) {
+      auto timeout = std::chrono::milliseconds(o->timeout_ms);
+      auto list = client.query(o->service, builtin::ListDeadLetters{"list", 0, 1000}, timeout);
+      if (!list) {
+        std::cerr << "troupe: " << list.error().message() << '\n';
+        return list.error().code == Rejection::Code::timeout ? kUnreachable : kFailed;
+      }
+      std::vector<std::int64_t> ids;
+      for (const auto& l : list->letters) ids.push_back(l.id);
+      std::sort(ids.begin(), ids.end());
+      std::size_t ok = 0, again = 0;
+      nlohmann::json results = nlohmann::json::array();
+      for (auto id : ids) {
+        auto r = client.query(o->service, builtin::RetryDeadLetter{"retry", id, 1}, timeout);
+        if (!r) {
+          std::cerr << "troupe: dead letter " << id << ": " << r.error().message() << '\n';
+          return r.error().code == Rejection::Code::timeout ? kUnreachable : kFailed;
+        }
+        (r->ok ? ok : again) += 1;
+        results.push_back({{"id", id}, {"ok", r->ok}, {"attempts", r->attempts}});
+      }
+      if (o->json)
+        std::cout << dump({{"retried", ids.size()}, {"ok", ok}, {"refused_again", again}, {"letters", results}}, 2) << '\n';
+      else
+        std::cout << o->service << ": retried " << ids.size() << " dead letter(s): " << ok << " handled, " << again
+                  << " refused again\n";
+      return again == 0 ? kOk : kFailed;
+    }
     builtin::DeadLettersRequest req{o->op, o->id, 1000};
     auto r = client.query_raw(o->service, std::string(builtin::kDeadLetters), codec::encode(req),
                               std::chrono::milliseconds(o->timeout_ms));
