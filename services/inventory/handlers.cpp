@@ -13,7 +13,12 @@ constexpr std::string_view kStock = "stock", kReservations = "reservations";
 
 void apply(troupe::Context& ctx, const std::string& order_id, bool releasing) {
   auto r = ctx.state().load<Reservation>(kReservations, order_id);
-  if (!r) return;
+  if (!r) {
+    // The order ended before its OrderPlaced was applied here (a dead letter retried
+    // later, say): remember it, so that a late OrderPlaced reserves nothing.
+    if (releasing) ctx.state().save(kReservations, order_id, Reservation{order_id, "", 0, "released"});
+    return;
+  }
   auto stock = ctx.state().load<StockItem>(kStock, r->sku);
   if (!stock) return;
   auto change = releasing ? release(*stock, *r) : commit(*stock, *r);
