@@ -3,6 +3,8 @@
 
 #include <troupe/domain/message.hpp>
 
+#include "../shop/version.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -19,7 +21,13 @@ struct StockReserved {
   std::string sku;
   std::int64_t quantity = 0;
   std::int64_t amount = 0;
+#if TROUPE_SHOP_VERSION >= 2
+  std::optional<std::string> warehouse = "main";  // version 2: where the stock is held
+  static constexpr std::uint32_t kSchemaVersion = 2;
+  TROUPE_MESSAGE(StockReserved, order_id, customer, sku, quantity, amount, warehouse)
+#else
   TROUPE_MESSAGE(StockReserved, order_id, customer, sku, quantity, amount)
+#endif
 };
 
 // An order's sku is unknown or short of stock (event of inventory). orders cancels the

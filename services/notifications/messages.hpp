@@ -3,6 +3,8 @@
 
 #include <troupe/domain/message.hpp>
 
+#include "../shop/version.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -16,12 +18,20 @@ struct Notification {
   std::string order_id;
   std::string customer;
   std::string text;
+#if TROUPE_SHOP_VERSION >= 2
+  std::optional<std::string> channel = "email";  // version 2: how the customer is told
+  TROUPE_MESSAGE(Notification, key, order_id, customer, text, channel)
+#else
   TROUPE_MESSAGE(Notification, key, order_id, customer, text)
+#endif
 };
 
 // A page of notifications.
 struct NotificationList {
   std::vector<Notification> notifications;
+#if TROUPE_SHOP_VERSION >= 2
+  static constexpr std::uint32_t kSchemaVersion = 2;
+#endif
   TROUPE_MESSAGE(NotificationList, notifications)
 };
 

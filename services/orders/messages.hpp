@@ -4,6 +4,8 @@
 
 #include <troupe/domain/message.hpp>
 
+#include "../shop/version.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -43,7 +45,17 @@ struct OrderPlaced {
   std::string sku;
   std::int64_t quantity = 0;
   std::int64_t amount = 0;  // cents
+#if TROUPE_SHOP_VERSION >= 2
+#ifdef TROUPE_SHOP_RETYPED
+  std::optional<std::int64_t> channel;  // the mistake: version 2 writes a string
+#else
+  std::optional<std::string> channel = "web";  // version 2: the storefront the order came from
+#endif
+  static constexpr std::uint32_t kSchemaVersion = 2;
+  TROUPE_MESSAGE(OrderPlaced, order_id, customer, sku, quantity, amount, channel)
+#else
   TROUPE_MESSAGE(OrderPlaced, order_id, customer, sku, quantity, amount)
+#endif
 };
 
 // The order's saga ended well: stock reserved, payment captured, shipment scheduled

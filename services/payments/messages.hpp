@@ -3,6 +3,8 @@
 
 #include <troupe/domain/message.hpp>
 
+#include "../shop/version.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -18,7 +20,13 @@ struct PaymentCaptured {
   std::string order_id;
   std::string customer;
   std::int64_t amount = 0;
+#if TROUPE_SHOP_VERSION >= 2
+  std::optional<std::string> method = "credit";  // version 2: how it was paid
+  static constexpr std::uint32_t kSchemaVersion = 2;
+  TROUPE_MESSAGE(PaymentCaptured, order_id, customer, amount, method)
+#else
   TROUPE_MESSAGE(PaymentCaptured, order_id, customer, amount)
+#endif
 };
 
 // The customer's credit does not cover the order (event of payments). orders cancels

@@ -3,6 +3,8 @@
 
 #include <troupe/domain/message.hpp>
 
+#include "../shop/version.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -15,7 +17,13 @@ namespace shop {
 struct ShipmentScheduled {
   std::string order_id;
   std::string shipment_id;
+#if TROUPE_SHOP_VERSION >= 2
+  std::optional<std::string> carrier = "post";  // version 2: who delivers it
+  static constexpr std::uint32_t kSchemaVersion = 2;
+  TROUPE_MESSAGE(ShipmentScheduled, order_id, shipment_id, carrier)
+#else
   TROUPE_MESSAGE(ShipmentScheduled, order_id, shipment_id)
+#endif
 };
 
 // One order's shipment.

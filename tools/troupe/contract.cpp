@@ -56,14 +56,16 @@ Runner add_asyncapi(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   add_common(*cmd, *o);
   cmd->add_flag("--mesh", o->mesh, "ask every running service for its contract ($schema)");
-  cmd->add_option("--contracts", o->contracts, "contract files, one per service (what `SERVICE --contract` prints)");
+  cmd->add_option("--contracts", o->contracts,
+                  "contract files, one per service (what `SERVICE --contract` prints); with --mesh, these replace "
+                  "what those services answer (the mesh as it would be with a new build)");
   cmd->add_option("--messages", o->headers, "messages.hpp files whose comments describe the messages");
   cmd->add_flag("--json", o->json, "write JSON instead of YAML (what troupe compat reads)");
   cmd->add_option("--output,-o", o->output, "write to this file instead of stdout");
   return [o, cmd]() -> int {
     if (!*cmd) return -1;
-    if (o->mesh == !o->contracts.empty()) {
-      std::cerr << "troupe asyncapi: give either --mesh or --contracts FILE...\n";
+    if (!o->mesh && o->contracts.empty()) {
+      std::cerr << "troupe asyncapi: give --mesh, --contracts FILE..., or both\n";
       return kUsage;
     }
     auto t = load(*o);
