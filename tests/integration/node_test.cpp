@@ -414,6 +414,54 @@ TEST_CASE("$schema answers what the node's build speaks; events carry their type
   CHECK(sub_contract.answers.at("GetApplied") == "Applied");
 }
 
+TEST_CASE("$seen says whether a one-shot command was applied or refused, and why", "[node][integration]") {
+  Mesh m("inproc", 1);
+  m.start();
+  auto good = m.client->send_raw("pub", "Emit", troupe::codec::encode(Emit{1, ""}));
+  auto bad = m.client->send_raw("pub", "Emit", troupe::codec::encode(Ping{1, "no count"}));
+  REQUIRE(good);
+  REQUIRE(bad);
+  std::vector<troupe::builtin::SeenOutcome> out;
+  REQUIRE(eventually([&] {
+    auto o = m.client->outcomes("pub", {good->id, bad->id, "never-sent"});
+    if (o) out = *o;
+    return o && (*o)[0].state != "unseen" && (*o)[1].state != "unseen";
+  }));
+  CHECK(out[0].state == "applied");
+  CHECK_FALSE(out[0].reason);
+  CHECK(out[1].state == "refused");
+  REQUIRE(out[1].reason);
+  CHECK_THAT(*out[1].reason, Catch::Contains("missing field 'count'"));
+  CHECK(out[2].state == "unseen");
+  // send_confirmed reports the refusal as one, with the service's reason
+  auto refused = m.client->send_confirmed("pub", "Emit", troupe::codec::encode(Ping{2, "again"}));
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == troupe::Rejection::Code::refused);
+  CHECK_THAT(refused.error().message(), Catch::Contains("refused: Emit") && Catch::Contains("missing field 'count'"));
+  // Both refusals are dead letters (the retry path that clears a refusal is the CLI's,
+  // in the e2e test).
+  auto letters = m.client->query("pub", troupe::builtin::ListDeadLetters{});
+  REQUIRE(letters);
+  CHECK(letters->count == 2);
+}
+
+TEST_CASE("built-in queries take their documented defaults for absent fields", "[node][integration]") {
+  Mesh m("inproc", 1);
+  m.start();
+  REQUIRE(m.client->send("pub", Emit{3, "c-1"}));
+  REQUIRE(eventually([&] { return applied(*m.client, "sub1") == 3; }));
+  auto empty = std::string(1, '\x80');  // {}
+  auto replay = m.client->query_raw("pub", "$replay", empty);  // from 1, to the end, 512 at most
+  REQUIRE(replay);
+  CHECK(replay->extra.size() == 6);
+  auto letters = m.client->query_raw("pub", "$deadletters", empty);  // op list
+  REQUIRE(letters);
+  CHECK(troupe::codec::decode<troupe::builtin::DeadLetterList>(letters->payload));
+  auto trace = m.client->query_raw("pub", "$trace", troupe::codec::encode(troupe::builtin::SeenRequest{}));
+  REQUIRE_FALSE(trace);  // correlationid has no default
+  CHECK_THAT(trace.error().message(), Catch::Contains("missing field 'correlationid'"));
+}
+
 TEST_CASE("a node whose declared events differ from the topology's publishes refuses to start", "[node]") {
   TempDir dir;
   auto topo = topology("inproc", dir.str(), 1);

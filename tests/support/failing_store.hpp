@@ -61,6 +61,8 @@ class FailingStore final : public troupe::ports::Store {
   void set_position(std::string_view s, std::uint64_t q) override { inner_->set_position(s, q); }
   bool seen(std::string_view id) override { return inner_->seen(id); }
   void mark_seen(std::string_view id) override { inner_->mark_seen(id); }
+  void set_refusal(std::string_view id, std::string_view reason) override { inner_->set_refusal(id, reason); }
+  std::optional<std::string> refusal(std::string_view id) override { return inner_->refusal(id); }
   std::size_t prune_seen(std::size_t keep, std::size_t slack) override {
     return inner_->prune_seen(keep, slack);
   }

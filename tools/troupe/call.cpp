@@ -91,7 +91,11 @@ Runner add_send(CLI::App& app) {
                                       o->traceparent);
     if (!sent) {
       std::cerr << "troupe: " << sent.error().message() << '\n';
-      return sent.error().code == Rejection::Code::invalid && sent.error().what.rfind("command ", 0) == 0 ? kUnreachable : kUsage;
+      switch (sent.error().code) {
+        case Rejection::Code::timeout: return kUnreachable;
+        case Rejection::Code::refused: return kFailed;  // taken, and refused: the reason is printed
+        default: return kUsage;
+      }
     }
     if (!o->wait) {
       std::cout << sent->id << '\n';

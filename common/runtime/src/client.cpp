@@ -165,6 +165,17 @@ std::optional<std::vector<bool>> Client::seen(const std::string& service, const 
   return reply->seen;
 }
 
+std::optional<std::vector<builtin::SeenOutcome>> Client::outcomes(const std::string& service,
+                                                                  const std::vector<std::string>& ids,
+                                                                  std::chrono::milliseconds timeout) {
+  auto r = query(service, builtin::SeenQuery{ids}, timeout);
+  if (!r || r->seen.size() != ids.size()) return std::nullopt;
+  if (r->outcomes && r->outcomes->size() == ids.size()) return std::move(*r->outcomes);
+  std::vector<builtin::SeenOutcome> out;  // a node from before outcomes: seen is all it says
+  for (std::size_t i = 0; i < ids.size(); ++i) out.push_back({ids[i], r->seen[i] ? "applied" : "unseen", {}});
+  return out;
+}
+
 Result<Envelope> Client::send_confirmed(const std::string& service, const std::string& type, std::string payload,
                                         std::string correlation, std::chrono::milliseconds timeout,
                                         std::string traceparent) {
@@ -173,13 +184,16 @@ Result<Envelope> Client::send_confirmed(const std::string& service, const std::s
   auto deadline = std::chrono::steady_clock::now() + timeout;
   auto wait = std::chrono::milliseconds(5);
   while (std::chrono::steady_clock::now() < deadline) {
-    auto s = seen(service, {sent->id}, std::chrono::milliseconds(300));
-    if (s && s->at(0)) return sent;
+    auto s = outcomes(service, {sent->id}, std::chrono::milliseconds(300));
+    if (s && s->at(0).state == "refused")
+      return reject(Rejection::Code::refused, service,
+                    "command " + type + " " + sent->id + " refused: " + s->at(0).reason.value_or("(no reason kept)"));
+    if (s && s->at(0).state != "unseen") return sent;
     std::this_thread::sleep_for(wait);
     wait = std::min(wait * 2, std::chrono::milliseconds(200));
-    if (!s || !s->at(0)) (void)resend(service, *sent, payload);
+    (void)resend(service, *sent, payload);
   }
-  return reject(Rejection::Code::invalid, service,
+  return reject(Rejection::Code::timeout, service,
                 "command " + type + " " + sent->id + " not applied within " + std::to_string(timeout.count()) +
                     " ms (is it running? it may still arrive; resending it is safe)");
 }

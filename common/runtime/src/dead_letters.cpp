@@ -41,6 +41,9 @@ void NodeCore::dead_letter(const char* endpoint, const Envelope* env, const std:
     return;
   }
   store_->add_dead_letter(l);
+  // A one-shot client asks $seen whether its command was taken: it was, and refused.
+  if (env && env->sequence == 0 && env->kind == Kind::command && std::string_view(endpoint) == "commands")
+    store_->set_refusal(env->id, reason);
   const auto& d = topology_.defaults;
   auto totals = store_->dead_letter_totals();
   if (totals.count > d.max_dead_letters || totals.bytes > d.max_dead_letter_bytes) {

@@ -141,7 +141,13 @@ std::string NodeCore::answer_builtin(const Envelope& env, std::string_view paylo
       return codec::encode(builtin::Error{req.error().message()});
     }
     builtin::SeenReply reply;
-    for (const auto& id : req->ids) reply.seen.push_back(store_->seen(id));
+    reply.outcomes.emplace();
+    for (const auto& id : req->ids) {
+      bool seen = store_->seen(id);
+      reply.seen.push_back(seen);
+      auto refusal = seen ? store_->refusal(id) : std::nullopt;
+      reply.outcomes->push_back({id, !seen ? "unseen" : refusal ? "refused" : "applied", std::move(refusal)});
+    }
     return codec::encode(reply);
   }
   if (env.type == builtin::kTrace) {
@@ -297,6 +303,7 @@ std::string NodeCore::deadletters_reply(std::string_view payload, std::string& t
   std::uint32_t attempts = letter->attempts;
   if (ok) {
     store_->remove_dead_letter(letter->id);
+    if (env_at == 0 && env->sequence == 0) store_->set_refusal(env->id, "");  // a one-shot command: applied now
   } else if (auto again = store_->dead_letter(letter->id)) {
     attempts = again->attempts;
   }

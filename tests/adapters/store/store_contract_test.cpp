@@ -205,6 +205,35 @@ TEST_CASE("one-shot command ids are forgotten in the order they were marked, pas
   });
 }
 
+TEST_CASE("a refused one-shot command keeps its reason until a retry applies it, in the unit of work", "[store]") {
+  for_each_store([](Store& s) {
+    s.begin();
+    s.mark_seen("ok-1");
+    s.mark_seen("bad-1");
+    s.set_refusal("bad-1", "field 'quantity': expected integer, got string");
+    s.set_refusal("never-seen", "ignored: not seen");
+    s.commit();
+    CHECK_FALSE(s.refusal("ok-1"));
+    CHECK(s.refusal("bad-1") == "field 'quantity': expected integer, got string");
+    CHECK_FALSE(s.refusal("never-seen"));
+    CHECK_FALSE(s.seen("never-seen"));
+    s.begin();
+    s.set_refusal("bad-1", "");  // retried and applied
+    s.rollback();
+    CHECK(s.refusal("bad-1"));  // the rollback undid the clearing
+    s.begin();
+    s.set_refusal("bad-1", "");
+    s.commit();
+    CHECK_FALSE(s.refusal("bad-1"));
+    CHECK(s.seen("bad-1"));
+    s.begin();
+    s.set_refusal("ok-1", "refused after all");
+    s.commit();
+    CHECK(s.prune_seen(0, 0) == 2);  // forgetting an id forgets its refusal
+    CHECK_FALSE(s.refusal("ok-1"));
+  });
+}
+
 TEST_CASE("a schema 1 store keeps its one-shot command ids when opened by this version", "[store][sqlite]") {
   testmesh::TempDir dir;
   auto path = dir.str() + "/old.db";
@@ -389,6 +418,11 @@ TEST_CASE("a schema 2 store opened by this version keeps its data, its events ge
     SqliteStore s(path);
     CHECK(s.incarnation() == "inc-2");
     CHECK(s.seen("cmd-a"));
+    CHECK_FALSE(s.refusal("cmd-a"));  // its table gained the refusal column
+    s.begin();
+    s.set_refusal("cmd-a", "no");
+    s.commit();
+    CHECK(s.refusal("cmd-a") == "no");
     CHECK(s.head() == 3);
     old_events = s.epoch_of(1);
     CHECK(old_events != 0);

@@ -164,6 +164,21 @@ void MemoryStore::set_position(std::string_view stream, std::uint64_t sequence) 
 }
 
 bool MemoryStore::seen(std::string_view id) { return seen_.count(id) > 0; }
+void MemoryStore::set_refusal(std::string_view id, std::string_view reason) {
+  if (!seen_.count(id)) return;
+  std::string key(id);
+  undo([this, key, old = refusal(id)] {
+    if (old) refusals_[key] = *old;
+    else refusals_.erase(key);
+  });
+  if (reason.empty()) refusals_.erase(key);
+  else refusals_[key] = std::string(reason);
+}
+std::optional<std::string> MemoryStore::refusal(std::string_view id) {
+  auto it = refusals_.find(id);
+  if (it == refusals_.end()) return std::nullopt;
+  return it->second;
+}
 void MemoryStore::mark_seen(std::string_view id) {
   if (!seen_.insert(std::string(id)).second) return;
   seen_order_.emplace_back(id);
@@ -178,6 +193,7 @@ std::size_t MemoryStore::prune_seen(std::size_t keep, std::size_t slack) {
   if (seen_order_.size() <= keep + slack) return 0;
   while (seen_order_.size() > keep) {
     seen_.erase(seen_order_.front());
+    refusals_.erase(seen_order_.front());
     seen_order_.pop_front();
     ++dropped;
   }

@@ -59,6 +59,7 @@ class SqliteStore::Statement {
     sqlite3_clear_bindings(s_);
   }
   std::int64_t i64(int col) { return sqlite3_column_int64(s_, col); }
+  bool null(int col) { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
   std::string text(int col) {
     auto p = static_cast<const char*>(sqlite3_column_blob(s_, col));
     return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col))) : std::string();
@@ -75,7 +76,7 @@ enum Stmt {
   kGet, kPut, kErase, kScan, kScanAfter,
   kAddEpoch, kEpochOf, kCountEpochs, kPruneEpochs,
   kAppendEvent, kEvents, kOldest, kPrune, kCountEvents, kEventsOf,
-  kPosition, kSetPosition, kSeen, kMarkSeen, kSeenRange, kPruneSeen,
+  kPosition, kSetPosition, kSeen, kMarkSeen, kSeenRange, kPruneSeen, kSetRefusal, kRefusal,
   kAppendCommand, kUnacked, kAck,
   kAddLetter, kAddFrame, kLetters, kLetter, kFrames, kRemoveLetter, kRemoveFrames,
   kLetterOfMessage, kMergeLetter, kLetterTotals, kOldestLetter,
@@ -112,6 +113,8 @@ const char* const kSql[] = {
     "INSERT OR IGNORE INTO troupe_seen_ids(id) VALUES (?1)",
     "SELECT min(n), max(n) FROM troupe_seen_ids",
     "DELETE FROM troupe_seen_ids WHERE n <= ?1",
+    "UPDATE troupe_seen_ids SET refusal = nullif(?2, '') WHERE id = ?1",
+    "SELECT refusal FROM troupe_seen_ids WHERE id = ?1",
     "INSERT INTO troupe_commands(target, seq, type, envelope, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
     "SELECT seq, type, envelope, payload FROM troupe_commands WHERE target = ?1 ORDER BY seq LIMIT ?2",
     "DELETE FROM troupe_commands WHERE target = ?1 AND seq <= ?2",
@@ -145,7 +148,7 @@ CREATE TABLE IF NOT EXISTS troupe_outbox(
   causationid TEXT NOT NULL, envelope BLOB NOT NULL, payload BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS troupe_outbox_correlation ON troupe_outbox(correlationid);
 CREATE TABLE IF NOT EXISTS troupe_inbox(stream TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS troupe_seen_ids(n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS troupe_seen_ids(n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, refusal TEXT);
 CREATE TABLE IF NOT EXISTS troupe_commands(
   target TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL,
   envelope BLOB NOT NULL, payload BLOB NOT NULL, PRIMARY KEY(target, seq)) WITHOUT ROWID;
@@ -315,6 +318,8 @@ void SqliteStore::migrate() {
   if (table_exists("troupe_seen"))
     exec("INSERT OR IGNORE INTO troupe_seen_ids(id) SELECT id FROM troupe_seen ORDER BY id; "
          "DROP TABLE troupe_seen;");
+  // Schema 3 seen ids: no refusals kept (a refused command then reads as applied).
+  if (!column_exists("troupe_seen_ids", "refusal")) exec("ALTER TABLE troupe_seen_ids ADD COLUMN refusal TEXT;");
   // Schema 2 letters: never merged (no message id), first seen when last seen, and
   // their size summed from their frames.
   if (!column_exists("troupe_dead_letters", "message_id"))
@@ -575,6 +580,18 @@ bool SqliteStore::seen(std::string_view id) {
 }
 
 void SqliteStore::mark_seen(std::string_view id) { stmt(kMarkSeen).bind(1, id).run(); }
+
+void SqliteStore::set_refusal(std::string_view id, std::string_view reason) {
+  stmt(kSetRefusal).bind(1, id).bind(2, reason).run();
+}
+
+std::optional<std::string> SqliteStore::refusal(std::string_view id) {
+  auto& s = stmt(kRefusal).bind(1, id);
+  std::optional<std::string> out;
+  if (s.step() && !s.null(0)) out = s.text(0);
+  s.reset();
+  return out;
+}
 
 std::uint64_t SqliteStore::command_head(std::string_view target) {
   return position(std::string("out:") + std::string(target));

@@ -34,11 +34,14 @@ template <class S, class M>
 struct Field {
   std::string_view name;
   M S::*member;
+  // A field that may be absent: a reader keeps the member's default (the struct's
+  // initializer). Writers still write it. TROUPE_DETAIL_DEFAULTED marks one.
+  bool defaulted = false;
 };
 
 template <class S, class M>
-constexpr Field<S, M> field(std::string_view name, M S::*member) {
-  return {name, member};
+constexpr Field<S, M> field(std::string_view name, M S::*member, bool defaulted = false) {
+  return {name, member, defaulted};
 }
 
 // A type described by TROUPE_MESSAGE.
@@ -51,6 +54,12 @@ concept Message = requires {
 // A query: a message that names the message type of its reply.
 template <class T>
 concept Query = Message<T> && Message<typename T::Reply>;
+
+// Calls f(field, member-reference) for every field of `msg`, in declaration order.
+template <Message T, class F>
+constexpr void for_each_field_info(T& msg, F&& f) {
+  std::apply([&](auto... fs) { (f(fs, msg.*(fs.member)), ...); }, T::fields());
+}
 
 // Calls f(name, member-reference) for every field of `msg`, in declaration order.
 template <Message T, class F>
@@ -67,6 +76,7 @@ constexpr std::size_t field_count() {
 
 // --- the macro -------------------------------------------------------------
 #define TROUPE_DETAIL_FIELD(name) ::troupe::field(#name, &Self::name)
+#define TROUPE_DETAIL_DEFAULTED(name) ::troupe::field(#name, &Self::name, true)
 
 #define TROUPE_DETAIL_EXPAND(x) x
 #define TROUPE_DETAIL_MAP_1(m, a) m(a)

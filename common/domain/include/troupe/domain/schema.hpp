@@ -42,7 +42,8 @@ struct Shape {
   bool operator==(const Shape&) const;
 };
 
-// One field of an object. A std::optional field is not required: it may be absent or nil.
+// One field of an object. A std::optional field is not required: it may be absent or
+// nil; nor is a defaulted one (TROUPE_DETAIL_DEFAULTED): absent, it reads as its default.
 struct Property {
   std::string name;
   bool required = true;
@@ -115,9 +116,9 @@ Shape shape_of() {
     s.kind = K::object;
     s.title = std::string(V::kType);
     V sample{};
-    for_each_field(sample, [&](std::string_view name, auto& value) {
+    for_each_field_info(sample, [&](const auto& info, auto& value) {
       using F = std::remove_cvref_t<decltype(value)>;
-      s.properties.push_back({std::string(name), !IsOptional<F>::value, shape_of<F>()});
+      s.properties.push_back({std::string(info.name), !IsOptional<F>::value && !info.defaulted, shape_of<F>()});
     });
   } else {
     static_assert(sizeof(V) == 0, "unsupported field type in a TROUPE_MESSAGE");

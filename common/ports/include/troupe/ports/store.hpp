@@ -105,6 +105,10 @@ class Store : public State {
   // One-shot command dedup by command id.
   virtual bool seen(std::string_view message_id) = 0;
   virtual void mark_seen(std::string_view message_id) = 0;
+  // Why a seen one-shot command was refused ("" clears it: applied after all, by a
+  // retry); nothing for an id not seen. refusal() is nullopt for an id applied or unseen.
+  virtual void set_refusal(std::string_view message_id, std::string_view reason) = 0;
+  virtual std::optional<std::string> refusal(std::string_view message_id) = 0;
   // When more than keep + slack ids are kept, forgets all but the `keep` marked most
   // recently (in the order they were marked, not by the ids' own order: a client's
   // clock says nothing here); returns how many were forgotten. Cheap when there is

@@ -58,7 +58,7 @@ struct ReplayRequest {
   static constexpr std::string_view kType = "$replay";
   static constexpr auto fields() {
     using Self = ReplayRequest;
-    return std::tuple{TROUPE_DETAIL_FIELD(from), TROUPE_DETAIL_FIELD(to), TROUPE_DETAIL_FIELD(max)};
+    return std::tuple{TROUPE_DETAIL_DEFAULTED(from), TROUPE_DETAIL_DEFAULTED(to), TROUPE_DETAIL_DEFAULTED(max)};
   }
 };
 
@@ -100,7 +100,7 @@ struct DeadLettersRequest {
   static constexpr std::string_view kType = "$deadletters";
   static constexpr auto fields() {
     using Self = DeadLettersRequest;
-    return std::tuple{TROUPE_DETAIL_FIELD(op), TROUPE_DETAIL_FIELD(id), TROUPE_DETAIL_FIELD(max)};
+    return std::tuple{TROUPE_DETAIL_DEFAULTED(op), TROUPE_DETAIL_DEFAULTED(id), TROUPE_DETAIL_DEFAULTED(max)};
   }
 };
 
@@ -112,7 +112,7 @@ struct TraceRequest {
   static constexpr std::string_view kType = "$trace";
   static constexpr auto fields() {
     using Self = TraceRequest;
-    return std::tuple{TROUPE_DETAIL_FIELD(correlationid), TROUPE_DETAIL_FIELD(max)};
+    return std::tuple{TROUPE_DETAIL_FIELD(correlationid), TROUPE_DETAIL_DEFAULTED(max)};
   }
 };
 
@@ -125,12 +125,25 @@ struct SeenRequest {
     return std::tuple{TROUPE_DETAIL_FIELD(ids)};
   }
 };
+// What became of one command id: "applied", "refused" (with the reason its dead letter
+// gave), or "unseen" (not arrived yet, or forgotten after retention_command_ids).
+struct SeenOutcome {
+  std::string id;
+  std::string state;
+  std::optional<std::string> reason;
+  static constexpr std::string_view kType = "$seen";
+  static constexpr auto fields() {
+    using Self = SeenOutcome;
+    return std::tuple{TROUPE_DETAIL_FIELD(id), TROUPE_DETAIL_FIELD(state), TROUPE_DETAIL_FIELD(reason)};
+  }
+};
 struct SeenReply {
-  std::vector<bool> seen;
+  std::vector<bool> seen;  // handled (applied or refused), in the order asked
+  std::optional<std::vector<SeenOutcome>> outcomes;  // the same, said in full (absent from 0.1.0 nodes before it)
   static constexpr std::string_view kType = "$seen";
   static constexpr auto fields() {
     using Self = SeenReply;
-    return std::tuple{TROUPE_DETAIL_FIELD(seen)};
+    return std::tuple{TROUPE_DETAIL_FIELD(seen), TROUPE_DETAIL_FIELD(outcomes)};
   }
 };
 

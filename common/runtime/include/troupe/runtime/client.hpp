@@ -14,6 +14,7 @@
 #include <troupe/domain/envelope.hpp>
 #include <troupe/domain/result.hpp>
 #include <troupe/domain/topology.hpp>
+#include <troupe/runtime/builtin.hpp>
 
 namespace zmq {
 class context_t;
@@ -65,17 +66,23 @@ class Client {
   // it at most once, so a client that is unsure whether it arrived can simply resend.
   Result<void> resend(const std::string& service, const Envelope& envelope, const std::string& payload);
 
-  // Sends a command and makes sure it was applied: asks the service ($seen) and resends
-  // the same command until it says so, or `timeout` passes (a rejection then). Safe,
-  // because the receiver applies a command id once.
+  // Sends a command and makes sure it was taken: asks the service ($seen) and resends
+  // the same command until it says so, or `timeout` passes (Code::timeout then). Safe,
+  // because the receiver handles a command id once. A command the service refused is
+  // Code::refused, with the reason it gave.
   Result<Envelope> send_confirmed(const std::string& service, const std::string& type, std::string payload,
                                   std::string correlation = {},
                                   std::chrono::milliseconds timeout = std::chrono::milliseconds(5000),
                                   std::string traceparent = {});
 
-  // Which of these command ids `service` has applied; nullopt if it did not answer.
+  // Which of these command ids `service` has handled (applied or refused); nullopt if it
+  // did not answer.
   std::optional<std::vector<bool>> seen(const std::string& service, const std::vector<std::string>& ids,
                                         std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
+  // The same, said in full: applied, refused (with the reason) or unseen, per id.
+  std::optional<std::vector<builtin::SeenOutcome>> outcomes(
+      const std::string& service, const std::vector<std::string>& ids,
+      std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
 
   template <Message C>
   Result<Envelope> send(const std::string& service, const C& c, std::string correlation = {},

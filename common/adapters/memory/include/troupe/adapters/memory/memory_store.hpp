@@ -51,6 +51,8 @@ class MemoryStore final : public ports::Store {
 
   bool seen(std::string_view message_id) override;
   void mark_seen(std::string_view message_id) override;
+  void set_refusal(std::string_view message_id, std::string_view reason) override;
+  std::optional<std::string> refusal(std::string_view message_id) override;
   std::size_t prune_seen(std::size_t keep, std::size_t slack) override;
 
   std::uint64_t command_head(std::string_view target) override;
@@ -84,6 +86,7 @@ class MemoryStore final : public ports::Store {
   std::map<std::string, std::uint64_t, std::less<>> positions_;
   std::set<std::string, std::less<>> seen_;
   std::deque<std::string> seen_order_;  // the same ids, oldest first
+  std::map<std::string, std::string, std::less<>> refusals_;  // of seen ids
   std::map<std::string, std::deque<ports::OutboxCommand>, std::less<>> commands_;
   std::map<std::string, std::uint64_t, std::less<>> command_heads_;
   std::map<std::int64_t, ports::DeadLetter> letters_;

@@ -66,6 +66,8 @@ class SqliteStore final : public ports::Store {
 
   bool seen(std::string_view message_id) override;
   void mark_seen(std::string_view message_id) override;
+  void set_refusal(std::string_view id, std::string_view reason) override;
+  std::optional<std::string> refusal(std::string_view id) override;
   std::size_t prune_seen(std::size_t keep, std::size_t slack) override;
 
   std::uint64_t command_head(std::string_view target) override;

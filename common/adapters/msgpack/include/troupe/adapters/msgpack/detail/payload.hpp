@@ -146,8 +146,9 @@ bool read_message(Reader& r, const ::msgpack::object& o, T& out) {
   }
   bool ok = true;
   std::string base = r.path;
-  for_each_field(out, [&](std::string_view name, auto& value) {
+  for_each_field_info(out, [&](const auto& info, auto& value) {
     if (!ok) return;
+    const std::string_view name = info.name;
     const ::msgpack::object* found = nullptr;
     for (std::uint32_t i = 0; i < o.via.map.size; ++i) {
       const auto& k = o.via.map.ptr[i].key;
@@ -161,10 +162,10 @@ bool read_message(Reader& r, const ::msgpack::object& o, T& out) {
     if (!found) {
       if constexpr (IsOptional<V>::value) {
         value.reset();
-      } else {
+      } else if (!info.defaulted) {
         r.error = "missing field '" + r.path + "'";
         ok = false;
-      }
+      }  // else: the member keeps its default
       return;
     }
     ok = read_value(r, *found, value);
