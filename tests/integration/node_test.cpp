@@ -438,8 +438,12 @@ TEST_CASE("$seen says whether a one-shot command was applied or refused, and why
   REQUIRE_FALSE(refused);
   CHECK(refused.error().code == troupe::Rejection::Code::refused);
   CHECK_THAT(refused.error().message(), Catch::Contains("refused: Emit") && Catch::Contains("missing field 'count'"));
+  // A peer cannot make the node build a big answer: at most kMaxSeenIds ids a query.
+  auto many = m.client->query("pub", troupe::builtin::SeenQuery{std::vector<std::string>(1001, bad->id)});
+  REQUIRE_FALSE(many);
+  CHECK_THAT(many.error().message(), Catch::Contains("1001 ids asked, at most 1000 per query"));
   // Both refusals are dead letters (the retry path that clears a refusal is the CLI's,
-  // in the e2e test).
+  // in the rolling-upgrade test).
   auto letters = m.client->query("pub", troupe::builtin::ListDeadLetters{});
   REQUIRE(letters);
   CHECK(letters->count == 2);

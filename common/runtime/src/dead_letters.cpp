@@ -42,8 +42,11 @@ void NodeCore::dead_letter(const char* endpoint, const Envelope* env, const std:
   }
   store_->add_dead_letter(l);
   // A one-shot client asks $seen whether its command was taken: it was, and refused.
-  if (env && env->sequence == 0 && env->kind == Kind::command && std::string_view(endpoint) == "commands")
-    store_->set_refusal(env->id, reason);
+  // (Any one-shot message on the commands endpoint: it was marked seen when it came.)
+  if (env && env->sequence == 0 && std::string_view(endpoint) == "commands")
+    store_->set_refusal(env->id, reason.size() <= builtin::kMaxRefusalBytes
+                                     ? reason
+                                     : reason.substr(0, builtin::kMaxRefusalBytes - 3) + "...");
   const auto& d = topology_.defaults;
   auto totals = store_->dead_letter_totals();
   if (totals.count > d.max_dead_letters || totals.bytes > d.max_dead_letter_bytes) {

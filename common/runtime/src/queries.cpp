@@ -140,6 +140,12 @@ std::string NodeCore::answer_builtin(const Envelope& env, std::string_view paylo
       type = builtin::kError;
       return codec::encode(builtin::Error{req.error().message()});
     }
+    // An answer is made on the node's one thread: a peer may not make it build a big one.
+    if (req->ids.size() > builtin::kMaxSeenIds) {
+      type = builtin::kError;
+      return codec::encode(builtin::Error{"$seen: " + std::to_string(req->ids.size()) + " ids asked, at most " +
+                                         std::to_string(builtin::kMaxSeenIds) + " per query"});
+    }
     builtin::SeenReply reply;
     reply.outcomes.emplace();
     for (const auto& id : req->ids) {

@@ -3,6 +3,7 @@
 // Their type names start with '$', which application types may not.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -125,6 +126,13 @@ struct SeenRequest {
     return std::tuple{TROUPE_DETAIL_FIELD(ids)};
   }
 };
+// Most ids one $seen may ask about (a bigger request is answered $error), and the
+// longest refusal reason kept per id (longer ones are cut): a peer cannot make a node
+// build a big answer. 1000 outcomes of UUIDs with full reasons are about 300 KB; a
+// reply over the mesh's max_message_bytes is answered $error like any other.
+inline constexpr std::size_t kMaxSeenIds = 1000;
+inline constexpr std::size_t kMaxRefusalBytes = 256;
+
 // What became of one command id: "applied", "refused" (with the reason its dead letter
 // gave), or "unseen" (not arrived yet, or forgotten after retention_command_ids).
 struct SeenOutcome {
