@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <iomanip>
+#include <set>
 #include <iostream>
 
 namespace troupe::cli {
@@ -22,7 +23,9 @@ Runner add_deadletters(CLI::App& app) {
   cmd->add_option("SERVICE", o->service, "the service")->required();
   cmd->add_option("ID", o->id, "the dead letter's id (show, retry)");
   cmd->add_flag("--json", o->json, "print JSON");
-  cmd->add_flag("--all", o->all, "retry: every letter the service keeps (up to 1000), oldest first");
+  cmd->add_flag("--all", o->all,
+                "retry: every letter the service keeps, oldest first; letters that cannot be retried are counted "
+                "and skipped (exit 1 when any is left)");
   return [o, cmd]() -> int {
     if (!*cmd) return -1;
     if (o->op != "list" && o->id == 0 && !(o->op == "retry" && o->all)) {
@@ -34,32 +37,50 @@ Runner add_deadletters(CLI::App& app) {
     Client client(*t, identity(*o));  // the source it writes is who it is (checked under CURVE)
     client.set_identity(identity(*o));
     if (o->op == "retry" && o->all) {
+      // Every kept letter, oldest first, a page at a time (a list answers at most 1000);
+      // a letter that cannot be retried (refused at the door, a query) is counted and
+      // skipped, not a reason to stop.
       auto timeout = std::chrono::milliseconds(o->timeout_ms);
-      auto list = client.query(o->service, builtin::ListDeadLetters{"list", 0, 1000}, timeout);
-      if (!list) {
-        std::cerr << "troupe: " << list.error().message() << '\n';
-        return list.error().code == Rejection::Code::timeout ? kUnreachable : kFailed;
-      }
-      std::vector<std::int64_t> ids;
-      for (const auto& l : list->letters) ids.push_back(l.id);
-      std::sort(ids.begin(), ids.end());
-      std::size_t ok = 0, again = 0;
+      std::size_t ok = 0, again = 0, skipped = 0, total = 0;
+      std::set<std::int64_t> done;
       nlohmann::json results = nlohmann::json::array();
-      for (auto id : ids) {
-        auto r = client.query(o->service, builtin::RetryDeadLetter{"retry", id, 1}, timeout);
-        if (!r) {
-          std::cerr << "troupe: dead letter " << id << ": " << r.error().message() << '\n';
-          return r.error().code == Rejection::Code::timeout ? kUnreachable : kFailed;
+      while (true) {
+        auto list = client.query(o->service, builtin::ListDeadLetters{"list", 0, 1000}, timeout);
+        if (!list) {
+          std::cerr << "troupe: " << list.error().message() << '\n';
+          return list.error().code == Rejection::Code::timeout ? kUnreachable : kFailed;
         }
-        (r->ok ? ok : again) += 1;
-        results.push_back({{"id", id}, {"ok", r->ok}, {"attempts", r->attempts}});
+        std::vector<std::int64_t> ids;
+        for (const auto& l : list->letters)
+          if (!done.count(l.id)) ids.push_back(l.id);
+        if (ids.empty()) break;  // every letter listed was tried once
+        std::sort(ids.begin(), ids.end());
+        for (auto id : ids) {
+          done.insert(id);
+          ++total;
+          auto r = client.query(o->service, builtin::RetryDeadLetter{"retry", id, 1}, timeout);
+          if (!r && r.error().code == Rejection::Code::timeout) {
+            std::cerr << "troupe: dead letter " << id << ": " << r.error().message() << '\n';
+            return kUnreachable;
+          }
+          if (!r) {
+            ++skipped;
+            results.push_back({{"id", id}, {"ok", false}, {"skipped", r.error().message()}});
+            continue;
+          }
+          (r->ok ? ok : again) += 1;
+          results.push_back({{"id", id}, {"ok", r->ok}, {"attempts", r->attempts}});
+        }
       }
       if (o->json)
-        std::cout << dump({{"retried", ids.size()}, {"ok", ok}, {"refused_again", again}, {"letters", results}}, 2) << '\n';
+        std::cout << dump({{"retried", total}, {"ok", ok}, {"refused_again", again}, {"not_retryable", skipped},
+                           {"letters", results}},
+                          2)
+                  << '\n';
       else
-        std::cout << o->service << ": retried " << ids.size() << " dead letter(s): " << ok << " handled, " << again
-                  << " refused again\n";
-      return again == 0 ? kOk : kFailed;
+        std::cout << o->service << ": retried " << total << " dead letter(s): " << ok << " handled, " << again
+                  << " refused again, " << skipped << " not retryable\n";
+      return again == 0 && skipped == 0 ? kOk : kFailed;
     }
     builtin::DeadLettersRequest req{o->op, o->id, 1000};
     auto r = client.query_raw(o->service, std::string(builtin::kDeadLetters), codec::encode(req),
