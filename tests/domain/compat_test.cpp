@@ -320,6 +320,85 @@ TEST_CASE("integers: widening is read, narrowing and signedness are not; a numbe
   CHECK_FALSE(compat::read_problems(number, integer("int64")).empty());
 }
 
+namespace nils {
+struct Old {
+  std::vector<std::int64_t> counts;
+  TROUPE_MESSAGE(Old, counts)
+};
+struct New {  // elements may now be nil
+  std::vector<std::optional<std::int64_t>> counts;
+  static constexpr std::string_view kType = "Old";
+  static constexpr auto fields() {
+    using Self = New;
+    return std::tuple{TROUPE_DETAIL_FIELD(counts)};
+  }
+};
+struct WithDefault {
+  std::uint32_t max = 100;
+  std::optional<std::string> note;
+  static constexpr std::string_view kType = "WithDefault";
+  static constexpr auto fields() {
+    using Self = WithDefault;
+    return std::tuple{TROUPE_DETAIL_DEFAULTED(max), TROUPE_DETAIL_FIELD(note)};
+  }
+};
+struct W32 {
+  std::int32_t n = 0;
+  static constexpr std::string_view kType = "Tick";
+  static constexpr auto fields() {
+    using Self = W32;
+    return std::tuple{TROUPE_DETAIL_FIELD(n)};
+  }
+};
+struct W64 {
+  std::int64_t n = 0;
+  static constexpr std::string_view kType = "Tick";
+  static constexpr auto fields() {
+    using Self = W64;
+    return std::tuple{TROUPE_DETAIL_FIELD(n)};
+  }
+};
+}  // namespace nils
+
+TEST_CASE("an element that may now be nil breaks a reader that does not take nil; a defaulted field is never nil") {
+  auto w = schema::shape<nils::New>(), r = schema::shape<nils::Old>();
+  CHECK_FALSE(w == r);
+  auto problems = compat::read_problems(w, r);
+  REQUIRE(problems.size() == 1);
+  CHECK(problems[0] == "field 'counts[]': may be written as nil, which the reader does not take");
+  CHECK(compat::read_problems(r, w).empty());
+  auto j = json::to_json_schema(w);
+  CHECK(j["properties"]["counts"]["items"]["type"] == json::Json::array({"integer", "null"}));
+  CHECK(json::shape_from_json_schema(j) == w);
+
+  auto d = json::to_json_schema(schema::shape<nils::WithDefault>());
+  CHECK(d["properties"]["max"]["type"] == "integer");  // absent reads as 100, nil is refused
+  CHECK(d["properties"]["note"]["type"] == json::Json::array({"string", "null"}));
+  CHECK_FALSE(d.contains("required"));
+}
+
+TEST_CASE("when writer and reader both change, the mesh they end in is checked too") {
+  // old: writer int32, reader int64 (fine); new: writer int64, reader int32 (broken),
+  // while each cross pair reads fine: only the end state shows it.
+  auto make = [](schema::MessageSchema writer, schema::MessageSchema reader) {
+    compat::Mesh m;
+    m.services["a"].service = "a";
+    m.services["a"].messages["Tick"] = writer;
+    m.services["a"].publishes = {"Tick"};
+    m.services["b"].service = "b";
+    m.services["b"].messages["Tick"] = reader;
+    m.services["b"].reads = {"Tick"};
+    m.reacts_to["b"]["a"] = {"Tick"};
+    return m;
+  };
+  auto w32 = schema::message_schema<nils::W32>(), w64 = schema::message_schema<nils::W64>();
+  auto r = compat::compare(make(w32, w64), make(w64, w32), compat::Mode::full);
+  INFO(all(r));
+  REQUIRE(r.breaking.size() == 1);
+  CHECK_THAT(all(r), Catch::Contains("field 'n': written as int64, read as int32: not every value fits (written by "
+                                     "the new build schemaversion 1, read by the new schemaversion 1)"));
+}
+
 TEST_CASE("a schema that changed without a new schemaversion is a note, not a break") {
   auto changed = orders<v2_compatible::OrderPlaced, v1::PlaceOrder, v1::GetOrder>();
   changed.messages["OrderPlaced"].version = 1;

@@ -1,3 +1,5 @@
+// The compatibility rules: which reader/writer pairs a change makes, and what stops a
+// reader of one schema from reading what a writer of another writes.
 #include <troupe/domain/compat.hpp>
 
 #include <algorithm>
@@ -54,6 +56,8 @@ bool readable(const Shape& w, const Shape& r) { return read_problems(w, r, "").e
 
 std::vector<std::string> read_problems(const Shape& w, const Shape& r, const std::string& path) {
   std::vector<std::string> out;
+  if (w.nullable && !r.nullable)
+    out.push_back(at(path) + "may be written as nil, which the reader does not take");
   auto mismatch = [&] {
     out.push_back(at(path) + "written as " + kind_name(w) + ", read as " + kind_name(r));
   };
@@ -103,9 +107,12 @@ std::vector<std::string> read_problems(const Shape& w, const Shape& r, const std
           if (rp.required) out.push_back("field '" + p + "': required by the reader, no longer written");
           continue;
         }
-        if (rp.required && !wp->required)
+        Shape written = wp->shape;
+        if (rp.required && !wp->required) {
           out.push_back("field '" + p + "': optional for the writer (may be absent), required by the reader");
-        auto sub = read_problems(wp->shape, rp.shape, p);
+          written.nullable = rp.shape.nullable;  // said once, above
+        }
+        auto sub = read_problems(written, rp.shape, p);
         out.insert(out.end(), sub.begin(), sub.end());
       }
       break;
@@ -138,16 +145,22 @@ Report compare(const Mesh& o, const Mesh& n, Mode mode) {
                                  whom});
   };
 
-  // Events: every (consumer, publisher, type) the new topology keeps (the old one when
-  // the new mesh names none).
-  const auto& relations = n.reacts_to.empty() ? o.reacts_to : n.reacts_to;
+  // Events: every (consumer, publisher, type) either topology has — a reaction the new
+  // one drops still runs in the old build of its consumer until that is replaced.
+  std::map<std::string, std::map<std::string, std::set<std::string>>> relations;
+  for (const auto* m : {&o, &n})
+    for (const auto& [consumer, publishers] : m->reacts_to)
+      for (const auto& [publisher, types] : publishers) relations[consumer][publisher].insert(types.begin(), types.end());
   for (const auto& [consumer, publishers] : relations)
     for (const auto& [publisher, types] : publishers)
       for (const auto& type : types) {
         std::string where = "event " + type + " of " + publisher;
         const auto* np = contract(n, publisher);
-        if (np && !np->publishes.empty() && !has(np->publishes, type) && contract(o, publisher) &&
-            has(contract(o, publisher)->publishes, type)) {
+        const auto* op = contract(o, publisher);
+        // Dropped: the old build declared it, the new one does not (a build that declares
+        // nothing drops it only when it does not even know the type).
+        if (np && op && has(op->publishes, type) && !has(np->publishes, type) &&
+            (!np->publishes.empty() || !np->messages.count(type))) {
           report.breaking.push_back({where, "no longer published", consumer + " reacts to it"});
           continue;
         }
@@ -165,6 +178,9 @@ Report compare(const Mesh& o, const Mesh& n, Mode mode) {
         if (forward && !same(old_writer, new_writer))
           check(where, consumer + " (old build) reads it", new_writer, old_reader, "written by the new build",
                 "read by the old");
+        if (!same(old_writer, new_writer) && !same(old_reader, new_reader))  // both replaced: the mesh at the end
+          check(where, consumer + " (new build) reads it", new_writer, new_reader, "written by the new build",
+                "read by the new");
         if (old_writer && old_reader && same(old_writer, new_writer) && same(old_reader, new_reader))
           for (auto& p : read_problems(old_writer->shape, old_reader->shape))
             report.notes.push_back({where, p, "broken before this change: " + consumer + " cannot read it now"});

@@ -1,3 +1,5 @@
+// Shapes to JSON Schema and back, contracts to JSON and back. What is read comes from
+// peers ($schema answers) and files: every error names where, nesting is bounded.
 #include <troupe/adapters/json/contract.hpp>
 
 #include <set>
@@ -40,7 +42,14 @@ std::string plain_type(const Json& j, const std::string& where) {
 
 }  // namespace
 
-Json to_json_schema(const schema::Shape& s) {
+namespace {
+Json plain_schema(const schema::Shape& s);
+}
+
+Json to_json_schema(const schema::Shape& s) { return s.nullable ? with_null(plain_schema(s)) : plain_schema(s); }
+
+namespace {
+Json plain_schema(const schema::Shape& s) {
   Json j = Json::object();
   switch (s.kind) {
     case Kind::boolean: j["type"] = "boolean"; break;
@@ -78,7 +87,7 @@ Json to_json_schema(const schema::Shape& s) {
       Json props = Json::object();
       Json required = Json::array();
       for (const auto& p : s.properties) {
-        props[p.name] = p.required ? to_json_schema(p.shape) : with_null(to_json_schema(p.shape));
+        props[p.name] = to_json_schema(p.shape);
         if (p.required) required.push_back(p.name);
       }
       j["properties"] = props;
@@ -88,8 +97,32 @@ Json to_json_schema(const schema::Shape& s) {
   }
   return j;
 }
+}  // namespace
 
-schema::Shape shape_from_json_schema(const Json& j, const std::string& where) {
+namespace {
+
+// Deeper than any message troupe writes (the codec reads 32 levels of nesting).
+constexpr int kMaxSchemaDepth = 64;
+
+schema::Shape read_shape(const Json& j, const std::string& where, int depth);
+
+schema::Shape read_sub(const Json& j, const std::string& where, int depth) {
+  if (depth >= kMaxSchemaDepth) fail(where, "nested deeper than " + std::to_string(kMaxSchemaDepth) + " levels");
+  return read_shape(j, where, depth + 1);
+}
+
+bool admits_null(const Json& j) {
+  if (j.contains("type")) {
+    const Json& t = j["type"];
+    if (t == "null") return true;
+    if (t.is_array())
+      for (const auto& e : t)
+        if (e == "null") return true;
+  }
+  return false;
+}
+
+schema::Shape read_shape(const Json& j, const std::string& where, int depth) {
   if (!j.is_object()) fail(where, "a schema must be an object");
   schema::Shape s;
   if (j.contains("anyOf")) {
@@ -98,11 +131,15 @@ schema::Shape shape_from_json_schema(const Json& j, const std::string& where) {
     std::size_t i = 0;
     for (const auto& alt : j["anyOf"]) {
       std::string at = where + ".anyOf[" + std::to_string(i++) + "]";
-      if (alt.is_object() && alt.contains("type") && alt["type"] == "null") continue;
-      s.items.push_back(shape_from_json_schema(alt, at));
+      if (alt.is_object() && alt.contains("type") && alt["type"] == "null") {
+        s.nullable = true;
+        continue;
+      }
+      s.items.push_back(read_sub(alt, at, depth));
     }
     return s;
   }
+  s.nullable = admits_null(j);
   std::string type = plain_type(j, where);
   std::string format = j.contains("format") && j["format"].is_string() ? j["format"].get<std::string>() : "";
   if (type == "boolean") {
@@ -119,15 +156,15 @@ schema::Shape shape_from_json_schema(const Json& j, const std::string& where) {
     if (j["items"].is_array()) {
       s.kind = Kind::tuple;
       std::size_t i = 0;
-      for (const auto& item : j["items"]) s.items.push_back(shape_from_json_schema(item, where + ".items[" + std::to_string(i++) + "]"));
+      for (const auto& item : j["items"]) s.items.push_back(read_sub(item, where + ".items[" + std::to_string(i++) + "]", depth));
     } else {
       s.kind = Kind::array;
-      s.items.push_back(shape_from_json_schema(j["items"], where + ".items"));
+      s.items.push_back(read_sub(j["items"], where + ".items", depth));
     }
   } else if (type == "object") {
     if (j.contains("additionalProperties") && j["additionalProperties"].is_object() && !j.contains("properties")) {
       s.kind = Kind::map;
-      s.items.push_back(shape_from_json_schema(j["additionalProperties"], where + ".additionalProperties"));
+      s.items.push_back(read_sub(j["additionalProperties"], where + ".additionalProperties", depth));
       return s;
     }
     s.kind = Kind::object;
@@ -143,8 +180,7 @@ schema::Shape shape_from_json_schema(const Json& j, const std::string& where) {
     if (j.contains("properties")) {
       if (!j["properties"].is_object()) fail(where, "\"properties\" must be an object");
       for (const auto& [name, sub] : j["properties"].items())
-        s.properties.push_back({name, required.count(name) > 0,
-                                shape_from_json_schema(sub, where + ".properties." + name)});
+        s.properties.push_back({name, required.count(name) > 0, read_sub(sub, where + ".properties." + name, depth)});
     }
     for (const auto& r : required) {
       bool known = false;
@@ -158,6 +194,10 @@ schema::Shape shape_from_json_schema(const Json& j, const std::string& where) {
   }
   return s;
 }
+
+}  // namespace
+
+schema::Shape shape_from_json_schema(const Json& j, const std::string& where) { return read_shape(j, where, 0); }
 
 Json to_json(const schema::Contract& c) {
   Json j = Json::object();

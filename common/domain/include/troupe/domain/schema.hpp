@@ -39,11 +39,13 @@ struct Shape {
   std::string title;              // object: the message type's name
   std::vector<Shape> items;       // array: [element]; map: [value]; tuple, any_of: the alternatives
   std::vector<Property> properties;  // object: its fields in declaration order
+  bool nullable = false;             // a std::optional: nil is a value too
   bool operator==(const Shape&) const;
 };
 
-// One field of an object. A std::optional field is not required: it may be absent or
-// nil; nor is a defaulted one (TROUPE_DETAIL_DEFAULTED): absent, it reads as its default.
+// One field of an object. A std::optional field is not required (it may be absent) and
+// its shape is nullable; a defaulted one (TROUPE_DETAIL_DEFAULTED) is not required
+// either (absent, it reads as its default) but is never nil.
 struct Property {
   std::string name;
   bool required = true;
@@ -53,7 +55,7 @@ struct Property {
 
 inline bool Shape::operator==(const Shape& o) const {
   return kind == o.kind && format == o.format && title == o.title && items == o.items &&
-         properties == o.properties;
+         properties == o.properties && nullable == o.nullable;
 }
 
 template <class T>
@@ -99,7 +101,8 @@ Shape shape_of() {
   } else if constexpr (std::is_same_v<V, Bytes>) {
     s.kind = K::bytes;
   } else if constexpr (IsOptional<V>::value) {
-    return shape_of<typename V::value_type>();  // optionality belongs to the field
+    s = shape_of<typename V::value_type>();
+    s.nullable = true;
   } else if constexpr (IsVector<V>::value) {
     s.kind = K::array;
     s.items.push_back(shape_of<typename V::value_type>());
