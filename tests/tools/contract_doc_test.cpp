@@ -133,4 +133,10 @@ struct Bare {
 TEST_CASE("YAML output: nested maps and lists, strings JSON-quoted") {
   contract::Json j = {{"a", {{"b", 1}, {"$ref", "x: y"}}}, {"list", {{{"k", "v"}, {"k2", true}}, "s", contract::Json::array()}}, {"e", contract::Json::object()}};
   CHECK(contract::to_yaml(j) == "a:\n  b: 1\n  \"$ref\": \"x: y\"\nlist:\n  - k: \"v\"\n    k2: true\n  - \"s\"\n  - []\ne: {}\n");
+  // keys a YAML reader would take for something else are quoted; bytes outside printable
+  // ASCII are escaped
+  contract::Json odd = {{"True", 1}, {"NULL", 2}, {"y", 3}, {"-1", 4}, {".inf", 5}, {"ok_key-1.x", 6},
+                        {"s", "a\x7f\u00e9\u2028b"}};
+  CHECK(contract::to_yaml(odd) ==
+        "\"True\": 1\n\"NULL\": 2\n\"y\": 3\n\"-1\": 4\n\".inf\": 5\nok_key-1.x: 6\ns: \"a\\u007f\\u00e9\\u2028b\"\n");
 }

@@ -1,6 +1,9 @@
+// The AsyncAPI document of a mesh, read back for troupe compat; message descriptions
+// from messages.hpp; a small YAML writer for the document (JSON in block style).
 #include "contract_doc.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -375,14 +378,22 @@ compat::Mesh mesh_from_asyncapi(const Json& doc) {
 
 namespace {
 
+// A key written bare: letters, digits, _ . - (not first), and nothing a YAML 1.1 or 1.2
+// reader would take for a boolean or null; any other key is double-quoted.
 bool plain_key(const std::string& k) {
-  if (k.empty()) return false;
-  return std::all_of(k.begin(), k.end(), [](unsigned char c) { return std::isalnum(c) || c == '_' || c == '-' || c == '.'; }) &&
-         !std::isdigit(static_cast<unsigned char>(k[0])) && k != "true" && k != "false" && k != "null" && k != "yes" &&
-         k != "no" && k != "on" && k != "off";
+  if (k.empty() || k.size() > 200 || !(std::isalpha(static_cast<unsigned char>(k[0])) || k[0] == '_')) return false;
+  if (!std::all_of(k.begin(), k.end(),
+                   [](unsigned char c) { return std::isalnum(c) || c == '_' || c == '-' || c == '.'; }))
+    return false;
+  std::string lower;
+  for (char c : k) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  static const std::set<std::string> reserved{"true", "false", "null", "yes", "no", "on", "off", "y", "n"};
+  return !reserved.count(lower);
 }
 
-std::string scalar(const Json& v) { return v.dump(-1, ' ', false, Json::error_handler_t::replace); }
+// JSON's double-quoted string, every byte outside printable ASCII escaped: YAML reads
+// it the same, and no control or non-character reaches the file.
+std::string scalar(const Json& v) { return v.dump(-1, ' ', true, Json::error_handler_t::replace); }
 std::string key_text(const std::string& k) { return plain_key(k) ? k : scalar(Json(k)); }
 bool inline_value(const Json& v) { return !(v.is_object() || v.is_array()) || v.empty(); }
 std::string inline_text(const Json& v) {
