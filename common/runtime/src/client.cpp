@@ -129,7 +129,8 @@ Result<Received> Client::query_raw(const std::string& service, const std::string
 }
 
 Result<Envelope> Client::send_raw(const std::string& service, const std::string& type,
-                                  std::string payload, std::string correlation, std::string traceparent) {
+                                  std::string payload, std::string correlation, std::string traceparent,
+                                  std::uint32_t schemaversion) {
   const ServiceSpec* spec = topology_.find(service);
   if (!spec) return reject(Rejection::Code::invalid, service, "no such service in " + topology_.file);
   if (!spec->accepts_type(type))
@@ -140,6 +141,7 @@ Result<Envelope> Client::send_raw(const std::string& service, const std::string&
   Envelope e = make_envelope(name_, type, Kind::command);
   e.correlationid = std::move(correlation);
   e.traceparent = std::move(traceparent);
+  e.schemaversion = schemaversion;
   std::string env = codec::encode_envelope(e);
   std::array<zmq::const_buffer, 2> bufs{zmq::buffer(env), zmq::buffer(payload)};
   if (!zmq::send_multipart(push(service), bufs))

@@ -216,6 +216,11 @@ void NodeCore::set_contract(schema::Contract contract) {
     }
   }
   contract_text_ = troupe::json::contract_text(contract);
+  // Loud, not fatal: a service runs without being able to say what it speaks.
+  if (contract_text_.size() + 4096 > topology_.defaults.max_message_bytes)
+    log_->warn("its contract is {} bytes, over what max_message_bytes ({}) lets $schema answer: $schema will "
+               "answer $error, and troupe asyncapi --mesh and scripts/upgrade cannot ask it",
+               contract_text_.size(), topology_.defaults.max_message_bytes);
   contract_ = std::move(contract);
 }
 

@@ -318,7 +318,9 @@ void SqliteStore::migrate() {
   if (table_exists("troupe_seen"))
     exec("INSERT OR IGNORE INTO troupe_seen_ids(id) SELECT id FROM troupe_seen ORDER BY id; "
          "DROP TABLE troupe_seen;");
-  // Schema 3 seen ids: no refusals kept (a refused command then reads as applied).
+  // Seen ids gained why a command was refused: an added column, not a new schema
+  // version, so an older build still opens the store (it keeps no refusals; one it
+  // applies on a retry keeps reading "refused" here).
   if (!column_exists("troupe_seen_ids", "refusal")) exec("ALTER TABLE troupe_seen_ids ADD COLUMN refusal TEXT;");
   // Schema 2 letters: never merged (no message id), first seen when last seen, and
   // their size summed from their frames.

@@ -13,6 +13,7 @@
 #include <troupe/adapters/msgpack/codec.hpp>
 #include <troupe/domain/envelope.hpp>
 #include <troupe/domain/result.hpp>
+#include <troupe/domain/schema.hpp>
 #include <troupe/domain/topology.hpp>
 #include <troupe/runtime/builtin.hpp>
 
@@ -60,7 +61,8 @@ class Client {
   // `traceparent`: a W3C Trace Context header ("00-<32 hex>-<16 hex>-<2 hex>") that the
   // command and everything it causes carry; anything else is refused.
   Result<Envelope> send_raw(const std::string& service, const std::string& type, std::string payload,
-                            std::string correlation = {}, std::string traceparent = {});
+                            std::string correlation = {}, std::string traceparent = {},
+                            std::uint32_t schemaversion = 1);
 
   // Sends a command again with its original envelope (same id): the receiver applies
   // it at most once, so a client that is unsure whether it arrived can simply resend.
@@ -87,7 +89,8 @@ class Client {
   template <Message C>
   Result<Envelope> send(const std::string& service, const C& c, std::string correlation = {},
                         std::string traceparent = {}) {
-    return send_raw(service, std::string(C::kType), codec::encode(c), std::move(correlation), std::move(traceparent));
+    return send_raw(service, std::string(C::kType), codec::encode(c), std::move(correlation), std::move(traceparent),
+                    schema::schema_version<C>());
   }
 
   // Subscribes to every event of every service (or of `services`); call before the
