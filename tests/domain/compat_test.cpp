@@ -399,6 +399,33 @@ TEST_CASE("when writer and reader both change, the mesh they end in is checked t
                                      "the new build schemaversion 1, read by the new schemaversion 1)"));
 }
 
+TEST_CASE("a command a service sends is checked against its receiver, build by build") {
+  // shipping sends PlaceOrder to orders; its new build writes coupon as a number.
+  auto make = [](schema::MessageSchema sender_view) {
+    compat::Mesh m = kOld;
+    auto& shipping = m.services["shipping"];
+    shipping.service = "shipping";
+    shipping.messages["PlaceOrder"] = sender_view;
+    shipping.sends["orders"] = {"PlaceOrder"};
+    return m;
+  };
+  auto v1 = schema::message_schema<v1::PlaceOrder>();
+  auto retyped = v1;
+  retyped.shape.properties[1].shape = schema::Shape{schema::Shape::Kind::integer, "int64", "", {}, {}, true};
+  auto r = compat::compare(make(v1), make(retyped), compat::Mode::full);
+  INFO(all(r));
+  REQUIRE(r.breaking.size() == 1);
+  CHECK(r.breaking[0].where == "command PlaceOrder from shipping to orders");
+  CHECK_THAT(r.breaking[0].what, Catch::Contains("field 'coupon': written as integer (int64), read as string"));
+  CHECK_THAT(r.breaking[0].whom, Catch::Contains("orders (old build) reads it"));
+  CHECK(compat::compare(make(v1), make(v1), compat::Mode::full).breaking.empty());
+  // and the contract document keeps what a service sends
+  auto c = make(retyped).services["shipping"];
+  auto back = json::parse_contract(json::contract_text(c));
+  CHECK(back.sends == c.sends);
+  CHECK(back.messages == c.messages);
+}
+
 TEST_CASE("a schema that changed without a new schemaversion is a note, not a break") {
   auto changed = orders<v2_compatible::OrderPlaced, v1::PlaceOrder, v1::GetOrder>();
   changed.messages["OrderPlaced"].version = 1;

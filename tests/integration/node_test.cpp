@@ -412,6 +412,7 @@ TEST_CASE("$schema answers what the node's build speaks; events carry their type
   CHECK(sub_contract.reads == std::vector<std::string>{"Ping"});
   CHECK(sub_contract.messages.at("Ping").version == 1);
   CHECK(sub_contract.answers.at("GetApplied") == "Applied");
+  CHECK(sub_contract.sends.at("pub") == std::vector<std::string>{"Emit"});
 }
 
 TEST_CASE("$seen says whether a one-shot command was applied or refused, and why", "[node][integration]") {
@@ -475,6 +476,10 @@ TEST_CASE("a node whose declared events differ from the topology's publishes ref
   Node pub(topo, "pub", o);
   pub.publishes<Ping, Emit>();
   CHECK_THROWS_WITH(pub.run(), "service 'pub' declares that it publishes [Ping, Emit], but its topology lists [Ping]");
+  Node sub(topo, "sub1", o);
+  sub.sends<Emit, Ping>("pub");
+  CHECK_THROWS_WITH(sub.run(), "service 'sub1' declares that it sends [Emit to pub, Ping to pub], but its topology "
+                               "lists [Emit to pub]");
 }
 
 TEST_CASE("a handler for something the topology does not declare is refused at start",

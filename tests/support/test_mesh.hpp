@@ -107,6 +107,7 @@ inline void install(troupe::Node& node) {
     return ctx.state().load<Applied>("sub", "applied").value_or(Applied{});
   });
   // A subscriber forwards Emit to pub: a service-to-service command, resent until acked.
+  node.sends<Emit>("pub");
   node.on_command<Emit>([](const Emit& e, troupe::Context& ctx) { ctx.send("pub", e); });
 }
 

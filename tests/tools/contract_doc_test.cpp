@@ -7,6 +7,7 @@
 #include "../../services/payments/handlers.hpp"
 #include "../../services/shipping/handlers.hpp"
 #include "../../tools/troupe/contract_doc.hpp"
+#include "../support/test_mesh.hpp"
 
 #include <troupe/adapters/toml/topology_loader.hpp>
 #include <troupe/runtime/node.hpp>
@@ -107,6 +108,42 @@ TEST_CASE("a type the topology names that a service's contract lacks is an error
                     Catch::Contains("service 'orders': the topology") && Catch::Contains("accepts 'CancelOrder'"));
   contracts.erase("payments");
   CHECK_THROWS_WITH(contract::asyncapi(t, contracts, {}), Catch::Contains("service 'payments': no contract"));
+}
+
+TEST_CASE("commands a service sends are send operations; a sender's own schema of one is kept") {
+  auto t = testmesh::topology("ipc", "/tmp/unused", 1);
+  std::map<std::string, schema::Contract> contracts;
+  auto& pub = contracts["pub"];
+  pub.service = "pub";
+  pub.add<testmesh::Ping>();
+  pub.add<testmesh::Emit>();
+  pub.add<testmesh::GetApplied>();
+  pub.add<testmesh::Applied>();
+  pub.publishes = {"Ping"};
+  pub.accepts = {"Emit"};
+  pub.answers["GetApplied"] = "Applied";
+  auto& sub = contracts["sub1"];
+  sub = pub;
+  sub.service = "sub1";
+  sub.publishes.clear();
+  sub.reads = {"Ping"};
+  sub.sends["pub"] = {"Emit"};
+  auto doc = contract::asyncapi(t, contracts, {});
+  const auto& op = doc["operations"]["sub1-send-pub-Emit"];
+  CHECK(op["action"] == "send");
+  CHECK(op["channel"]["$ref"] == "#/channels/pub-commands");
+  CHECK_FALSE(op.contains("x-troupe-writes"));  // the same schema as pub's
+  auto mesh = contract::mesh_from_asyncapi(doc);
+  CHECK(mesh.services.at("sub1").sends.at("pub") == std::vector<std::string>{"Emit"});
+
+  contracts["sub1"].messages["Emit"].version = 2;  // the sender's build writes another version
+  contracts["sub1"].messages["Emit"].shape.properties.pop_back();
+  auto doc2 = contract::asyncapi(t, contracts, {});
+  REQUIRE(doc2["operations"]["sub1-send-pub-Emit"].contains("x-troupe-writes"));
+  // sub1 also accepts Emit: what it reads back is its one schema of the type
+  auto mesh2 = contract::mesh_from_asyncapi(doc2);
+  CHECK(mesh2.services.at("sub1").sends.at("pub") == std::vector<std::string>{"Emit"});
+  CHECK(mesh2.services.at("pub").messages.at("Emit").version == 1);
 }
 
 TEST_CASE("descriptions come from the comments of messages.hpp") {

@@ -287,6 +287,29 @@ Json asyncapi(const Topology& t, const std::map<std::string, schema::Contract>& 
         operations[s.name + "-receive-" + sub.publisher + "-" + type] = op;
       }
 
+  // Commands services send each other: the receiver's message, and the sender's own
+  // schema of it when that differs (x-troupe-writes).
+  for (const auto& s : t.services)
+    for (const auto& route : s.sends)
+      for (const auto& type : route.types) {
+        auto k = key_of.find({route.target, type});
+        if (k == key_of.end())
+          throw ContractError("service '" + s.name + "' sends '" + type + "' to '" + route.target +
+                              "', which does not accept it");
+        Json op{{"action", "send"},
+                {"channel", {{"$ref", "#/channels/" + route.target + "-commands"}}},
+                {"summary", s.name + " sends " + type + " to " + route.target + " (sequenced, resent until acked)"},
+                {"messages", Json::array({Json{{"$ref", "#/channels/" + route.target + "-commands/messages/" + k->second}}})},
+                {"x-troupe-service", s.name}};
+        const auto& c = contract_of(s.name);
+        if (!c.sends.empty() || c.messages.count(type)) {  // a build that declares what it sends
+          const auto& mine = message_of(s.name, type, "sends");
+          if (!(mine == message_of(route.target, type, "accepts")))
+            op["x-troupe-writes"] = Json{{"schemaversion", mine.version}, {"payload", json::to_json_schema(mine.shape)}};
+        }
+        operations[s.name + "-send-" + route.target + "-" + type] = op;
+      }
+
   doc["servers"] = servers;
   doc["channels"] = channels;
   doc["operations"] = operations;
@@ -369,6 +392,14 @@ compat::Mesh mesh_from_asyncapi(const Json& doc) {
       add_unique(c.reads, m.type);
       c.messages[m.type] = m;
       add_unique(mesh.reacts_to[service][owner], m.type);
+    } else if (action == "send" && kind == "commands" && owner != service) {
+      if (op.contains("x-troupe-writes")) {
+        const Json& writes = op["x-troupe-writes"];
+        m.version = writes.value("schemaversion", 1u);
+        m.shape = json::shape_from_json_schema(writes.value("payload", Json()), where + ".x-troupe-writes.payload");
+      }
+      add_unique(c.sends[owner], m.type);
+      if (!c.messages.count(m.type)) c.messages[m.type] = m;
     } else {
       throw ContractError(where + ": '" + action + "' on " + owner + "'s " + kind + " is not an operation troupe writes");
     }

@@ -145,6 +145,28 @@ Report compare(const Mesh& o, const Mesh& n, Mode mode) {
                                  whom});
   };
 
+  // One writer and one reader, each in an old and a new build. Only the pairs the
+  // change makes are checked: an unchanged reader already read the old writer, an
+  // unchanged writer already wrote for the old reader; when both change, the end state
+  // too. What was broken before the change is said as a note.
+  auto same = [](const schema::MessageSchema* a, const schema::MessageSchema* b) { return a && b && *a == *b; };
+  auto pairs = [&](const std::string& where, const std::string& reader, const schema::MessageSchema* old_writer,
+                   const schema::MessageSchema* new_writer, const schema::MessageSchema* old_reader,
+                   const schema::MessageSchema* new_reader) {
+    if (backward && !same(old_reader, new_reader))
+      check(where, reader + " (new build) reads it", old_writer, new_reader, "written by the old build",
+            "read by the new");
+    if (forward && !same(old_writer, new_writer))
+      check(where, reader + " (old build) reads it", new_writer, old_reader, "written by the new build",
+            "read by the old");
+    if (!same(old_writer, new_writer) && !same(old_reader, new_reader))
+      check(where, reader + " (new build) reads it", new_writer, new_reader, "written by the new build",
+            "read by the new");
+    if (old_writer && old_reader && same(old_writer, new_writer) && same(old_reader, new_reader))
+      for (auto& p : read_problems(old_writer->shape, old_reader->shape))
+        report.notes.push_back({where, p, "broken before this change: " + reader + " cannot read it now"});
+  };
+
   // Events: every (consumer, publisher, type) either topology has — a reaction the new
   // one drops still runs in the old build of its consumer until that is replaced.
   std::map<std::string, std::map<std::string, std::set<std::string>>> relations;
@@ -164,27 +186,21 @@ Report compare(const Mesh& o, const Mesh& n, Mode mode) {
           report.breaking.push_back({where, "no longer published", consumer + " reacts to it"});
           continue;
         }
-        // Only the pairs the change makes: an unchanged reader already read the old
-        // writer, an unchanged writer already wrote for the old reader. What was broken
-        // before the change is said as a note.
-        const auto* old_writer = schema_of(contract(o, publisher), type);
-        const auto* new_writer = schema_of(np, type);
-        const auto* old_reader = schema_of(contract(o, consumer), type);
-        const auto* new_reader = schema_of(contract(n, consumer), type);
-        auto same = [](const schema::MessageSchema* a, const schema::MessageSchema* b) { return a && b && *a == *b; };
-        if (backward && !same(old_reader, new_reader))
-          check(where, consumer + " (new build) reads it", old_writer, new_reader, "written by the old build",
-                "read by the new");
-        if (forward && !same(old_writer, new_writer))
-          check(where, consumer + " (old build) reads it", new_writer, old_reader, "written by the new build",
-                "read by the old");
-        if (!same(old_writer, new_writer) && !same(old_reader, new_reader))  // both replaced: the mesh at the end
-          check(where, consumer + " (new build) reads it", new_writer, new_reader, "written by the new build",
-                "read by the new");
-        if (old_writer && old_reader && same(old_writer, new_writer) && same(old_reader, new_reader))
-          for (auto& p : read_problems(old_writer->shape, old_reader->shape))
-            report.notes.push_back({where, p, "broken before this change: " + consumer + " cannot read it now"});
+        pairs(where, consumer, schema_of(contract(o, publisher), type), schema_of(np, type),
+              schema_of(contract(o, consumer), type), schema_of(contract(n, consumer), type));
       }
+
+  // Commands one service sends another, as each build of the sender writes them.
+  std::map<std::string, std::map<std::string, std::set<std::string>>> sent;  // sender -> target -> types
+  for (const auto* m : {&o, &n})
+    for (const auto& [sender, c] : m->services)
+      for (const auto& [target, types] : c.sends) sent[sender][target].insert(types.begin(), types.end());
+  for (const auto& [sender, targets] : sent)
+    for (const auto& [target, types] : targets)
+      for (const auto& type : types)
+        pairs("command " + type + " from " + sender + " to " + target, target, schema_of(contract(o, sender), type),
+              schema_of(contract(n, sender), type), schema_of(contract(o, target), type),
+              schema_of(contract(n, target), type));
 
   // Commands and queries: what a service takes, as its clients were written for it.
   for (const auto& [service, oc] : o.services) {

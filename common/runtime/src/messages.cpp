@@ -215,6 +215,21 @@ void NodeCore::set_contract(schema::Contract contract) {
                               ", but its topology lists " + list(self_->publishes));
     }
   }
+  if (!contract.sends.empty()) {
+    std::map<std::string, std::set<std::string>> declared, routed;
+    for (const auto& [target, types] : contract.sends) declared[target].insert(types.begin(), types.end());
+    for (const auto& r : self_->sends) routed[r.target].insert(r.types.begin(), r.types.end());
+    if (declared != routed) {
+      auto list = [](const std::map<std::string, std::set<std::string>>& m) {
+        std::string out;
+        for (const auto& [target, types] : m)
+          for (const auto& t : types) out += (out.empty() ? "" : ", ") + t + " to " + target;
+        return "[" + out + "]";
+      };
+      throw TopologyViolation("service '" + name_ + "' declares that it sends " + list(declared) +
+                              ", but its topology lists " + list(routed));
+    }
+  }
   contract_text_ = troupe::json::contract_text(contract);
   // Loud, not fatal: a service runs without being able to say what it speaks.
   if (contract_text_.size() + 4096 > topology_.defaults.max_message_bytes)

@@ -213,6 +213,9 @@ Json to_json(const schema::Contract& c) {
   for (const auto& [q, r] : c.answers) answers[q] = r;
   j["answers"] = answers;
   j["reads"] = c.reads;
+  Json sends = Json::object();
+  for (const auto& [target, types] : c.sends) sends[target] = types;
+  j["sends"] = sends;
   return j;
 }
 
@@ -258,12 +261,24 @@ schema::Contract contract_from_json(const Json& j) {
       c.answers[q] = r.get<std::string>();
     }
   }
+  if (j.contains("sends")) {
+    if (!j["sends"].is_object()) fail("contract", "'sends' must map a service to the commands sent to it");
+    for (const auto& [target, types] : j["sends"].items()) {
+      if (!types.is_array()) fail("contract.sends." + target, "expected an array of type names");
+      for (const auto& t : types) {
+        if (!t.is_string()) fail("contract.sends." + target, "holds a non-string");
+        c.sends[target].push_back(t.get<std::string>());
+      }
+    }
+  }
   auto known = [&](const std::string& type, const std::string& where) {
     if (!c.messages.count(type)) fail(where, "names '" + type + "', which 'messages' does not describe");
   };
   for (const auto& t : c.publishes) known(t, "contract.publishes");
   for (const auto& t : c.accepts) known(t, "contract.accepts");
   for (const auto& t : c.reads) known(t, "contract.reads");
+  for (const auto& [target, types] : c.sends)
+    for (const auto& t : types) known(t, "contract.sends." + target);
   for (const auto& [q, r] : c.answers) {
     known(q, "contract.answers");
     known(r, "contract.answers." + q);

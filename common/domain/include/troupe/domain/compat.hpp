@@ -2,7 +2,8 @@
 // ones? The rules are those of schema registries (BACKWARD, FORWARD, FULL) applied to
 // every pair of writer and reader the choreography has:
 //   events   — the publisher writes, every service that reacts to the type reads;
-//   commands — clients and senders write what the service's contract says, it reads;
+//   commands — a service that declares sending it writes it as built; clients write
+//              what the receiving service's contract says; the receiver reads;
 //   queries  — the same for the request; the service writes the reply, clients read it.
 // backward: new readers read what old writers wrote (readers are upgraded first);
 // forward:  old readers read what new writers write (writers are upgraded first);

@@ -149,8 +149,9 @@ MessageSchema message_schema() {
   return {std::string(T::kType), schema_version<T>(), shape<T>()};
 }
 
-// What one service speaks, as built: its own messages and the events it reads, each
-// with this build's schema. Who reacts to whom stays in the topology.
+// What one service speaks, as built: its own messages, the events it reads and the
+// commands it sends, each with this build's schema. Who reacts to whom stays in the
+// topology.
 struct Contract {
   std::string service;
   std::string build;                                // troupe's version, or the service's own
@@ -159,6 +160,7 @@ struct Contract {
   std::vector<std::string> accepts;                 // commands it handles
   std::map<std::string, std::string> answers;       // query -> its reply's type
   std::vector<std::string> reads;                   // events of others it reacts to
+  std::map<std::string, std::vector<std::string>> sends;  // target service -> commands it sends there
 
   bool empty() const { return messages.empty(); }
   template <Message T>

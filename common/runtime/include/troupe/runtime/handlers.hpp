@@ -42,6 +42,14 @@ class Handlers {
     (add_unique(contract_.publishes, contract_.add<E>().type), ...);
   }
 
+  // Declares the commands this service sends to `target` (ctx.send): checked against
+  // the topology's `sends` like publishes, and part of the contract troupe compat reads.
+  template <Message... C>
+  void sends(std::string_view target) {
+    auto& list = contract_.sends[std::string(target)];
+    (add_unique(list, contract_.add<C>().type), ...);
+  }
+
   // Reacts to event E (its publisher is found in the topology's reacts_to).
   template <Message E, class F>
   void on(F&& handler) {
