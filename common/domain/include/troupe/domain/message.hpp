@@ -18,9 +18,15 @@
 #pragma once
 
 #include <concepts>
+#include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
 
 namespace troupe {
 
@@ -71,6 +77,21 @@ template <Message T>
 constexpr std::size_t field_count() {
   return std::tuple_size_v<decltype(T::fields())>;
 }
+
+namespace detail {
+// The field types a message may hold besides scalars and messages, told apart once for
+// the codec (adapters/msgpack) and the schemas (schema.hpp).
+template <class T> struct IsOptional : std::false_type {};
+template <class T> struct IsOptional<std::optional<T>> : std::true_type {};
+template <class T> struct IsVector : std::false_type {};
+template <class T> struct IsVector<std::vector<T>> : std::true_type {};
+template <class T> struct IsStringMap : std::false_type {};
+template <class T> struct IsStringMap<std::map<std::string, T>> : std::true_type {};
+template <class T> struct IsPair : std::false_type {};
+template <class A, class B> struct IsPair<std::pair<A, B>> : std::true_type {};
+template <class T> struct IsVariant : std::false_type {};
+template <class... A> struct IsVariant<std::variant<A...>> : std::true_type {};
+}  // namespace detail
 
 }  // namespace troupe
 

@@ -67,16 +67,8 @@ constexpr std::uint32_t schema_version() {
 }
 
 namespace detail {
-template <class T> struct IsOptional : std::false_type {};
-template <class T> struct IsOptional<std::optional<T>> : std::true_type {};
-template <class T> struct IsVector : std::false_type {};
-template <class T> struct IsVector<std::vector<T>> : std::true_type {};
-template <class T> struct IsStringMap : std::false_type {};
-template <class T> struct IsStringMap<std::map<std::string, T>> : std::true_type {};
-template <class T> struct IsPair : std::false_type {};
-template <class A, class B> struct IsPair<std::pair<A, B>> : std::true_type {};
-template <class T> struct IsVariant : std::false_type {};
-template <class... A> struct IsVariant<std::variant<A...>> : std::true_type {};
+using troupe::detail::IsOptional, troupe::detail::IsVector, troupe::detail::IsStringMap, troupe::detail::IsPair,
+    troupe::detail::IsVariant;
 
 template <class V> Shape shape_of();
 

@@ -32,16 +32,8 @@ std::string_view type_name(const ::msgpack::object& o) noexcept;
 Result<::msgpack::object_handle> unpack(std::string_view bytes, std::string_view name,
                                         const Limits& limits);
 
-template <class T> struct IsOptional : std::false_type {};
-template <class T> struct IsOptional<std::optional<T>> : std::true_type {};
-template <class T> struct IsVector : std::false_type {};
-template <class T> struct IsVector<std::vector<T>> : std::true_type {};
-template <class T> struct IsStringMap : std::false_type {};
-template <class T> struct IsStringMap<std::map<std::string, T>> : std::true_type {};
-template <class T> struct IsPair : std::false_type {};
-template <class A, class B> struct IsPair<std::pair<A, B>> : std::true_type {};
-template <class T> struct IsVariant : std::false_type {};
-template <class... A> struct IsVariant<std::variant<A...>> : std::true_type {};
+using troupe::detail::IsOptional, troupe::detail::IsVector, troupe::detail::IsStringMap, troupe::detail::IsPair,
+    troupe::detail::IsVariant;
 
 template <class V>
 void pack_value(Packer& p, const V& v);
