@@ -89,7 +89,7 @@ if [[ $topology != *edge* ]]; then
   # '!_io_error' assertion in orders now and then, far more often under the sanitizers'
   # slowness (1 run in 7); what this step checks is troupe load, not memory safety.
 fi
-if [[ $topology != *edge* ]] && ! ldd "$TROUPE_BUILD_DIR/troupe" | grep -q libasan; then
+if [[ $topology != *edge* ]] && [[ $(ldd "$TROUPE_BUILD_DIR/troupe") != *libasan* ]]; then
   orders_head() { "${troupe[@]}" query "${args[@]}" orders '$health' | grep -o '"head":[0-9]*' | cut -d: -f2; }
   start_head=$(orders_head)
   under_way() { local h; h=$(orders_head); [[ -n $h ]] && ((h > start_head + 20)); }
