@@ -5,7 +5,10 @@
 #   a malformed PlaceOrder is dead-lettered and the next order still completes;
 #   restarting a service mid-load loses no order; `down` leaves no process behind.
 # With topology/shop-edge.toml the same test runs on the one-process edge binary (a
-# restart then restarts the whole process).
+# restart then restarts the whole process). With TROUPE_MESH_EXEC set (scripts/mesh
+# --exec: shipping=services/shipping-py/shipping.py) it runs with that executable in the
+# mesh, checks that the mesh still speaks the committed contract, and restarts shipping
+# mid-load instead of payments.
 # Usage: shop_e2e_test.sh SOURCE_ROOT BUILD_ROOT [TOPOLOGY]
 set -uo pipefail
 src=$1
@@ -34,13 +37,26 @@ check "both outcomes occur" bash -c '[[ $(grep -o "[0-9]* confirmed" <<<"$1" | c
 check "invariants hold after 1,000 orders" "${troupe[@]}" verify "${args[@]}"
 
 # The contract the running services answer ($schema) is the one their executables print.
-for s in orders inventory payments shipping notifications; do "$TROUPE_BUILD_DIR/services/$s" --contract >"$state/$s.contract.json"; done
+# (A service run from another executable, scripts/mesh --exec, is asked through that one.)
+for s in orders inventory payments shipping notifications; do
+  exe=$TROUPE_BUILD_DIR/services/$s
+  [[ -f $state/$s.exe ]] && exe=$(cat "$state/$s.exe")
+  "$exe" --contract >"$state/$s.contract.json"
+done
 "${troupe[@]}" asyncapi "${args[@]}" --contracts "$state"/*.contract.json --json -o "$state/built.asyncapi.json"
 check "troupe asyncapi --mesh writes what the builds' contracts say" \
   bash -c '"$@" --mesh --json -o "$0/mesh.asyncapi.json" && cmp "$0/mesh.asyncapi.json" "$0/built.asyncapi.json"' \
   "$state" "${troupe[@]}" asyncapi "${args[@]}"
 check "troupe compat --mesh: the running mesh is compatible with its own contract" \
   "${troupe[@]}" compat "${args[@]}" "$state/built.asyncapi.json" --mesh
+restart=payments
+if [[ -n ${TROUPE_MESH_EXEC:-} ]]; then
+  # A service from another executable (another language) is a drop-in replacement: the
+  # mesh with it speaks the contract the C++ builds committed, both ways.
+  check "with ${TROUPE_MESH_EXEC%%=*} from ${TROUPE_MESH_EXEC#*=}, the mesh speaks the committed contract" \
+    "${troupe[@]}" compat "${args[@]}" docs/shop.asyncapi.yaml --mesh
+  restart=${TROUPE_MESH_EXEC%%=*}
+fi
 
 out=$("${troupe[@]}" load "${args[@]}" --orders 300 --rate 300 --seed 8 --cancel-ratio 1 --cancel-delay 8 --quiet)
 echo "$out" | tail -1
@@ -117,7 +133,7 @@ until (( $("${troupe[@]}" query "${args[@]}" orders '$health' | grep -o '"head":
   if ! kill -0 "$load" 2>/dev/null || ((SECONDS > deadline)); then echo "FAIL: the load did not get under way"; break; fi
   sleep 0.05
 done
-check "payments restarts mid-load" "${mesh[@]}" restart payments
+check "$restart restarts mid-load" "${mesh[@]}" restart "$restart"
 wait "$load"
 tail -1 "$state/restart-load.out"
 check "restarting a service mid-load loses no order" grep -q "0 stuck" "$state/restart-load.out"
