@@ -52,9 +52,14 @@ check "troupe compat --mesh: the running mesh is compatible with its own contrac
 restart=payments
 if [[ -n ${TROUPE_MESH_EXEC:-} ]]; then
   # A service from another executable (another language) is a drop-in replacement: the
-  # mesh with it speaks the contract the C++ builds committed, both ways.
-  check "with ${TROUPE_MESH_EXEC%%=*} from ${TROUPE_MESH_EXEC#*=}, the mesh speaks the committed contract" \
-    "${troupe[@]}" compat "${args[@]}" docs/shop.asyncapi.yaml --mesh
+  # mesh with it speaks the contract of the C++ builds, both ways (compat --mode full).
+  mkdir -p "$state/cpp"
+  for s in orders inventory payments shipping notifications; do
+    "$TROUPE_BUILD_DIR/services/$s" --contract >"$state/cpp/$s.contract.json"
+  done
+  "${troupe[@]}" asyncapi "${args[@]}" --contracts "$state"/cpp/*.contract.json --json -o "$state/cpp.asyncapi.json"
+  check "with ${TROUPE_MESH_EXEC%%=*} from ${TROUPE_MESH_EXEC#*=}, the mesh speaks the C++ builds' contract" \
+    "${troupe[@]}" compat "${args[@]}" "$state/cpp.asyncapi.json" --mesh
   restart=${TROUPE_MESH_EXEC%%=*}
 fi
 
