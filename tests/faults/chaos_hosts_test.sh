@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # A short seeded chaos run across hosts (scripts/chaos --hosts): every service in its own
 # network namespace over tcp, at least 1 partition, 5 SIGKILLs with restarts and 1
-# SIGSTOP stall under a steady order load; nothing lost, duplicated or stuck.
+# SIGSTOP stall under a steady order load; nothing lost, duplicated or stuck. shipping
+# runs as the Python service (--python): the second language is partitioned, killed and
+# stalled like the rest, in the one CI run that already pays for hosts.
 # Exits 77 (skipped) where network namespaces cannot be made (no root, no iproute2).
 # Usage: chaos_hosts_test.sh SOURCE_ROOT BUILD_ROOT
 set -uo pipefail
 cd "$1"
 export TROUPE_BUILD_DIR=$2
-out=$(scripts/chaos --hosts --duration 30 --seed 11 --rate 150 2>&1)
+out=$(scripts/chaos --hosts --python --duration 30 --seed 11 --rate 150 2>&1)
 rc=$?
 if ((rc == 77)); then
   tail -1 <<<"$out"
