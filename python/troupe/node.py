@@ -17,6 +17,7 @@ import threading
 import time
 
 import zmq
+import zmq.utils.z85
 
 from . import rules, wire
 from .metrics import Metrics
