@@ -551,8 +551,8 @@ class Node:
             stream.heard(now)
         if len(frames) != 3:
             self.metrics.inc("rejected_frames")
-            self._dead_letter("events", None, f"expected topic, envelope and payload frames, got {len(frames)} "
-                                              f"frame(s)", frames)
+            self._dead_letter(f"events:{pub}", None, f"expected topic, envelope and payload frames, got "
+                                                     f"{len(frames)} frame(s)", frames)
             return
         topic = frames[0]
         if topic == HEARTBEAT_TOPIC:
@@ -564,7 +564,7 @@ class Node:
             env = wire.decode_envelope(frames[1])
         except wire.Rejected as e:
             self.metrics.inc("rejected_frames")
-            self._dead_letter("events", None, str(e), frames)
+            self._dead_letter(f"events:{pub}", None, str(e), frames)
             return
         self._offer(stream, env, frames[1], frames[2], False)
 
@@ -624,7 +624,7 @@ class Node:
             try:
                 ev = wire.decode_envelope(frames[i])
             except wire.Rejected as e:
-                self._dead_letter("events", None, f"replayed by {pub}: {e}", frames[i:i + 2])
+                self._dead_letter(f"replay:{pub}", None, str(e), frames[i:i + 2])
                 continue
             self._offer(stream, ev, frames[i], frames[i + 1], True)
 
@@ -650,7 +650,8 @@ class Node:
         type_ = env["type"]
         if type_ not in self.topo.reacts_to.get(stream.publisher, []):
             return  # not one it handles: the position moved, nothing else
-        self._handle("events", self.event_handlers.get(type_), env, env_bytes, payload)
+        where = "replay" if replayed else "events"
+        self._handle(f"{where}:{stream.publisher}", self.event_handlers.get(type_), env, env_bytes, payload)
 
     def _handle(self, endpoint, handler, env, env_bytes, payload, seen_id=None):
         """Runs one handler in its own savepoint; a refusal or failure rolls back only
@@ -678,7 +679,7 @@ class Node:
             refusal = str(e) if isinstance(e, (Refused, wire.Rejected, Invalid, Oversized)) else \
                 f"handler failed: {type(e).__name__}: {e}"
             if isinstance(e, Refused):
-                refusal = f"{type_} refused: {refusal}"
+                refusal = f"{type_}: refused: {refusal}"
             if seen_id is not None:
                 self.store.mark_seen(seen_id, refusal[:256], self.topo.settings["retention_command_ids"])
             self._dead_letter(endpoint, env, refusal, [env_bytes, payload])
@@ -1083,7 +1084,7 @@ class Node:
         except wire.Rejected:
             env = None
         endpoint = letter["endpoint"]
-        handlers = self.event_handlers if endpoint == "events" else self.command_handlers
+        handlers = self.command_handlers if endpoint == "commands" else self.event_handlers
         if env is None or env["type"] not in handlers:
             self.store.refuse_again(letter["id"], letter["reason"])
             out["attempts"] += 1
