@@ -29,6 +29,7 @@ VERSION = "0.1.0-py"
 HEARTBEAT_TOPIC = b"$heartbeat "
 TAP_TOPIC = b"$tap "
 REPLAY_MAX = 512
+MAX_TOPICS = 1024
 
 
 class Refused(Exception):
@@ -440,7 +441,9 @@ class Node:
             if not data or data[0] not in (0, 1):
                 continue  # anything else a peer sends upstream is ignored (§7.6)
             topic, on = data[1:], data[0] == 1
-            if len(topic) > 256:
+            # What a subscriber can make it hold is bounded: topics of at most 256 bytes,
+            # at most MAX_TOPICS distinct ones (a type name is short, a mesh has few).
+            if len(topic) > 256 or (on and topic not in self.subscriptions and len(self.subscriptions) >= MAX_TOPICS):
                 self.metrics.inc("subscriptions_ignored")
                 continue
             if TAP_TOPIC.startswith(topic) and on and self.keys:
