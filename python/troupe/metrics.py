@@ -61,7 +61,10 @@ class Metrics:
         self.auth_refused = {}
 
     def type(self, name):
-        return self.types.setdefault(name, TypeMetrics())
+        m = self.types.get(name)
+        if m is None:
+            m = self.types[name] = TypeMetrics()
+        return m
 
     def inc(self, name, n=1):
         self.c[name] += n

@@ -29,7 +29,7 @@ VERSION = "0.1.0-py"
 HEARTBEAT_TOPIC = b"$heartbeat "
 TAP_TOPIC = b"$tap "
 REPLAY_MAX = 512
-MAX_TOPICS = 1024
+HWM = 100_000  # per socket, as the C++ node's defaults: a subscriber a little behind is not cut off
 
 
 class Refused(Exception):
@@ -234,7 +234,9 @@ class Node:
             for ep in (t.services[self.service].get("expose", {}).get(which),):
                 if ep:
                     self._bind(sock, ep.replace("{state_dir}", t.state_dir))
-        self.subscriptions = {}  # topic -> count
+        self.own_topics = [t.encode() + b" " for t in self.topo.publishes] + [HEARTBEAT_TOPIC, TAP_TOPIC]
+        self.heartbeat_subscribers = 0  # $health/$metrics `subscriptions`, as the C++ node counts them
+        self.tap_subscriptions = 0
         self.mirror_seq = 0
         # Streams: every publisher it reacts to; heartbeats of every service it sends to.
         positions = self.store.positions()
@@ -296,6 +298,8 @@ class Node:
 
     def _secure(self, sock):
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_bytes)
+        sock.setsockopt(zmq.SNDHWM, HWM)
+        sock.setsockopt(zmq.RCVHWM, HWM)
         sock.setsockopt(zmq.LINGER, 1000)
         ivl = max(int(self.heartbeat_s * 1000), 100)
         sock.setsockopt(zmq.HEARTBEAT_IVL, ivl)
@@ -432,6 +436,9 @@ class Node:
             return None
 
     def _subscriptions(self):
+        """Applies what subscribers ask (XPUB manual mode, §7.6, §8): only a prefix of one
+        of its own topics (anything else would match nothing, yet XPUB would hold it for as
+        long as the peer stays), and mirrors only for a [taps.*] identity under CURVE."""
         while True:
             try:
                 frame = self.xpub.recv(zmq.NOBLOCK, copy=False)
@@ -441,26 +448,32 @@ class Node:
             if not data or data[0] not in (0, 1):
                 continue  # anything else a peer sends upstream is ignored (§7.6)
             topic, on = data[1:], data[0] == 1
-            # What a subscriber can make it hold is bounded: topics of at most 256 bytes,
-            # at most MAX_TOPICS distinct ones (a type name is short, a mesh has few).
-            if len(topic) > 256 or (on and topic not in self.subscriptions and len(self.subscriptions) >= MAX_TOPICS):
-                self.metrics.inc("subscriptions_ignored")
+            if not any(t.startswith(topic) for t in self.own_topics):
+                if on:
+                    self.metrics.inc("subscriptions_ignored")
                 continue
-            if TAP_TOPIC.startswith(topic) and on and self.keys:
-                user = self._user(frame)
-                if user not in self.topo.taps:
+            if topic == HEARTBEAT_TOPIC:
+                self.heartbeat_subscribers = max(self.heartbeat_subscribers + (1 if on else -1), 0)
+            if not TAP_TOPIC.startswith(topic):
+                self._apply_subscription(topic, on)
+                continue
+            user = self._user(frame) if self.keys else None
+            if self.keys and user not in self.topo.taps:
+                # What the prefix covers of the events and heartbeats, never the mirrors.
+                for t in self.own_topics:
+                    if t != TAP_TOPIC and t.startswith(topic):
+                        self.xpub.setsockopt(zmq.SUBSCRIBE if on else zmq.UNSUBSCRIBE, t)
+                if on:
                     self.metrics.auth_refused["tap"] = self.metrics.auth_refused.get("tap", 0) + 1
-                    continue
-            self.xpub.setsockopt(zmq.SUBSCRIBE if on else zmq.UNSUBSCRIBE, topic)
-            n = self.subscriptions.get(topic, 0) + (1 if on else -1)
-            if n > 0:
-                self.subscriptions[topic] = n
-            else:
-                self.subscriptions.pop(topic, None)
-        # unreachable
+                continue
+            self._apply_subscription(topic, on)
+            self.tap_subscriptions = max(self.tap_subscriptions + (1 if on else -1), 0)
+
+    def _apply_subscription(self, topic, on):
+        self.xpub.setsockopt(zmq.SUBSCRIBE if on else zmq.UNSUBSCRIBE, topic)
 
     def _taps(self):
-        return sum(n for t, n in self.subscriptions.items() if TAP_TOPIC.startswith(t))
+        return self.tap_subscriptions
 
     def _mirror(self, type_, env_bytes, payload_bytes):
         if not self._taps():
@@ -496,6 +509,8 @@ class Node:
                     self.store.set_position("ev:" + pub, s.position, s.identity())
             for sender, pos, epochs in self.inbox.moved():
                 self.store.set_position("cmd:" + sender, pos, epochs)
+            if self.store.head != head0:
+                self.store.save_head()
             self.store.commit()
         except Exception as e:  # the store failed: nothing of the batch happened
             self.store.rollback()
@@ -996,7 +1011,7 @@ class Node:
             return self._health(), ()
         if type_ == "$metrics":
             m = self.metrics
-            m.c["subscriptions"] = sum(self.subscriptions.values())
+            m.c["subscriptions"] = self.heartbeat_subscribers
             m.c["taps"] = self._taps()
             return m.reply(self.service), ()
         if type_ == "$topology":
@@ -1054,7 +1069,7 @@ class Node:
         out = {"service": self.service, "version": VERSION, "incarnation": self.store.incarnation,
                "uptime_s": time.monotonic() - self.started, "state": "degraded" if degraded else "ready",
                "durable": self.durable, "head": self.store.head, "oldest": self.store.oldest(),
-               "subscriptions": sum(self.subscriptions.values()), "dead_letters": self.store.dead_letter_count(),
+               "subscriptions": self.heartbeat_subscribers, "dead_letters": self.store.dead_letter_count(),
                "upstreams": upstreams}
         if self.store_error:
             out["store_error"] = self.store_error
@@ -1099,6 +1114,7 @@ class Node:
         refusal = self._handle(endpoint, handlers[env["type"]], env, raw[0], raw[1], seen_id=seen_id)
         if refusal is None:
             self.store.drop_dead_letter(letter["id"])
+        self.store.save_head()
         self.store.commit()
         self._flush()
         if refusal is None:

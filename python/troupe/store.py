@@ -103,7 +103,10 @@ class Store:
     def append_event(self, seq, type_, correlationid, envelope, payload):
         self.db.execute("INSERT INTO outbox(seq, type, correlationid, envelope, payload) VALUES(?, ?, ?, ?, ?)",
                         (seq, type_, correlationid, envelope, payload))
-        self._set_meta("head", str(seq))
+
+    def save_head(self):
+        """The head, kept apart from the outbox (retention may trim it to nothing): once a batch."""
+        self._set_meta("head", str(self.head))
 
     def oldest(self):
         row = self.db.execute("SELECT min(seq) FROM outbox").fetchone()
