@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """bench_quick: `scripts/bench --quick --out TMP` runs every scenario for every system it
 claims to compare and reports each one: rows, systems, the machine, the plots. It never
-looks at how fast anything was. Leaves bench/results.json and docs/ untouched.
+looks at how fast anything was. Leaves bench/results.json and docs/ untouched. And
+bench/peer_bench.py fails a peer that applies duplicates (the Python peer broken on
+purpose, as the conformance suite breaks it).
 
   bench_quick_test.py SOURCE_ROOT BUILD_ROOT
 """
@@ -24,10 +26,15 @@ EXPECTED |= {("footprint", "troupe-durable", m) for m in (
     "size-one-service", "size-shop-edge", "rss-one-service", "rss-shop-edge", "ready-5-processes", "ready-shop-edge")}
 EXPECTED |= {("footprint", "mosquitto-broker", m) for m in ("size", "rss", "ready")}
 EXPECTED |= {("events-1to1-100B-curve", s, m) for s in ("troupe-memory", "troupe-durable") for m in ("throughput", "lost")}
+# One peer process applying a durable stream (bench/peer_bench.py): the C++ node and the Python peer.
+EXPECTED |= {("peer-apply-durable", s, m) for s in ("troupe-durable", "python-peer")
+             for m in ("throughput", "lost", "duplicated")}
 
 TABLE_ROWS = ["events 1→1, 100 B", "events 1→1, 1 KiB", "fan-out 1→3, 100 B", "command round trip p50",
               "command round trip p99", "query round trip p50", "query round trip p99", "shop saga, sustained",
-              "shop saga at 1,000 orders/s, p99", "idle RSS", "exec → ready", "with CURVE", "cost of CURVE"]
+              "shop saga at 1,000 orders/s, p99", "idle RSS", "exec → ready", "with CURVE", "cost of CURVE",
+              "peer applies a durable stream, C++ node", "peer applies a durable stream, Python peer",
+              "Python peer / C++ node"]
 TABLE_HEADERS = ["troupe memory", "troupe durable", "raw libzmq", "Mosquitto QoS 0", "Mosquitto QoS 1",
                  "memory / raw", "durable / QoS 1"]
 
@@ -48,6 +55,20 @@ def main():
     check(r.returncode == 0 and "--quick" in r.stdout and "--out" in r.stdout, "--help exits 0 and names the options")
     r = subprocess.run([bench, "--no-such-option"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     check(r.returncode == 2, "a usage error exits 2 (got %d)" % r.returncode)
+
+    # A peer that applies an event again is a failure of the bench, not a figure.
+    with tempfile.TemporaryDirectory(prefix="troupe-bench-test-") as out:
+        records = os.path.join(out, "broken.json")
+        r = subprocess.run(["/usr/bin/python3", os.path.join(src, "bench", "peer_bench.py"), "--count", "300",
+                            "--system", "python-peer", "--json", records, "--",
+                            "/usr/bin/python3", os.path.join(src, "tests", "conformance", "peer.py")],
+                           env=dict(os.environ, TROUPE_PEER_BREAK="duplicates"), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+        dup = [x["value"] for x in (json.load(open(records)) if os.path.exists(records) else [])
+               if x["metric"] == "duplicated"]
+        check(r.returncode == 1 and dup and dup[0] > 0,
+              "peer_bench.py exits 1 and records the duplicates of a peer that applies them again (exit %d, "
+              "duplicated %s): %s" % (r.returncode, dup, r.stderr.strip()[-300:]))
 
     real = [os.path.join(src, "bench", "results.json"), os.path.join(src, "docs", "performance.md")]
     before = {p: open(p, "rb").read() if os.path.exists(p) else None for p in real}

@@ -1,8 +1,10 @@
 // conformance_peer: the service `peer` of the conformance suite's topology
-// (tests/conformance/conformance.py writes it and drives this process from outside).
-//   reacts to: source/Ping   emits:   Pong (same n and text, caused by the Ping)
-//   accepts:   Note          answers: GetState (the pings and notes, in the order applied)
-// A Note whose text is "refuse" is refused (a dead letter): its change is rolled back.
+// (tests/conformance/conformance.py writes it and drives this process from outside), on
+// troupe::Node; tests/conformance/peer.py is the same peer on the Python one, with the
+// same state layout (a row per ping and note, and a count per table), so bench/peer_bench.py
+// compares the two doing the same work per event.
+// A Note whose text is "refuse" is refused (a dead letter) after it was appended: the
+// refusal must roll the append back.
 //   conformance_peer --topology FILE --state-dir DIR
 #include <troupe/adapters/toml/topology_loader.hpp>
 #include <troupe/runtime/node.hpp>
@@ -10,6 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
+#include <cstdio>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -44,26 +47,48 @@ struct GetState {
   TROUPE_EMPTY_MESSAGE(GetState)
 };
 
-constexpr std::string_view kTable = "conformance", kKey = "state";
+// The rows of peer.py's layout: table "counts" holds how many rows a table has, and
+// each row is its own key, numbered in the order appended.
+struct Count {
+  std::uint64_t value = 0;
+  TROUPE_MESSAGE(Count, value)
+};
+struct PingRow {
+  std::uint64_t n = 0;
+  TROUPE_MESSAGE(PingRow, n)
+};
+struct NoteRow {
+  std::string text;
+  TROUPE_MESSAGE(NoteRow, text)
+};
+
+template <class Row>
+void append(troupe::Context& ctx, std::string_view table, const Row& row) {
+  auto count = ctx.state().load<Count>("counts", table).value_or(Count{});
+  char key[24];
+  std::snprintf(key, sizeof key, "%012llu", static_cast<unsigned long long>(count.value));
+  ctx.state().save(table, key, row);
+  ++count.value;
+  ctx.state().save("counts", table, count);
+}
 
 void install(troupe::Handlers& node) {
   node.publishes<Pong>();
   node.on<Ping>([](const Ping& p, troupe::Context& ctx) {
-    auto s = ctx.state().load<State>(kTable, kKey).value_or(State{});
-    s.pings.push_back(p.n);
-    ctx.state().save(kTable, kKey, s);
+    append(ctx, "pings", PingRow{p.n});
     ctx.emit(Pong{p.n, p.text});
   });
   node.on_command<Note>([](const Note& n, troupe::Context& ctx) -> troupe::Result<void> {
-    auto s = ctx.state().load<State>(kTable, kKey).value_or(State{});
-    s.notes.push_back(n.text);
-    ctx.state().save(kTable, kKey, s);  // written first: a refusal must roll it back
+    append(ctx, "notes", NoteRow{n.text});  // first: the refusal must roll it back
     if (n.text == "refuse")
       return troupe::reject(troupe::Rejection::Code::refused, "Note", "refused: the peer refuses a Note 'refuse'");
     return {};
   });
   node.on_query<GetState>([](const GetState&, const troupe::QueryContext& ctx) {
-    return ctx.state().load<State>(kTable, kKey).value_or(State{});
+    State s;
+    ctx.state().for_each<PingRow>("pings", [&](std::string_view, const PingRow& r) { s.pings.push_back(r.n); });
+    ctx.state().for_each<NoteRow>("notes", [&](std::string_view, const NoteRow& r) { s.notes.push_back(r.text); });
+    return s;
   });
 }
 

@@ -41,9 +41,9 @@ def build(topology, state_dir):
 
     @node.on_command(Note)
     def note(n, ctx):
+        append(ctx, "notes", n["text"])  # first: the refusal must roll it back
         if n["text"] == "refuse":
-            raise troupe.Refused("the text 'refuse' is refused")
-        append(ctx, "notes", n["text"])
+            raise troupe.Refused("the peer refuses a Note 'refuse'")
 
     @node.on_query(GetState, State)
     def get_state(_, ctx):
