@@ -11,7 +11,9 @@ commands, heartbeats, CURVE), written from docs/protocol.md.
 import json
 import os
 import signal
+import math
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -29,6 +31,8 @@ VERSION = "0.1.0-py"
 HEARTBEAT_TOPIC = b"$heartbeat "
 TAP_TOPIC = b"$tap "
 REPLAY_MAX = 512
+MAX_INT = (1 << 63) - 1  # what SQLite stores: every number a peer asks with is clamped to it
+DRAIN_ROUNDS = 100  # on SIGTERM: what already arrived is applied, at most this many batches
 HWM = 100_000  # per socket, as the C++ node's defaults: a subscriber a little behind is not cut off
 
 
@@ -196,6 +200,9 @@ class Node:
         try:
             while not self.stopping:
                 self._turn()
+            for _ in range(DRAIN_ROUNDS):  # SIGTERM: what already arrived is applied first
+                if not self._turn(drain=True):
+                    break
         finally:
             self._close()
         return 0
@@ -384,7 +391,9 @@ class Node:
         self.store.close()
 
     # --- the loop
-    def _turn(self):
+    def _turn(self, drain=False):
+        """One turn of the loop: answers queries, applies one batch, runs the timers.
+        Returns how many messages the batch held."""
         if self.poller_dirty:
             self.poller = zmq.Poller()
             for sock in [self.xpub, self.pull, self.router, *self.subs.values(), *self.dealers.values()]:
@@ -393,7 +402,7 @@ class Node:
             self.by_socket.update({s: ("dealer", p) for p, s in self.dealers.items()})
             self.poller_dirty = False
         now = time.monotonic()
-        timeout = max(0, min(self.next_heartbeat - now, 0.05))
+        timeout = 0 if drain else max(0, min(self.next_heartbeat - now, 0.05))
         ready = dict(self.poller.poll(int(timeout * 1000)))
         batch = []
         limit = self.topo.settings["batch_max"]
@@ -401,11 +410,13 @@ class Node:
             self._subscriptions()
         if self.router in ready:
             for _ in range(64):
-                try:
-                    frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
-                except zmq.Again:
+                got = self._recv_bounded(self.router, wire.MAX_FRAMES + 1)
+                if got is None:
                     break
-                self._query(frames)
+                try:
+                    self._query(*got)
+                except sqlite3.Error as e:  # dead letters of queries are written at once
+                    self._store_failed(e)
         for sock in ready:
             kind = self.by_socket.get(sock)
             if not kind:
@@ -418,14 +429,37 @@ class Node:
                 batch.append((kind[0], kind[1], frames, None))
         if self.pull in ready:
             while len(batch) < limit:
-                try:
-                    frames = self.pull.recv_multipart(zmq.NOBLOCK, copy=False)
-                except zmq.Again:
+                got = self._recv_bounded(self.pull, wire.MAX_FRAMES)
+                if got is None:
                     break
-                batch.append(("command", None, [f.bytes for f in frames], self._user(frames[0])))
+                frames, user, oversize = got
+                batch.append(("command", oversize, frames, user))
         if batch:
             self._apply(batch)
         self._timers()
+        return len(batch)
+
+    def _recv_bounded(self, sock, max_frames):
+        """One message, frame by frame: at most `max_frames` frames and max_message_bytes are
+        kept, the rest is read and dropped (a peer cannot make it hold more). Returns
+        (frames, User-Id, why it was cut or None), or None when nothing is there."""
+        try:
+            first = sock.recv(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return None
+        user = self._user(first)
+        frames, size, oversize = [first.bytes], len(first.bytes), None
+        more = first.more
+        while more:
+            frame = sock.recv(copy=False)
+            more = frame.more
+            user = user or self._user(frame)  # a ROUTER's routing frame carries none
+            if len(frames) >= max_frames or size + len(frame) > self.max_bytes:
+                oversize = oversize or f"over {max_frames} frames or max_message_bytes = {self.max_bytes}"
+                continue
+            frames.append(frame.bytes)
+            size += len(frame)
+        return frames, user, oversize
 
     def _user(self, frame):
         if not self.keys:
@@ -503,7 +537,7 @@ class Node:
                 elif kind == "dealer":
                     self._replay_reply(peer, frames)
                 else:
-                    self._command(frames, user)
+                    self._command(frames, user, peer)
             for pub, s in self.streams.items():
                 if s.position != marks[pub][0] or s.identity() != s.saved_identity:
                     self.store.set_position("ev:" + pub, s.position, s.identity())
@@ -551,6 +585,12 @@ class Node:
                     pass  # resent from the store
         self.to_publish, self.to_send = [], []
 
+    def _store_failed(self, e):
+        self.metrics.inc("store_failures")
+        if self.store_error is None:
+            self.log("error", f"store write failed ({e}); degraded until writes work again")
+        self.store_error = str(e)
+
     def _effects(self, fx, pub=None):
         for level, text in fx.reports:
             self.log(level, text)
@@ -584,15 +624,27 @@ class Node:
             self.metrics.inc("rejected_frames")
             self._dead_letter(f"events:{pub}", None, str(e), frames)
             return
+        if env["source"] != pub or env["kind"] != "event" or not env.get("sequence"):
+            self.metrics.inc("rejected_frames")
+            self._dead_letter(f"events:{pub}", env, f"not an event of {pub}'s stream (source "
+                                                    f"'{wire.printable(env['source'])}', kind '{env['kind']}', "
+                                                    f"sequence {env.get('sequence', 0)})", frames)
+            return
         self._offer(stream, env, frames[1], frames[2], False)
 
     def _heartbeat_of(self, pub, payload):
         try:
             word = wire.decode_payload(payload, "$heartbeat", self.max_bytes, self.max_bytes)
-            word = {"incarnation": word["incarnation"], "boot": word.get("boot", ""), "head": int(word["head"]),
-                    "durable": bool(word.get("durable", True)), "epoch": word.get("epoch"),
-                    "acks": word.get("acks") or {}}
-        except (wire.Rejected, KeyError, TypeError, ValueError, AttributeError):
+            acks = word.get("acks") or {}
+            epoch = word.get("epoch")
+            if word.get("service", pub) != pub or not isinstance(word["incarnation"], str) or \
+               not isinstance(acks, dict) or not all(isinstance(v, int) for v in acks.values()) or \
+               not (epoch is None or isinstance(epoch, int)) or not isinstance(word.get("boot", ""), str):
+                raise ValueError("not a heartbeat of " + pub)
+            word = {"incarnation": word["incarnation"], "boot": word.get("boot", ""),
+                    "head": min(max(int(word["head"]), 0), MAX_INT), "durable": bool(word.get("durable", True)),
+                    "epoch": epoch, "acks": acks}
+        except (wire.Rejected, KeyError, TypeError, ValueError, AttributeError, OverflowError):
             self.metrics.inc("rejected_frames")
             return
         fx = rules.Effects()
@@ -689,6 +741,8 @@ class Node:
             self.store.release()
             tm.handled += 1
             refusal = None
+        except sqlite3.Error:
+            raise  # the store failed, not the message: the whole batch rolls back (_apply)
         except Exception as e:
             self.store.undo()
             self.store.head, self.command_heads = head, heads
@@ -700,7 +754,7 @@ class Node:
                 refusal = f"{type_}: refused: {refusal}"
             if seen_id is not None:
                 self.store.mark_seen(seen_id, refusal[:256], self.topo.settings["retention_command_ids"])
-            self._dead_letter(endpoint, env, refusal, [env_bytes, payload])
+            self._dead_letter(endpoint, env, refusal, [env_bytes, payload], retryable=True)
         tm.latency_us.add((time.perf_counter() - t0) * 1e6)
         return refusal
 
@@ -718,11 +772,10 @@ class Node:
                           f"{wire.printable(env['source'])}; {self.service} {VERSION} reads schemaversion "
                           f"{m.schemaversion})")
 
-    def _command(self, frames, user):
-        if len(frames) > wire.MAX_FRAMES:
+    def _command(self, frames, user, oversize=None):
+        if oversize:
             self.metrics.inc("oversized_received")
-            self._dead_letter("commands", None, f"{len(frames)} frames, at most {wire.MAX_FRAMES}",
-                              frames[:wire.MAX_FRAMES])
+            self._dead_letter("commands", None, f"a command {oversize}: its first frames are kept", frames)
             return
         if len(frames) != 2:
             self.metrics.inc("rejected_frames")
@@ -739,6 +792,9 @@ class Node:
         if user and not self._rate_ok(user, "commands"):
             return
         type_, source, seq = env["type"], env["source"], env.get("sequence", 0)
+        if not seq and self.store.seen(env["id"])[0]:
+            self.metrics.inc("duplicates")  # handled once already: applied or refused, it stays so
+            return
         problem = None
         if env["kind"] != "command":
             problem = f"a {env['kind']} on the commands endpoint"
@@ -768,10 +824,6 @@ class Node:
             else:
                 self._handle("commands", handler, env, frames[0], frames[1])
             return
-        seen, _ = self.store.seen(env["id"])
-        if seen:
-            self.metrics.inc("duplicates")
-            return
         self._handle("commands", handler, env, frames[0], frames[1], seen_id=env["id"])
 
     def _known_type(self, type_):
@@ -795,10 +847,13 @@ class Node:
         self.metrics.rate_limited[what] += 1
         return False
 
-    def _dead_letter(self, endpoint, env, reason, frames):
+    def _dead_letter(self, endpoint, env, reason, frames, retryable=False):
+        """Keeps a refused message whole. Only a handler's refusal is `retryable` (it keeps
+        the message id, one letter per id): what was refused at the door — not routed
+        here, forged, malformed — never reaches a handler, not even by a retry."""
         source = env["source"] if env else ""
         type_ = env["type"] if env else ""
-        evicted = self.store.dead_letter(endpoint, source, type_, reason, env["id"] if env else "", frames,
+        evicted = self.store.dead_letter(endpoint, source, type_, reason, env["id"] if retryable else "", frames,
                                          self.topo.settings["max_dead_letters"],
                                          self.topo.settings["max_dead_letter_bytes"])
         self.metrics.inc("dead_letters")
@@ -841,7 +896,8 @@ class Node:
         m = message if isinstance(message, Message) else self.messages.get(type_)
         payload = wire.pack(m.encode(data) if m else data)
         seq = self.command_heads[target] + 1
-        env = wire.make_envelope(self.service, type_, "command", sequence=seq, epoch=self.store.epoch,
+        env = wire.make_envelope(self.service, type_, "command", sequence=seq,
+                                 epoch=self.store.epoch if self.durable else 0,
                                  correlationid=cause.get("correlationid", ""), causationid=cause["id"],
                                  schemaversion=m.schemaversion if m else 1)
         env_bytes = wire.encode_envelope(env)
@@ -893,7 +949,7 @@ class Node:
                         break
                 self.metrics.inc("commands_resent", len(rows))
                 outbox.last_progress = now
-        if now >= self.next_trim and self.durable:
+        if now >= self.next_trim:
             self.next_trim = now + 10
             self.store.trim(self.topo.settings["retention_events"])
 
@@ -905,11 +961,10 @@ class Node:
         self.xpub.send_multipart([HEARTBEAT_TOPIC, wire.encode_envelope(env), wire.pack(payload)])
 
     # --- queries (§7.5)
-    def _query(self, frames):
-        raw = [f.bytes for f in frames]
-        if len(raw) > wire.MAX_FRAMES + 1:
+    def _query(self, raw, user, oversize):
+        if oversize:
             self.metrics.inc("oversized_received")
-            self._dead_letter("queries", None, f"{len(raw)} frames, at most {wire.MAX_FRAMES}", raw[:wire.MAX_FRAMES])
+            self._dead_letter("queries", None, f"a query {oversize}: its first frames are kept", raw[1:])
             return
         if len(raw) < 3:
             self.metrics.inc("rejected_frames")
@@ -917,7 +972,6 @@ class Node:
                                                f"frame(s)", raw)
             return
         routing, env_bytes, payload = raw[:-2], raw[-2], raw[-1]
-        user = self._user(frames[-2])
         try:
             env = wire.decode_envelope(env_bytes)
         except wire.Rejected as e:
@@ -939,8 +993,11 @@ class Node:
                     return
                 body, extra = self._builtin(env, payload)
                 self._reply(routing, env, type_, body, extra)
-            except (wire.Rejected, Invalid, KeyError, TypeError, ValueError, AttributeError) as e:
-                self._reply(routing, env, "$error", {"error": f"{type_}: {e}"})
+            except sqlite3.Error:
+                raise
+            except Exception as e:  # whatever a request holds, the answer is an $error
+                self._reply(routing, env, "$error", {"error": f"{type_}: {type(e).__name__}: {e}"
+                                                     if not isinstance(e, (wire.Rejected, Invalid)) else f"{type_}: {e}"})
             return
         self._mirror("$query", env_bytes, payload)
         entry = self.query_handlers.get(type_)
@@ -963,6 +1020,8 @@ class Node:
             m = self.messages.get(entry[1])
             body = m.encode(answer) if m else answer
             tm.handled += 1
+        except sqlite3.Error:
+            raise
         except Exception as e:  # a refusal ("no such order") is an answer, not a dead letter
             tm.rejected += 1
             body = None
@@ -1002,6 +1061,14 @@ class Node:
                 return f"identity '{user}' may not send commands to {self.service} ($deadletters retry)"
         return None
 
+    @staticmethod
+    def _number(req, key, default):
+        """A request's integer, clamped to what SQLite holds; anything else is refused."""
+        v = req.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not math.isfinite(v)):
+            raise Invalid(f"field '{key}': expected integer, got {type(v).__name__}")
+        return min(max(int(v), 0), MAX_INT)
+
     def _builtin(self, env, payload):
         type_ = env["type"]
         req = wire.decode_payload(payload, type_, self.max_bytes, self.max_bytes) if payload else {}
@@ -1025,8 +1092,8 @@ class Node:
         if type_ == "$schema":
             return {"service": self.service, "build": VERSION, "contract": json.dumps(self.contract())}, ()
         if type_ == "$replay":
-            frm, to = int(req.get("from", 1)), int(req.get("to", (1 << 64) - 1))
-            limit = min(max(int(req.get("max", 512)), 1), 2048)
+            frm, to = self._number(req, "from", 1), self._number(req, "to", MAX_INT)
+            limit = min(max(self._number(req, "max", 512), 1), 2048)
             events = self.store.events(frm, to, limit, self.max_bytes // 2)
             self.metrics.inc("replays_served")
             hdr = {"head": self.store.head, "oldest": self.store.oldest(), "count": len(events),
@@ -1037,7 +1104,8 @@ class Node:
             corr = req["correlationid"]
             if not isinstance(corr, str):
                 raise Invalid("field 'correlationid': expected string")
-            events = self.store.events_of(corr, min(max(int(req.get("max", 1000)), 1), 10_000), self.max_bytes // 2)
+            events = self.store.events_of(corr, min(max(self._number(req, "max", 1000), 1), 10_000),
+                                          self.max_bytes // 2)
             return {"count": len(events)}, [f for ev in events for f in ev]
         if type_ == "$seen":
             ids = req["ids"]
@@ -1078,11 +1146,11 @@ class Node:
     def _deadletters(self, req):
         op = req.get("op", "list")
         if op == "list":
-            limit = min(max(int(req.get("max", 100)), 0), 1000)
+            limit = min(self._number(req, "max", 100), 1000)
             return {"count": self.store.dead_letter_count(), "letters": self.store.dead_letters(limit)}
-        letter = self.store.dead_letter_by_id(int(req.get("id", 0)))
+        letter = self.store.dead_letter_by_id(self._number(req, "id", 0))
         if letter is None:
-            raise Invalid(f"no dead letter {int(req.get('id', 0))}")
+            raise Invalid(f"no dead letter {self._number(req, 'id', 0)}")
         if op == "show":
             share = max(self.max_bytes // 2 // max(len(letter["raw"]), 1), 1)
             if any(len(f) > share for f in letter["raw"]):
@@ -1094,28 +1162,42 @@ class Node:
         return self._retry(letter)
 
     def _retry(self, letter):
-        """Applies a kept message again (its handler, now); gone when it is taken."""
+        """Applies a kept message again (its handler, now); gone when it is taken. Only a
+        letter a handler refused is retried: one refused at the door (not routed here,
+        forged, malformed, a query) is refused again, as the C++ node does."""
         raw = letter["raw"]
         out = {"id": letter["id"], "retried": True, "ok": False, "attempts": letter["attempts"]}
+        endpoint = letter["endpoint"]
         try:
-            env = wire.decode_envelope(raw[0]) if len(raw) == 2 else None
+            env = wire.decode_envelope(raw[0]) if len(raw) == 2 and self.store.retryable(letter["id"]) else None
         except wire.Rejected:
             env = None
-        endpoint = letter["endpoint"]
-        handlers = self.command_handlers if endpoint == "commands" else self.event_handlers
-        if env is None or env["type"] not in handlers:
+        handlers, types = {}, ()
+        if endpoint == "commands" and env and env["kind"] == "command":
+            handlers, types = self.command_handlers, self.topo.accepts
+        elif endpoint.startswith(("events:", "replay:")) and env and env["kind"] == "event":
+            handlers = self.event_handlers
+            types = self.topo.reacts_to.get(endpoint.split(":", 1)[1], ())
+        if env is None or env["type"] not in handlers or env["type"] not in types:
             self.store.refuse_again(letter["id"], letter["reason"])
             out["attempts"] += 1
             return out
         self.to_publish, self.to_send = [], []
+        head, heads = self.store.head, dict(self.command_heads)
         self.store.begin()
-        seen_id = env["id"] if endpoint == "commands" and not env.get("sequence") else None
-        # A refusal again updates the same letter (one per message id); a success removes it.
-        refusal = self._handle(endpoint, handlers[env["type"]], env, raw[0], raw[1], seen_id=seen_id)
-        if refusal is None:
-            self.store.drop_dead_letter(letter["id"])
-        self.store.save_head()
-        self.store.commit()
+        try:
+            seen_id = env["id"] if endpoint == "commands" and not env.get("sequence") else None
+            # A refusal again updates the same letter (one per message id); a success removes it.
+            refusal = self._handle(endpoint, handlers[env["type"]], env, raw[0], raw[1], seen_id=seen_id)
+            if refusal is None:
+                self.store.drop_dead_letter(letter["id"])
+            self.store.save_head()
+            self.store.commit()
+        except sqlite3.Error:
+            self.store.rollback()
+            self.store.head, self.command_heads = head, heads
+            self.to_publish, self.to_send = [], []
+            raise
         self._flush()
         if refusal is None:
             out["ok"] = True

@@ -346,7 +346,7 @@ class CommandOutbox:
         return self.checked
 
     def resend_limit(self):
-        return (1 << 64) - 1 if self.checked else self.head_at_start
+        return (1 << 63) - 1 if self.checked else self.head_at_start
 
     def resend_due(self, now):
         return now - self.last_progress >= self.heartbeat_s * 2

@@ -176,7 +176,7 @@ class Store:
 
     def unacked(self, target, acked, limit):
         return list(self.db.execute("SELECT seq, envelope, payload FROM commands WHERE target = ? AND seq > ? "
-                                    "AND seq <= ? ORDER BY seq", (target, acked, limit)))
+                                    "AND seq <= ? ORDER BY seq LIMIT 512", (target, acked, limit)))
 
     def forget_commands(self, target, upto):
         self.db.execute("DELETE FROM commands WHERE target = ? AND seq <= ?", (target, upto))
@@ -225,6 +225,11 @@ class Store:
         if with_frames:
             out["raw"] = frames
         return out
+
+    def retryable(self, id_):
+        """Whether a handler refused it (only those keep their message id)."""
+        row = self.db.execute("SELECT message_id FROM dead_letters WHERE id = ?", (id_,)).fetchone()
+        return bool(row and row[0])
 
     def drop_dead_letter(self, id_):
         self.db.execute("DELETE FROM dead_letters WHERE id = ?", (id_,))

@@ -999,6 +999,40 @@ def c_replay(run):
            f"epoch_of_from {r.payload.get('epoch_of_from')} for from 3, expected the epoch of Pong #2 ({hdr['epoch']})")
 
 
+@check("none", "hostile", "§7.5",
+       "built-in requests with numbers past 2^63, infinities and wrong types are answered; the peer keeps serving")
+def c_hostile(run):
+    h = run.h
+    asks = [("$replay", {"from": (1 << 64) - 1}), ("$replay", {"to": (1 << 64) - 1, "max": (1 << 64) - 1}),
+            ("$replay", {"max": float("inf")}), ("$replay", {"from": "one"}), ("$trace", {"correlationid": 5}),
+            ("$trace", {"correlationid": "x", "max": -1}), ("$deadletters", {"op": "show", "id": (1 << 64) - 1}),
+            ("$deadletters", {"op": "list", "max": float("nan")}), ("$deadletters", {"op": 7}),
+            ("$seen", {"ids": "x"}), ("$seen", {"ids": [1, 2]}), ("$health", [1, 2])]
+    for type_, payload in asks:
+        try:
+            r = h.query(type_, payload, timeout=2 * WAIT / 3)
+        except Failed:
+            expect(False, f"{type_} {payload!r} got no answer (peer alive: {h.peer.alive()})")
+        expect(r.type in (type_, "$error"), f"{type_} {payload!r} answered {r.type!r}")
+    expect(h.peer.alive() and h.health()["state"] == "ready", "the peer stopped serving after hostile built-in requests")
+
+
+@check("none", "retry", "§7.7",
+       "$deadletters retry applies no letter the door refused, and no handler refusal twice: the state is unchanged")
+def c_retry(run):
+    h = run.h
+    before = h.state()
+    letters = h.dead_letters()["letters"]
+    expect(letters, "no dead letters to retry (the earlier checks leave some)")
+    for letter in letters:
+        r = h.query("$deadletters", {"op": "retry", "id": letter["id"]})
+        expect(r.type == "$error" or r.payload.get("ok") is False,
+               f"retry of letter {letter['id']} ({letter['endpoint']}: {letter['reason'][:80]}) answered "
+               f"{r.type} {r.payload!r}, expected it refused again")
+    after = h.state()
+    expect(after == before, f"GetState changed by retries: {before} -> {after}")
+
+
 @check("none", "restart", "§7.1",
        "SIGTERM then a restart: exit 0, same incarnation, $replay from position + 1, each Ping once, Pongs continue")
 def c_restart(run):
