@@ -46,7 +46,8 @@ class Oversized(Exception):
 
 def _log(service, level, text):
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime()) + f".{int(time.time() * 1000) % 1000:03d}"
-    sys.stderr.write(f"[{stamp}] [{service}] [{level}] {text}\n")
+    line = f"[{stamp}] [{service}] [{level}] {text}\n"
+    sys.stderr.write(line.encode("utf-8", "backslashreplace").decode("utf-8"))  # never a surrogate
     sys.stderr.flush()
 
 
@@ -243,7 +244,8 @@ class Node:
                     self._bind(sock, ep.replace("{state_dir}", t.state_dir))
         self.own_topics = [t.encode() + b" " for t in self.topo.publishes] + [HEARTBEAT_TOPIC, TAP_TOPIC]
         self.heartbeat_subscribers = 0  # $health/$metrics `subscriptions`, as the C++ node counts them
-        self.tap_subscriptions = 0
+        self.tap_subscriptions = 0  # "$tap " subscriptions applied (taps listening)
+        self.refused_taps = 0       # "$tap " subscriptions refused to identities that are no tap
         self.mirror_seq = 0
         # Streams: every publisher it reacts to; heartbeats of every service it sends to.
         positions = self.store.positions()
@@ -491,17 +493,33 @@ class Node:
             if not TAP_TOPIC.startswith(topic):
                 self._apply_subscription(topic, on)
                 continue
-            user = self._user(frame) if self.keys else None
-            if self.keys and user not in self.topo.taps:
+            user = self._user(frame)  # under CURVE; None for what libzmq sends when a peer leaves
+            if user is not None and user not in self.topo.taps:
                 # What the prefix covers of the events and heartbeats, never the mirrors.
                 for t in self.own_topics:
                     if t != TAP_TOPIC and t.startswith(topic):
                         self.xpub.setsockopt(zmq.SUBSCRIBE if on else zmq.UNSUBSCRIBE, t)
-                if on:
-                    self.metrics.auth_refused["tap"] = self.metrics.auth_refused.get("tap", 0) + 1
+                if not on:
+                    if topic == TAP_TOPIC and self.refused_taps > 0:
+                        self.refused_taps -= 1
+                    continue
+                if topic == TAP_TOPIC:
+                    self.refused_taps += 1
+                self.metrics.auth_refused["tap"] = self.metrics.auth_refused.get("tap", 0) + 1
+                if len(self.refused_logged) < 1000 and ("tap", user) not in self.refused_logged:
+                    self.refused_logged.add(("tap", user))
+                    self.log("warn", f"'{user}' subscribed to '{wire.printable(topic.decode('latin-1'))}', which "
+                                     f"would take tap mirrors, but is not a [taps.*] identity: it gets events "
+                                     f"and heartbeats only")
+                continue
+            if self.keys and not on and topic == TAP_TOPIC and self.refused_taps > 0:
+                # A peer that leaves unsubscribes with no User-Id: a refused request going
+                # away must not take the real taps' count down.
+                self.refused_taps -= 1
                 continue
             self._apply_subscription(topic, on)
-            self.tap_subscriptions = max(self.tap_subscriptions + (1 if on else -1), 0)
+            if topic == TAP_TOPIC:
+                self.tap_subscriptions = max(self.tap_subscriptions + (1 if on else -1), 0)
 
     def _apply_subscription(self, topic, on):
         self.xpub.setsockopt(zmq.SUBSCRIBE if on else zmq.UNSUBSCRIBE, topic)
@@ -775,6 +793,7 @@ class Node:
     def _command(self, frames, user, oversize=None):
         if oversize:
             self.metrics.inc("oversized_received")
+            self.metrics.inc("rejected_frames")  # as the C++ node counts it
             self._dead_letter("commands", None, f"a command {oversize}: its first frames are kept", frames)
             return
         if len(frames) != 2:
@@ -964,6 +983,7 @@ class Node:
     def _query(self, raw, user, oversize):
         if oversize:
             self.metrics.inc("oversized_received")
+            self.metrics.inc("rejected_frames")  # as the C++ node counts it
             self._dead_letter("queries", None, f"a query {oversize}: its first frames are kept", raw[1:])
             return
         if len(raw) < 3:

@@ -34,6 +34,12 @@ CREATE TABLE IF NOT EXISTS state(tbl TEXT NOT NULL, key TEXT NOT NULL, value BLO
 VERSION = "1"
 
 
+def _t(text):
+    """Text for SQLite: what was not UTF-8 (surrogate escapes) as \\xNN, never an error
+    that would fail the whole unit of work for one peer's bytes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class AlreadyRunning(Exception):
     pass
 
@@ -102,7 +108,7 @@ class Store:
     # --- the outbox
     def append_event(self, seq, type_, correlationid, envelope, payload):
         self.db.execute("INSERT INTO outbox(seq, type, correlationid, envelope, payload) VALUES(?, ?, ?, ?, ?)",
-                        (seq, type_, correlationid, envelope, payload))
+                        (seq, _t(type_), _t(correlationid), envelope, payload))
 
     def save_head(self):
         """The head, kept apart from the outbox (retention may trim it to nothing): once a batch."""
@@ -127,7 +133,7 @@ class Store:
         out, size = [], 0
         for env, payload in self.db.execute(
                 "SELECT envelope, payload FROM outbox WHERE correlationid = ? ORDER BY seq LIMIT ?",
-                (correlationid, limit)):
+                (_t(correlationid), limit)):
             size += len(env) + len(payload)
             if out and size > max_bytes:
                 break
@@ -155,11 +161,12 @@ class Store:
 
     # --- one-shot command ids
     def seen(self, id_):
-        row = self.db.execute("SELECT refusal FROM seen_ids WHERE id = ?", (id_,)).fetchone()
+        row = self.db.execute("SELECT refusal FROM seen_ids WHERE id = ?", (_t(id_),)).fetchone()
         return (True, row[0]) if row else (False, None)
 
     def mark_seen(self, id_, refusal, keep):
-        self.db.execute("INSERT OR REPLACE INTO seen_ids(id, refusal) VALUES(?, ?)", (id_, refusal))
+        self.db.execute("INSERT OR REPLACE INTO seen_ids(id, refusal) VALUES(?, ?)",
+                        (_t(id_), None if refusal is None else _t(refusal)))
         self.db.execute("DELETE FROM seen_ids WHERE n <= (SELECT max(n) FROM seen_ids) - ?", (keep,))
 
     # --- outgoing sequenced commands
@@ -186,6 +193,7 @@ class Store:
         """Keeps a refused message whole; one letter per message id (a retry updates it).
         Returns how many old letters were evicted to stay within the caps."""
         now = now_rfc3339()
+        source, type_, reason, message_id = _t(source), _t(type_), _t(reason), _t(message_id)
         blob = msgpack.packb([bytes(f) for f in frames], use_bin_type=True)
         if message_id:
             row = self.db.execute("SELECT id FROM dead_letters WHERE message_id = ?", (message_id,)).fetchone()
@@ -236,20 +244,20 @@ class Store:
 
     def refuse_again(self, id_, reason):
         self.db.execute("UPDATE dead_letters SET time = ?, reason = ?, attempts = attempts + 1 WHERE id = ?",
-                        (now_rfc3339(), reason, id_))
+                        (now_rfc3339(), _t(reason), id_))
 
     # --- handlers' state: msgpack values by table and key
     def load(self, tbl, key):
-        row = self.db.execute("SELECT value FROM state WHERE tbl = ? AND key = ?", (tbl, key)).fetchone()
-        return msgpack.unpackb(row[0], raw=False) if row else None
+        row = self.db.execute("SELECT value FROM state WHERE tbl = ? AND key = ?", (_t(tbl), _t(key))).fetchone()
+        return msgpack.unpackb(row[0], raw=False, unicode_errors="surrogateescape") if row else None
 
     def save(self, tbl, key, value):
         self.db.execute("INSERT OR REPLACE INTO state(tbl, key, value) VALUES(?, ?, ?)",
-                        (tbl, key, msgpack.packb(value, use_bin_type=True)))
+                        (_t(tbl), _t(key), msgpack.packb(value, use_bin_type=True, unicode_errors="surrogateescape")))
 
     def delete(self, tbl, key):
-        self.db.execute("DELETE FROM state WHERE tbl = ? AND key = ?", (tbl, key))
+        self.db.execute("DELETE FROM state WHERE tbl = ? AND key = ?", (_t(tbl), _t(key)))
 
     def scan(self, tbl, after, limit):
-        return [msgpack.unpackb(v, raw=False) for (v,) in self.db.execute(
-            "SELECT value FROM state WHERE tbl = ? AND key > ? ORDER BY key LIMIT ?", (tbl, after, limit))]
+        return [msgpack.unpackb(v, raw=False, unicode_errors="surrogateescape") for (v,) in self.db.execute(
+            "SELECT value FROM state WHERE tbl = ? AND key > ? ORDER BY key LIMIT ?", (_t(tbl), _t(after), limit))]

@@ -94,7 +94,10 @@ def _unpack(data, what, max_bytes, max_str):
         raise Rejected(f"{what} ({len(data)} bytes): over the limit of {max_bytes} bytes", "too_large")
     try:
         # Limits before allocation (§4): msgpack checks these lengths as it reads.
-        return msgpack.unpackb(data, raw=False, strict_map_key=False, max_str_len=max_str,
+        # Strings that are not UTF-8 are kept as they came (surrogate escapes), as the C++
+        # node keeps them: what is refused for them is the message, never the envelope.
+        return msgpack.unpackb(data, raw=False, unicode_errors="surrogateescape", strict_map_key=False,
+                               max_str_len=max_str,
                                max_bin_len=max_str, max_array_len=MAX_CONTAINER_ENTRIES,
                                max_map_len=MAX_CONTAINER_ENTRIES, max_ext_len=0)
     except msgpack.ExtraData:
@@ -114,7 +117,7 @@ def decode_envelope(data):
         raise Rejected(f"envelope ({len(data)} bytes): expected a map, got {_type_name(env)}")
     out = {}
     for key, kind, required in _KEYS:
-        if key not in env or (env[key] is None and not required):
+        if key not in env:
             if required:
                 raise Rejected(f"envelope ({len(data)} bytes): missing required key '{key}'")
             continue
@@ -123,13 +126,15 @@ def decode_envelope(data):
         if not ok:
             raise Rejected(f"envelope ({len(data)} bytes): key '{key}': expected "
                            f"{'string' if kind is str else 'unsigned integer'}, got {_type_name(v)}")
+        if key == "schemaversion" and v > 0xFFFFFFFF:
+            raise Rejected(f"envelope ({len(data)} bytes): key 'schemaversion': {v} does not fit 32 bits")
         out[key] = v
     for v in env.values():  # at most 2 levels deep
         if isinstance(v, (list, dict)) and any(isinstance(x, (list, dict)) for x in
                                                (v.values() if isinstance(v, dict) else v)):
             raise Rejected(f"envelope ({len(data)} bytes): nested deeper than 2 levels")
-    if not out["type"] or " " in out["type"]:
-        raise Rejected(f"envelope ({len(data)} bytes): key 'type': empty or with a space")
+    if not out["type"]:  # (one with a space is no type of the mesh: refused where it is handled)
+        raise Rejected(f"envelope ({len(data)} bytes): key 'type': empty")
     if out["kind"] not in _KINDS:
         raise Rejected(f"envelope ({len(data)} bytes): key 'kind': '{out['kind']}' is none of {', '.join(_KINDS)}")
     if not out["specversion"].startswith("1."):
@@ -146,7 +151,7 @@ def encode_envelope(env):
            (key in ("correlationid", "causationid", "traceparent") and v == ""):
             continue
         out[key] = v
-    return msgpack.packb(out)
+    return msgpack.packb(out, unicode_errors="surrogateescape")  # a cause's ids, byte for byte
 
 
 def make_envelope(source, type_, kind, *, sequence=0, epoch=0, correlationid="", causationid="",
@@ -177,7 +182,7 @@ def decode_payload(data, type_name, max_bytes, max_field):
 
 
 def pack(value):
-    return msgpack.packb(value, use_bin_type=True)
+    return msgpack.packb(value, use_bin_type=True, unicode_errors="surrogateescape")
 
 
 def printable(text, limit=200):
@@ -185,7 +190,9 @@ def printable(text, limit=200):
     out = []
     for ch in text[:limit]:
         c = ord(ch)
-        if c < 0x20 or c == 0x7F:
+        if 0xDC80 <= c <= 0xDCFF:  # a byte that was not UTF-8 (surrogate escape)
+            out.append(f"\\x{c - 0xDC00:02x}")
+        elif c < 0x20 or c == 0x7F:
             out.append(f"\\x{c:02x}")
         elif 0x80 <= c < 0xA0:
             out.append(f"\\u{c:04x}")
