@@ -47,8 +47,12 @@ import sys
 import tempfile
 import time
 
-import msgpack
 import zmq
+
+# The conformance suite's raw-wire helpers (pyzmq and msgpack only): its envelopes, its
+# packing, and its topology, which this bench runs with the mesh's default heartbeat.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "tests", "conformance"))
+from conformance import envelope, pack, topology_text, unpack, uuid7  # noqa: E402
 
 HEARTBEAT_S = 0.5  # the topology's default heartbeat_ms
 U64_MAX = (1 << 64) - 1
@@ -64,43 +68,6 @@ class Failed(Exception):
     pass
 
 
-def uuid7():
-    ms = time.time_ns() // 1_000_000
-    r = os.urandom(10)
-    h = (ms.to_bytes(6, "big") + bytes([0x70 | (r[0] & 0x0F), r[1], 0x80 | (r[2] & 0x3F)]) + r[3:]).hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def now_rfc3339():
-    ns = time.time_ns()
-    secs, us = divmod(ns // 1000, 1_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{us:06d}Z"
-
-
-def pack(value):
-    return msgpack.packb(value, use_bin_type=True)
-
-
-def unpack(data):
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
-
-
-def envelope(type_, kind, sequence=0, epoch=0, correlationid="", causationid=""):
-    """A §2 envelope as troupe writes it: the table's order, zero and empty keys left out."""
-    e = {"specversion": "1.0", "id": uuid7(), "source": "source", "type": type_, "time": now_rfc3339(),
-         "datacontenttype": "application/msgpack", "kind": kind}
-    if sequence:
-        e["sequence"] = sequence
-    if epoch:
-        e["epoch"] = epoch
-    if correlationid:
-        e["correlationid"] = correlationid
-    if causationid:
-        e["causationid"] = causationid
-    e["schemaversion"] = 1
-    return e
-
-
 def ping_text(n, payload):
     """The text that makes Ping {n, text} `payload` bytes of msgpack (as near as it goes)."""
     base = len(pack({"n": n, "text": ""}))
@@ -109,32 +76,6 @@ def ping_text(n, payload):
     while len(pack({"n": n, "text": text})) > payload and len(text) > 1:
         text = text[:-1]
     return text
-
-
-def topology_text(state_dir):
-    def endpoints(name):
-        return "".join(f'{role} = "ipc://{{state_dir}}/{name}.{role}"\n' for role in ("events", "commands", "queries"))
-    return f"""# Written by bench/peer_bench.py for one run: the conformance topology, its defaults.
-[mesh]
-name = "peer-bench"
-state_dir = "{state_dir}"
-security = "none"
-
-[services.source]   # played by the driver
-{endpoints("source")}publishes = ["Ping"]
-sends = {{ peer = ["Note"] }}
-
-[services.peer]     # the peer measured
-{endpoints("peer")}publishes = ["Pong"]
-accepts = ["Note"]
-answers = ["GetState"]
-reacts_to = {{ source = ["Ping"] }}
-
-[clients.driver]
-commands = ["*"]
-queries = ["*"]
-events = ["*"]
-"""
 
 
 class Peer:
@@ -278,20 +219,20 @@ class Driver:
         self._answer(routing, env, "$replay", header, extra)
 
     def _answer(self, routing, cause, type_, payload, extra=()):
-        env = envelope(type_, "reply", causationid=cause.get("id", ""))
+        env = envelope(type_, "reply", "source", causationid=cause.get("id", ""))
         self.router.send_multipart(list(routing) + [pack(env), pack(payload)] + list(extra))
 
     def heartbeat(self):
         word = {"service": "source", "incarnation": self.incarnation, "boot": self.boot, "head": self.head,
                 "oldest": 1, "durable": True, "acks": {}, "epoch": self.epoch}
-        self.pub.send_multipart([b"$heartbeat ", pack(envelope("$heartbeat", "event")), pack(word)])
+        self.pub.send_multipart([b"$heartbeat ", pack(envelope("$heartbeat", "event", "source")), pack(word)])
 
     def publish(self, seq):
         self.pub.send_multipart([b"Ping "] + self.events[seq])
 
     # the peer
     def query(self, type_, timeout=10.0):
-        env = envelope(type_, "query")
+        env = envelope(type_, "query", "source")
         self.dealer.send_multipart([pack(env), pack({})])
         _, payload = self.wait_for(lambda: self.replies.pop(env["id"], None), timeout, f"answer to {type_}")
         return payload
@@ -310,7 +251,7 @@ def run(args, workdir):
     os.makedirs(state_dir, mode=0o700)
     topology = os.path.join(workdir, "peer-bench.toml")
     with open(topology, "w") as f:
-        f.write(topology_text(state_dir))
+        f.write(topology_text(state_dir, "none", heartbeat_ms=500))
 
     # Every event encoded before the clock starts: 1 the warm-up, 2..N+1 measured, N+2 the
     # marker behind the duplicates. The driver's own cost per event is a send, no more.
@@ -318,7 +259,7 @@ def run(args, workdir):
     epoch = random.getrandbits(63) | 1
     text = ping_text(count + 2, args.payload)
     for seq in range(1, count + 3):
-        env = envelope("Ping", "event", seq, epoch, correlationid=f"ping-{seq}")
+        env = envelope("Ping", "event", "source", seq, epoch, correlationid=f"ping-{seq}")
         events.append([pack(env), pack({"n": seq, "text": text})])
     d = Driver(state_dir, events, epoch)
     peer = Peer(args.peer, topology, state_dir, os.path.join(workdir, "peer.log"))

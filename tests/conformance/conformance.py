@@ -146,7 +146,7 @@ def upstream(health, publisher):
 
 # --- the topology -------------------------------------------------------------------
 
-def topology_text(state_dir, security):
+def topology_text(state_dir, security, heartbeat_ms=HEARTBEAT_MS):
     def endpoints(name):
         return "".join(f'{role} = "ipc://{{state_dir}}/{name}.{role}"\n' for role in ("events", "commands", "queries"))
     keys = 'keys_dir = "{state_dir}/keys"\n' if security == "curve" else ""
@@ -154,7 +154,7 @@ def topology_text(state_dir, security):
 [mesh]
 name = "conformance"
 state_dir = "{state_dir}"
-heartbeat_ms = {HEARTBEAT_MS}
+heartbeat_ms = {heartbeat_ms}
 durability = "durable"
 security = "{security}"
 {keys}
