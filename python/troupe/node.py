@@ -114,35 +114,29 @@ class Node:
             self.messages[m.name] = m
 
     def publishes(self, *messages):
-        self.message(*[m for m in messages if isinstance(m, Message)])
-        self.declared_publishes = [_name(m) for m in messages]
+        self.declared_publishes = self._declare(messages)
 
     def sends(self, target, *messages):
-        self.message(*[m for m in messages if isinstance(m, Message)])
-        self.declared_sends[target] = [_name(m) for m in messages]
+        self.declared_sends[target] = self._declare(messages)
 
     def on(self, message):
-        def register(fn):
-            if isinstance(message, Message):
-                self.message(message)
-            self.event_handlers[_name(message)] = fn
-            return fn
-        return register
+        return self._register(self.event_handlers, message, lambda fn: fn)
 
     def on_command(self, message):
-        def register(fn):
-            if isinstance(message, Message):
-                self.message(message)
-            self.command_handlers[_name(message)] = fn
-            return fn
-        return register
+        return self._register(self.command_handlers, message, lambda fn: fn)
 
     def on_query(self, message, reply):
+        self._declare([reply])
+        return self._register(self.query_handlers, message, lambda fn: (fn, _name(reply)))
+
+    def _declare(self, messages):
+        """Keeps the shapes of the declared messages; returns their names."""
+        self.message(*[m for m in messages if isinstance(m, Message)])
+        return [_name(m) for m in messages]
+
+    def _register(self, table, message, entry):
         def register(fn):
-            for m in (message, reply):
-                if isinstance(m, Message):
-                    self.message(m)
-            self.query_handlers[_name(message)] = (fn, _name(reply))
+            table[self._declare([message])[0]] = entry(fn)
             return fn
         return register
 
