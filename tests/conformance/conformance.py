@@ -1033,6 +1033,26 @@ def c_retry(run):
     expect(after == before, f"GetState changed by retries: {before} -> {after}")
 
 
+@check("none", "second", "§7.1",
+       "a second instance on the same state directory exits non-zero; the first keeps serving, its state whole")
+def c_second(run):
+    h = run.h
+    before = h.state()
+    second = Peer(run.args.peer, os.path.join(run.workdir, "peer-second.log"))
+    second.start(run.topology, run.state_dir)
+    try:
+        ended = h.wait_for(lambda: second.proc.poll() is not None, WAIT)
+        expect(ended and second.proc.returncode != 0,
+               f"a second peer on the same store and endpoints {'exited ' + str(second.proc.returncode) if ended else 'is still running'}"
+               ", expected it to refuse to start (two writers would fork the service's history)")
+    finally:
+        if second.proc.poll() is None:
+            os.killpg(second.proc.pid, signal.SIGKILL)
+            second.proc.wait()
+    expect(h.peer.alive() and h.state() == before and h.health()["state"] == "ready",
+           "the first peer stopped serving, or its state changed, when a second one started")
+
+
 @check("none", "restart", "§7.1",
        "SIGTERM then a restart: exit 0, same incarnation, $replay from position + 1, each Ping once, Pongs continue")
 def c_restart(run):
