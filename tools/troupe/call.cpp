@@ -2,6 +2,7 @@
 #include "cli.hpp"
 
 #include <troupe/runtime/builtin.hpp>
+#include <troupe/tools/saga.hpp>
 
 #include <algorithm>
 #include <iostream>
@@ -15,41 +16,6 @@ using Clock = std::chrono::steady_clock;
 std::chrono::milliseconds until(Clock::time_point deadline) {
   return std::max(std::chrono::milliseconds(1),
                   std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
-}
-
-// The head of `service`'s outbox (an empty $replay answers with it), or 0.
-std::uint64_t outbox_head(Client& client, const std::string& service, Clock::time_point deadline) {
-  auto r = client.query_raw(service, std::string(builtin::kReplay), codec::encode(builtin::ReplayRequest{1, 0, 1}),
-                            until(deadline));
-  if (!r) return 0;
-  auto hdr = codec::decode<builtin::ReplayReply>(r->payload);
-  return hdr ? hdr->head : 0;
-}
-
-// Reads `service`'s outbox from sequence `from` up to its head, until `deadline`, for
-// the first event caused by command `id`, as a CloudEvent; `from` moves past what was
-// read. A refusal (this identity may not read the outbox) is the error.
-Result<std::optional<nlohmann::json>> caused_in_outbox(Client& client, const std::string& service,
-                                                       std::uint64_t& from, const std::string& id,
-                                                       Clock::time_point deadline) {
-  while (Clock::now() < deadline) {
-    auto r = client.query_raw(service, std::string(builtin::kReplay),
-                              codec::encode(builtin::ReplayRequest{from, UINT64_MAX, 512}), until(deadline));
-    if (!r) {
-      if (r.error().code == Rejection::Code::refused) return r.error();
-      return std::optional<nlohmann::json>{};
-    }
-    auto before = from;
-    for (std::size_t i = 0; i + 1 < r->extra.size(); i += 2) {
-      auto env = codec::decode_envelope(r->extra[i]);
-      if (!env) continue;
-      from = std::max(from, env->sequence + 1);
-      if (env->causationid == id) return std::optional{cloudevent(*env, r->extra[i + 1])};
-    }
-    auto hdr = codec::decode<builtin::ReplayReply>(r->payload);
-    if (!hdr || hdr->count == 0 || from > hdr->head || from == before) break;  // read to the head (or stuck)
-  }
-  return std::optional<nlohmann::json>{};
 }
 
 }  // namespace
@@ -84,7 +50,7 @@ Runner add_send(CLI::App& app) {
       client.watch({o->service});  // a command's events come from its service
       // A service that does not answer this is unlikely to take the command: the send's
       // own error says so, with most of the time left to it.
-      from = outbox_head(client, o->service, std::min(deadline, Clock::now() + std::chrono::seconds(1))) + 1;
+      from = tools::outbox_head(client, o->service, std::min(until(deadline), std::chrono::milliseconds(1000))) + 1;
     }
     // Resent until the service confirms it took the command (its id makes that safe).
     auto sent = client.send_confirmed(o->service, o->type, to_msgpack(*payload), o->correlation, until(deadline),
@@ -112,7 +78,7 @@ Runner add_send(CLI::App& app) {
         return kOk;
       }
       if (Clock::now() < next_check) continue;
-      auto found = caused_in_outbox(client, o->service, from, sent->id, deadline);
+      auto found = tools::caused_in_outbox(client, o->service, from, sent->id, deadline);
       if (!found) {
         std::cerr << "troupe: command " << sent->id << " was taken, but its event cannot be read: "
                   << found.error().message() << '\n';

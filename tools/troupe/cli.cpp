@@ -33,23 +33,6 @@ std::optional<Topology> load(const Common& c, bool check) {
   return std::move(*t);
 }
 
-std::string to_msgpack(const nlohmann::json& j) {
-  auto v = nlohmann::json::to_msgpack(j);
-  return std::string(v.begin(), v.end());
-}
-
-nlohmann::json to_json(std::string_view bytes) {
-  try {
-    return nlohmann::json::from_msgpack(bytes.begin(), bytes.end());
-  } catch (const std::exception& e) {
-    return nlohmann::json{{"$undecodable", e.what()}, {"bytes", bytes.size()}};
-  }
-}
-
-std::string dump(const nlohmann::json& j, int indent) {
-  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
 std::optional<nlohmann::json> parse_json(const std::string& text, const std::string& what) {
   try {
     return nlohmann::json::parse(text);
@@ -57,35 +40,6 @@ std::optional<nlohmann::json> parse_json(const std::string& text, const std::str
     std::cerr << "troupe: " << what << " is not JSON: " << e.what() << '\n';
     return std::nullopt;
   }
-}
-
-std::string short_fields(const nlohmann::json& data, std::size_t width) {
-  std::string out;
-  if (!data.is_object()) return out;
-  for (const auto& [k, v] : data.items()) {
-    if (k == "order_id") continue;
-    if (out.size() > width) {
-      out += " …";
-      break;
-    }
-    out += (out.empty() ? "" : " ") + k + "=" + (v.is_string() ? v.get<std::string>() : dump(v));
-  }
-  return printable(out);
-}
-
-nlohmann::json cloudevent(const Envelope& e, std::string_view payload) { return cloudevent_json(e, to_json(payload)); }
-
-nlohmann::json cloudevent_json(const Envelope& e, nlohmann::json data) {
-  nlohmann::json j{{"specversion", e.specversion}, {"id", e.id},     {"source", e.source},
-                   {"type", e.type},               {"time", e.time}, {"datacontenttype", "application/json"},
-                   {"kind", std::string(to_string(e.kind))}};
-  if (e.sequence) j["sequence"] = e.sequence;
-  if (!e.correlationid.empty()) j["correlationid"] = e.correlationid;
-  if (!e.causationid.empty()) j["causationid"] = e.causationid;
-  if (!e.traceparent.empty()) j["traceparent"] = e.traceparent;
-  j["schemaversion"] = e.schemaversion;
-  j["data"] = std::move(data);
-  return j;
 }
 
 }  // namespace troupe::cli

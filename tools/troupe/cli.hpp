@@ -1,10 +1,11 @@
 // Shared pieces of the `troupe` command: options every subcommand takes, exit codes,
-// JSON <-> msgpack, CloudEvents JSON, and loading the topology once.
+// parsing JSON arguments, and loading the topology once.
 #pragma once
 
 #include <troupe/adapters/toml/topology_loader.hpp>
 #include <troupe/domain/envelope.hpp>
 #include <troupe/runtime/client.hpp>
+#include <troupe/tools/mesh_json.hpp>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -38,24 +39,16 @@ std::string identity(const Common& common, const char* fallback = "cli");
 // Loads the topology; on failure prints the file:line error and returns nullopt.
 std::optional<Topology> load(const Common& common, bool check = true);
 
-std::string to_msgpack(const nlohmann::json& j);
-// Decodes a msgpack value to JSON (binaries become arrays of bytes); never throws.
-nlohmann::json to_json(std::string_view msgpack);
+// Messages as JSON (tools/lib): what every subcommand prints.
+using tools::cloudevent;
+using tools::cloudevent_json;
+using tools::dump;
+using tools::short_fields;
+using tools::to_json;
+using tools::to_msgpack;
 
-// JSON text of `j` (indented when indent >= 0). Strings that are not UTF-8 — dead
-// letters and metrics carry what peers sent — are printed with U+FFFD, never an error.
-std::string dump(const nlohmann::json& j, int indent = -1);
 // Parses a JSON argument; prints an error naming `what` and returns nullopt on failure.
 std::optional<nlohmann::json> parse_json(const std::string& text, const std::string& what);
-
-// A payload's fields as "k=v k=v …" on one line, at most about `width` characters,
-// order_id left out (it is shown as the correlation), control bytes escaped.
-std::string short_fields(const nlohmann::json& data, std::size_t width);
-
-// One message as a CloudEvents 1.0 JSON document, payload decoded into "data".
-nlohmann::json cloudevent(const Envelope& envelope, std::string_view payload);
-// The same with the data already as JSON.
-nlohmann::json cloudevent_json(const Envelope& envelope, nlohmann::json data);
 
 // Subcommands: each adds itself to `app` and returns the function that runs it.
 using Runner = std::function<int()>;

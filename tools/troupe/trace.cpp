@@ -2,7 +2,7 @@
 // with per-hop latency, the outcome, or where it waits and on whom.
 #include "cli.hpp"
 
-#include <troupe/runtime/builtin.hpp>
+#include <troupe/tools/saga.hpp>
 
 #include <ctime>
 #include <iomanip>
@@ -19,15 +19,7 @@ struct Node {
   std::vector<std::size_t> children;
 };
 
-// Microseconds since the epoch of an RFC 3339 UTC time with microseconds.
-std::int64_t micros(const std::string& t) {
-  std::tm tm{};
-  std::istringstream in(t.substr(0, 19));
-  in >> std::get_time(&tm, "%Y-%m-%dT%H:%M:%S");
-  std::int64_t us = 0;
-  if (t.size() >= 26 && t[19] == '.') us = std::stoll(t.substr(20, 6));
-  return static_cast<std::int64_t>(timegm(&tm)) * 1000000 + us;
-}
+using tools::micros;
 
 // The time from a cause to its effect, in ms; negative when the two hosts' clocks
 // disagree by more than the hop took (their times come from different clocks).
@@ -37,14 +29,10 @@ struct Hop {
 };
 Hop hop(std::int64_t cause_us, std::int64_t effect_us) { return {(effect_us - cause_us) / 1000.0}; }
 
-// Marks in the tree, by the type's name (docs/operations.md): a failure that turns the
-// saga back, and the compensating steps that undo earlier work.
-const char* mark(const std::string& type) {
-  for (const char* w : {"Declined", "Rejected", "Failed"})
-    if (type.find(w) != std::string::npos) return "  [failure]";
-  for (const char* w : {"Cancelled", "Released", "Refunded", "Returned", "Compensat"})
-    if (type.find(w) != std::string::npos) return "  [compensation]";
-  return "";
+// Marks in the tree, by the type's name (docs/operations.md).
+std::string mark(const std::string& type) {
+  std::string m = tools::mark(type);
+  return m.empty() ? m : "  [" + m + "]";
 }
 
 }  // namespace
@@ -67,29 +55,14 @@ Runner add_trace(CLI::App& app) {
     if (!t) return kUsage;
     Client client(*t, "trace");
     client.set_identity(identity(*o));
-    std::vector<Node> nodes;
-    std::map<std::string, nlohmann::json> health;
-    std::vector<std::string> unreachable;
-    for (const auto& s : t->services) {
-      auto r = client.query_raw(s.name, std::string(builtin::kTrace), codec::encode(builtin::TraceRequest{o->id, 1000}),
-                                std::chrono::milliseconds(o->timeout_ms));
-      if (!r) {
-        unreachable.push_back(s.name);
-        continue;
-      }
-      for (std::size_t i = 0; i + 1 < r->extra.size(); i += 2) {
-        auto env = codec::decode_envelope(r->extra[i]);
-        if (env) nodes.push_back({*env, to_json(r->extra[i + 1]), {}});
-      }
-      auto h = client.query_raw(s.name, "$health", std::string(1, '\x80'), std::chrono::milliseconds(o->timeout_ms));
-      if (h) health[s.name] = to_json(h->payload);
-    }
-    for (const auto& u : unreachable) std::cerr << "trace: " << u << " did not answer; its part is missing\n";
-    if (nodes.empty()) {
+    auto saga = tools::collect_saga(client, o->id, std::chrono::milliseconds(o->timeout_ms));
+    for (const auto& u : saga.unreachable) std::cerr << "trace: " << u << " did not answer; its part is missing\n";
+    if (saga.events.empty()) {
       (o->json ? std::cerr : std::cout) << "trace: no service holds events of '" << printable(o->id) << "'\n";
       return kFailed;
     }
-    std::sort(nodes.begin(), nodes.end(), [](const Node& a, const Node& b) { return a.env.time < b.env.time; });
+    std::vector<Node> nodes;
+    for (const auto& e : saga.events) nodes.push_back({e.env, e.data, {}});
     std::map<std::string, std::size_t> by_id;
     for (std::size_t i = 0; i < nodes.size(); ++i) by_id[nodes[i].env.id] = i;
     if (o->json) {  // only the events, so the output stays JSON lines
@@ -143,36 +116,10 @@ Runner add_trace(CLI::App& app) {
       std::cout << (nodes[roots[r]].env.causationid.empty() ? "(no cause)" : "caused by " + printable(nodes[roots[r]].env.causationid.substr(0, 18)) + "…") << '\n';
       print(roots[r], "", true, -1);
     }
-    // Where does it wait? A leaf event that a reacting service has not applied yet.
-    auto now_us = micros(rfc3339_now());
-    int waiting = 0;
-    for (const auto& n : nodes) {
-      if (!n.children.empty()) continue;
-      for (const auto& s : t->services)
-        for (const auto& sub : s.reacts_to) {
-          if (sub.publisher != n.env.source ||
-              std::find(sub.types.begin(), sub.types.end(), n.env.type) == sub.types.end())
-            continue;
-          std::uint64_t position = 0;
-          bool known = false;
-          if (health.count(s.name))
-            for (const auto& u : health[s.name]["upstreams"])
-              if (u.value("publisher", "") == n.env.source) {
-                position = u.value("position", 0ull);
-                known = true;
-              }
-          if (known && position >= n.env.sequence) continue;
-          ++waiting;
-          auto waited = now_us - micros(n.env.time);  // this host's clock against the publisher's
-          std::ostringstream since;
-          if (waited < 0) since << "waiting (clock skew)";
-          else since << std::fixed << std::setprecision(1) << "waiting " << waited / 1e6 << " s";
-          std::cout << since.str() << ": " << s.name << " has not reacted to " << printable(n.env.type) << " #" << n.env.sequence
-                    << (known ? " (it has applied " + n.env.source + " up to #" + std::to_string(position) + ")"
-                              : " (" + s.name + " is not answering)")
-                    << '\n';
-        }
-    }
+    // Where does it wait? An event that a service reacting to it has not applied yet.
+    auto pending = tools::waits(*t, saga.events, saga.positions, micros(rfc3339_now()));
+    for (const auto& w : pending) std::cout << w.line() << '\n';
+    auto waiting = pending.size();
     auto last = nodes.back();
     for (const auto& n : nodes)
       if (n.children.empty() && n.env.time >= last.env.time) last = n;

@@ -130,7 +130,7 @@ Result<Received> Client::query_raw(const std::string& service, const std::string
 
 Result<Envelope> Client::send_raw(const std::string& service, const std::string& type,
                                   std::string payload, std::string correlation, std::string traceparent,
-                                  std::uint32_t schemaversion) {
+                                  std::uint32_t schemaversion, std::string id) {
   const ServiceSpec* spec = topology_.find(service);
   if (!spec) return reject(Rejection::Code::invalid, service, "no such service in " + topology_.file);
   if (!spec->accepts_type(type))
@@ -139,6 +139,7 @@ Result<Envelope> Client::send_raw(const std::string& service, const std::string&
     return reject(Rejection::Code::invalid, "traceparent",
                   "expected 00-<32 hex>-<16 hex>-<2 hex> (W3C Trace Context), got '" + printable(traceparent) + "'");
   Envelope e = make_envelope(name_, type, Kind::command);
+  if (!id.empty()) e.id = std::move(id);
   e.correlationid = std::move(correlation);
   e.traceparent = std::move(traceparent);
   e.schemaversion = schemaversion;
@@ -180,8 +181,8 @@ std::optional<std::vector<builtin::SeenOutcome>> Client::outcomes(const std::str
 
 Result<Envelope> Client::send_confirmed(const std::string& service, const std::string& type, std::string payload,
                                         std::string correlation, std::chrono::milliseconds timeout,
-                                        std::string traceparent) {
-  auto sent = send_raw(service, type, payload, std::move(correlation), std::move(traceparent));
+                                        std::string traceparent, std::string id) {
+  auto sent = send_raw(service, type, payload, std::move(correlation), std::move(traceparent), 1, std::move(id));
   if (!sent) return sent;
   auto deadline = std::chrono::steady_clock::now() + timeout;
   auto wait = std::chrono::milliseconds(5);

@@ -60,9 +60,11 @@ class Client {
   // Sends a command; returns its envelope (its id is what caused events will name).
   // `traceparent`: a W3C Trace Context header ("00-<32 hex>-<16 hex>-<2 hex>") that the
   // command and everything it causes carry; anything else is refused.
+  // `id`: the command's id, for a client that names its commands itself (the HTTP
+  // gateway's Idempotency-Key); a new UUIDv7 when empty.
   Result<Envelope> send_raw(const std::string& service, const std::string& type, std::string payload,
                             std::string correlation = {}, std::string traceparent = {},
-                            std::uint32_t schemaversion = 1);
+                            std::uint32_t schemaversion = 1, std::string id = {});
 
   // Sends a command again with its original envelope (same id): the receiver applies
   // it at most once, so a client that is unsure whether it arrived can simply resend.
@@ -75,7 +77,7 @@ class Client {
   Result<Envelope> send_confirmed(const std::string& service, const std::string& type, std::string payload,
                                   std::string correlation = {},
                                   std::chrono::milliseconds timeout = std::chrono::milliseconds(5000),
-                                  std::string traceparent = {});
+                                  std::string traceparent = {}, std::string id = {});
 
   // Which of these command ids `service` has handled (applied or refused); nullopt if it
   // did not answer.

@@ -1,0 +1,37 @@
+// The mesh's messages as JSON, for the tools that show them to people and scripts (the
+// `troupe` command and the HTTP gateway): msgpack <-> JSON, CloudEvents JSON, and the
+// RFC 3339 times envelopes carry.
+#pragma once
+
+#include <troupe/domain/envelope.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace troupe::tools {
+
+std::string to_msgpack(const nlohmann::json& j);
+// Decodes a msgpack value to JSON (binaries become arrays of bytes); never throws.
+nlohmann::json to_json(std::string_view msgpack);
+
+// JSON text of `j` (indented when indent >= 0). Strings that are not UTF-8 — dead
+// letters and metrics carry what peers sent — are printed with U+FFFD, never an error.
+std::string dump(const nlohmann::json& j, int indent = -1);
+
+// A payload's fields as "k=v k=v …" on one line, at most about `width` characters,
+// order_id left out (it is shown as the correlation), control bytes escaped.
+std::string short_fields(const nlohmann::json& data, std::size_t width);
+
+// One message as a CloudEvents 1.0 JSON document, payload decoded into "data".
+nlohmann::json cloudevent(const Envelope& envelope, std::string_view payload);
+// The same with the data already as JSON.
+nlohmann::json cloudevent_json(const Envelope& envelope, nlohmann::json data);
+
+// Microseconds since the epoch of an envelope's time (RFC 3339 UTC, microseconds);
+// 0 for a text that is not one.
+std::int64_t micros(const std::string& rfc3339);
+
+}  // namespace troupe::tools
