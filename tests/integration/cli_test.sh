@@ -45,7 +45,7 @@ expect "a missing topology file" 1 "/nonexistent.toml: cannot read the topology 
 
 expect "under curve, a missing key is named, with how to make it" 1 "identity 'cli' has no usable CURVE key pair: $tmp/none/keys/cli.key: cannot read the key file" \
   "$troupe" query --state-dir "$tmp/none" --timeout 200 orders '$health'
-expect "keygen --mesh makes every identity's key pair" 0 "made 8 key pair(s) in $tmp/none/keys" \
+expect "keygen --mesh makes every identity's key pair" 0 "made 10 key pair(s) in $tmp/none/keys" \
   "$troupe" keygen --mesh --state-dir "$tmp/none"
 expect "keygen refuses to overwrite" 1 "$tmp/none/keys/cli.pub: already exists; not overwriting a key" \
   "$troupe" keygen cli --out "$tmp/none/keys"

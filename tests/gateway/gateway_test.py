@@ -1,0 +1,434 @@
+#!/usr/bin/python3
+"""troupe-gateway against a live shop (real processes, real sockets, real HTTP).
+
+Every route and every error status; idempotent retries (one order for two POSTs);
+?wait; SSE with filters, resumed from Last-Event-ID through the outbox, a slow client
+that the gateway drops for (and counts) without slowing the mesh; /metrics checked by
+promtool; the OpenAPI document served is the committed one and valid; the token and
+bind rules; SIGTERM. Then (unless --no-browser) the dashboard in headless Chromium
+under `troupe load`: five services drawn, rates non-zero, a saga stuck on a stopped
+payments is shown with where it waits, and goes once payments resumes.
+
+Usage: gateway_test.py SOURCE_ROOT BUILD_ROOT [--no-browser] [--sanitized] [--screenshot PNG]
+"""
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+src, build = sys.argv[1], sys.argv[2]
+sanitized = "--sanitized" in sys.argv  # an ASan build: no browser part, no memory bound
+browser = "--no-browser" not in sys.argv and not sanitized
+shot = sys.argv[sys.argv.index("--screenshot") + 1] if "--screenshot" in sys.argv else None
+os.chdir(src)
+env = dict(os.environ, TROUPE_BUILD_DIR=build)
+state = tempfile.mkdtemp(prefix="troupe-gateway-")
+mesh = ["scripts/mesh", "--state-dir", state]
+troupe = [os.path.join(build, "troupe")]
+gateway_exe = os.path.join(build, "troupe-gateway")
+procs = []
+failures = 0
+run_id = str(int(time.time() * 1000) % 10**9)
+
+
+def check(what, ok, detail=""):
+    global failures
+    print(("ok: " if ok else "FAIL: ") + what + ("" if ok or not detail else f" ({detail})"), flush=True)
+    if not ok:
+        failures += 1
+
+
+def until(cond, seconds, step=0.05):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    return cond()
+
+
+def start_gateway(*args):
+    p = subprocess.Popen([gateway_exe, "--state-dir", state, *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, env=env)
+    procs.append(p)
+    line = p.stdout.readline()
+    if "listening on http://" not in line:
+        return p, None
+    return p, line.split("http://", 1)[1].split("/", 1)[0]
+
+
+def request(base, method, path, body=None, headers=None):
+    """(status, parsed JSON or text, headers) for one request."""
+    data = body if isinstance(body, (bytes, type(None))) else (body if isinstance(body, str) else json.dumps(body)).encode()
+    req = urllib.request.Request("http://" + base + path, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=40) as r:
+            status, raw, hdrs = r.status, r.read(), r.headers
+    except urllib.error.HTTPError as e:
+        status, raw, hdrs = e.code, e.read(), e.headers
+    text = raw.decode("utf-8", "replace")
+    try:
+        return status, json.loads(text), hdrs
+    except ValueError:
+        return status, text, hdrs
+
+
+def is_error(body, where_prefix=None):
+    """Every error body is JSON with what and where."""
+    return (isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"]
+            and isinstance(body.get("where"), str) and (where_prefix is None or body["where"].startswith(where_prefix)))
+
+
+class Sse:
+    """A raw Server-Sent Events reader over http.client (no library: what a client sees)."""
+
+    def __init__(self, base, path, headers=None, rcvbuf=None):
+        host, port = base.rsplit(":", 1)
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        if rcvbuf:
+            self.conn.connect()
+            self.conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.conn.request("GET", path, headers=headers or {})
+        self.resp = self.conn.getresponse()
+        self.status = self.resp.status
+
+    def next(self, seconds):
+        """The next SSE message as (event, id, data) or None after `seconds`."""
+        self.conn.sock.settimeout(seconds)
+        event, ident, data = "message", None, []
+        try:
+            while True:
+                line = self.resp.readline()
+                if not line:
+                    return None
+                line = line.decode().rstrip("\n")
+                if line == "":
+                    if data:
+                        return event, ident, json.loads("\n".join(data))
+                    event, ident, data = "message", None, []
+                    continue
+                if line.startswith(":"):
+                    continue
+                key, _, value = line.partition(": ")
+                if key == "event":
+                    event = value
+                elif key == "id":
+                    ident = value
+                elif key == "data":
+                    data.append(value)
+        except (socket.timeout, TimeoutError):
+            return None
+
+    def close(self):
+        self.conn.close()
+
+
+def place(base, order, key=None, wait=None, **fields):
+    body = {"order_id": order, "customer": "alice", "sku": "KB-101", "quantity": 1, **fields}
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Idempotency-Key"] = key
+    return request(base, "POST", "/v1/commands/orders/PlaceOrder" + (f"?wait={wait}" if wait else ""), body, headers)
+
+
+hit = set()  # the OpenAPI paths this test requested
+
+
+def main():
+    subprocess.run(mesh + ["up"], check=True, env=env, stdout=subprocess.DEVNULL)
+    gw, base = start_gateway("--listen", "127.0.0.1:0", "--timeout", "1500", "--stuck-after", "2000",
+                             "--max-body", "65536", "--sse-queue", "50")
+    check("the gateway listens on a free port and says where", base is not None)
+    if not base:
+        return
+
+    # Health.
+    s, b, _ = request(base, "GET", "/healthz")
+    hit.add("/healthz")
+    check("/healthz answers 200 ok", s == 200 and b == {"status": "ok"}, b)
+    ready = until(lambda: request(base, "GET", "/readyz")[0] == 200, 15)
+    hit.add("/readyz")
+    check("/readyz answers 200 once every service answers $health", ready)
+
+    # Commands: idempotent retry, wait, refusals.
+    order = "gw-" + run_id + "-1"
+    key = "key-" + run_id
+    s1, b1, _ = place(base, order, key=key)
+    s2, b2, _ = place(base, order, key=key)
+    hit.add("/v1/commands/{service}/{type}")
+    check("a command answers 202 with its id once taken", s1 == 202 and b1.get("id") == key, (s1, b1))
+    check("the same Idempotency-Key again answers 202 with the same id", s2 == 202 and b2.get("id") == key, (s2, b2))
+    s, saga, _ = request(base, "GET", f"/v1/sagas/{order}")
+    hit.add("/v1/sagas/{correlation}")
+    placed = [e for e in saga.get("events", []) if e["type"] == "OrderPlaced"] if s == 200 else []
+    check("two POSTs with one Idempotency-Key placed one order", len(placed) == 1 and placed[0]["causationid"] == key,
+          (s, len(placed)))
+    sagas_ok = until(lambda: (lambda r: r[0] == 200 and r[1].get("outcome") and not r[1]["waiting"])(
+        request(base, "GET", f"/v1/sagas/{order}")), 10)
+    check("/v1/sagas/{correlation} gives the saga's events, no wait and its outcome once it ends", bool(sagas_ok),
+          sagas_ok)
+    s, b, _ = request(base, "GET", "/v1/sagas/no-such-saga-" + run_id)
+    check("/v1/sagas of an unknown correlation answers 404", s == 404 and is_error(b, "path"), b)
+
+    order2 = "gw-" + run_id + "-2"
+    s, ev, _ = place(base, order2, key=key + "-w", wait="5s")
+    check("?wait=5s answers 200 with the event the command caused (CloudEvents JSON)",
+          s == 200 and ev.get("type") == "OrderPlaced" and ev.get("causationid") == key + "-w"
+          and ev.get("specversion") == "1.0" and ev["data"].get("order_id") == order2, (s, ev))
+    s, ev2, _ = place(base, order2, key=key + "-w", wait="5s")
+    check("a retry with ?wait answers the same event", s == 200 and ev2.get("id") == ev.get("id"), (s, ev2))
+    s, b, _ = request(base, "POST", "/v1/commands/orders/PlaceOrder", {"order_id": "gw-" + run_id + "-3"})
+    check("a command the service refuses answers 422 with its reason",
+          s == 422 and is_error(b) and "missing field 'customer'" in b["error"], (s, b))
+    for what, path, body, headers, status, where in [
+        ("an unknown service", "/v1/commands/nosuch/PlaceOrder", {}, {}, 404, "path: service"),
+        ("a type the service does not accept", "/v1/commands/orders/Nope", {}, {}, 404, "path: type"),
+        ("a body that is not JSON", "/v1/commands/orders/PlaceOrder", "{nope", {}, 400, "body"),
+        ("a body that is not an object", "/v1/commands/orders/PlaceOrder", [1, 2], {}, 400, "body"),
+        ("an Idempotency-Key with a space", "/v1/commands/orders/PlaceOrder", {}, {"Idempotency-Key": "a b"}, 400,
+         "header: Idempotency-Key"),
+        ("a bad ?wait", "/v1/commands/orders/PlaceOrder?wait=soon", {}, {}, 400, "query: wait"),
+        ("an unknown route", "/v1/nothing", None, {}, 404, "path"),
+    ]:
+        s, b, _ = request(base, "POST" if body is not None else "GET", path, body, headers)
+        check(f"{what} answers {status} naming {where}", s == status and is_error(b, where), (s, b))
+    s, b, _ = request(base, "POST", "/v1/commands/orders/PlaceOrder", b"x" * 70000)
+    check("a body over --max-body answers 413 JSON", s == 413 and is_error(b, "body"), (s, b))
+
+    # Queries.
+    s, b, _ = request(base, "GET", f"/v1/queries/orders/GetOrder?order_id={order}")
+    hit.add("/v1/queries/{service}/{type}")
+    check("GET a query answers the reply as JSON", s == 200 and b.get("order_id") == order, (s, b))
+    s, b, _ = request(base, "POST", "/v1/queries/inventory/GetStock", {"sku": "KB-101"})
+    check("POST a query answers the reply as JSON", s == 200 and "items" in b, (s, str(b)[:200]))
+    s, b, _ = request(base, "POST", "/v1/queries/orders/GetOrder", {"order_id": 5})
+    check("a request that does not fit the schema answers 400 with the codec's text",
+          s == 400 and is_error(b) and "order_id" in b["error"], (s, b))
+    s, b, _ = request(base, "GET", "/v1/queries/orders/Nope")
+    check("an unknown query answers 404", s == 404 and is_error(b, "path: type"), (s, b))
+    s, b, _ = request(base, "GET", "/v1/queries/nosuch/GetOrder")
+    check("a query to an unknown service answers 404", s == 404 and is_error(b, "path: service"), (s, b))
+    s, b, _ = request(base, "GET", "/v1/queries/orders/$health")
+    check("a built-in query ($health) answers 200", s == 200 and b.get("service") == "orders", (s, b))
+    s, b, _ = request(base, "GET", "/v1/queries/orders/$deadletters")
+    check("other built-ins ($deadletters) are not routed (404)", s == 404, (s, b))
+    pid = int(open(os.path.join(state, "notifications.pid")).read())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        s, b, _ = request(base, "GET", "/v1/queries/notifications/ListNotifications")
+        check("a query to a service that does not answer answers 503", s == 503 and is_error(b), (s, b))
+        not_ready = until(lambda: request(base, "GET", "/readyz")[0] == 503, 10)
+        check("/readyz answers 503 while a service does not answer", not_ready)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+    # The mesh's picture.
+    s, p, _ = request(base, "GET", "/v1/mesh")
+    hit.add("/v1/mesh")
+    check("/v1/mesh draws five services and the topology's edges",
+          s == 200 and len(p["services"]) == 5 and any(e["from"] == "orders" and e["to"] == "inventory" for e in p["edges"]),
+          (s, str(p)[:200]))
+
+    # Metrics, scrapeable.
+    s, text, hdrs = request(base, "GET", "/metrics")
+    hit.add("/metrics")
+    check("/metrics answers the Prometheus text format",
+          s == 200 and hdrs.get("Content-Type", "").startswith("text/plain; version=0.0.4")
+          and 'troupe_up{service="orders"} 1' in text and "troupe_gateway_requests_total{" in text, (s, text[:200]))
+    if shutil.which("promtool"):
+        r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+        check("promtool check metrics finds nothing wrong", r.returncode == 0, r.stdout + r.stderr)
+    else:
+        print("skip: promtool is not installed (scripts/bootstrap installs prometheus)")
+
+    # The OpenAPI description is the committed one, and valid.
+    s, served, _ = request(base, "GET", "/v1/openapi.json")
+    hit.add("/v1/openapi.json")
+    committed = json.load(open("docs/gateway.openapi.json"))
+    check("/v1/openapi.json serves docs/gateway.openapi.json", s == 200 and served == committed)
+    if shutil.which("node"):
+        r = subprocess.run(["node", "tools/asyncapi/validate.cjs", "--strict", "--openapi", "docs/gateway.openapi.json"],
+                           capture_output=True, text=True)
+        check("the OpenAPI document is valid OpenAPI 3.1 (Spectral's oas rules)", r.returncode == 0,
+              r.stdout[-400:] + r.stderr[-400:])
+    s, page, hdrs = request(base, "GET", "/")
+    hit.add("/")
+    check("/ serves the dashboard page with a Content-Security-Policy",
+          s == 200 and "<svg" in page and "default-src 'self'" in hdrs.get("Content-Security-Policy", ""))
+
+    # SSE: filters, then a resume from Last-Event-ID through the outbox.
+    stream = Sse(base, "/v1/events?service=orders&type=OrderPlaced")
+    hit.add("/v1/events")
+    check("/v1/events answers 200 text/event-stream",
+          stream.status == 200 and stream.resp.getheader("Content-Type", "").startswith("text/event-stream"))
+    time.sleep(0)  # the stream subscribes before its first read returns; orders below may still race it
+    first = "gw-" + run_id + "-sse0"
+    msg = None
+
+    def seen_first():
+        nonlocal msg
+        place(base, first + str(time.monotonic_ns()), wait="2s")
+        m = stream.next(2)
+        while m and m[0] != "message":
+            m = stream.next(2)
+        msg = m
+        return m is not None
+
+    until(seen_first, 15, step=0)
+    check("the stream delivers a live OrderPlaced", msg is not None and msg[2]["type"] == "OrderPlaced", msg)
+    last_id = msg[1] if msg else ""
+    check("an event's SSE id is its position per publisher", last_id.startswith("orders="), last_id)
+    stream.close()
+    missed = [f"gw-{run_id}-missed{i}" for i in range(3)]
+    for o in missed:
+        place(base, o, wait="5s")
+    resumed = Sse(base, "/v1/events?service=orders&type=OrderPlaced", headers={"Last-Event-ID": last_id})
+    got = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all(o in got for o in missed):
+        m = resumed.next(1)
+        if m and m[0] == "message":
+            got.append(m[2]["data"]["order_id"])
+    resumed.close()
+    check("a reconnect with Last-Event-ID gets what it missed, once and in order",
+          [g for g in got if g in missed] == missed, got)
+    check("...and only what its filter names", all(g.startswith("gw-") for g in got), got)
+
+    # A slow client: the gateway drops for it, counts, tells it; the mesh does not wait.
+    slow = Sse(base, "/v1/events", rcvbuf=4096)
+    load = subprocess.run(troupe + ["load", "--state-dir", state, "--orders", "1500", "--rate", "0", "--quiet", "--seed", "7"],
+                          capture_output=True, text=True, env=env)
+    check("the mesh completes orders while an SSE client does not read", "0 stuck" in load.stdout,
+          load.stdout[-300:] + load.stderr[-300:])
+    dropped = until(lambda: (lambda t: [l for l in t.splitlines() if l.startswith("troupe_gateway_sse_dropped_total ")])(
+        request(base, "GET", "/metrics")[1]), 5)
+    check("the gateway counts what it dropped for the slow client",
+          bool(dropped) and int(dropped[0].split()[1]) > 0, dropped)
+    told = False
+    for _ in range(2000):
+        m = slow.next(2)
+        if m is None:
+            break
+        if m[0] == "dropped":
+            told = m[2].get("dropped", 0) > 0
+            break
+    check("the slow client is told how many records it missed (event: dropped)", told)
+    slow.close()
+    if not sanitized:
+        rss = int([l for l in open(f"/proc/{gw.pid}/status") if l.startswith("VmRSS:")][0].split()[1])
+        check("the gateway's memory stays bounded (RSS under 200 MB)", rss < 200 * 1024, f"{rss} kB")
+
+    # Bind and token rules, stream limit.
+    p, where = start_gateway("--listen", "0.0.0.0:0")
+    out = p.communicate(timeout=10)[0] if where is None else ""
+    check("binding beyond loopback without --token refuses to start (exit 2)", where is None and p.returncode == 2,
+          out)
+    tp, tbase = start_gateway("--listen", "127.0.0.1:0", "--token", "s3cret", "--sse-clients", "1")
+    s, b, hdrs = request(tbase, "GET", "/v1/mesh")
+    check("with --token a request without it answers 401 JSON",
+          s == 401 and is_error(b, "header: Authorization") and hdrs.get("WWW-Authenticate") == "Bearer", (s, b))
+    s, b, _ = request(tbase, "GET", "/v1/mesh", headers={"Authorization": "Bearer wrong!"})
+    check("...and a wrong token answers 401", s == 401, s)
+    s, b, _ = request(tbase, "GET", "/v1/mesh", headers={"Authorization": "Bearer s3cret"})
+    check("...and the token answers 200", s == 200, s)
+    s, b, _ = request(tbase, "GET", "/healthz")
+    check("...and /healthz needs no token", s == 200, s)
+    one = Sse(tbase, "/v1/events?access_token=s3cret")
+    two = Sse(tbase, "/v1/events?access_token=s3cret")
+    check("past --sse-clients streams a new one answers 503", one.status == 200 and two.status == 503,
+          (one.status, two.status))
+    one.close()
+    two.close()
+    tp.send_signal(signal.SIGTERM)
+    try:
+        rest = tp.communicate(timeout=10)[0]
+        check("SIGTERM stops the gateway cleanly (exit 0)", tp.returncode == 0 and "stopped" in rest, rest)
+    except subprocess.TimeoutExpired:
+        check("SIGTERM stops the gateway cleanly (exit 0)", False, "still running after 10 s")
+
+    documented = set(committed["paths"])
+    check("every route of the OpenAPI document was requested by this test", documented <= hit, documented - hit)
+
+    if browser:
+        dashboard(base)
+    gw.send_signal(signal.SIGTERM)
+    gw.wait(timeout=10)
+
+
+def dashboard(base):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    load = subprocess.Popen(troupe + ["load", "--state-dir", state, "--orders", "200000", "--rate", "60", "--quiet",
+                                      "--seed", "11", "--timeout", "600000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    procs.append(load)
+    o = Options()
+    for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1440,1000", "--disable-dev-shm-usage",
+              "--user-data-dir=" + os.path.join(state, "chromium")]:
+        o.add_argument(a)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=o)
+    payments = int(open(os.path.join(state, "payments.pid")).read())
+    # The page redraws every second: read it in one script each time, never by element.
+    def page(selector, what="e.textContent"):
+        return driver.execute_script(
+            f"return [...document.querySelectorAll(arguments[0])].map((e) => {what});", selector)
+
+    try:
+        driver.get("http://" + base + "/")
+        drawn = until(lambda: len(page("#svc-rows tr.svc")) == 5 and len(page("#svg g.node")) == 6, 20, 0.2)
+        check("the dashboard draws the five services (table and graph, with the clients)", drawn,
+              page("#svg g.node", "e.dataset.name"))
+        names = sorted(page("#svc-rows tr.svc", "e.dataset.name"))
+        check("...named as in the topology", names == ["inventory", "notifications", "orders", "payments", "shipping"],
+              names)
+        live = until(lambda: [e for e, r in page("#svg text.rate", "[e.dataset.edge, e.dataset.rate]")
+                              if float(r or 0) > 0], 20, 0.2)
+        check("rates on the edges become non-zero under load", "orders->inventory" in (live or []), live)
+        check("the tap pane shows live messages", bool(until(lambda: page("#lines .line"), 10, 0.2)))
+        os.kill(payments, signal.SIGSTOP)
+        stuck = until(lambda: [t for t in page("#stuck li.saga", "e.innerText")
+                               if "payments has not reacted to StockReserved" in t], 30, 0.3)
+        check("a saga stuck on a stopped payments appears, saying where it waits", bool(stuck), page("#stuck")[:1])
+        if stuck:
+            print("   " + stuck[0].replace("\n", " | ")[:200])
+        if shot:
+            driver.save_screenshot(shot)
+        os.kill(payments, signal.SIGCONT)
+        gone = until(lambda: not [t for t in page("#stuck li.saga") if "payments has not reacted" in t], 40, 0.5)
+        check("...and disappears once payments resumes", gone, page("#stuck")[:1])
+        driver.find_element(By.ID, "f-type").send_keys("OrderConfirmed\n")
+        only = until(lambda: (lambda ls: len(ls) >= 3 and all("OrderConfirmed" in l for l in ls))(
+            page("#lines .line")), 20, 0.3)
+        check("the tap pane's type filter shows only that type", only)
+    finally:
+        os.kill(payments, signal.SIGCONT)
+        driver.quit()
+        load.terminate()
+
+
+try:
+    main()
+except Exception as e:  # a failure of the test itself is a failure, with its reason
+    import traceback
+    traceback.print_exc()
+    failures += 1
+finally:
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+    subprocess.run(mesh + ["down"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shutil.rmtree(state, ignore_errors=True)
+print(f"gateway: {failures} failure(s)")
+sys.exit(1 if failures else 0)

@@ -1,0 +1,389 @@
+#include "watch.hpp"
+
+#include <troupe/runtime/builtin.hpp>
+#include <troupe/runtime/client.hpp>
+#include <troupe/tools/mesh_json.hpp>
+
+#include <spdlog/spdlog.h>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include <fnmatch.h>
+
+#include <algorithm>
+
+namespace troupe::gateway {
+
+using Clock = std::chrono::steady_clock;
+
+bool Filter::matches(const Record& r) const {
+  if (!type.empty() && type != "*" && fnmatch(type.c_str(), r.type.c_str(), 0) != 0) return false;
+  if (!kind.empty() && kind != r.kind) return false;
+  if (!correlation.empty() && correlation != r.correlation) return false;
+  if (!services.empty() && std::find(services.begin(), services.end(), r.source) == services.end() &&
+      std::find(services.begin(), services.end(), r.target) == services.end())
+    return false;
+  return true;
+}
+
+void Subscriber::push(std::shared_ptr<const Record> r) {
+  {
+    std::lock_guard lock(mutex_);
+    if (queue_.size() >= capacity_) {
+      ++dropped_;
+      return;
+    }
+    queue_.push_back(std::move(r));
+  }
+  cv_.notify_one();
+}
+
+std::vector<std::shared_ptr<const Record>> Subscriber::take(std::chrono::milliseconds timeout,
+                                                            std::uint64_t& dropped) {
+  std::unique_lock lock(mutex_);
+  cv_.wait_for(lock, timeout, [&] { return !queue_.empty() || dropped_ || woken_; });
+  woken_ = false;
+  std::vector<std::shared_ptr<const Record>> out(queue_.begin(), queue_.end());
+  queue_.clear();
+  dropped = dropped_;
+  dropped_ = 0;
+  return out;
+}
+
+void Subscriber::wake() {
+  {
+    std::lock_guard lock(mutex_);
+    woken_ = true;
+  }
+  cv_.notify_all();
+}
+
+Hub::Hub(const Topology& topology, Options options, zmq::context_t& context)
+    : topology_(topology), options_(std::move(options)), context_(context) {}
+
+Hub::~Hub() { stop(); }
+
+void Hub::start() { thread_ = std::thread([this] { run(); }); }
+
+void Hub::stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard lock(mutex_);
+  for (auto& s : subscribers_) s->wake();
+}
+
+std::shared_ptr<Subscriber> Hub::subscribe(Filter filter, std::size_t capacity) {
+  auto s = std::make_shared<Subscriber>(std::move(filter), capacity);
+  std::lock_guard lock(mutex_);
+  subscribers_.push_back(s);
+  return s;
+}
+
+void Hub::unsubscribe(const std::shared_ptr<Subscriber>& s) {
+  std::lock_guard lock(mutex_);
+  std::erase(subscribers_, s);
+}
+
+std::map<std::pair<std::string, std::string>, std::uint64_t> Hub::edge_counts() const {
+  std::lock_guard lock(mutex_);
+  return edges_;
+}
+
+void Hub::for_each_saga(
+    const std::function<bool(const std::string&, const std::vector<tools::SagaEvent>&)>& keep) {
+  std::lock_guard lock(mutex_);
+  for (auto it = sagas_.begin(); it != sagas_.end();) it = keep(it->first, it->second) ? std::next(it) : sagas_.erase(it);
+  std::erase_if(saga_order_, [&](const std::string& id) { return !sagas_.count(id); });
+}
+
+HubStats Hub::stats() const {
+  std::lock_guard lock(mutex_);
+  auto s = stats_;
+  s.subscribers = subscribers_.size();
+  s.sagas = sagas_.size();
+  return s;
+}
+
+void Hub::deliver(Record r) {
+  auto shared = std::make_shared<const Record>(std::move(r));
+  const Record& rec = *shared;
+  std::lock_guard lock(mutex_);
+  ++stats_.received;
+  if (rec.kind == "event") {
+    for (const auto& s : topology_.services)
+      for (const auto& sub : s.reacts_to)
+        if (sub.publisher == rec.source && std::find(sub.types.begin(), sub.types.end(), rec.type) != sub.types.end())
+          ++edges_[{rec.source, s.name}];
+  } else if (rec.kind == "command") {
+    std::string from = topology_.find(rec.source) ? rec.source : "outside";
+    ++edges_[{from, rec.target}];
+  }
+  if (rec.kind == "event" && !rec.correlation.empty()) {
+    auto [it, fresh] = sagas_.try_emplace(rec.correlation);
+    if (fresh) {
+      saga_order_.push_back(rec.correlation);
+      while (sagas_.size() > options_.max_sagas && !saga_order_.empty()) {  // the oldest go first
+        if (sagas_.erase(saga_order_.front())) ++stats_.sagas_forgotten;
+        saga_order_.pop_front();
+      }
+    }
+    if (auto s = sagas_.find(rec.correlation); s != sagas_.end() && s->second.size() < 256) {
+      Envelope e;
+      e.id = rec.json.value("id", "");
+      e.source = rec.source;
+      e.type = rec.type;
+      e.time = rec.json.value("time", "");
+      e.kind = Kind::event;
+      e.sequence = rec.sequence;
+      e.correlationid = rec.correlation;
+      e.causationid = rec.json.value("causationid", "");
+      s->second.push_back({std::move(e), nlohmann::json()});
+    }
+  }
+  for (auto& s : subscribers_) {
+    if (!s->filter().matches(rec)) continue;
+    s->push(shared);
+  }
+}
+
+void Hub::run() {
+  zmq::socket_t sub(context_, zmq::socket_type::sub);
+  sub.set(zmq::sockopt::rcvhwm, 100000);  // beyond this the services drop for this tap, never block
+  sub.set(zmq::sockopt::linger, 0);
+  try {
+    for (const auto& s : topology_.services) {
+      for (const auto& type : s.publishes) sub.set(zmq::sockopt::subscribe, type + " ");
+      sub.set(zmq::sockopt::subscribe, builtin::kTapTopic);
+      curve_client(sub, topology_, s.name, options_.identity);
+      sub.connect(topology_.external(s).events);
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("gateway: cannot watch the mesh as '{}': {}", options_.identity, e.what());
+    return;
+  }
+  zmq::pollitem_t item{sub.handle(), 0, ZMQ_POLLIN, 0};
+  while (!stop_) {
+    zmq::poll(&item, 1, std::chrono::milliseconds(100));
+    for (int n = 0; n < 1000 && !stop_; ++n) {
+      std::vector<zmq::message_t> frames;
+      if (!zmq::recv_multipart(sub, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
+      Record r;
+      if (frames.size() == 3) {
+        auto env = codec::decode_envelope(frames[1].to_string_view());
+        if (!env) continue;
+        r.json = tools::cloudevent(*env, frames[2].to_string_view());
+        r.kind = "event";
+        r.target = "*";
+        r.source = env->source;
+        r.type = env->type;
+        r.correlation = env->correlationid;
+        r.sequence = env->sequence;
+      } else if (frames.size() == 4 && frames[0].to_string_view() == builtin::kTapTopic) {
+        auto m = codec::decode_envelope(frames[1].to_string_view());
+        auto original = codec::decode_envelope(frames[2].to_string_view());
+        if (!m || !original) continue;
+        auto& last = last_mirror_[m->source];
+        if (last && m->sequence > last + 1) {
+          std::lock_guard lock(mutex_);
+          stats_.tap_missed += m->sequence - last - 1;
+        }
+        last = m->sequence;
+        r.kind = m->type.substr(1);  // "$command" -> "command"
+        // The gateway's and other tools' own built-in queries are not the mesh's traffic.
+        if (r.kind == "query" && !original->type.empty() && original->type[0] == '$') continue;
+        r.json = tools::cloudevent(*original, frames[3].to_string_view());
+        r.target = m->source;
+        r.source = original->source;
+        r.type = original->type;
+        r.correlation = original->correlationid;
+        if (r.kind == "refused") {
+          r.source = r.json["data"].value("address", std::string("?"));
+          r.type = "refused:" + r.json["data"].value("endpoint", std::string("?"));
+        }
+        if (r.kind == "gap" || r.kind == "repaired") {
+          r.source = r.json["data"].value("publisher", original->source);
+          r.type = r.kind;
+        }
+        r.json["source"] = r.source;
+        r.json["type"] = r.type;
+      } else {
+        continue;
+      }
+      r.json["tapkind"] = r.kind;
+      r.json["taptarget"] = r.target;
+      deliver(std::move(r));
+    }
+  }
+}
+
+View::View(const Topology& topology, Options options, Hub& hub, zmq::context_t& context)
+    : topology_(topology), options_(std::move(options)), hub_(hub), context_(context) {}
+
+View::~View() { stop(); }
+
+void View::start() { thread_ = std::thread([this] { run(); }); }
+
+void View::stop() {
+  stop_ = true;
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+nlohmann::json View::picture(std::uint64_t* version) const {
+  std::lock_guard lock(mutex_);
+  if (version) *version = version_;
+  return picture_;
+}
+
+bool View::ready() const {
+  std::lock_guard lock(mutex_);
+  return ready_;
+}
+
+std::uint64_t View::wait_newer(std::uint64_t version, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mutex_);
+  cv_.wait_for(lock, timeout, [&] { return version_ > version || stop_; });
+  return version_;
+}
+
+void View::run() {
+  while (!stop_) {
+    auto started = Clock::now();
+    nlohmann::json p;
+    try {
+      p = round();
+    } catch (const std::exception& e) {
+      spdlog::error("gateway: the mesh's picture failed: {}", e.what());
+    }
+    {
+      std::lock_guard lock(mutex_);
+      if (!p.is_null()) {
+        ready_ = p.value("ready", false);
+        picture_ = std::move(p);
+        ++version_;
+      }
+    }
+    cv_.notify_all();
+    std::unique_lock lock(mutex_);
+    cv_.wait_until(lock, started + options_.period, [&] { return stop_.load(); });
+  }
+}
+
+nlohmann::json View::round() {
+  Client client(topology_, "gateway", &context_);
+  client.set_identity(options_.identity);
+  auto now = Clock::now();
+  double dt = last_round_ == Clock::time_point{} ? 0 : std::chrono::duration<double>(now - last_round_).count();
+  auto ask = std::min(options_.period, std::chrono::milliseconds(700));
+  tools::Positions positions;
+  nlohmann::json services = nlohmann::json::array();
+  bool all = true;
+  for (const auto& s : topology_.services) {
+    nlohmann::json j{{"name", s.name}};
+    auto h = client.query_raw(s.name, std::string(builtin::kHealth), std::string(1, '\x80'), ask);
+    if (!h) {
+      all = false;
+      j["state"] = "not answering";
+      j["answering"] = false;
+      if (auto known = last_positions_.find(s.name); known != last_positions_.end()) positions[s.name] = known->second;
+      services.push_back(std::move(j));
+      continue;
+    }
+    auto health = tools::to_json(h->payload);
+    positions[s.name] = last_positions_[s.name] = tools::applied_from_health(health);
+    std::uint64_t lag = 0;
+    for (const auto& u : health.value("upstreams", nlohmann::json::array())) lag += u.value("lag", std::uint64_t{0});
+    std::uint64_t head = health.value("head", std::uint64_t{0});
+    j["answering"] = true;
+    j["state"] = health.value("state", "?");
+    j["version"] = health.value("version", "");
+    j["uptime_s"] = health.value("uptime_s", 0.0);
+    j["head"] = head;
+    j["lag"] = lag;
+    j["dead_letters"] = health.value("dead_letters", std::uint64_t{0});
+    j["upstreams"] = health.value("upstreams", nlohmann::json::array());
+    if (health.contains("store_error") && !health["store_error"].is_null()) j["store_error"] = health["store_error"];
+    if (auto last = last_heads_.find(s.name); dt > 0 && last != last_heads_.end() && head >= last->second)
+      j["events_per_s"] = (head - last->second) / dt;
+    else
+      j["events_per_s"] = 0.0;
+    last_heads_[s.name] = head;
+    services.push_back(std::move(j));
+  }
+
+  // Edges: every (publisher -> reacting service) and (sender -> receiver) of the
+  // topology, and "outside" -> each service that accepts commands.
+  std::map<std::pair<std::string, std::string>, nlohmann::json> edges;
+  for (const auto& s : topology_.services) {
+    for (const auto& sub : s.reacts_to) {
+      auto& e = edges[{sub.publisher, s.name}];
+      e["kind"] = "event";
+      for (const auto& t : sub.types) e["types"].push_back(t);
+    }
+    for (const auto& route : s.sends) {
+      auto& e = edges[{s.name, route.target}];
+      if (!e.contains("kind")) e["kind"] = "command";
+      for (const auto& t : route.types) e["types"].push_back(t);
+    }
+    if (!s.accepts.empty()) {
+      auto& e = edges[{"outside", s.name}];
+      e["kind"] = "command";
+      e["types"] = s.accepts;
+    }
+  }
+  auto counts = hub_.edge_counts();
+  nlohmann::json edge_list = nlohmann::json::array();
+  for (auto& [key, e] : edges) {
+    std::uint64_t n = counts.count(key) ? counts[key] : 0;
+    std::uint64_t before = last_edges_.count(key) ? last_edges_[key] : 0;
+    e["from"] = key.first;
+    e["to"] = key.second;
+    e["total"] = n;
+    e["rate"] = dt > 0 && n >= before ? (n - before) / dt : 0.0;
+    edge_list.push_back(e);
+  }
+  last_edges_ = std::move(counts);
+  last_round_ = now;
+
+  // Sagas: each tracked one waits on someone, or is done (and forgotten after a while).
+  auto now_us = tools::micros(rfc3339_now());
+  std::size_t in_flight = 0;
+  std::vector<std::pair<double, nlohmann::json>> stuck;
+  hub_.for_each_saga([&](const std::string& id, const std::vector<tools::SagaEvent>& events) {
+    auto w = tools::waits(topology_, events, positions, now_us);
+    double newest = 0;
+    for (const auto& e : events) newest = std::max(newest, static_cast<double>(tools::micros(e.env.time)));
+    if (w.empty()) return (now_us - newest) / 1000.0 < options_.forget_after.count();
+    ++in_flight;
+    double longest = 0;
+    nlohmann::json waits = nlohmann::json::array();
+    for (const auto& x : w) {
+      longest = std::max(longest, x.waited_s);
+      waits.push_back(x.json());
+    }
+    if (longest * 1000 >= options_.stuck_after.count())
+      stuck.emplace_back(longest, nlohmann::json{{"correlationid", id}, {"waiteds", longest}, {"waits", waits},
+                                                 {"events", events.size()}});
+    return true;
+  });
+  std::sort(stuck.begin(), stuck.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  nlohmann::json stuck_list = nlohmann::json::array();
+  for (std::size_t i = 0; i < stuck.size() && i < 50; ++i) stuck_list.push_back(std::move(stuck[i].second));
+
+  auto hs = hub_.stats();
+  return {{"mesh", topology_.mesh},
+          {"time", rfc3339_now()},
+          {"ready", all},
+          {"services", services},
+          {"edges", edge_list},
+          {"sagas",
+           {{"tracked", hs.sagas},
+            {"in_flight", in_flight},
+            {"stuck_count", stuck.size()},
+            {"stuck", stuck_list},
+            {"forgotten", hs.sagas_forgotten},
+            {"stuck_after_s", options_.stuck_after.count() / 1000.0}}},
+          {"tap", {{"received", hs.received}, {"missed", hs.tap_missed}, {"sse_clients", hs.subscribers}}}};
+}
+
+}  // namespace troupe::gateway
