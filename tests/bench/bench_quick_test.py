@@ -30,11 +30,14 @@ EXPECTED |= {("events-1to1-100B-curve", s, m) for s in ("troupe-memory", "troupe
 EXPECTED |= {("peer-apply-durable", s, m) for s in ("troupe-durable", "python-peer")
              for m in ("throughput", "lost", "duplicated")}
 
+# Commands through the HTTP gateway and from troupe::Client (bench/gateway_bench.sh).
+EXPECTED |= {("gateway-commands", s, m) for s in ("troupe-durable", "gateway") for m in ("throughput", "p99")}
+
 TABLE_ROWS = ["events 1→1, 100 B", "events 1→1, 1 KiB", "fan-out 1→3, 100 B", "command round trip p50",
               "command round trip p99", "query round trip p50", "query round trip p99", "shop saga, sustained",
               "shop saga at 1,000 orders/s, p99", "idle RSS", "exec → ready", "with CURVE", "cost of CURVE",
               "peer applies a durable stream, C++ node", "peer applies a durable stream, Python peer",
-              "Python peer / C++ node"]
+              "Python peer / C++ node", "through the HTTP gateway", "HTTP gateway / troupe::Client"]
 TABLE_HEADERS = ["troupe memory", "troupe durable", "raw libzmq", "Mosquitto QoS 0", "Mosquitto QoS 1",
                  "memory / raw", "durable / QoS 1"]
 

@@ -512,6 +512,7 @@ int Gateway::run() {
   server_.set_write_timeout(5, 0);
   server_.set_keep_alive_timeout(5);
   server_.set_keep_alive_max_count(1000);
+  server_.set_tcp_nodelay(true);  // a small answer goes out at once, not after a delayed ACK (40 ms)
   routes();
   int port = o_.port;
   bool bound = port == 0 ? (port = server_.bind_to_any_port(o_.host)) > 0 : server_.bind_to_port(o_.host, port);
