@@ -332,7 +332,7 @@ def main():
     out = p.communicate(timeout=10)[0] if where is None else ""
     check("binding beyond loopback without --token refuses to start (exit 2)", where is None and p.returncode == 2,
           out)
-    tp, tbase = start_gateway("--listen", "127.0.0.1:0", "--token", "s3cret", "--sse-clients", "1")
+    tp, tbase = start_gateway("--listen", "127.0.0.1:0", "--token", "s3cret", "--sse-clients", "1", "--threads", "4")
     s, b, hdrs = request(tbase, "GET", "/v1/mesh")
     check("with --token a request without it answers 401 JSON",
           s == 401 and is_error(b, "header: Authorization") and hdrs.get("WWW-Authenticate") == "Bearer", (s, b))
@@ -342,6 +342,30 @@ def main():
     check("...and the token answers 200", s == 200, s)
     s, b, _ = request(tbase, "GET", "/healthz")
     check("...and /healthz needs no token", s == 200, s)
+    # ?wait holds a worker: at most half of them (2 of 4 here) wait; a CancelOrder of an
+    # order that already ended is applied and causes nothing, so its wait runs out (504).
+    import threading
+    auth = {"Authorization": "Bearer s3cret", "Content-Type": "application/json"}
+    ended = []
+
+    def cancel_and_wait():
+        ended.append(request(tbase, "POST", "/v1/commands/orders/CancelOrder?wait=4s",
+                             {"order_id": order, "reason": "late"}, auth))
+
+    waiters = [threading.Thread(target=cancel_and_wait) for _ in range(2)]
+    for w in waiters:
+        w.start()
+    gauge = lambda: [l for l in request(tbase, "GET", "/metrics", headers=auth)[1].splitlines()
+                     if l.startswith("troupe_gateway_waiting ")]
+    two = until(lambda: gauge() == ["troupe_gateway_waiting 2"], 10)
+    s, b, _ = request(tbase, "POST", "/v1/commands/orders/CancelOrder?wait=4s", {"order_id": order}, auth)
+    check("with half the workers waiting, another ?wait answers 503 at once",
+          two and s == 503 and is_error(b, "query: wait"), (two, s, b))
+    for w in waiters:
+        w.join()
+    check("a command that causes no event within ?wait answers 504 with its id",
+          [r[0] for r in ended] == [504, 504] and all(r[1].get("id") and is_error(r[1]) for r in ended),
+          [(r[0], r[1]) for r in ended])
     one = Sse(tbase, "/v1/events?access_token=s3cret")
     two = Sse(tbase, "/v1/events?access_token=s3cret")
     check("past --sse-clients streams a new one answers 503", one.status == 200 and two.status == 503,

@@ -119,14 +119,15 @@ std::string sse(const std::string& event, const std::string& id, const json& dat
 struct Counters {
   std::mutex mutex;
   std::map<std::pair<std::string, int>, std::uint64_t> requests;  // (method, status)
-  std::atomic<std::uint64_t> sse_dropped{0}, sse_refused{0}, sse_replayed{0};
+  std::atomic<std::uint64_t> sse_dropped{0}, sse_refused{0}, sse_replayed{0}, waits_refused{0};
+  std::atomic<std::size_t> waiting{0};  // commands holding a worker for ?wait
   std::atomic<std::size_t> sse_open{0};
 };
 
 class Gateway {
  public:
   Gateway(const Topology& t, const Options& o)
-      : t_(t), o_(o), hub_(t_, {o.tap_identity, 10000}, context_),
+      : t_(t), o_(o), hub_(t_, {o.tap_identity}, context_),
         view_(t_, {o.identity, std::chrono::milliseconds(1000), o.stuck_after, std::chrono::milliseconds(10000)},
               hub_, context_) {}
 
@@ -199,6 +200,23 @@ void Gateway::command(const httplib::Request& req, httplib::Response& res) {
     wait = parse_wait(req.get_param_value("wait"));
     if (!wait) return fail(res, 400, "wait must be a duration such as 5s or 500ms", "query: wait");
     wait = std::min(*wait, o_.max_wait);
+  }
+  // A ?wait holds a worker thread for up to 30 s: half of them at most, so that waiting
+  // clients cannot starve every other request.
+  struct Waiting {
+    std::atomic<std::size_t>* n = nullptr;
+    ~Waiting() {
+      if (n) --*n;
+    }
+  } waiting;
+  if (wait) {
+    if (++counters_.waiting > o_.threads / 2) {
+      --counters_.waiting;
+      ++counters_.waits_refused;
+      return fail(res, 503, "already " + std::to_string(o_.threads / 2) + " commands waiting (?wait); send without it, or later",
+                  "query: wait");
+    }
+    waiting.n = &counters_.waiting;
   }
   std::string correlation = req.get_param_value("correlation");
   auto& c = client();
@@ -309,6 +327,12 @@ void Gateway::metrics(const httplib::Request&, httplib::Response& res) {
       << "# HELP troupe_gateway_sse_refused_total Streams refused over the limit of concurrent streams.\n"
          "# TYPE troupe_gateway_sse_refused_total counter\n"
       << "troupe_gateway_sse_refused_total " << counters_.sse_refused << '\n'
+      << "# HELP troupe_gateway_waiting Commands waiting for the event they cause (?wait).\n"
+         "# TYPE troupe_gateway_waiting gauge\n"
+      << "troupe_gateway_waiting " << counters_.waiting << '\n'
+      << "# HELP troupe_gateway_waits_refused_total Commands with ?wait refused while half the workers waited.\n"
+         "# TYPE troupe_gateway_waits_refused_total counter\n"
+      << "troupe_gateway_waits_refused_total " << counters_.waits_refused << '\n'
       << "# HELP troupe_gateway_tap_received_total Messages the gateway's tap received.\n"
          "# TYPE troupe_gateway_tap_received_total counter\n"
       << "troupe_gateway_tap_received_total " << hs.received << '\n'
@@ -366,9 +390,9 @@ void Gateway::events(const httplib::Request& req, httplib::Response& res) {
           st->started = true;
           out += "retry: 1000\n\n";
           auto& c = client();
+          std::size_t budget = 10000;  // events replayed per stream, over all its publishers
           for (auto& [publisher, pos] : st->positions) {
             if (!t_.find(publisher)) continue;
-            std::size_t budget = 10000;
             while (budget) {
               auto r = c.query_raw(publisher, std::string(builtin::kReplay),
                                    codec::encode(builtin::ReplayRequest{pos + 1, UINT64_MAX, 512}),
@@ -394,6 +418,8 @@ void Gateway::events(const httplib::Request& req, httplib::Response& res) {
                 out += sse("", resume_token(st->positions), rec.json);
               }
               budget = n >= budget ? 0 : budget - n;
+              if (!sink.write(out.data(), out.size())) return false;  // page by page, never the whole replay held
+              out.clear();
               auto head = codec::decode<builtin::ReplayReply>(r->payload);
               if (n == 0 || !head || pos >= head->head) break;
             }

@@ -31,6 +31,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-body", o.max_body, "largest request body in bytes")->capture_default_str();
   app.add_option("--sse-clients", o.sse_clients, "concurrent /v1/events streams")->capture_default_str();
+  app.add_option("--threads", o.threads, "HTTP worker threads (each open stream holds one, each ?wait too; at "
+                                         "most half of them wait)")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 1024));
   app.add_option("--sse-queue", o.sse_queue, "records queued per stream before it drops (and says so)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);

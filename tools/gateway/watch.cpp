@@ -127,7 +127,7 @@ void Hub::deliver(Record r) {
         saga_order_.pop_front();
       }
     }
-    if (auto s = sagas_.find(rec.correlation); s != sagas_.end() && s->second.size() < 256) {
+    if (auto s = sagas_.find(rec.correlation); s != sagas_.end() && s->second.size() < options_.max_saga_events) {
       Envelope e;
       e.id = rec.json.value("id", "");
       e.source = rec.source;
@@ -247,11 +247,13 @@ std::uint64_t View::wait_newer(std::uint64_t version, std::chrono::milliseconds 
 }
 
 void View::run() {
+  Client client(topology_, "gateway", &context_);
+  client.set_identity(options_.identity);
   while (!stop_) {
     auto started = Clock::now();
     nlohmann::json p;
     try {
-      p = round();
+      p = round(client);
     } catch (const std::exception& e) {
       spdlog::error("gateway: the mesh's picture failed: {}", e.what());
     }
@@ -269,9 +271,7 @@ void View::run() {
   }
 }
 
-nlohmann::json View::round() {
-  Client client(topology_, "gateway", &context_);
-  client.set_identity(options_.identity);
+nlohmann::json View::round(Client& client) {
   auto now = Clock::now();
   double dt = last_round_ == Clock::time_point{} ? 0 : std::chrono::duration<double>(now - last_round_).count();
   auto ask = std::min(options_.period, std::chrono::milliseconds(700));

@@ -28,6 +28,10 @@ namespace zmq {
 class context_t;
 }
 
+namespace troupe {
+class Client;
+}
+
 namespace troupe::gateway {
 
 // One thing the tap saw: a CloudEvent plus "tapkind" (event, command, deadletter, gap,
@@ -77,7 +81,8 @@ class Hub {
  public:
   struct Options {
     std::string identity = "tap";  // a [taps.*] identity under CURVE
-    std::size_t max_sagas = 10000;
+    std::size_t max_sagas = 4000;         // the oldest are forgotten first
+    std::size_t max_saga_events = 32;     // per saga: enough to say where it waits
   };
   Hub(const Topology& topology, Options options, zmq::context_t& context);
   ~Hub();
@@ -137,7 +142,7 @@ class View {
 
  private:
   void run();
-  nlohmann::json round();
+  nlohmann::json round(Client& client);
 
   const Topology& topology_;
   Options options_;
