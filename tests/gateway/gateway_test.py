@@ -11,7 +11,6 @@ payments is shown with where it waits, and goes once payments resumes.
 
 Usage: gateway_test.py SOURCE_ROOT BUILD_ROOT [--no-browser] [--sanitized] [--screenshot PNG]
 """
-import http.client
 import json
 import os
 import shutil
@@ -89,47 +88,90 @@ def is_error(body, where_prefix=None):
 
 
 class Sse:
-    """A raw Server-Sent Events reader over http.client (no library: what a client sees)."""
+    """A Server-Sent Events reader on a raw socket (HTTP/1.1, chunked): what a client
+    sees, with a receive buffer of our choosing and reads that can time out and go on."""
 
     def __init__(self, base, path, headers=None, rcvbuf=None):
         host, port = base.rsplit(":", 1)
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        self.sock = socket.socket()
         if rcvbuf:
-            self.conn.connect()
-            self.conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.conn.request("GET", path, headers=headers or {})
-        self.resp = self.conn.getresponse()
-        self.status = self.resp.status
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(10)
+        self.sock.connect((host, int(port)))
+        head = f"GET {path} HTTP/1.1\r\nHost: {base}\r\nAccept: text/event-stream\r\n"
+        for k, v in (headers or {}).items():
+            head += f"{k}: {v}\r\n"
+        self.sock.sendall((head + "\r\n").encode())
+        self.raw = b""     # bytes received, not yet de-chunked
+        self.text = b""    # the stream's bytes, de-chunked
+        self.headers = {}
+        while b"\r\n\r\n" not in self.raw:
+            self._recv(10)
+        head, self.raw = self.raw.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split()[1])
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            self.headers[k.strip().lower()] = v.strip()
+        self.chunked = self.headers.get("transfer-encoding") == "chunked"
+
+    def _recv(self, seconds):
+        self.sock.settimeout(max(0.01, seconds))
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError
+        self.raw += data
+
+    def _dechunk(self):
+        if not self.chunked:
+            self.text += self.raw
+            self.raw = b""
+            return
+        while b"\r\n" in self.raw:
+            size_line, rest = self.raw.split(b"\r\n", 1)
+            size = int(size_line.split(b";")[0], 16)
+            if len(rest) < size + 2:
+                return
+            self.text += rest[:size]
+            self.raw = rest[size + 2:]
+            if size == 0:
+                raise EOFError
 
     def next(self, seconds):
-        """The next SSE message as (event, id, data) or None after `seconds`."""
-        self.conn.sock.settimeout(seconds)
-        event, ident, data = "message", None, []
-        try:
-            while True:
-                line = self.resp.readline()
-                if not line:
-                    return None
-                line = line.decode().rstrip("\n")
-                if line == "":
-                    if data:
-                        return event, ident, json.loads("\n".join(data))
-                    event, ident, data = "message", None, []
-                    continue
-                if line.startswith(":"):
-                    continue
-                key, _, value = line.partition(": ")
-                if key == "event":
-                    event = value
-                elif key == "id":
-                    ident = value
-                elif key == "data":
-                    data.append(value)
-        except (socket.timeout, TimeoutError):
-            return None
+        """The next SSE message as (event, id, data), or None after `seconds` or at the end."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                self._dechunk()
+            except EOFError:
+                return None
+            while b"\n\n" in self.text:
+                block, self.text = self.text.split(b"\n\n", 1)
+                event, ident, data = "message", None, []
+                for line in block.decode().split("\n"):
+                    if line.startswith(":"):
+                        continue
+                    key, _, value = line.partition(": ")
+                    if key == "event":
+                        event = value
+                    elif key == "id":
+                        ident = value
+                    elif key == "data":
+                        data.append(value)
+                if data:
+                    return event, ident, json.loads("\n".join(data))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                self._recv(left)
+            except (socket.timeout, TimeoutError):
+                return None
+            except (EOFError, OSError):
+                return None
 
     def close(self):
-        self.conn.close()
+        self.sock.close()
 
 
 def place(base, order, key=None, wait=None, **fields):
@@ -189,6 +231,7 @@ def main():
     s, b, _ = request(base, "POST", "/v1/commands/orders/PlaceOrder", {"order_id": "gw-" + run_id + "-3"})
     check("a command the service refuses answers 422 with its reason",
           s == 422 and is_error(b) and "missing field 'customer'" in b["error"], (s, b))
+    json_type = {"Content-Type": "application/json"}
     for what, path, body, headers, status, where in [
         ("an unknown service", "/v1/commands/nosuch/PlaceOrder", {}, {}, 404, "path: service"),
         ("a type the service does not accept", "/v1/commands/orders/Nope", {}, {}, 404, "path: type"),
@@ -198,10 +241,16 @@ def main():
          "header: Idempotency-Key"),
         ("a bad ?wait", "/v1/commands/orders/PlaceOrder?wait=soon", {}, {}, 400, "query: wait"),
         ("an unknown route", "/v1/nothing", None, {}, 404, "path"),
+        ("a body nested 5,000 deep", "/v1/commands/orders/PlaceOrder", '{"a":' + "[" * 5000 + "]" * 5000 + "}", json_type,
+         400, "body"),
+        ("a query body nested 5,000 deep", "/v1/queries/orders/GetOrder", '{"a":' + "[" * 5000 + "]" * 5000 + "}",
+         json_type, 400, "body"),
+        ("a form-encoded body over 8 KiB (cpp-httplib's limit for forms)", "/v1/commands/orders/PlaceOrder",
+         '{"a":"' + "x" * 9000 + '"}', {}, 413, "header: Content-Type"),
     ]:
         s, b, _ = request(base, "POST" if body is not None else "GET", path, body, headers)
         check(f"{what} answers {status} naming {where}", s == status and is_error(b, where), (s, b))
-    s, b, _ = request(base, "POST", "/v1/commands/orders/PlaceOrder", b"x" * 70000)
+    s, b, _ = request(base, "POST", "/v1/commands/orders/PlaceOrder", b"x" * 70000, {"Content-Type": "application/json"})
     check("a body over --max-body answers 413 JSON", s == 413 and is_error(b, "body"), (s, b))
 
     # Queries.
@@ -269,7 +318,7 @@ def main():
     stream = Sse(base, "/v1/events?service=orders&type=OrderPlaced")
     hit.add("/v1/events")
     check("/v1/events answers 200 text/event-stream",
-          stream.status == 200 and stream.resp.getheader("Content-Type", "").startswith("text/event-stream"))
+          stream.status == 200 and stream.headers.get("content-type", "").startswith("text/event-stream"))
     time.sleep(0)  # the stream subscribes before its first read returns; orders below may still race it
     first = "gw-" + run_id + "-sse0"
     msg = None
@@ -304,18 +353,25 @@ def main():
     check("...and only what its filter names", all(g.startswith("gw-") for g in got), got)
 
     # A slow client: the gateway drops for it, counts, tells it; the mesh does not wait.
+    # The client stops reading (a 4 KiB receive buffer) while orders flow, until the
+    # gateway counts drops for it, then reads on: it must be told how many it missed.
     slow = Sse(base, "/v1/events", rcvbuf=4096)
-    load = subprocess.run(troupe + ["load", "--state-dir", state, "--orders", "1500", "--rate", "0", "--quiet", "--seed", "7"],
-                          capture_output=True, text=True, env=env)
-    check("the mesh completes orders while an SSE client does not read", "0 stuck" in load.stdout,
-          load.stdout[-300:] + load.stderr[-300:])
-    dropped = until(lambda: (lambda t: [l for l in t.splitlines() if l.startswith("troupe_gateway_sse_dropped_total ")])(
-        request(base, "GET", "/metrics")[1]), 5)
-    check("the gateway counts what it dropped for the slow client",
-          bool(dropped) and int(dropped[0].split()[1]) > 0, dropped)
+    load = subprocess.Popen(troupe + ["load", "--state-dir", state, "--orders", "1500", "--rate", "0", "--quiet",
+                                      "--seed", "7"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+    procs.append(load)
+
+    def dropped_total():
+        lines = [l for l in request(base, "GET", "/metrics")[1].splitlines()
+                 if l.startswith("troupe_gateway_sse_dropped_total ")]
+        return int(lines[0].split()[1]) if lines else 0
+
+    dropped = until(lambda: dropped_total() > 0, 120, 0.1)
+    check("the gateway counts what it dropped for the slow client", dropped)
     told = False
-    for _ in range(2000):
-        m = slow.next(2)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        m = slow.next(5)
         if m is None:
             break
         if m[0] == "dropped":
@@ -323,6 +379,8 @@ def main():
             break
     check("the slow client is told how many records it missed (event: dropped)", told)
     slow.close()
+    out = load.communicate(timeout=600)[0]
+    check("the mesh completes orders while an SSE client does not read", "0 stuck" in out, out[-300:])
     if not sanitized:
         rss = int([l for l in open(f"/proc/{gw.pid}/status") if l.startswith("VmRSS:")][0].split()[1])
         check("the gateway's memory stays bounded (RSS under 200 MB)", rss < 200 * 1024, f"{rss} kB")

@@ -64,6 +64,49 @@ std::optional<std::chrono::milliseconds> parse_wait(const std::string& text) {
   return std::nullopt;
 }
 
+// How deeply a JSON text nests its arrays and objects (strings skipped), read without
+// recursion: a body is refused past kMaxDepth before anything walks it recursively.
+constexpr int kMaxDepth = 64;
+int nesting(const std::string& text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+// The request's body as a JSON object, or the 400 that says why not.
+std::optional<json> body_object(const httplib::Request& req, httplib::Response& res, const char* what) {
+  if (req.body.empty()) return json::object();
+  if (nesting(req.body) > kMaxDepth) {
+    fail(res, 400, "the body nests deeper than " + std::to_string(kMaxDepth) + " levels", "body");
+    return std::nullopt;
+  }
+  json body;
+  try {
+    body = json::parse(req.body);
+  } catch (const json::parse_error& e) {
+    fail(res, 400, std::string("the body is not JSON: ") + e.what(), "body");
+    return std::nullopt;
+  }
+  if (!body.is_object()) {
+    fail(res, 400, std::string("the body must be a JSON object (the ") + what + "'s fields)", "body");
+    return std::nullopt;
+  }
+  return body;
+}
+
 // An Idempotency-Key becomes the command's id: printable ASCII, at most 128 bytes.
 bool valid_key(const std::string& key) {
   if (key.empty() || key.size() > 128) return false;
@@ -184,13 +227,9 @@ void Gateway::command(const httplib::Request& req, httplib::Response& res) {
   if (!spec->accepts_type(type))
     return fail(res, 404, service + " accepts no command '" + printable(type) + "' (it accepts " + join(spec->accepts) + ")",
                 "path: type");
-  json body;
-  try {
-    body = req.body.empty() ? json::object() : json::parse(req.body);
-  } catch (const json::parse_error& e) {
-    return fail(res, 400, std::string("the body is not JSON: ") + e.what(), "body");
-  }
-  if (!body.is_object()) return fail(res, 400, "the body must be a JSON object (the command's fields)", "body");
+  auto parsed = body_object(req, res, "command");
+  if (!parsed) return;
+  const json& body = *parsed;
   std::string key = req.get_header_value("Idempotency-Key");
   if (req.has_header("Idempotency-Key") && !valid_key(key))
     return fail(res, 400, "Idempotency-Key must be 1 to 128 printable ASCII characters without spaces",
@@ -273,12 +312,9 @@ void Gateway::query(const httplib::Request& req, httplib::Response& res) {
                 "path: type");
   json payload = json::object();
   if (req.method == "POST") {
-    try {
-      if (!req.body.empty()) payload = json::parse(req.body);
-    } catch (const json::parse_error& e) {
-      return fail(res, 400, std::string("the body is not JSON: ") + e.what(), "body");
-    }
-    if (!payload.is_object()) return fail(res, 400, "the body must be a JSON object (the query's fields)", "body");
+    auto parsed = body_object(req, res, "query");
+    if (!parsed) return;
+    payload = std::move(*parsed);
   } else {
     for (const auto& [k, v] : req.params)
       if (k != "access_token") payload[k] = param_value(v);
@@ -319,26 +355,20 @@ void Gateway::metrics(const httplib::Request&, httplib::Response& res) {
           << "\"} " << n << '\n';
   }
   auto hs = hub_.stats();
-  own << "# HELP troupe_gateway_sse_streams Open /v1/events streams.\n# TYPE troupe_gateway_sse_streams gauge\n"
-      << "troupe_gateway_sse_streams " << counters_.sse_open << '\n'
-      << "# HELP troupe_gateway_sse_dropped_total Records dropped for streams that read too slowly.\n"
-         "# TYPE troupe_gateway_sse_dropped_total counter\n"
-      << "troupe_gateway_sse_dropped_total " << counters_.sse_dropped << '\n'
-      << "# HELP troupe_gateway_sse_refused_total Streams refused over the limit of concurrent streams.\n"
-         "# TYPE troupe_gateway_sse_refused_total counter\n"
-      << "troupe_gateway_sse_refused_total " << counters_.sse_refused << '\n'
-      << "# HELP troupe_gateway_waiting Commands waiting for the event they cause (?wait).\n"
-         "# TYPE troupe_gateway_waiting gauge\n"
-      << "troupe_gateway_waiting " << counters_.waiting << '\n'
-      << "# HELP troupe_gateway_waits_refused_total Commands with ?wait refused while half the workers waited.\n"
-         "# TYPE troupe_gateway_waits_refused_total counter\n"
-      << "troupe_gateway_waits_refused_total " << counters_.waits_refused << '\n'
-      << "# HELP troupe_gateway_tap_received_total Messages the gateway's tap received.\n"
-         "# TYPE troupe_gateway_tap_received_total counter\n"
-      << "troupe_gateway_tap_received_total " << hs.received << '\n'
-      << "# HELP troupe_gateway_tap_missed_total Mirrored messages the services dropped for the gateway's tap.\n"
-         "# TYPE troupe_gateway_tap_missed_total counter\n"
-      << "troupe_gateway_tap_missed_total " << hs.tap_missed << '\n';
+  auto family = [&own](const char* name, const char* type, const char* help, std::uint64_t value) {
+    own << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n' << name << ' ' << value << '\n';
+  };
+  family("troupe_gateway_sse_streams", "gauge", "Open /v1/events streams.", counters_.sse_open);
+  family("troupe_gateway_sse_dropped_total", "counter", "Records dropped for streams that read too slowly.",
+         counters_.sse_dropped);
+  family("troupe_gateway_sse_refused_total", "counter", "Streams refused over the limit of concurrent streams.",
+         counters_.sse_refused);
+  family("troupe_gateway_waiting", "gauge", "Commands waiting for the event they cause (?wait).", counters_.waiting);
+  family("troupe_gateway_waits_refused_total", "counter", "Commands with ?wait refused while half the workers waited.",
+         counters_.waits_refused);
+  family("troupe_gateway_tap_received_total", "counter", "Messages the gateway's tap received.", hs.received);
+  family("troupe_gateway_tap_missed_total", "counter", "Mirrored messages the services dropped for the gateway's tap.",
+         hs.tap_missed);
   res.set_content(tools::prometheus_text(all, own.str()), "text/plain; version=0.0.4; charset=utf-8");
 }
 
@@ -409,13 +439,10 @@ void Gateway::events(const httplib::Request& req, httplib::Response& res) {
                   out += sse("gap", "", {{"publisher", publisher}, {"from", pos + 1}, {"to", env->sequence - 1},
                                          {"reason", "no longer in " + publisher + "'s outbox"}});
                 pos = env->sequence;
-                Record rec{tools::cloudevent(*env, r->extra[i + 1]), "event", env->source, "*", env->type,
-                           env->correlationid, env->sequence};
-                rec.json["tapkind"] = "event";
-                rec.json["taptarget"] = "*";
-                if (!f.matches(rec)) continue;
+                auto rec = tools::read_tap({env->type + " ", r->extra[i], r->extra[i + 1]});
+                if (!rec || !f.matches(*rec)) continue;
                 ++counters_.sse_replayed;
-                out += sse("", resume_token(st->positions), rec.json);
+                out += sse("", resume_token(st->positions), rec->json);
               }
               budget = n >= budget ? 0 : budget - n;
               if (!sink.write(out.data(), out.size())) return false;  // page by page, never the whole replay held
@@ -471,6 +498,11 @@ void Gateway::routes() {
     if (!res.body.empty()) return;
     if (res.status == 404)
       fail(res, 404, "no route " + req.method + " " + printable(req.path) + " (see /v1/openapi.json)", "path");
+    else if (res.status == 413 && req.get_header_value("Content-Type").rfind("application/x-www-form-urlencoded", 0) == 0)
+      // cpp-httplib reads a form-encoded body (curl -d's default type) only up to 8,192 bytes.
+      fail(res, 413, "a body sent as application/x-www-form-urlencoded is limited to 8192 bytes: send it as "
+                     "Content-Type: application/json (up to " + std::to_string(o_.max_body) + " bytes)",
+           "header: Content-Type");
     else if (res.status == 413)
       fail(res, 413, "the request is over " + std::to_string(o_.max_body) + " bytes", "body");
     else

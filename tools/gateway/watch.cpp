@@ -167,51 +167,17 @@ void Hub::run() {
     for (int n = 0; n < 1000 && !stop_; ++n) {
       std::vector<zmq::message_t> frames;
       if (!zmq::recv_multipart(sub, std::back_inserter(frames), zmq::recv_flags::dontwait)) break;
-      Record r;
-      if (frames.size() == 3) {
-        auto env = codec::decode_envelope(frames[1].to_string_view());
-        if (!env) continue;
-        r.json = tools::cloudevent(*env, frames[2].to_string_view());
-        r.kind = "event";
-        r.target = "*";
-        r.source = env->source;
-        r.type = env->type;
-        r.correlation = env->correlationid;
-        r.sequence = env->sequence;
-      } else if (frames.size() == 4 && frames[0].to_string_view() == builtin::kTapTopic) {
-        auto m = codec::decode_envelope(frames[1].to_string_view());
-        auto original = codec::decode_envelope(frames[2].to_string_view());
-        if (!m || !original) continue;
-        auto& last = last_mirror_[m->source];
-        if (last && m->sequence > last + 1) {
-          std::lock_guard lock(mutex_);
-          stats_.tap_missed += m->sequence - last - 1;
-        }
-        last = m->sequence;
-        r.kind = m->type.substr(1);  // "$command" -> "command"
-        // The gateway's and other tools' own built-in queries are not the mesh's traffic.
-        if (r.kind == "query" && !original->type.empty() && original->type[0] == '$') continue;
-        r.json = tools::cloudevent(*original, frames[3].to_string_view());
-        r.target = m->source;
-        r.source = original->source;
-        r.type = original->type;
-        r.correlation = original->correlationid;
-        if (r.kind == "refused") {
-          r.source = r.json["data"].value("address", std::string("?"));
-          r.type = "refused:" + r.json["data"].value("endpoint", std::string("?"));
-        }
-        if (r.kind == "gap" || r.kind == "repaired") {
-          r.source = r.json["data"].value("publisher", original->source);
-          r.type = r.kind;
-        }
-        r.json["source"] = r.source;
-        r.json["type"] = r.type;
-      } else {
-        continue;
+      std::vector<std::string_view> views;
+      for (const auto& f : frames) views.push_back(f.to_string_view());
+      auto r = tools::read_tap(views);
+      if (!r) continue;
+      if (auto n = gaps_.missed(*r)) {
+        std::lock_guard lock(mutex_);
+        stats_.tap_missed += n;
       }
-      r.json["tapkind"] = r.kind;
-      r.json["taptarget"] = r.target;
-      deliver(std::move(r));
+      // The gateway's and other tools' own built-in queries are not the mesh's traffic.
+      if (r->kind == "query" && !r->original_type.empty() && r->original_type[0] == '$') continue;
+      deliver(std::move(*r));
     }
   }
 }

@@ -9,6 +9,7 @@
 
 #include <troupe/domain/topology.hpp>
 #include <troupe/tools/saga.hpp>
+#include <troupe/tools/tap.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -34,13 +35,8 @@ class Client;
 
 namespace troupe::gateway {
 
-// One thing the tap saw: a CloudEvent plus "tapkind" (event, command, deadletter, gap,
-// repaired, refused) and "taptarget", as `troupe tap --json` prints it.
-struct Record {
-  nlohmann::json json;
-  std::string kind, source, target, type, correlation;
-  std::uint64_t sequence = 0;  // an event's place in its publisher's stream; 0 otherwise
-};
+// One thing the tap saw (tools/lib's reading of it).
+using Record = tools::TapRecord;
 
 // The tap's filters (`troupe tap`): every one given must match.
 struct Filter {
@@ -116,7 +112,7 @@ class Hub {
   std::map<std::string, std::vector<tools::SagaEvent>> sagas_;
   std::deque<std::string> saga_order_;  // first seen, oldest first (may name forgotten ones)
   HubStats stats_;
-  std::map<std::string, std::uint64_t> last_mirror_;
+  tools::MirrorGaps gaps_;
 };
 
 // The mesh's picture, remade every `period` from $health and the hub.

@@ -6,6 +6,7 @@
 #include "cli.hpp"
 
 #include <troupe/runtime/builtin.hpp>
+#include <troupe/tools/tap.hpp>
 
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -24,15 +25,6 @@ namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
 extern "C" void on_signal(int) { g_stop = 1; }
-
-// One thing the tap saw, in its JSON form (a CloudEvent plus troupe's tap attributes).
-nlohmann::json record(const Envelope& original, std::string_view payload, const std::string& kind,
-                      const std::string& target) {
-  auto j = cloudevent(original, payload);
-  j["tapkind"] = kind;  // event, command, query, deadletter, gap, repaired, refused
-  j["taptarget"] = target;
-  return j;
-}
 
 }  // namespace
 
@@ -140,7 +132,8 @@ Runner add_tap(CLI::App& app) {
       curve_client(sub, *t, s.name, identity(*o, "tap"));
       sub.connect(t->external(s).events);
     }
-    std::map<std::string, std::uint64_t> last_mirror, dropped;
+    tools::MirrorGaps gaps;
+    std::map<std::string, std::uint64_t> dropped;
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int>(o->seconds * 1000));
     zmq::pollitem_t item{sub.handle(), 0, ZMQ_POLLIN, 0};
     while (!g_stop && (o->limit == 0 || shown < o->limit)) {
@@ -148,36 +141,16 @@ Runner add_tap(CLI::App& app) {
       zmq::poll(&item, 1, std::chrono::milliseconds(100));
       std::vector<zmq::message_t> frames;
       if (!zmq::recv_multipart(sub, std::back_inserter(frames), zmq::recv_flags::dontwait)) continue;
-      nlohmann::json r;
-      if (frames.size() == 3) {
-        auto env = codec::decode_envelope(frames[1].to_string_view());
-        if (!env) continue;
-        r = record(*env, frames[2].to_string_view(), "event", "*");
-      } else if (frames.size() == 4 && frames[0].to_string_view() == builtin::kTapTopic) {
-        auto m = codec::decode_envelope(frames[1].to_string_view());
-        auto original = codec::decode_envelope(frames[2].to_string_view());
-        if (!m || !original) continue;
-        // A jump in a service's mirror sequence: this tap was too slow and missed some.
-        auto& last = last_mirror[m->source];
-        if (last && m->sequence > last + 1) {
-          dropped[m->source] += m->sequence - last - 1;
-          std::cerr << "tap: missed " << m->sequence - last - 1 << " mirrored message(s) of " << m->source
-                    << " while this tap was behind (" << dropped[m->source] << " in all); caught up\n";
-        }
-        last = m->sequence;
-        std::string kind = m->type.substr(1);  // "$command" -> "command"
-        r = record(*original, frames[3].to_string_view(), kind, m->source);
-        if (kind == "refused") {  // a CURVE handshake the service's ZAP handler turned away
-          r["source"] = r["data"].value("address", std::string("?"));
-          r["type"] = "refused:" + r["data"].value("endpoint", std::string("?"));
-        }
-        if (kind == "gap" || kind == "repaired") {
-          r["source"] = r["data"].value("publisher", original->source);
-          r["type"] = kind == "gap" ? "gap" : "repaired";
-        }
-      } else {
-        continue;
+      std::vector<std::string_view> views;
+      for (const auto& f : frames) views.push_back(f.to_string_view());
+      auto seen = tools::read_tap(views);
+      if (!seen) continue;
+      if (auto n = gaps.missed(*seen)) {
+        dropped[seen->mirrored_by] += n;
+        std::cerr << "tap: missed " << n << " mirrored message(s) of " << seen->mirrored_by
+                  << " while this tap was behind (" << dropped[seen->mirrored_by] << " in all); caught up\n";
       }
+      const nlohmann::json& r = seen->json;
       if (rec) rec << dump(r) << '\n';
       show(r);
     }
