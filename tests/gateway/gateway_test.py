@@ -61,6 +61,7 @@ def start_gateway(*args):
     procs.append(p)
     line = p.stdout.readline()
     if "listening on http://" not in line:
+        p.first_line = line  # its error, when it did not start
         return p, None
     return p, line.split("http://", 1)[1].split("/", 1)[0]
 
@@ -387,9 +388,17 @@ def main():
 
     # Bind and token rules, stream limit.
     p, where = start_gateway("--listen", "0.0.0.0:0")
-    out = p.communicate(timeout=10)[0] if where is None else ""
+    out = p.first_line + p.communicate(timeout=10)[0] if where is None else ""
     check("binding beyond loopback without --token refuses to start (exit 2)", where is None and p.returncode == 2,
           out)
+    p, where = start_gateway("--listen", "127.0.0.1:0", "--identity", "nobody")
+    out = p.first_line + p.communicate(timeout=10)[0] if where is None else ""
+    check("an identity the topology lacks refuses to start (exit 2), naming it",
+          where is None and p.returncode == 2 and "[clients.nobody]" in out, out)
+    p, where = start_gateway("--listen", "127.0.0.1:0", "--tap-identity", "storefront")
+    out = p.first_line + p.communicate(timeout=10)[0] if where is None else ""
+    check("a tap identity that is a client refuses to start (exit 2)",
+          where is None and p.returncode == 2 and "[taps.storefront]" in out, out)
     tp, tbase = start_gateway("--listen", "127.0.0.1:0", "--token", "s3cret", "--sse-clients", "1", "--threads", "4")
     s, b, hdrs = request(tbase, "GET", "/v1/mesh")
     check("with --token a request without it answers 401 JSON",

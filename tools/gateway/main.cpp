@@ -67,6 +67,23 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.max_body = std::min(o.max_body, t->defaults.max_message_bytes);
+  // Under CURVE the gateway is two identities of the topology: say at once which is
+  // missing, rather than serve with every request refused.
+  if (t->curve()) {
+    using Role = troupe::ClientSpec::Role;
+    const auto* client = t->find_client(o.identity);
+    const auto* tap = t->find_client(o.tap_identity);
+    if (!client || client->role != Role::client) {
+      std::cerr << "troupe-gateway: " << t->file << " has no [clients." << o.identity
+                << "]: add one (docs/operations.md, \"The HTTP gateway\") or name another with --identity\n";
+      return 2;
+    }
+    if (!tap || tap->role != Role::tap) {
+      std::cerr << "troupe-gateway: " << t->file << " has no [taps." << o.tap_identity
+                << "]: add one (docs/operations.md, \"The HTTP gateway\") or name another with --tap-identity\n";
+      return 2;
+    }
+  }
   try {
     return troupe::gateway::serve(*t, o);
   } catch (const std::exception& e) {
