@@ -175,6 +175,15 @@ class Sse:
         self.sock.close()
 
 
+def saga_ended(base_order):
+    """True once the order has its outcome event (OrderConfirmed or OrderCancelled)."""
+    return saga_base and (lambda r: r[0] == 200 and r[1].get("outcome") is not None)(
+        request(saga_base[0], "GET", f"/v1/sagas/{base_order}"))
+
+
+saga_base = []
+
+
 def place(base, order, key=None, wait=None, **fields):
     body = {"order_id": order, "customer": "alice", "sku": "KB-101", "quantity": 1, **fields}
     headers = {"Content-Type": "application/json"}
@@ -191,6 +200,7 @@ def main():
     gw, base = start_gateway("--listen", "127.0.0.1:0", "--timeout", "1500", "--stuck-after", "2000",
                              "--max-body", "65536", "--sse-queue", "50")
     check("the gateway listens on a free port and says where", base is not None)
+    saga_base.append(base)
     if not base:
         return
 
@@ -251,6 +261,13 @@ def main():
     ]:
         s, b, _ = request(base, "POST" if body is not None else "GET", path, body, headers)
         check(f"{what} answers {status} naming {where}", s == status and is_error(b, where), (s, b))
+    s, b, _ = request(base, "GET", "/v1/mesh", headers={"Host": "evil.example:8080"})
+    check("without a token, a Host other than this address answers 403 (no DNS rebinding)",
+          s == 403 and is_error(b, "header: Host"), (s, b))
+    s, b, _ = request(base, "POST", "/v1/commands/orders/PlaceOrder", {"order_id": "x"},
+                      {"Origin": "http://evil.example", "Content-Type": "text/plain"})
+    check("a request from another origin answers 403 (a web page cannot send commands)",
+          s == 403 and is_error(b, "header: Origin"), (s, b))
     s, b, _ = request(base, "POST", "/v1/commands/orders/PlaceOrder", b"x" * 70000, {"Content-Type": "application/json"})
     check("a body over --max-body answers 413 JSON", s == 413 and is_error(b, "body"), (s, b))
 
@@ -342,16 +359,39 @@ def main():
     for o in missed:
         place(base, o, wait="5s")
     resumed = Sse(base, "/v1/events?service=orders&type=OrderPlaced", headers={"Last-Event-ID": last_id})
-    got = []
+    got, got_types, resumed_id = [], [], last_id
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not all(o in got for o in missed):
         m = resumed.next(1)
         if m and m[0] == "message":
             got.append(m[2]["data"]["order_id"])
+            got_types.append(m[2]["type"])
+            resumed_id = m[1]
     resumed.close()
     check("a reconnect with Last-Event-ID gets what it missed, once and in order",
           [g for g in got if g in missed] == missed, got)
-    check("...and only what its filter names", all(g.startswith("gw-") for g in got), got)
+    check("...not the event its id named again", msg is None or msg[2]["data"]["order_id"] not in got, got)
+    check("...and only what its filter names", all(t == "OrderPlaced" for t in got_types), got_types)
+    # A resume whose replay has nothing to send — inventory far past its head, orders with
+    # only events the filter leaves out since — must stay open and go live, not end.
+    until(lambda: saga_ended(missed[-1]), 10)
+    quiet = Sse(base, "/v1/events?type=OrderPlaced",
+                headers={"Last-Event-ID": f"inventory=999999999,{resumed_id}"})
+    # Quiet for a while first (two new pictures of the mesh: over a second), so that the
+    # stream's first turn ends with nothing to say.
+    times = []
+    until(lambda: times.append(request(base, "GET", "/v1/mesh")[1].get("time")) or len(set(times)) >= 3, 10, 0.1)
+    live_order = f"gw-{run_id}-after-quiet"
+    place(base, live_order, wait="5s")
+    seen_live = None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and seen_live != live_order:
+        m = quiet.next(1)
+        if m and m[0] == "message":
+            seen_live = m[2]["data"].get("order_id")
+    quiet.close()
+    check("a resume naming a publisher with nothing new stays open and goes live", seen_live == live_order,
+          seen_live)
 
     # A slow client: the gateway drops for it, counts, tells it; the mesh does not wait.
     # The client stops reading (a 4 KiB receive buffer) while orders flow, until the
@@ -391,6 +431,10 @@ def main():
     out = p.first_line + p.communicate(timeout=10)[0] if where is None else ""
     check("binding beyond loopback without --token refuses to start (exit 2)", where is None and p.returncode == 2,
           out)
+    p, where = start_gateway("--listen", "127.0.0.1:0", "--threads", "8", "--sse-clients", "8")
+    out = p.first_line + p.communicate(timeout=10)[0] if where is None else ""
+    check("threads too few for the streams and waits refuse to start (exit 2)",
+          where is None and p.returncode == 2 and "too few" in out, out)
     p, where = start_gateway("--listen", "127.0.0.1:0", "--identity", "nobody")
     out = p.first_line + p.communicate(timeout=10)[0] if where is None else ""
     check("an identity the topology lacks refuses to start (exit 2), naming it",
@@ -399,7 +443,7 @@ def main():
     out = p.first_line + p.communicate(timeout=10)[0] if where is None else ""
     check("a tap identity that is a client refuses to start (exit 2)",
           where is None and p.returncode == 2 and "[taps.storefront]" in out, out)
-    tp, tbase = start_gateway("--listen", "127.0.0.1:0", "--token", "s3cret", "--sse-clients", "1", "--threads", "4")
+    tp, tbase = start_gateway("--listen", "127.0.0.1:0", "--token", "s3cret", "--sse-clients", "1", "--threads", "8")
     s, b, hdrs = request(tbase, "GET", "/v1/mesh")
     check("with --token a request without it answers 401 JSON",
           s == 401 and is_error(b, "header: Authorization") and hdrs.get("WWW-Authenticate") == "Bearer", (s, b))
@@ -409,7 +453,7 @@ def main():
     check("...and the token answers 200", s == 200, s)
     s, b, _ = request(tbase, "GET", "/healthz")
     check("...and /healthz needs no token", s == 200, s)
-    # ?wait holds a worker: at most half of them (2 of 4 here) wait; a CancelOrder of an
+    # ?wait holds a worker: at most a quarter of them (2 of 8 here) wait; a CancelOrder of an
     # order that already ended is applied and causes nothing, so its wait runs out (504).
     import threading
     auth = {"Authorization": "Bearer s3cret", "Content-Type": "application/json"}
@@ -426,7 +470,7 @@ def main():
                      if l.startswith("troupe_gateway_waiting ")]
     two = until(lambda: gauge() == ["troupe_gateway_waiting 2"], 10)
     s, b, _ = request(tbase, "POST", "/v1/commands/orders/CancelOrder?wait=4s", {"order_id": order}, auth)
-    check("with half the workers waiting, another ?wait answers 503 at once",
+    check("with a quarter of the workers waiting, another ?wait answers 503 at once",
           two and s == 503 and is_error(b, "query: wait"), (two, s, b))
     for w in waiters:
         w.join()

@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -50,13 +51,21 @@ std::string join(const std::vector<std::string>& v) {
   return out.empty() ? "nothing" : out;
 }
 
+// A Host header that names this machine's loopback address, with or without a port.
+bool local_host(const std::string& host) {
+  std::string name = host;
+  if (!name.empty() && name.front() == '[') name = name.substr(1, name.find(']') - 1);  // [::1]:8080
+  else if (auto colon = name.rfind(':'); colon != std::string::npos) name = name.substr(0, colon);
+  return loopback(name);
+}
+
 // "5s", "500ms", "2.5" (seconds); nullopt if not a duration.
 std::optional<std::chrono::milliseconds> parse_wait(const std::string& text) {
   try {
     std::size_t used = 0;
     double v = std::stod(text, &used);
     std::string unit = text.substr(used);
-    if (v < 0) return std::nullopt;
+    if (!(v >= 0) || v > 86400) return std::nullopt;  // NaN, negative, or absurd (and no overflow below)
     if (unit == "ms") return std::chrono::milliseconds(static_cast<long>(v));
     if (unit.empty() || unit == "s") return std::chrono::milliseconds(static_cast<long>(v * 1000));
   } catch (const std::exception&) {
@@ -151,11 +160,16 @@ std::string resume_token(const std::map<std::string, std::uint64_t>& positions) 
   return out;
 }
 
-std::string sse(const std::string& event, const std::string& id, const json& data) {
+// One SSE message; `data` is one line of JSON text.
+std::string sse_text(const std::string& event, const std::string& id, const std::string& data) {
   std::string out;
   if (!event.empty()) out += "event: " + event + "\n";
   if (!id.empty()) out += "id: " + id + "\n";
-  return out + "data: " + tools::dump(data) + "\n\n";
+  return out + "data: " + data + "\n\n";
+}
+
+std::string sse(const std::string& event, const std::string& id, const json& data) {
+  return sse_text(event, id, tools::dump(data));
 }
 
 // The gateway's own counters, for /metrics.
@@ -166,6 +180,8 @@ struct Counters {
   std::atomic<std::size_t> waiting{0};  // commands holding a worker for ?wait
   std::atomic<std::size_t> sse_open{0};
 };
+
+struct Stream;
 
 class Gateway {
  public:
@@ -183,6 +199,7 @@ class Gateway {
   void query(const httplib::Request& req, httplib::Response& res);
   void saga(const httplib::Request& req, httplib::Response& res);
   void events(const httplib::Request& req, httplib::Response& res);
+  bool stream(Stream& st, httplib::DataSink& sink);
   void metrics(const httplib::Request& req, httplib::Response& res);
   bool authorized(const httplib::Request& req) const;
 
@@ -240,8 +257,8 @@ void Gateway::command(const httplib::Request& req, httplib::Response& res) {
     if (!wait) return fail(res, 400, "wait must be a duration such as 5s or 500ms", "query: wait");
     wait = std::min(*wait, o_.max_wait);
   }
-  // A ?wait holds a worker thread for up to 30 s: half of them at most, so that waiting
-  // clients cannot starve every other request.
+  // A ?wait holds a worker thread for up to 30 s: a quarter of them at most; with the
+  // streams' share (checked at start) there are always workers for everything else.
   struct Waiting {
     std::atomic<std::size_t>* n = nullptr;
     ~Waiting() {
@@ -249,10 +266,10 @@ void Gateway::command(const httplib::Request& req, httplib::Response& res) {
     }
   } waiting;
   if (wait) {
-    if (++counters_.waiting > o_.threads / 2) {
+    if (++counters_.waiting > max_waits(o_)) {
       --counters_.waiting;
       ++counters_.waits_refused;
-      return fail(res, 503, "already " + std::to_string(o_.threads / 2) + " commands waiting (?wait); send without it, or later",
+      return fail(res, 503, "already " + std::to_string(max_waits(o_)) + " commands waiting (?wait); send without it, or later",
                   "query: wait");
     }
     waiting.n = &counters_.waiting;
@@ -364,7 +381,7 @@ void Gateway::metrics(const httplib::Request&, httplib::Response& res) {
   family("troupe_gateway_sse_refused_total", "counter", "Streams refused over the limit of concurrent streams.",
          counters_.sse_refused);
   family("troupe_gateway_waiting", "gauge", "Commands waiting for the event they cause (?wait).", counters_.waiting);
-  family("troupe_gateway_waits_refused_total", "counter", "Commands with ?wait refused while half the workers waited.",
+  family("troupe_gateway_waits_refused_total", "counter", "Commands with ?wait refused while a quarter of the workers waited.",
          counters_.waits_refused);
   family("troupe_gateway_tap_received_total", "counter", "Messages the gateway's tap received.", hs.received);
   family("troupe_gateway_tap_missed_total", "counter", "Mirrored messages the services dropped for the gateway's tap.",
@@ -376,8 +393,10 @@ void Gateway::metrics(const httplib::Request&, httplib::Response& res) {
 // each named publisher's outbox ($replay) from where the client was, then going live
 // without repeating what the replay gave.
 struct Stream {
+  Filter filter;
   std::shared_ptr<Subscriber> sub;
-  std::map<std::string, std::uint64_t> positions;
+  std::map<std::string, std::uint64_t> positions;    // the SSE id: per publisher, the last event sent
+  std::map<std::string, std::uint64_t> replayed_to;  // live events up to here came by replay
   bool started = false, mesh = false;
   std::uint64_t picture = 0;
   Clock::time_point last_write = Clock::now();
@@ -404,81 +423,24 @@ void Gateway::events(const httplib::Request& req, httplib::Response& res) {
     return fail(res, 503, "already " + std::to_string(o_.sse_clients) + " event streams open (--sse-clients)", "stream");
   }
   auto st = std::make_shared<Stream>();
-  st->sub = hub_.subscribe(f, o_.sse_queue);  // before the replay: nothing falls between
+  st->filter = f;
+  st->sub = hub_.subscribe(f, o_.sse_queue, o_.sse_queue_bytes);  // before the replay: nothing falls between
   st->mesh = req.get_param_value("mesh") == "1";
   std::string last = req.get_header_value("Last-Event-ID");
   if (last.empty()) last = req.get_param_value("last_event_id");
-  st->positions = parse_resume(last);
+  for (const auto& [publisher, pos] : parse_resume(last))
+    if (t_.find(publisher)) st->positions[publisher] = pos;  // nothing else goes back into an id: line
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
   res.set_chunked_content_provider(
       "text/event-stream",
-      [this, st, f](std::size_t, httplib::DataSink& sink) {
-        if (stopping_) return false;
-        std::string out;
-        if (!st->started) {
-          st->started = true;
-          out += "retry: 1000\n\n";
-          auto& c = client();
-          std::size_t budget = 10000;  // events replayed per stream, over all its publishers
-          for (auto& [publisher, pos] : st->positions) {
-            if (!t_.find(publisher)) continue;
-            while (budget) {
-              auto r = c.query_raw(publisher, std::string(builtin::kReplay),
-                                   codec::encode(builtin::ReplayRequest{pos + 1, UINT64_MAX, 512}),
-                                   std::chrono::milliseconds(2000));
-              if (!r) {
-                out += sse("gap", "", {{"publisher", publisher}, {"from", pos + 1}, {"reason", r.error().message()}});
-                break;
-              }
-              std::size_t n = 0;
-              for (std::size_t i = 0; i + 1 < r->extra.size(); i += 2, ++n) {
-                auto env = codec::decode_envelope(r->extra[i]);
-                if (!env || env->sequence <= pos) continue;
-                if (env->sequence > pos + 1)
-                  out += sse("gap", "", {{"publisher", publisher}, {"from", pos + 1}, {"to", env->sequence - 1},
-                                         {"reason", "no longer in " + publisher + "'s outbox"}});
-                pos = env->sequence;
-                auto rec = tools::read_tap({env->type + " ", r->extra[i], r->extra[i + 1]});
-                if (!rec || !f.matches(*rec)) continue;
-                ++counters_.sse_replayed;
-                out += sse("", resume_token(st->positions), rec->json);
-              }
-              budget = n >= budget ? 0 : budget - n;
-              if (!sink.write(out.data(), out.size())) return false;  // page by page, never the whole replay held
-              out.clear();
-              auto head = codec::decode<builtin::ReplayReply>(r->payload);
-              if (n == 0 || !head || pos >= head->head) break;
-            }
-          }
+      [this, st](std::size_t, httplib::DataSink& sink) {
+        try {
+          return stream(*st, sink);
+        } catch (const std::exception& e) {  // cpp-httplib calls this outside its own try
+          spdlog::error("gateway: an event stream ended: {}", e.what());
+          return false;
         }
-        std::uint64_t dropped = 0;
-        for (const auto& r : st->sub->take(std::chrono::milliseconds(out.empty() ? 500 : 0), dropped)) {
-          if (r->kind == "event") {
-            auto p = st->positions.find(r->source);
-            if (p != st->positions.end() && r->sequence <= p->second) continue;  // the replay gave it
-            st->positions[r->source] = r->sequence;
-          }
-          out += sse("", resume_token(st->positions), r->json);
-        }
-        if (dropped) {
-          counters_.sse_dropped += dropped;
-          out += sse("dropped", "", {{"dropped", dropped},
-                                     {"reason", "this stream read too slowly; the gateway kept " +
-                                                    std::to_string(o_.sse_queue) + " records for it"}});
-        }
-        if (st->mesh) {
-          std::uint64_t v = 0;
-          auto p = view_.picture(&v);
-          if (v > st->picture) {
-            st->picture = v;
-            out += sse("mesh", "", p);
-          }
-        }
-        if (out.empty() && Clock::now() - st->last_write > std::chrono::seconds(15)) out = ": keepalive\n\n";
-        if (out.empty()) return true;
-        st->last_write = Clock::now();
-        return sink.write(out.data(), out.size());
       },
       [this, st](bool) {
         hub_.unsubscribe(st->sub);
@@ -486,9 +448,108 @@ void Gateway::events(const httplib::Request& req, httplib::Response& res) {
       });
 }
 
+// One step of a stream: the replay first (once), then what the hub queued, the mesh's
+// picture when asked for, a keepalive after 15 s of silence. False ends the stream.
+bool Gateway::stream(Stream& st, httplib::DataSink& sink) {
+  if (stopping_) return false;
+  std::string out;
+  // cpp-httplib ends a chunked response on an empty write: write only what there is.
+  auto flush = [&] {
+    bool ok = out.empty() || sink.write(out.data(), out.size());
+    if (!out.empty()) st.last_write = Clock::now();
+    out.clear();
+    return ok;
+  };
+  if (!st.started) {
+    st.started = true;
+    out += "retry: 1000\n\n";
+    auto& c = client();
+    std::size_t budget = 10000;  // events replayed per stream, over all its publishers
+    for (auto& [publisher, pos] : st.positions) {
+      if (!budget) {
+        out += sse("gap", "", {{"publisher", publisher}, {"from", pos + 1},
+                               {"reason", "this stream replayed 10000 events already; reconnect for the rest"}});
+        continue;
+      }
+      while (budget) {
+        auto r = c.query_raw(publisher, std::string(builtin::kReplay),
+                             codec::encode(builtin::ReplayRequest{pos + 1, UINT64_MAX, 512}),
+                             std::chrono::milliseconds(2000));
+        if (!r) {
+          out += sse("gap", "", {{"publisher", publisher}, {"from", pos + 1}, {"reason", r.error().message()}});
+          break;
+        }
+        std::size_t n = 0;
+        for (std::size_t i = 0; i + 1 < r->extra.size(); i += 2, ++n) {
+          auto env = codec::decode_envelope(r->extra[i]);
+          if (!env || env->sequence <= pos) continue;
+          if (env->sequence > pos + 1)
+            out += sse("gap", "", {{"publisher", publisher}, {"from", pos + 1}, {"to", env->sequence - 1},
+                                   {"reason", "no longer in " + publisher + "'s outbox"}});
+          pos = env->sequence;
+          st.replayed_to[publisher] = pos;
+          auto rec = tools::read_tap({env->type + " ", r->extra[i], r->extra[i + 1]});
+          if (!rec || !st.filter.matches(*rec)) continue;
+          ++counters_.sse_replayed;
+          out += sse("", resume_token(st.positions), rec->json);
+        }
+        budget = n >= budget ? 0 : budget - n;
+        if (!flush()) return false;  // page by page, never the whole replay held
+        auto head = codec::decode<builtin::ReplayReply>(r->payload);
+        if (n == 0 || !head || pos >= head->head) break;
+      }
+    }
+  }
+  std::uint64_t dropped = 0;
+  for (const auto& d : st.sub->take(std::chrono::milliseconds(out.empty() ? 500 : 0), dropped)) {
+    const Record& r = d->record;
+    if (r.kind == "event") {
+      // What the replay gave is not sent again; past it, live is the truth (a publisher
+      // whose stream restarted, in memory mode, starts at 1 again).
+      if (auto done = st.replayed_to.find(r.source); done != st.replayed_to.end()) {
+        if (r.sequence <= done->second) continue;
+        st.replayed_to.erase(done);
+      }
+      st.positions[r.source] = r.sequence;
+    }
+    out += sse_text("", resume_token(st.positions), d->text);
+  }
+  if (dropped) {
+    counters_.sse_dropped += dropped;
+    out += sse("dropped", "", {{"dropped", dropped},
+                               {"reason", "this stream read too slowly; the gateway keeps " +
+                                              std::to_string(o_.sse_queue) + " records (" +
+                                              std::to_string(o_.sse_queue_bytes) + " bytes) for it"}});
+  }
+  if (st.mesh) {
+    std::uint64_t v = 0;
+    auto p = view_.picture(&v);
+    if (v > st.picture) {
+      st.picture = v;
+      out += sse("mesh", "", p);
+    }
+  }
+  if (out.empty() && Clock::now() - st.last_write > std::chrono::seconds(15)) out = ": keepalive\n\n";
+  return flush();
+}
+
 void Gateway::routes() {
   auto& s = server_;
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    // A web page the operator visits may send requests here too: on loopback without a
+    // token, only a Host naming this address is served (no DNS rebinding), and a request
+    // from another origin (a browser's Origin header) is refused, token or not.
+    std::string host = req.get_header_value("Host");
+    if (o_.token.empty() && !local_host(host)) {
+      fail(res, 403, "Host '" + printable(host) + "' is not this gateway's address (127.0.0.1, localhost or ::1)",
+           "header: Host");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (req.has_header("Origin") && req.get_header_value("Origin") != "http://" + host) {
+      fail(res, 403, "a request from another origin (" + printable(req.get_header_value("Origin")) + ") is refused",
+           "header: Origin");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (req.path == "/healthz" || authorized(req)) return httplib::Server::HandlerResponse::Unhandled;
     res.set_header("WWW-Authenticate", "Bearer");
     fail(res, 401, "a valid Authorization: Bearer token is required (or ?access_token=)", "header: Authorization");
@@ -520,8 +581,12 @@ void Gateway::routes() {
     fail(res, 500, "the gateway failed: " + what, "gateway");
   });
   s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    // Counted by method, of a known few: a malformed request line's "method" is the
+    // sender's text, and would grow the map (and /metrics) without bound.
+    static const std::vector<std::string> methods{"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"};
+    std::string method = std::find(methods.begin(), methods.end(), req.method) != methods.end() ? req.method : "other";
     std::lock_guard lock(counters_.mutex);
-    ++counters_.requests[{req.method, res.status}];
+    ++counters_.requests[{method, res.status}];
   });
   s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { reply(res, 200, {{"status", "ok"}}); });
   s.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
@@ -530,7 +595,9 @@ void Gateway::routes() {
     std::vector<std::string> silent;
     for (const auto& svc : p.value("services", json::array()))
       if (!svc.value("answering", false)) silent.push_back(svc.value("name", ""));
-    if (v && silent.empty()) return reply(res, 200, {{"ready", true}, {"services", t_.services.size()}});
+    if (v && silent.empty() && view_.fresh()) return reply(res, 200, {{"ready", true}, {"services", t_.services.size()}});
+    if (v && silent.empty())
+      return fail(res, 503, "not ready: the gateway's picture of the mesh is over 3 s old", "mesh", {{"ready", false}});
     fail(res, 503, v ? "not ready: " + join(silent) + " not answering $health" : "not ready: the first look at the mesh is under way",
          "mesh", {{"ready", false}, {"silent", silent}});
   });
@@ -580,23 +647,32 @@ int Gateway::run() {
   }
   hub_.start();
   view_.start();
-  std::thread waiter([this, signals] {
+  std::atomic<bool> listened{false};
+  std::thread waiter([this, signals, &listened] {
     int sig = 0;
     sigwait(&signals, &sig);
     stopping_ = true;
+    // stop() does nothing before the server runs: a signal right after the start waits
+    // for it (or for listen to have failed).
+    while (!server_.is_running() && !listened) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     server_.stop();
   });
   std::string host = o_.host.find(':') != std::string::npos ? "[" + o_.host + "]" : o_.host;
   std::cout << "troupe-gateway: listening on http://" << host << ":" << port << "/ (mesh " << t_.mesh << ", "
             << t_.services.size() << " services)" << std::endl;
-  server_.listen_after_bind();
-  stopping_ = true;
+  bool served = server_.listen_after_bind();
+  listened = true;
+  bool asked = stopping_.exchange(true);
   if (waiter.joinable()) {
     pthread_kill(waiter.native_handle(), SIGTERM);  // the server stopped by itself: release the waiter
     waiter.join();
   }
   view_.stop();
   hub_.stop();
+  if (!served && !asked) {
+    std::cerr << "troupe-gateway: the server stopped by itself (cannot accept connections)\n";
+    return 1;
+  }
   std::cout << "troupe-gateway: stopped" << std::endl;
   return 0;
 }
@@ -604,8 +680,12 @@ int Gateway::run() {
 }  // namespace
 
 bool loopback(const std::string& host) {
-  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+  if (host == "localhost" || host == "::1") return true;
+  in_addr a{};
+  return inet_pton(AF_INET, host.c_str(), &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;  // 127.0.0.0/8, numeric
 }
+
+std::size_t max_waits(const Options& o) { return std::max<std::size_t>(1, o.threads / 4); }
 
 int serve(const Topology& topology, const Options& options) {
   Gateway g(topology, options);

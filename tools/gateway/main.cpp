@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
   app.add_option("--max-body", o.max_body, "largest request body in bytes")->capture_default_str();
   app.add_option("--sse-clients", o.sse_clients, "concurrent /v1/events streams")->capture_default_str();
   app.add_option("--threads", o.threads, "HTTP worker threads (each open stream holds one, each ?wait too; at "
-                                         "most half of them wait)")
+                                         "most a quarter of them wait)")
       ->capture_default_str()
       ->check(CLI::Range(2, 1024));
   app.add_option("--sse-queue", o.sse_queue, "records queued per stream before it drops (and says so)")
@@ -55,6 +55,14 @@ int main(int argc, char** argv) {
   if (!troupe::gateway::loopback(o.host) && o.token.empty()) {
     std::cerr << "troupe-gateway: refusing to listen on " << o.host
               << " without --token: anyone who reaches it could send commands (use 127.0.0.1, or give a token)\n";
+    return 2;
+  }
+  // Streams and waits each hold a worker: some must stay for everything else.
+  if (o.sse_clients + troupe::gateway::max_waits(o) + 4 > o.threads) {
+    std::cerr << "troupe-gateway: --threads " << o.threads << " is too few for --sse-clients " << o.sse_clients
+              << " and " << troupe::gateway::max_waits(o) << " waiting commands (a quarter of the threads) with 4 "
+              << "left for other requests: give at least " << o.sse_clients + troupe::gateway::max_waits(o) + 4
+              << " threads, or fewer streams\n";
     return 2;
   }
   o.timeout = std::chrono::milliseconds(timeout_ms);

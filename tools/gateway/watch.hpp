@@ -38,6 +38,12 @@ namespace troupe::gateway {
 // One thing the tap saw (tools/lib's reading of it).
 using Record = tools::TapRecord;
 
+// A record as the hub hands it to every stream: its JSON text written once.
+struct Delivered {
+  Record record;
+  std::string text;
+};
+
 // The tap's filters (`troupe tap`): every one given must match.
 struct Filter {
   std::vector<std::string> services;  // from or to any of these
@@ -47,23 +53,25 @@ struct Filter {
 };
 
 // One SSE client's queue. The hub never waits for a client: past `capacity` records
-// it drops what comes and counts it, and the client is told how many it missed.
+// or `max_bytes` of their text it drops what comes and counts it, and the client is
+// told how many it missed.
 class Subscriber {
  public:
-  Subscriber(Filter filter, std::size_t capacity) : filter_(std::move(filter)), capacity_(capacity) {}
+  Subscriber(Filter filter, std::size_t capacity, std::size_t max_bytes)
+      : filter_(std::move(filter)), capacity_(capacity), max_bytes_(max_bytes) {}
   const Filter& filter() const { return filter_; }
-  void push(std::shared_ptr<const Record> r);
+  void push(std::shared_ptr<const Delivered> r);
   // Waits up to `timeout` for records; returns them and how many were dropped since
   // the last call.
-  std::vector<std::shared_ptr<const Record>> take(std::chrono::milliseconds timeout, std::uint64_t& dropped);
+  std::vector<std::shared_ptr<const Delivered>> take(std::chrono::milliseconds timeout, std::uint64_t& dropped);
   void wake();
 
  private:
   Filter filter_;
-  std::size_t capacity_;
+  std::size_t capacity_, max_bytes_, bytes_ = 0;
   std::mutex mutex_;
   std::condition_variable cv_;
-  std::deque<std::shared_ptr<const Record>> queue_;
+  std::deque<std::shared_ptr<const Delivered>> queue_;
   std::uint64_t dropped_ = 0;
   bool woken_ = false;
 };
@@ -79,13 +87,14 @@ class Hub {
     std::string identity = "tap";  // a [taps.*] identity under CURVE
     std::size_t max_sagas = 4000;         // the oldest are forgotten first
     std::size_t max_saga_events = 32;     // per saga: enough to say where it waits
+    std::size_t max_correlation = 128;    // longer correlation ids are not followed
   };
   Hub(const Topology& topology, Options options, zmq::context_t& context);
   ~Hub();
   void start();
   void stop();
 
-  std::shared_ptr<Subscriber> subscribe(Filter filter, std::size_t capacity);
+  std::shared_ptr<Subscriber> subscribe(Filter filter, std::size_t capacity, std::size_t max_bytes);
   void unsubscribe(const std::shared_ptr<Subscriber>& s);
 
   // Messages seen per edge (from, to) since start: events from a publisher to each
@@ -133,6 +142,8 @@ class View {
   nlohmann::json picture(std::uint64_t* version = nullptr) const;
   // True once every service answered $health in the latest round.
   bool ready() const;
+  // True when the latest picture is under 3 s old.
+  bool fresh() const;
   // Waits until a picture newer than `version` or `timeout`.
   std::uint64_t wait_newer(std::uint64_t version, std::chrono::milliseconds timeout) const;
 
@@ -151,6 +162,7 @@ class View {
   nlohmann::json picture_;
   std::uint64_t version_ = 0;
   bool ready_ = false;
+  std::chrono::steady_clock::time_point made_{};
   // For rates: the last round's counts and heads, and when.
   std::map<std::pair<std::string, std::string>, std::uint64_t> last_edges_;
   std::map<std::string, std::uint64_t> last_heads_;

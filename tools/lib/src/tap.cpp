@@ -5,6 +5,15 @@
 #include <troupe/tools/mesh_json.hpp>
 
 namespace troupe::tools {
+namespace {
+
+// data[key] when it is a string, else `fallback`: a notice's fields are a peer's words.
+std::string string_or(const nlohmann::json& data, const char* key, const std::string& fallback) {
+  auto it = data.find(key);
+  return it != data.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+
+}  // namespace
 
 std::optional<TapRecord> read_tap(const std::vector<std::string_view>& frames) {
   TapRecord r;
@@ -26,16 +35,19 @@ std::optional<TapRecord> read_tap(const std::vector<std::string_view>& frames) {
     r.mirror_sequence = m->sequence;
     r.kind = m->type.substr(1);  // "$command" -> "command"
     r.json = cloudevent(*original, frames[3]);
+    // A service's own notices (refused, gap, repaired) are maps; anything else reads as {}.
+    static const nlohmann::json none = nlohmann::json::object();
+    const nlohmann::json& data = r.json["data"].is_object() ? r.json["data"] : none;
     r.target = m->source;
     r.source = original->source;
     r.type = r.original_type = original->type;
     r.correlation = original->correlationid;
     if (r.kind == "refused") {  // a CURVE handshake the service's ZAP handler turned away
-      r.source = r.json["data"].value("address", std::string("?"));
-      r.type = "refused:" + r.json["data"].value("endpoint", std::string("?"));
+      r.source = string_or(data, "address", "?");
+      r.type = "refused:" + string_or(data, "endpoint", "?");
     }
     if (r.kind == "gap" || r.kind == "repaired") {
-      r.source = r.json["data"].value("publisher", original->source);
+      r.source = string_or(data, "publisher", original->source);
       r.type = r.kind;
     }
     r.json["source"] = r.source;
