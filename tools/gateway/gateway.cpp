@@ -488,10 +488,10 @@ bool Gateway::stream(Stream& st, httplib::DataSink& sink) {
                                    {"reason", "no longer in " + publisher + "'s outbox"}});
           pos = env->sequence;
           st.replayed_to[publisher] = pos;
-          auto rec = tools::read_tap({env->type + " ", r->extra[i], r->extra[i + 1]});
-          if (!rec || !st.filter.matches(*rec)) continue;
+          auto rec = tools::event_record(*env, r->extra[i + 1]);
+          if (!st.filter.matches(rec)) continue;
           ++counters_.sse_replayed;
-          out += sse("", resume_token(st.positions), rec->json);
+          out += sse("", resume_token(st.positions), rec.json);
         }
         budget = n >= budget ? 0 : budget - n;
         if (!flush()) return false;  // page by page, never the whole replay held
@@ -507,10 +507,10 @@ bool Gateway::stream(Stream& st, httplib::DataSink& sink) {
       // What the replay gave is not sent again; past it, live is the truth (a publisher
       // whose stream restarted, in memory mode, starts at 1 again).
       if (auto done = st.replayed_to.find(r.source); done != st.replayed_to.end()) {
-        if (r.sequence <= done->second) continue;
+        if (r.envelope.sequence <= done->second) continue;
         st.replayed_to.erase(done);
       }
-      st.positions[r.source] = r.sequence;
+      st.positions[r.source] = r.envelope.sequence;
     }
     out += sse_text("", resume_token(st.positions), d->text);
   }

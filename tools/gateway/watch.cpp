@@ -19,7 +19,7 @@ using Clock = std::chrono::steady_clock;
 bool Filter::matches(const Record& r) const {
   if (!type.empty() && type != "*" && fnmatch(type.c_str(), r.type.c_str(), 0) != 0) return false;
   if (!kind.empty() && kind != r.kind) return false;
-  if (!correlation.empty() && correlation != r.correlation) return false;
+  if (!correlation.empty() && correlation != r.envelope.correlationid) return false;
   if (!services.empty() && std::find(services.begin(), services.end(), r.source) == services.end() &&
       std::find(services.begin(), services.end(), r.target) == services.end())
     return false;
@@ -61,7 +61,10 @@ void Subscriber::wake() {
 }
 
 Hub::Hub(const Topology& topology, Options options, zmq::context_t& context)
-    : topology_(topology), options_(std::move(options)), context_(context) {}
+    : topology_(topology), options_(std::move(options)), context_(context) {
+  for (const auto& s : topology_.services)
+    for (const auto& type : s.publishes) reactors_[{s.name, type}] = tools::reactors(topology_, s.name, type);
+}
 
 Hub::~Hub() { stop(); }
 
@@ -113,35 +116,24 @@ void Hub::deliver(Record r) {
   std::lock_guard lock(mutex_);
   ++stats_.received;
   if (rec.kind == "event") {
-    for (const auto& s : topology_.services)
-      for (const auto& sub : s.reacts_to)
-        if (sub.publisher == rec.source && std::find(sub.types.begin(), sub.types.end(), rec.type) != sub.types.end())
-          ++edges_[{rec.source, s.name}];
+    if (auto it = reactors_.find({rec.source, rec.type}); it != reactors_.end())
+      for (const auto& service : it->second) ++edges_[{rec.source, service}];
   } else if (rec.kind == "command") {
     std::string from = topology_.find(rec.source) ? rec.source : "outside";
     ++edges_[{from, rec.target}];
   }
-  if (rec.kind == "event" && !rec.correlation.empty() && rec.correlation.size() <= options_.max_correlation) {
-    auto [it, fresh] = sagas_.try_emplace(rec.correlation);
+  const std::string& correlation = rec.envelope.correlationid;
+  if (rec.kind == "event" && !correlation.empty() && correlation.size() <= options_.max_correlation) {
+    auto [it, fresh] = sagas_.try_emplace(correlation);
     if (fresh) {
-      saga_order_.push_back(rec.correlation);
+      saga_order_.push_back(correlation);
       while (sagas_.size() > options_.max_sagas && !saga_order_.empty()) {  // the oldest go first
         if (sagas_.erase(saga_order_.front())) ++stats_.sagas_forgotten;
         saga_order_.pop_front();
       }
     }
-    if (auto s = sagas_.find(rec.correlation); s != sagas_.end() && s->second.size() < options_.max_saga_events) {
-      Envelope e;
-      e.id = rec.json.value("id", "");
-      e.source = rec.source;
-      e.type = rec.type;
-      e.time = rec.json.value("time", "");
-      e.kind = Kind::event;
-      e.sequence = rec.sequence;
-      e.correlationid = rec.correlation;
-      e.causationid = rec.json.value("causationid", "");
-      s->second.push_back({std::move(e), nlohmann::json()});
-    }
+    if (auto s = sagas_.find(correlation); s != sagas_.end() && s->second.size() < options_.max_saga_events)
+      s->second.push_back({rec.envelope, nlohmann::json()});
   }
   for (auto& s : subscribers_) {
     if (!s->filter().matches(rec)) continue;
@@ -185,14 +177,41 @@ void Hub::run() {
         stats_.tap_missed += n;
       }
       // The gateway's and other tools' own built-in queries are not the mesh's traffic.
-      if (r->kind == "query" && !r->original_type.empty() && r->original_type[0] == '$') continue;
+      if (r->kind == "query" && r->envelope.type.starts_with('$')) continue;
       deliver(std::move(*r));
     }
   }
 }
 
 View::View(const Topology& topology, Options options, Hub& hub, zmq::context_t& context)
-    : topology_(topology), options_(std::move(options)), hub_(hub), context_(context) {}
+    : topology_(topology), options_(std::move(options)), hub_(hub), context_(context) {
+  // Edges: every (publisher -> reacting service) and (sender -> receiver) of the
+  // topology, and "outside" -> each service that accepts commands.
+  std::map<std::pair<std::string, std::string>, nlohmann::json> edges;
+  for (const auto& s : topology_.services) {
+    for (const auto& sub : s.reacts_to) {
+      auto& e = edges[{sub.publisher, s.name}];
+      e["kind"] = "event";
+      for (const auto& t : sub.types) e["types"].push_back(t);
+    }
+    for (const auto& route : s.sends) {
+      auto& e = edges[{s.name, route.target}];
+      if (!e.contains("kind")) e["kind"] = "command";
+      for (const auto& t : route.types) e["types"].push_back(t);
+    }
+    if (!s.accepts.empty()) {
+      auto& e = edges[{"outside", s.name}];
+      e["kind"] = "command";
+      e["types"] = s.accepts;
+    }
+  }
+  edges_ = nlohmann::json::array();
+  for (auto& [key, e] : edges) {
+    e["from"] = key.first;
+    e["to"] = key.second;
+    edges_.push_back(std::move(e));
+  }
+}
 
 View::~View() { stop(); }
 
@@ -303,36 +322,14 @@ nlohmann::json View::round(Client& client) {
     services.push_back(std::move(j));
   }
 
-  // Edges: every (publisher -> reacting service) and (sender -> receiver) of the
-  // topology, and "outside" -> each service that accepts commands.
-  std::map<std::pair<std::string, std::string>, nlohmann::json> edges;
-  for (const auto& s : topology_.services) {
-    for (const auto& sub : s.reacts_to) {
-      auto& e = edges[{sub.publisher, s.name}];
-      e["kind"] = "event";
-      for (const auto& t : sub.types) e["types"].push_back(t);
-    }
-    for (const auto& route : s.sends) {
-      auto& e = edges[{s.name, route.target}];
-      if (!e.contains("kind")) e["kind"] = "command";
-      for (const auto& t : route.types) e["types"].push_back(t);
-    }
-    if (!s.accepts.empty()) {
-      auto& e = edges[{"outside", s.name}];
-      e["kind"] = "command";
-      e["types"] = s.accepts;
-    }
-  }
   auto counts = hub_.edge_counts();
-  nlohmann::json edge_list = nlohmann::json::array();
-  for (auto& [key, e] : edges) {
+  nlohmann::json edge_list = edges_;
+  for (auto& e : edge_list) {
+    std::pair<std::string, std::string> key{e["from"], e["to"]};
     std::uint64_t n = counts.count(key) ? counts[key] : 0;
     std::uint64_t before = last_edges_.count(key) ? last_edges_[key] : 0;
-    e["from"] = key.first;
-    e["to"] = key.second;
     e["total"] = n;
     e["rate"] = dt > 0 && n >= before ? (n - before) / dt : 0.0;
-    edge_list.push_back(e);
   }
   last_edges_ = std::move(counts);
   last_round_ = now;

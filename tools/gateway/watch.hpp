@@ -118,6 +118,8 @@ class Hub {
   mutable std::mutex mutex_;
   std::vector<std::shared_ptr<Subscriber>> subscribers_;
   std::map<std::pair<std::string, std::string>, std::uint64_t> edges_;
+  // (publisher, event type) -> the services reacting to it, from the topology once.
+  std::map<std::pair<std::string, std::string>, std::vector<std::string>> reactors_;
   std::map<std::string, std::vector<tools::SagaEvent>> sagas_;
   std::deque<std::string> saga_order_;  // first seen, oldest first (may name forgotten ones)
   HubStats stats_;
@@ -164,6 +166,7 @@ class View {
   bool ready_ = false;
   std::chrono::steady_clock::time_point made_{};
   // For rates: the last round's counts and heads, and when.
+  nlohmann::json edges_;  // the choreography's edges, from the topology once (rates added per round)
   std::map<std::pair<std::string, std::string>, std::uint64_t> last_edges_;
   std::map<std::string, std::uint64_t> last_heads_;
   tools::Positions last_positions_;  // a service that stops answering keeps what it had applied

@@ -40,25 +40,30 @@ nlohmann::json Wait::json() const {
   return j;
 }
 
+std::vector<std::string> reactors(const Topology& t, const std::string& publisher, const std::string& type) {
+  std::vector<std::string> out;
+  for (const auto& s : t.services)
+    for (const auto& sub : s.reacts_to)
+      if (sub.publisher == publisher && std::find(sub.types.begin(), sub.types.end(), type) != sub.types.end())
+        out.push_back(s.name);
+  return out;
+}
+
 std::vector<Wait> waits(const Topology& t, const std::vector<SagaEvent>& events, const Positions& positions,
                         std::int64_t now_us) {
   std::vector<Wait> out;
   for (const auto& e : events) {
     if (e.env.kind != Kind::event || e.env.sequence == 0) continue;
-    for (const auto& s : t.services)
-      for (const auto& sub : s.reacts_to) {
-        if (sub.publisher != e.env.source ||
-            std::find(sub.types.begin(), sub.types.end(), e.env.type) == sub.types.end())
-          continue;
-        Wait w{s.name, e.env.source, e.env.type, e.env.correlationid, e.env.sequence, std::nullopt,
-               (now_us - micros(e.env.time)) / 1e6};
-        if (auto p = positions.find(s.name); p != positions.end()) {
-          auto a = p->second.find(e.env.source);
-          w.position = a == p->second.end() ? 0 : a->second;
-          if (*w.position >= e.env.sequence) continue;
-        }
-        out.push_back(std::move(w));
+    for (const auto& service : reactors(t, e.env.source, e.env.type)) {
+      Wait w{service, e.env.source, e.env.type, e.env.correlationid, e.env.sequence, std::nullopt,
+             (now_us - micros(e.env.time)) / 1e6};
+      if (auto p = positions.find(service); p != positions.end()) {
+        auto a = p->second.find(e.env.source);
+        w.position = a == p->second.end() ? 0 : a->second;
+        if (*w.position >= e.env.sequence) continue;
       }
+      out.push_back(std::move(w));
+    }
   }
   return out;
 }

@@ -43,6 +43,9 @@ struct Wait {
   nlohmann::json json() const;
 };
 
+// The services whose reacts_to names `type` of `publisher`, in topology order.
+std::vector<std::string> reactors(const Topology& topology, const std::string& publisher, const std::string& type);
+
 // Every (event, reacting service) pair of `events` not yet applied, oldest event first.
 std::vector<Wait> waits(const Topology& topology, const std::vector<SagaEvent>& events, const Positions& positions,
                         std::int64_t now_us);

@@ -4,6 +4,8 @@
 // envelope, its payload; docs/protocol.md §7.7).
 #pragma once
 
+#include <troupe/domain/envelope.hpp>
+
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -20,14 +22,20 @@ struct TapRecord {
   // refused) and "taptarget" (the service that handled it; "*" for an event), as
   // `troupe tap --json` prints it.
   nlohmann::json json;
-  std::string kind, source, target, type, correlation;
-  std::uint64_t sequence = 0;  // an event's place in its publisher's stream; 0 otherwise
+  // The event, or the message a service mirrored, as it was sent (its sequence, its
+  // correlation id, its own type).
+  Envelope envelope;
+  // As shown: kind and target as in json; source and type are the envelope's, except
+  // for a service's notices (below).
+  std::string kind, source, target, type;
   // For a mirror: the service that mirrored it and its mirror sequence (a jump says
-  // that this tap missed some), and the original message's type.
+  // that this tap missed some).
   std::string mirrored_by;
   std::uint64_t mirror_sequence = 0;
-  std::string original_type;
 };
+
+// An event as a tap shows it, from its decoded envelope and payload.
+TapRecord event_record(const Envelope& envelope, std::string_view payload);
 
 // Reads one multipart message of a tap's subscription; nullopt for anything else
 // (heartbeats, undecodable envelopes). A refused handshake's source is the peer's
