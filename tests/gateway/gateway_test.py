@@ -251,6 +251,10 @@ def main():
         ("an Idempotency-Key with a space", "/v1/commands/orders/PlaceOrder", {}, {"Idempotency-Key": "a b"}, 400,
          "header: Idempotency-Key"),
         ("a bad ?wait", "/v1/commands/orders/PlaceOrder?wait=soon", {}, {}, 400, "query: wait"),
+        ("an Idempotency-Key of 129 bytes", "/v1/commands/orders/PlaceOrder", {}, {"Idempotency-Key": "k" * 129}, 400,
+         "header: Idempotency-Key"),
+        ("a URL of 9,000 bytes (cpp-httplib's limit is 8 KiB)", "/v1/queries/orders/GetOrder?order_id=" + "x" * 9000,
+         None, {}, 414, "request"),
         ("an unknown route", "/v1/nothing", None, {}, 404, "path"),
         ("a body nested 5,000 deep", "/v1/commands/orders/PlaceOrder", '{"a":' + "[" * 5000 + "]" * 5000 + "}", json_type,
          400, "body"),
@@ -435,6 +439,26 @@ def main():
     out = p.first_line + p.communicate(timeout=10)[0] if where is None else ""
     check("threads too few for the streams and waits refuse to start (exit 2)",
           where is None and p.returncode == 2 and "too few" in out, out)
+    p, where = start_gateway("--listen", base)
+    out = p.first_line + p.communicate(timeout=10)[0] if where is None else ""
+    check("a second gateway on the same address refuses to start (exit 1), the first serving on",
+          where is None and p.returncode == 1 and "cannot listen" in out and request(base, "GET", "/healthz")[0] == 200,
+          out)
+    # A deleted key file: the tap cannot watch, and the gateway says so instead of
+    # serving empty streams as if all were well.
+    key = os.path.join(state, "keys", "dashboard.key")
+    os.rename(key, key + ".away")
+    try:
+        kp, kbase = start_gateway("--listen", "127.0.0.1:0")
+        said = until(lambda: (lambda r: r[0] == 503 and "dashboard.key" in r[1].get("error", ""))(
+            request(kbase, "GET", "/readyz")), 10) if kbase else False
+        picture = request(kbase, "GET", "/v1/mesh")[1] if kbase else {}
+        check("with its tap's key file deleted, /readyz answers 503 naming the file, and the picture says it",
+              bool(said) and "dashboard.key" in str(picture.get("tap", {}).get("error")), picture.get("tap"))
+        kp.send_signal(signal.SIGTERM)
+        kp.wait(timeout=10)
+    finally:
+        os.rename(key + ".away", key)
     p, where = start_gateway("--listen", "127.0.0.1:0", "--identity", "nobody")
     out = p.first_line + p.communicate(timeout=10)[0] if where is None else ""
     check("an identity the topology lacks refuses to start (exit 2), naming it",

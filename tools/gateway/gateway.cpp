@@ -595,6 +595,8 @@ void Gateway::routes() {
     std::vector<std::string> silent;
     for (const auto& svc : p.value("services", json::array()))
       if (!svc.value("answering", false)) silent.push_back(svc.value("name", ""));
+    if (auto tap = p["tap"].value("error", json()); v && tap.is_string())
+      return fail(res, 503, "not ready: " + tap.get<std::string>(), "tap", {{"ready", false}});
     if (v && silent.empty() && view_.fresh()) return reply(res, 200, {{"ready", true}, {"services", t_.services.size()}});
     if (v && silent.empty())
       return fail(res, 503, "not ready: the gateway's picture of the mesh is over 3 s old", "mesh", {{"ready", false}});
@@ -637,7 +639,14 @@ int Gateway::run() {
   server_.set_write_timeout(5, 0);
   server_.set_keep_alive_timeout(5);
   server_.set_keep_alive_max_count(1000);
-  server_.set_tcp_nodelay(true);  // a small answer goes out at once, not after a delayed ACK (40 ms)
+  server_.set_tcp_nodelay(true);
+  // cpp-httplib's default also sets SO_REUSEPORT, which lets a second gateway bind the
+  // same address and silently take half its connections: only SO_REUSEADDR here, so a
+  // second instance fails to listen (exit 1).
+  server_.set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });  // a small answer goes out at once, not after a delayed ACK (40 ms)
   routes();
   int port = o_.port;
   bool bound = port == 0 ? (port = server_.bind_to_any_port(o_.host)) > 0 : server_.bind_to_port(o_.host, port);

@@ -153,7 +153,11 @@ void Hub::run() {
       sub.connect(topology_.external(s).events);
     }
   } catch (const std::exception& e) {
+    // Said on /readyz, in the picture and on the dashboard, not only in the log: every
+    // stream would stay empty.
     spdlog::error("gateway: cannot watch the mesh as '{}': {}", options_.identity, e.what());
+    std::lock_guard lock(mutex_);
+    stats_.error = "the gateway's tap cannot watch the mesh as '" + options_.identity + "': " + e.what();
     return;
   }
   zmq::pollitem_t item{sub.handle(), 0, ZMQ_POLLIN, 0};
@@ -362,7 +366,7 @@ nlohmann::json View::round(Client& client) {
   auto hs = hub_.stats();
   return {{"mesh", topology_.mesh},
           {"time", rfc3339_now()},
-          {"ready", all},
+          {"ready", all && hs.error.empty()},
           {"services", services},
           {"edges", edge_list},
           {"sagas",
@@ -372,7 +376,11 @@ nlohmann::json View::round(Client& client) {
             {"stuck", stuck_list},
             {"forgotten", hs.sagas_forgotten},
             {"stuck_after_s", options_.stuck_after.count() / 1000.0}}},
-          {"tap", {{"received", hs.received}, {"missed", hs.tap_missed}, {"sse_clients", hs.subscribers}}}};
+          {"tap",
+           {{"received", hs.received},
+            {"missed", hs.tap_missed},
+            {"sse_clients", hs.subscribers},
+            {"error", hs.error.empty() ? nlohmann::json() : nlohmann::json(hs.error)}}}};
 }
 
 }  // namespace troupe::gateway

@@ -79,6 +79,7 @@ class Subscriber {
 struct HubStats {
   std::uint64_t received = 0, dropped = 0, sagas_forgotten = 0, tap_missed = 0;
   std::size_t subscribers = 0, sagas = 0;
+  std::string error;  // why the tap cannot watch the mesh (a key file missing, say); "" while it watches
 };
 
 class Hub {
