@@ -23,7 +23,8 @@ int main(int argc, char** argv) {
   auto config = shop::configure(argc, argv, "shop-edge", "the five shop services in one process over inproc",
                                 "topology/shop-edge.toml");
   if (auto* code = std::get_if<int>(&config)) return *code;
-  auto& [topology_value, seed_value] = std::get<shop::Config>(config);
+  auto& [topology_value, seed_value, partition_unused] = std::get<shop::Config>(config);
+  (void)partition_unused;
   auto* topology = &topology_value;
   auto* seed = &seed_value;
   const std::map<std::string, shop::Install> installers{
@@ -33,9 +34,10 @@ int main(int argc, char** argv) {
 
   zmq::context_t context(1);
   std::vector<std::unique_ptr<troupe::Node>> nodes;
+  std::vector<std::unique_ptr<shop::Seed>> seeds;  // each node's part, alive as long as it
   try {
     for (const auto& s : topology->services) {
-      auto it = installers.find(s.name);
+      auto it = installers.find(s.service());
       if (it == installers.end()) {
         std::cerr << "shop-edge: " << topology->file << ":" << s.line << ": no shop service named '" << s.name << "'\n";
         return 2;
@@ -43,7 +45,8 @@ int main(int argc, char** argv) {
       troupe::NodeOptions o;
       o.context = &context;
       nodes.push_back(std::make_unique<troupe::Node>(*topology, s.name, o));
-      it->second(*nodes.back(), *seed);
+      seeds.push_back(std::make_unique<shop::Seed>(shop::seed_of(*seed, s)));
+      it->second(*nodes.back(), *seeds.back());
     }
   } catch (const std::exception& e) {
     std::cerr << "shop-edge: " << e.what() << '\n';

@@ -55,29 +55,58 @@ std::optional<std::string> pages(Ask& ask, const std::string& service, Take take
   }
 }
 
+// A partitioned inventory's instances each remember a cancelled order they never
+// reserved for (a "released" reservation with no SKU, so that a late OrderPlaced
+// reserves nothing): the owner's reservation is the one that counts.
+inline void keep_reservation(std::map<std::string, Reservation>& into, Reservation r) {
+  auto it = into.find(r.order_id);
+  if (it != into.end() && r.sku.empty() && !it->second.sku.empty()) return;
+  into[r.order_id] = std::move(r);
+}
+
+// Fetches every list of the shop into `out`. `instances(service)` names the processes to
+// ask for one service (its partitions: orders.0, orders.1, …; else itself): each is
+// paged through and the rows merged.
+template <class Ask, class Instances>
+std::optional<std::string> fetch(Ask&& ask, Snapshot& out, Instances&& instances) {
+  for (const auto& i : instances("orders"))
+    if (auto e = pages<ListOrders>(ask, i, [&](OrderList& p) {
+          for (auto& o : p.orders) out.orders[o.order_id] = o;
+          return std::pair{p.orders.size(), p.orders.empty() ? "" : p.orders.back().order_id};
+        }))
+      return e;
+  for (const auto& i : instances("inventory")) {
+    std::vector<StockItem> items;
+    if (auto e = pages<GetStock>(ask, i, [&](StockReport& p) {
+          items = p.items;
+          for (auto& r : p.reservations) keep_reservation(out.reservations, r);
+          return std::pair{p.reservations.size(), p.reservations.empty() ? "" : p.reservations.back().order_id};
+        }))
+      return e;
+    out.stock.insert(out.stock.end(), items.begin(), items.end());
+  }
+  for (const auto& i : instances("payments")) {
+    std::vector<Account> accounts;
+    if (auto e = pages<GetBalance>(ask, i, [&](BalanceReport& p) {
+          accounts = p.accounts;
+          for (auto& x : p.payments) out.payments[x.order_id] = x;
+          return std::pair{p.payments.size(), p.payments.empty() ? "" : p.payments.back().order_id};
+        }))
+      return e;
+    out.accounts.insert(out.accounts.end(), accounts.begin(), accounts.end());
+  }
+  for (const auto& i : instances("shipping"))
+    if (auto e = pages<ListShipments>(ask, i, [&](ShipmentList& p) {
+          for (auto& x : p.shipments) out.shipments[x.order_id] = x;
+          return std::pair{p.shipments.size(), p.shipments.empty() ? "" : p.shipments.back().order_id};
+        }))
+      return e;
+  return std::nullopt;
+}
+
 template <class Ask>
 std::optional<std::string> fetch(Ask&& ask, Snapshot& out) {
-  if (auto e = pages<ListOrders>(ask, "orders", [&](OrderList& p) {
-        for (auto& o : p.orders) out.orders[o.order_id] = o;
-        return std::pair{p.orders.size(), p.orders.empty() ? "" : p.orders.back().order_id};
-      }))
-    return e;
-  if (auto e = pages<GetStock>(ask, "inventory", [&](StockReport& p) {
-        out.stock = p.items;
-        for (auto& r : p.reservations) out.reservations[r.order_id] = r;
-        return std::pair{p.reservations.size(), p.reservations.empty() ? "" : p.reservations.back().order_id};
-      }))
-    return e;
-  if (auto e = pages<GetBalance>(ask, "payments", [&](BalanceReport& p) {
-        out.accounts = p.accounts;
-        for (auto& x : p.payments) out.payments[x.order_id] = x;
-        return std::pair{p.payments.size(), p.payments.empty() ? "" : p.payments.back().order_id};
-      }))
-    return e;
-  return pages<ListShipments>(ask, "shipping", [&](ShipmentList& p) {
-    for (auto& x : p.shipments) out.shipments[x.order_id] = x;
-    return std::pair{p.shipments.size(), p.shipments.empty() ? "" : p.shipments.back().order_id};
-  });
+  return fetch(ask, out, [](const std::string& service) { return std::vector<std::string>{service}; });
 }
 
 }  // namespace shop

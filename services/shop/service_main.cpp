@@ -22,7 +22,11 @@ std::variant<Config, int> configure(int argc, char** argv, const std::string& na
                                     bool* contract) {
   CLI::App app{name + ": " + summary};
   std::string topology_file = default_topology, state_dir;
+  int partition = -1;
   app.add_option("--topology,-t", topology_file, "topology file")->capture_default_str();
+  if (contract)
+    app.add_option("--partition,-p", partition, "which instance to run of a partitioned service (0 … N-1)")
+        ->check(CLI::Range(0, 255));
   app.add_option("--state-dir", state_dir, "override the topology's state directory");
   if (contract)
     app.add_flag("--contract", *contract,
@@ -45,7 +49,20 @@ std::variant<Config, int> configure(int argc, char** argv, const std::string& na
     std::cerr << name << ": " << seed.error().message() << '\n';
     return 2;
   }
-  return Config{std::move(*topology), std::move(*seed)};
+  return Config{std::move(*topology), std::move(*seed), partition};
+}
+
+Seed seed_of(const Seed& seed, const troupe::ServiceSpec& instance) {
+  if (!instance.partitioned()) return seed;
+  Seed out = seed;
+  auto keep = [&](auto& map) {
+    std::erase_if(map, [&](const auto& kv) {
+      return troupe::partition_of(kv.first, instance.partitions) != instance.partition;
+    });
+  };
+  if (instance.key == "sku") keep(out.skus);
+  if (instance.key == "customer") keep(out.customers);
+  return out;
 }
 
 int service_main(int argc, char** argv, const std::string& name, const std::string& summary,
@@ -59,9 +76,23 @@ int service_main(int argc, char** argv, const std::string& name, const std::stri
     std::cout << troupe::json::to_json(recorder.contract()).dump(2) << '\n';
     return 0;
   }
-  auto& [topology, seed] = std::get<Config>(config);
+  auto& [topology, all, partition] = std::get<Config>(config);
+  auto instances = topology.instances(name);
+  if (instances.size() > 1 && (partition < 0 || partition >= static_cast<int>(instances.size()))) {
+    std::cerr << name << ": " << topology.file << ":" << instances.front()->line << ": " << name << " has "
+              << instances.size() << " partitions: run one process per partition, --partition 0 … "
+              << instances.size() - 1 << (partition < 0 ? "" : " (got " + std::to_string(partition) + ")") << '\n';
+    return 64;
+  }
+  if (instances.size() <= 1 && partition > 0) {
+    std::cerr << name << ": --partition " << partition << ": " << name << " is not partitioned in "
+              << topology.file << '\n';
+    return 64;
+  }
+  const std::string instance = instances.size() > 1 ? instances[partition]->name : name;
+  const Seed seed = instances.empty() ? all : seed_of(all, *instances[instances.size() > 1 ? partition : 0]);
   try {
-    troupe::Node node(std::move(topology), name);
+    troupe::Node node(std::move(topology), instance);
     install(node, seed);
     return troupe::run_until_signal(node);
   } catch (const std::exception& e) {

@@ -18,6 +18,7 @@ using Install = std::function<void(troupe::Handlers&, const Seed&)>;
 struct Config {
   troupe::Topology topology;
   Seed seed;
+  int partition = -1;  // --partition K, for one instance of a partitioned service
 };
 
 // Parses --topology/--state-dir/--help and loads the topology and its seed file. With
@@ -34,6 +35,10 @@ std::variant<Config, int> configure(int argc, char** argv, const std::string& na
 // store unwritable, already running), 2 bad topology or seed file, 64 bad arguments.
 int service_main(int argc, char** argv, const std::string& name, const std::string& summary,
                  const Install& install);
+
+// The part of the seed one instance holds: a partitioned service keyed by "sku" (or
+// "customer") starts with the SKUs (customers) it owns; any other, with all of it.
+Seed seed_of(const Seed& seed, const troupe::ServiceSpec& instance);
 
 // Loads the seed named by the topology ([mesh] seed, relative to the working directory).
 troupe::Result<Seed> seed_for(const troupe::Topology& topology);

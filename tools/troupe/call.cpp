@@ -115,12 +115,38 @@ Runner add_query(CLI::App& app) {
     if (!payload) return kUsage;
     Client client(*t, identity(*o));  // the source it writes is who it is (checked under CURVE)
     client.set_identity(identity(*o));
-    auto r = client.query_raw(o->service, o->type, to_msgpack(*payload), std::chrono::milliseconds(o->timeout_ms));
-    if (!r) {
-      std::cerr << "troupe: " << r.error().message() << '\n';
-      return r.error().code == Rejection::Code::refused ? kFailed : kUnreachable;
+    const std::string bytes = to_msgpack(*payload);
+    // A partitioned service asked something without its key (a list, a built-in):
+    // every instance is asked the same, and their replies merged (arrays joined in
+    // instance order; anything else as the first instance said it). A built-in asked
+    // of every instance answers one object per instance, by name.
+    std::vector<std::string> ask{o->service};
+    auto instances = t->instances(o->service);
+    if (instances.size() > 1 && (o->type.rfind('$', 0) == 0 || !client.route(o->service, o->type, bytes))) {
+      ask.clear();
+      for (const auto* i : instances) ask.push_back(i->name);
     }
-    std::cout << dump(to_json(r->payload), o->pretty ? 2 : -1) << '\n';
+    nlohmann::json merged;
+    for (const auto& service : ask) {
+      auto r = client.query_raw(service, o->type, bytes, std::chrono::milliseconds(o->timeout_ms));
+      if (!r) {
+        std::cerr << "troupe: " << r.error().message() << '\n';
+        return r.error().code == Rejection::Code::refused ? kFailed : kUnreachable;
+      }
+      nlohmann::json reply = to_json(r->payload);
+      if (ask.size() == 1) {
+        merged = std::move(reply);
+      } else if (o->type.rfind('$', 0) == 0) {
+        merged[service] = std::move(reply);
+      } else if (merged.is_null() || !reply.is_object()) {
+        if (merged.is_null()) merged = std::move(reply);
+      } else {
+        for (auto& [k, v] : reply.items())
+          if (v.is_array() && merged.contains(k) && merged[k].is_array())
+            for (auto& row : v) merged[k].push_back(std::move(row));
+      }
+    }
+    std::cout << dump(merged, o->pretty ? 2 : -1) << '\n';
     return kOk;
   };
 }

@@ -11,6 +11,7 @@
 #include <iomanip>
 #include <iostream>
 #include <random>
+#include <set>
 #include <thread>
 #include <unistd.h>
 
@@ -76,9 +77,16 @@ Runner add_load(CLI::App& app) {
     Client client(*t, "load");
     client.set_identity(identity(*o));
     client.watch({"orders"}, /*heartbeats=*/true);
-    // The first heartbeat proves the subscription is live: no terminal event is missed.
-    auto first = client.next_event(std::chrono::milliseconds(t->defaults.heartbeat.count() * 3 + 2000));
-    if (!first) {
+    // The first heartbeat of each instance proves its subscription is live: no terminal
+    // event is missed.
+    std::set<std::string> live;
+    const auto instances = t->instances("orders").size();
+    const auto hb_deadline = Clock::now() + std::chrono::milliseconds(t->defaults.heartbeat.count() * 3 + 2000);
+    while (live.size() < instances && Clock::now() < hb_deadline) {
+      auto ev = client.next_event(std::chrono::duration_cast<std::chrono::milliseconds>(hb_deadline - Clock::now()));
+      if (ev) live.insert(ev->envelope.source);
+    }
+    if (live.size() < instances) {
       std::cerr << "troupe: orders is not publishing (is the mesh up? try scripts/mesh up)\n";
       return kUnreachable;
     }

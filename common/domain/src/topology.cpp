@@ -15,6 +15,53 @@ bool contains(const std::vector<std::string>& v, std::string_view s) {
 }  // namespace
 
 bool ServiceSpec::publishes_type(std::string_view type) const { return contains(publishes, type); }
+
+std::string ServiceSpec::key_field(std::string_view type) const {
+  for (const auto& [t, field] : keys)
+    if (t == type) return field == "*" ? "" : field;
+  return key;
+}
+
+std::vector<const ServiceSpec*> Topology::instances(std::string_view service) const {
+  std::vector<const ServiceSpec*> out;
+  for (const auto& s : services)
+    if (s.name == service || (!s.group.empty() && s.group == service)) out.push_back(&s);
+  return out;
+}
+
+std::uint64_t fnv1a64(std::string_view bytes) {
+  std::uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+int partition_of(std::string_view key, int partitions) {
+  if (partitions <= 1) return 0;
+  return static_cast<int>(fnv1a64(key) % static_cast<std::uint64_t>(partitions));
+}
+
+std::string partition_endpoint(std::string_view endpoint, std::string_view service, int k) {
+  std::string e(endpoint), n = std::to_string(k);
+  if (auto at = e.find("{partition}"); at != std::string::npos) {
+    for (; at != std::string::npos; at = e.find("{partition}", at + n.size())) e.replace(at, 11, n);
+    return e;
+  }
+  if (e.rfind("tcp://", 0) == 0) {
+    auto colon = e.rfind(':');
+    if (colon == std::string::npos || colon < 6) return e;
+    const std::string port = e.substr(colon + 1);
+    if (port.empty() || port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5) return e;
+    return e.substr(0, colon + 1) + std::to_string(std::stoi(port) + 100 * k);
+  }
+  auto scheme = e.find("://");
+  auto at = service.empty() ? std::string::npos : e.rfind(service);
+  if (at != std::string::npos && scheme != std::string::npos && at > scheme)
+    return e.insert(at + service.size(), "." + n);
+  return e + "." + n;
+}
 bool ServiceSpec::accepts_type(std::string_view type) const { return contains(accepts, type); }
 bool ServiceSpec::answers_type(std::string_view type) const { return contains(answers, type); }
 
@@ -123,7 +170,8 @@ std::vector<TopologyIssue> check_topology(const Topology& t) {
       }
     }
     for (const auto& route : s.sends) {
-      const ServiceSpec* target = t.find(route.target);
+      auto targets = t.instances(route.target);
+      const ServiceSpec* target = targets.empty() ? nullptr : targets.front();
       if (!target) {
         error(route.line, "service '" + s.name + "' sends to unknown service '" + route.target + "'");
         continue;
@@ -142,7 +190,7 @@ std::vector<TopologyIssue> check_topology(const Topology& t) {
       error(c.line, std::string(what) + " '" + c.name + "' has the name of another service, client or tap");
     for (const auto* list : {&c.commands, &c.queries, &c.events})
       for (const auto& target : *list)
-        if (target != "*" && !t.find(target))
+        if (target != "*" && t.instances(target).empty())
           error(c.line, std::string(what) + " '" + c.name + "' names unknown service '" + target + "'");
   }
   for (const auto& l : t.limits) {
@@ -164,7 +212,11 @@ std::vector<TopologyIssue> check_topology(const Topology& t) {
 
 
 bool ClientSpec::may(const std::vector<std::string>& list, std::string_view service) const {
-  return std::any_of(list.begin(), list.end(), [&](const std::string& s) { return s == "*" || s == service; });
+  // "orders" names every instance of a partitioned orders (orders.0, orders.1, …).
+  auto dot = service.rfind('.');
+  auto group = dot == std::string_view::npos ? std::string_view{} : service.substr(0, dot);
+  return std::any_of(list.begin(), list.end(),
+                     [&](const std::string& s) { return s == "*" || s == service || (!group.empty() && s == group); });
 }
 
 Admission Topology::admission(const ServiceSpec& service) const {
@@ -179,7 +231,7 @@ Admission Topology::admission(const ServiceSpec& service) const {
         add(a.queries, s.name);
       }
     for (const auto& route : s.sends)
-      if (route.target == service.name) {
+      if (route.target == service.name || route.target == service.group) {
         add(a.commands, s.name);
         add(a.events, s.name);
       }

@@ -85,8 +85,31 @@ zmq::socket_t& Client::push(const std::string& service) {
   return *slot;
 }
 
-Result<Received> Client::query_raw(const std::string& service, const std::string& type,
+Result<std::string> Client::route(const std::string& service, const std::string& type,
+                                  std::string_view payload) const {
+  auto instances = topology_.instances(service);
+  if (instances.empty()) return reject(Rejection::Code::invalid, service, "no such service in " + topology_.file);
+  if (instances.size() == 1) return instances.front()->name;
+  const ServiceSpec& first = *instances.front();
+  const std::string field = first.key_field(type);
+  const std::string all = service + ".0 … " + service + "." + std::to_string(instances.size() - 1);
+  if (field.empty())
+    return reject(Rejection::Code::invalid, service,
+                  "is partitioned, and every instance takes " + type + ": send it to each (" + all + ")");
+  auto key = codec::partition_key(payload, type, field);
+  if (!key) return key.error();
+  if (key->empty() && !first.accepts_type(type))
+    return reject(Rejection::Code::invalid, service,
+                  "is partitioned into " + std::to_string(instances.size()) + " by '" + field + "', and this " + type +
+                      " has none: ask each instance (" + all + ") and merge the replies");
+  return instances[partition_of(*key, static_cast<int>(instances.size()))]->name;
+}
+
+Result<Received> Client::query_raw(const std::string& service_or_group, const std::string& type,
                                    std::string payload, std::chrono::milliseconds timeout) {
+  auto routed = type.rfind('$', 0) == 0 ? Result<std::string>(service_or_group) : route(service_or_group, type, payload);
+  if (!routed) return routed.error();
+  const std::string& service = *routed;
   const ServiceSpec* spec = topology_.find(service);
   if (!spec) return reject(Rejection::Code::invalid, service, "no such service in " + topology_.file);
   Envelope e = make_envelope(name_, type, Kind::query);
@@ -128,9 +151,12 @@ Result<Received> Client::query_raw(const std::string& service, const std::string
                     " ms (is it running? queries endpoint " + topology_.external(*spec).queries + ")");
 }
 
-Result<Envelope> Client::send_raw(const std::string& service, const std::string& type,
+Result<Envelope> Client::send_raw(const std::string& service_or_group, const std::string& type,
                                   std::string payload, std::string correlation, std::string traceparent,
                                   std::uint32_t schemaversion, std::string id) {
+  auto routed = route(service_or_group, type, payload);
+  if (!routed) return routed.error();
+  const std::string& service = *routed;
   const ServiceSpec* spec = topology_.find(service);
   if (!spec) return reject(Rejection::Code::invalid, service, "no such service in " + topology_.file);
   if (!spec->accepts_type(type))
@@ -150,8 +176,10 @@ Result<Envelope> Client::send_raw(const std::string& service, const std::string&
   return e;
 }
 
-Result<void> Client::resend(const std::string& service, const Envelope& envelope, const std::string& payload) {
-  if (!topology_.find(service)) return reject(Rejection::Code::invalid, service, "no such service in " + topology_.file);
+Result<void> Client::resend(const std::string& service_or_group, const Envelope& envelope, const std::string& payload) {
+  auto routed = route(service_or_group, envelope.type, payload);
+  if (!routed) return routed.error();
+  const std::string& service = *routed;
   std::string env = codec::encode_envelope(envelope);
   std::array<zmq::const_buffer, 2> bufs{zmq::buffer(env), zmq::buffer(payload)};
   if (!zmq::send_multipart(push(service), bufs))
@@ -179,9 +207,12 @@ std::optional<std::vector<builtin::SeenOutcome>> Client::outcomes(const std::str
   return out;
 }
 
-Result<Envelope> Client::send_confirmed(const std::string& service, const std::string& type, std::string payload,
+Result<Envelope> Client::send_confirmed(const std::string& service_or_group, const std::string& type, std::string payload,
                                         std::string correlation, std::chrono::milliseconds timeout,
                                         std::string traceparent, std::string id) {
+  auto routed = route(service_or_group, type, payload);
+  if (!routed) return routed.error();
+  const std::string& service = *routed;
   auto sent = send_raw(service, type, payload, std::move(correlation), std::move(traceparent), 1, std::move(id));
   if (!sent) return sent;
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -205,7 +236,8 @@ void Client::watch(const std::vector<std::string>& services, bool heartbeats) {
   watcher_ = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::sub);
   watcher_->set(zmq::sockopt::rcvhwm, 1000000);
   for (const auto& s : topology_.services) {
-    if (!services.empty() && std::find(services.begin(), services.end(), s.name) == services.end())
+    if (!services.empty() && std::find(services.begin(), services.end(), s.name) == services.end() &&
+        std::find(services.begin(), services.end(), s.service()) == services.end())
       continue;
     for (const auto& t : s.publishes) watcher_->set(zmq::sockopt::subscribe, t + " ");
     if (heartbeats) watcher_->set(zmq::sockopt::subscribe, builtin::kHeartbeatTopic);

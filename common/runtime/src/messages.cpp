@@ -19,7 +19,21 @@ bool NodeCore::sends_to_us(std::string_view source) const {
   const ServiceSpec* sender = topology_.find(source);
   if (!sender) return false;
   return std::any_of(sender->sends.begin(), sender->sends.end(),
-                     [&](const CommandRoute& r) { return r.target == name_; });
+                     [&](const CommandRoute& r) { return r.target == self_->service(); });
+}
+
+std::string NodeCore::key_of(const ServiceSpec& owner, std::string_view type, std::string_view payload) const {
+  const std::string field = owner.key_field(type);
+  if (field.empty()) return {};
+  // A key that is not a string or an integer counts as absent: the instance that owns
+  // the empty key takes the message, and its handler says what is wrong with it.
+  auto key = codec::partition_key(payload, type, field);
+  return key ? *key : std::string();
+}
+
+bool NodeCore::owns(std::string_view type, std::string_view payload) const {
+  if (!self_->partitioned() || self_->key_field(type).empty()) return true;
+  return partition_of(key_of(*self_, type, payload), self_->partitions) == self_->partition;
 }
 
 bool NodeCore::mesh_type(std::string_view type) const {
@@ -164,6 +178,15 @@ void NodeCore::handle_command(Incoming& in) {
     dead_letter("commands", &*env, "service '" + name_ + "' does not accept command '" + env->type + "'", raw);
     return;
   }
+  if (!owns(env->type, view(in.frames[1]))) {
+    const auto key = key_of(*self_, env->type, view(in.frames[1]));
+    dead_letter("commands", &*env,
+                env->type + " with key '" + printable(key) + "' belongs to " + self_->group + "." +
+                    std::to_string(partition_of(key, self_->partitions)) + ", not to " + name_ +
+                    " (misrouted: docs/protocol.md §7.10 says how to route)",
+                raw);
+    return;
+  }
   apply(*env, view(in.frames[1]), h->second, "commands", raw);
   metrics_.commands_applied.fetch_add(1, std::memory_order_relaxed);
 }
@@ -230,6 +253,26 @@ void NodeCore::set_contract(schema::Contract contract) {
                               ", but its topology lists " + list(routed));
     }
   }
+  if (self_->partitioned()) {
+    // Every message an instance takes by key must carry the key: a type without the
+    // field would all go to the one instance that owns the empty key.
+    std::vector<std::string> keyed = self_->accepts;
+    for (const auto& sub : self_->reacts_to) keyed.insert(keyed.end(), sub.types.begin(), sub.types.end());
+    for (const auto& type : keyed) {
+      const std::string field = self_->key_field(type);
+      auto m = contract.messages.find(type);
+      if (field.empty() || m == contract.messages.end()) continue;
+      const auto& props = m->second.shape.properties;
+      auto p = std::find_if(props.begin(), props.end(), [&](const schema::Property& x) { return x.name == field; });
+      using K = schema::Shape::Kind;
+      if (p == props.end() || (p->shape.kind != K::string && p->shape.kind != K::integer))
+        throw TopologyViolation(topology_.file + ":" + std::to_string(self_->key_line ? self_->key_line : self_->line) +
+                                ": service '" + self_->group + "' is partitioned by '" + field + "', but " + type +
+                                (p == props.end() ? " has no field '" + field + "'"
+                                                  : "'s field '" + field + "' is neither a string nor an integer") +
+                                " (name its key in keys = { " + type + " = \"FIELD\" }, or \"*\" for every instance)");
+    }
+  }
   contract_text_ = troupe::json::contract_text(contract);
   // Loud, not fatal: a service runs without being able to say what it speaks.
   if (contract_text_.size() + 4096 > topology_.defaults.max_message_bytes)
@@ -271,6 +314,22 @@ void NodeCore::stage_command(const Envelope& cause, std::string_view target, std
   if (!routed)
     throw TopologyViolation("service '" + name_ + "' sends '" + std::string(type) + "' to '" +
                             std::string(target) + "', which its topology does not list in sends");
+  // A partitioned target: the instance that owns the command's key (every instance
+  // when its type is keyed "*"), each with its own sequence.
+  auto instances = topology_.instances(target);
+  if (instances.size() > 1) {
+    const std::string key = key_of(*instances.front(), type, payload);
+    const bool every = instances.front()->key_field(type).empty();
+    for (const ServiceSpec* i : instances)
+      if (every || i->partition == partition_of(key, i->partitions))
+        stage_one_command(cause, i->name, type, payload, correlation);
+    return;
+  }
+  stage_one_command(cause, target, type, std::move(payload), std::move(correlation));
+}
+
+void NodeCore::stage_one_command(const Envelope& cause, std::string_view target, std::string_view type,
+                                 std::string payload, std::string correlation) {
   Envelope e = make_caused_envelope(cause, name_, std::string(type), Kind::command);
   if (!correlation.empty()) e.correlationid = std::move(correlation);
   e.schemaversion = schema_version(type);

@@ -71,6 +71,8 @@ inline constexpr std::string_view kDownstreamsTable = "$downstreams";
 // check of a start that has not had it yet, or "none").
 // ... and per sender of commands to it, the epochs those it applied were written under.
 inline constexpr std::string_view kSendersTable = "$senders";
+// Under "partitions", the partition count this store was written under (1: none).
+inline constexpr std::string_view kNodeTable = "$node";
 
 inline std::string to_msgpack(const json& j) {
   auto v = json::to_msgpack(j);
@@ -164,6 +166,12 @@ class NodeCore final : public Stager {
                    std::string correlation) override;
   void stage_command(const Envelope& cause, std::string_view target, std::string_view type,
                      std::string payload, std::string correlation) override;
+  void stage_one_command(const Envelope& cause, std::string_view target, std::string_view type,
+                         std::string payload, std::string correlation);
+  // Partitions: the key of a message for `owner` (its key field's value, "" if none),
+  // and whether this instance applies a message of `type` (always, unpartitioned).
+  std::string key_of(const ServiceSpec& owner, std::string_view type, std::string_view payload) const;
+  bool owns(std::string_view type, std::string_view payload) const;
 
   // Tasks (tasks.cpp): timers from the node's thread or before run(); post from any thread.
   void add_timer(Clock::duration first, Clock::duration period, Task task);
@@ -206,6 +214,9 @@ class NodeCore final : public Stager {
   void open_store();
   void bind_all();
   void connect_all();
+  void check_partition_files();
+  void check_partition_count();
+  void connect_downstream(const ServiceSpec& target);
   void open_subscription(Upstream& up);  // (re)opens its SUB and subscribes
   void open_replay(Upstream& up);        // (re)opens its DEALER for $replay
   void close_all() noexcept;

@@ -109,8 +109,44 @@ void NodeCore::open_store() {
     g_locks.insert(lock_path);
     lock_path_ = lock_path;
   }
+  check_partition_files();
   store_ = options_.store ? options_.store : default_store(topology_, name_);
   epoch_ = store_->epoch();
+  check_partition_count();
+}
+
+// Changing a service's partition count re-hashes its keys: every key may now belong to
+// another instance, whose store does not hold it. That is never done in silence (a
+// store of the other layout beside this one, or a count recorded in this store that
+// differs), and docs/operations.md says how to move from N to M.
+void NodeCore::check_partition_files() {
+  if (options_.store || topology_.defaults.durability != Durability::durable) return;
+  const auto& d = topology_.defaults;
+  const std::string other = self_->partitioned() ? d.state_dir + "/" + self_->group + ".db"
+                                                 : d.state_dir + "/" + name_ + ".0.db";
+  std::error_code ec;
+  if (std::filesystem::exists(other, ec))
+    throw std::runtime_error("service '" + name_ + "': " + other + " is the store of " +
+                             (self_->partitioned() ? "an unpartitioned " + self_->group
+                                                   : "a partitioned " + name_) +
+                             ", and the topology now says " + std::to_string(self_->partitions) +
+                             " partition(s): its keys would be lost or owned twice. Move it as "
+                             "docs/operations.md \"Changing the partition count\" says, or remove it");
+}
+
+void NodeCore::check_partition_count() {
+  const std::string want = std::to_string(self_->partitions);
+  auto recorded = store_->get(kNodeTable, "partitions");
+  if (recorded && *recorded != want)
+    throw std::runtime_error("service '" + name_ + "': its store was written by " + *recorded +
+                             " partition(s) and the topology now says " + want +
+                             ": the keys would be re-hashed to other instances. Move it as docs/operations.md "
+                             "\"Changing the partition count\" says");
+  if (!recorded) {
+    store_->begin();
+    store_->put(kNodeTable, "partitions", want);
+    store_->commit();
+  }
 }
 
 zmq::socket_t NodeCore::make_socket(zmq::socket_type type) {
@@ -196,9 +232,14 @@ void NodeCore::connect_all() {
     open_replay(*up);
     upstreams_.push_back(std::move(up));
   }
-  for (const auto& route : self_->sends) {
-    const ServiceSpec* target = topology_.find(route.target);
-    if (!target) continue;
+  for (const auto& route : self_->sends)
+    for (const ServiceSpec* target : topology_.instances(route.target)) connect_downstream(*target);
+}
+
+void NodeCore::connect_downstream(const ServiceSpec& spec) {
+  {
+    const ServiceSpec* target = &spec;
+    if (downstreams_.count(target->name)) return;
     // How far it acknowledged our commands: they are acknowledged in prefixes, so up to
     // the first one still waiting (or all of them).
     const auto head = store_->command_head(target->name);

@@ -102,6 +102,17 @@ void NodeCore::handle_query(Incoming& in) {
     error_reply(&*env, fits.error().message());
     return;
   }
+  if (self_->partitioned()) {
+    // A keyed query asked of the wrong instance would be answered "no such order":
+    // it is told where to ask instead. One without its key (a list) is answered here
+    // for this instance's keys; the client asks every instance and merges.
+    const auto key = key_of(*self_, env->type, payload);
+    if (!key.empty() && partition_of(key, self_->partitions) != self_->partition) {
+      error_reply(&*env, env->type + " with key '" + printable(key) + "' belongs to " + self_->group + "." +
+                             std::to_string(partition_of(key, self_->partitions)) + ", not to " + name_);
+      return;
+    }
+  }
   QueryContext ctx(*env, *store_);
   auto t0 = Clock::now();
   Result<std::string> r = reject(Code::refused, env->type, "not run");

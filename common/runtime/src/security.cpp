@@ -32,7 +32,8 @@ void NodeCore::setup_curve() {
     server_keys_[service] = *key;
   };
   for (const auto& sub : self_->reacts_to) need(sub.publisher);
-  for (const auto& route : self_->sends) need(route.target);
+  for (const auto& route : self_->sends)
+    for (const ServiceSpec* target : topology_.instances(route.target)) need(target->name);
 
   zap_ = ZapAuthority::of(*context_);
   Admission admission = topology_.admission(*self_);

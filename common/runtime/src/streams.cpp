@@ -71,7 +71,7 @@ void NodeCore::handle_event(Upstream& up, std::string_view env_bytes, std::strin
       return;
     case core::InboundStream::Verdict::apply: break;
   }
-  if (up.reacts.count(env->type)) {
+  if (up.reacts.count(env->type) && owns(env->type, payload)) {
     auto h = event_handlers_.find(env->type);
     if (h != event_handlers_.end()) apply(*env, payload, h->second, endpoint.c_str(), raw);
   }

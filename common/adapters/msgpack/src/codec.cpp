@@ -481,4 +481,29 @@ Result<void> validate(std::string_view bytes, std::string_view name, const Limit
   return {};
 }
 
+Result<std::string> partition_key(std::string_view bytes, std::string_view name, std::string_view field,
+                                  const Limits& limits) {
+  using Code = Rejection::Code;
+  auto handle = detail::unpack(bytes, name, limits);
+  if (!handle) return handle.error();
+  const ::msgpack::object& root = handle->get();
+  auto where = detail::describe(name, bytes.size());
+  if (root.type != ::msgpack::type::MAP) return reject(Code::wrong_type, where, "the payload is no map");
+  for (std::uint32_t i = 0; i < root.via.map.size; ++i) {
+    const auto& kv = root.via.map.ptr[i];
+    if (kv.key.type != ::msgpack::type::STR || std::string_view(kv.key.via.str.ptr, kv.key.via.str.size) != field)
+      continue;
+    switch (kv.val.type) {
+      case ::msgpack::type::NIL: return std::string();
+      case ::msgpack::type::STR: return std::string(kv.val.via.str.ptr, kv.val.via.str.size);
+      case ::msgpack::type::POSITIVE_INTEGER: return std::to_string(kv.val.via.u64);
+      case ::msgpack::type::NEGATIVE_INTEGER: return std::to_string(kv.val.via.i64);
+      default:
+        return reject(Code::wrong_type, where + ": field '" + std::string(field) + "'",
+                      "the partition key must be a string or an integer, got " + std::string(detail::type_name(kv.val)));
+    }
+  }
+  return std::string();
+}
+
 }  // namespace troupe::codec

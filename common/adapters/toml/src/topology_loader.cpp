@@ -142,8 +142,29 @@ struct Parser {
     s.line = line_of(t);
     std::string where = "[services." + s.name + "]";
     if (!only_keys(t, where, {"events", "commands", "queries", "publishes", "accepts", "answers",
-                              "reacts_to", "sends", "expose", "public_key"}))
+                              "reacts_to", "sends", "expose", "public_key", "partitions", "key", "keys"}))
       return false;
+    if (s.name.find('.') != std::string::npos)
+      return fail(s.line, "service name '" + s.name + "' has a '.', which names the instances of a partitioned "
+                          "service (orders.0, orders.1, ...)");
+    if (!get_int(t, "partitions", s.partitions, 1, 256) || !get_string(t, "key", s.key, false, s.line, where))
+      return false;
+    if (const ::toml::node* n = t.get("key")) s.key_line = line_of(*n);
+    if (const ::toml::node* n = t.get("keys")) {
+      const ::toml::table* k = n->as_table();
+      if (!k) return fail(line_of(*n), "keys in " + where + " must be a table of TYPE = \"field\" (or \"*\")", Code::wrong_type);
+      for (auto&& [type, field] : *k) {
+        if (!field.is_string())
+          return fail(line_of(field), "keys." + std::string(type.str()) + " in " + where + " must be a field name or \"*\"",
+                      Code::wrong_type);
+        s.keys.push_back({std::string(type.str()), **field.as_string()});
+      }
+    }
+    if (s.partitions > 1 && s.key.empty() && s.keys.empty())
+      return fail(t.get("partitions") ? line_of(*t.get("partitions")) : s.line,
+                  where + " has partitions = " + std::to_string(s.partitions) +
+                      " but no key: say which payload field routes a message (key = \"order_id\")",
+                  Code::missing);
     if (!public_key(t, s.public_key, s.line, where)) return false;
     if (const ::toml::node* n = t.get("expose")) {
       const ::toml::table* x = n->as_table();
@@ -236,6 +257,57 @@ void substitute(std::string& s, std::string_view var, std::string_view value) {
     s.replace(at, var.size(), value);
 }
 
+// A service declared with partitions = N becomes its N instances (orders.0 …), each
+// with endpoints of its own; a reaction to a partitioned publisher becomes one per
+// instance (each is a stream of its own). Sends and client lists keep naming the
+// declared service: a command is routed to an instance when it is sent.
+Result<void> expand_partitions(Topology& topo) {
+  std::vector<ServiceSpec> out;
+  for (auto& s : topo.services) {
+    for (const auto& [type, field] : s.keys) {
+      bool known = s.accepts_type(type) || s.answers_type(type);
+      for (const auto& sub : s.reacts_to) known = known || std::find(sub.types.begin(), sub.types.end(), type) != sub.types.end();
+      if (!known)
+        return reject(Code::invalid, topo.file + ":" + std::to_string(s.line),
+                      "[services." + s.name + "] keys names '" + type +
+                          "', which the service does not accept, answer or react to");
+    }
+    if (!s.partitioned()) {
+      out.push_back(std::move(s));
+      continue;
+    }
+    for (int k = 0; k < s.partitions; ++k) {
+      ServiceSpec p = s;
+      p.group = s.name;
+      p.partition = k;
+      p.name = s.name + "." + std::to_string(k);
+      for (auto* e : {&p.endpoints.events, &p.endpoints.commands, &p.endpoints.queries, &p.expose.events,
+                      &p.expose.commands, &p.expose.queries})
+        if (!e->empty()) *e = partition_endpoint(*e, s.name, k);
+      if (!s.public_key.empty())
+        return reject(Code::invalid, topo.file + ":" + std::to_string(s.line),
+                      "[services." + s.name + "] is partitioned: each instance has a key pair of its own, "
+                      "so public_key cannot name one (leave it out and use the keys directory)");
+      out.push_back(std::move(p));
+    }
+  }
+  for (auto& s : out) {
+    std::vector<Subscription> subs;
+    for (auto& sub : s.reacts_to) {
+      bool partitioned = false;
+      for (const auto& p : out)
+        if (p.group == sub.publisher) {
+          subs.push_back({p.name, sub.types, sub.line});
+          partitioned = true;
+        }
+      if (!partitioned) subs.push_back(std::move(sub));
+    }
+    s.reacts_to = std::move(subs);
+  }
+  topo.services = std::move(out);
+  return {};
+}
+
 }  // namespace
 
 Result<Topology> parse_topology(std::string_view text, std::string name, const LoadOptions& options,
@@ -275,6 +347,7 @@ Result<Topology> parse_topology(std::string_view text, std::string name, const L
       substitute(*e, "{state_dir}", topo.defaults.state_dir);
     topo.services.push_back(std::move(s));
   }
+  if (auto expanded = expand_partitions(topo); !expanded) return expanded.error();
   for (auto [table, role] : {std::pair{"clients", ClientSpec::Role::client}, std::pair{"taps", ClientSpec::Role::tap}}) {
     const ::toml::node* group = root.get(table);
     if (!group) continue;
@@ -306,7 +379,7 @@ Result<Topology> parse_topology(std::string_view text, std::string name, const L
   substitute(topo.defaults.keys_dir, "{state_dir}", topo.defaults.state_dir);
   if (topo.curve() && topo.defaults.keys_dir.empty())
     return reject(Code::invalid, name + ":" + std::to_string(p.line_of(*mesh)), "security \"curve\" needs a keys_dir");
-  std::sort(topo.services.begin(), topo.services.end(),
+  std::stable_sort(topo.services.begin(), topo.services.end(),
             [](const ServiceSpec& a, const ServiceSpec& b) { return a.line < b.line; });
   std::sort(topo.limits.begin(), topo.limits.end(),
             [](const TypeLimits& a, const TypeLimits& b) { return a.line < b.line; });

@@ -49,6 +49,24 @@ struct ServiceSpec {
   std::string public_key;  // CURVE, Z85; "" = read from the keys directory
   int line = 0;
 
+  // Partitions. A [services.orders] with partitions = N (N > 1) is loaded as N
+  // instances, orders.0 … orders.N-1: each a service of its own here (endpoints, store,
+  // identity, stream), with `group` naming the declared service. Instance k owns the
+  // keys whose partition_of() is k; the key of a message is the payload field `key`
+  // names, or the one `keys` names for its type ("*": every instance applies it).
+  std::string group;    // "orders" for orders.2; "" when not partitioned
+  int partition = 0;    // k of this instance
+  int partitions = 1;   // N
+  std::string key;      // the default key field ("order_id")
+  std::vector<std::pair<std::string, std::string>> keys;  // type -> field or "*"
+  int key_line = 0;
+
+  bool partitioned() const { return partitions > 1; }
+  // The declared service: "orders" for orders.2 and for an unpartitioned orders.
+  const std::string& service() const { return group.empty() ? name : group; }
+  // The field carrying the key of `type` here: "" when every instance takes it.
+  std::string key_field(std::string_view type) const;
+
   bool publishes_type(std::string_view type) const;
   bool accepts_type(std::string_view type) const;
   bool answers_type(std::string_view type) const;
@@ -140,7 +158,20 @@ struct Topology {
 
   const ServiceSpec* find(std::string_view name) const;
   ServiceSpec* find(std::string_view name);
+  // The instances of a declared service (orders.0 … orders.N-1), or the one service of
+  // that name; empty when there is neither.
+  std::vector<const ServiceSpec*> instances(std::string_view service) const;
 };
+
+// Which of `partitions` instances owns `key`: FNV-1a (64 bit) of the key's bytes, modulo
+// the count (docs/protocol.md §7.10 has the rule and test vectors).
+std::uint64_t fnv1a64(std::string_view bytes);
+int partition_of(std::string_view key, int partitions);
+
+// The endpoint of instance `k` of a partitioned service declared with `endpoint`:
+// "{partition}" replaced by k if it holds one; else a tcp port plus 100 × k, an ipc or
+// inproc path with "NAME" → "NAME.k" at its last occurrence (or ".k" appended).
+std::string partition_endpoint(std::string_view endpoint, std::string_view service, int k);
 
 // A finding of the topology check. Errors make a topology unusable; warnings don't.
 struct TopologyIssue {

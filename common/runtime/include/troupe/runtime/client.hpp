@@ -44,6 +44,12 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
+  // Where a message of `type` to `service` goes: `service` itself, unless it names a
+  // partitioned service, then the instance that owns the payload's key (orders.2;
+  // docs/protocol.md §7.10). Refused for a partitioned service when the payload has no
+  // key to route by (a list query: ask every instance, as `troupe query` does).
+  Result<std::string> route(const std::string& service, const std::string& type, std::string_view payload) const;
+
   // Asks `service` a query; a rejection when the service does not answer within
   // `timeout` or answers with an error.
   Result<Received> query_raw(const std::string& service, const std::string& type, std::string payload,

@@ -56,6 +56,13 @@ Result<T> decode(std::string_view bytes, const Limits& limits = {});
 // `name` is used in the rejection ("payload (12 bytes): truncated").
 Result<void> validate(std::string_view bytes, std::string_view name, const Limits& limits = {});
 
+// The partition key of a payload (docs/protocol.md §7.10): the top-level field `field`
+// of the payload map, a string as its bytes, an integer in decimal; "" when the field is
+// absent or nil. Any other kind of value, or a payload that is no map, is refused
+// naming the message and the field.
+Result<std::string> partition_key(std::string_view bytes, std::string_view name, std::string_view field,
+                                  const Limits& limits = {});
+
 }  // namespace troupe::codec
 
 #include <troupe/adapters/msgpack/detail/payload.hpp>
