@@ -26,5 +26,6 @@ check "the Python tap decoded events" "[[ \$(wc -l <'$state/tap.out') -ge 5 ]]"
 check "OrderPlaced decoded with its payload" "grep -q '\"type\": \"OrderPlaced\".*\"data\": {\"order_id\": \"py-[0-9]*\", \"customer\": \"alice\", \"sku\": \"KB-101\", \"quantity\": 2, \"amount\": 9800}' '$state/tap.out'"
 check "events of other services decoded" "grep -q '\"source\": \"payments\"' '$state/tap.out'"
 check "sequences are integers" "grep -q '\"sequence\": [0-9]' '$state/tap.out'"
+check "the routing vectors of docs/protocol.md §7.10 hold in Python" "/usr/bin/python3 examples/python/tap.py --check-routing docs/protocol.md"
 echo "python tap: $failures failure(s)"
 exit $((failures > 0))

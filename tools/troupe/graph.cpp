@@ -2,6 +2,7 @@
 // what, commands and queries — as Graphviz DOT or Mermaid.
 #include "cli.hpp"
 
+#include <algorithm>
 #include <iostream>
 #include <map>
 
@@ -35,13 +36,34 @@ Runner add_graph(CLI::App& app) {
     } else {
       std::cout << "flowchart LR\n  clients([clients])\n";
     }
-    for (const auto& s : t->services) {
+    // A partitioned service is drawn once, as declared, with its count and key: its
+    // instances are one service to the choreography.
+    auto group_of = [&](const std::string& name) {
+      const ServiceSpec* x = t->find(name);
+      return x ? x->service() : name;
+    };
+    std::vector<ServiceSpec> declared;
+    for (const auto& s : t->services)
+      if (s.partition == 0) {
+        declared.push_back(s);
+        declared.back().name = s.service();
+        std::vector<Subscription> subs;
+        for (const auto& sub : s.reacts_to) {
+          const std::string pub = group_of(sub.publisher);
+          if (std::none_of(subs.begin(), subs.end(), [&](const Subscription& x) { return x.publisher == pub; }))
+            subs.push_back({pub, sub.types, sub.line});
+        }
+        declared.back().reacts_to = std::move(subs);
+      }
+    for (const auto& s : declared) {
       std::string label = s.name;
+      if (s.partitioned())
+        label += (dot ? "\\n" : "<br/>") + std::string("×") + std::to_string(s.partitions) + " partitions by " + s.key;
       if (!s.answers.empty()) label += dot ? "\\nanswers: " + join(s.answers, ", ") : "<br/>answers: " + join(s.answers, ", ");
-      if (dot) std::cout << "  \"" << s.name << "\" [label=\"" << label << "\"];\n";
+      if (dot) std::cout << "  \"" << s.name << "\" [label=\"" << label << "\"" << (s.partitioned() ? ", peripheries=2" : "") << "];\n";
       else std::cout << "  " << s.name << "[\"" << label << "\"]\n";
     }
-    for (const auto& s : t->services) {
+    for (const auto& s : declared) {
       for (const auto& sub : s.reacts_to) {
         std::string types = join(sub.types, dot ? "\\n" : "<br/>");
         if (dot) std::cout << "  \"" << sub.publisher << "\" -> \"" << s.name << "\" [label=\"" << types << "\"];\n";

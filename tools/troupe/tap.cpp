@@ -60,9 +60,15 @@ Runner add_tap(CLI::App& app) {
       if (fnmatch(o->type.c_str(), type.c_str(), 0) != 0) return;
       if (!o->kind.empty() && o->kind != kind) return;
       if (!o->correlation.empty() && o->correlation != corr) return;
-      if (!o->services.empty() && std::find(o->services.begin(), o->services.end(), source) == o->services.end() &&
-          std::find(o->services.begin(), o->services.end(), target) == o->services.end())
-        return;
+      // --service orders matches every instance of a partitioned orders (orders.0, …).
+      // (Service names have no '.': NAME.K is always instance K of NAME.)
+      auto named = [&](const std::string& who) {
+        auto dot = who.rfind('.');
+        const std::string group = dot == std::string::npos ? who : who.substr(0, dot);
+        return std::find(o->services.begin(), o->services.end(), who) != o->services.end() ||
+               std::find(o->services.begin(), o->services.end(), group) != o->services.end();
+      };
+      if (!o->services.empty() && !named(source) && !named(target)) return;
       ++shown;
       if (o->json) {
         std::cout << dump(r) << std::endl;

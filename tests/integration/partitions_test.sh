@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# The partitioned shop (topology/shop-partitioned.toml: orders ×3 by order_id, inventory
+# ×2 by sku) under the tools, one running mesh for all: every instance holds only the
+# keys it owns (checked against the routing rule computed in Python), misrouted
+# commands and queries are refused naming the owner, each CLI command understands
+# instances, one partition down leaves the others serving, and a store written under
+# another partition count is refused.
+# Usage: partitions_test.sh SOURCE_ROOT BUILD_ROOT
+set -uo pipefail
+cd "$1"
+export TROUPE_BUILD_DIR=$2
+topology=topology/shop-partitioned.toml
+state=$(mktemp -d /tmp/troupe-partitions-XXXXXX)
+troupe=("$2/troupe")
+args=(--topology "$topology" --state-dir "$state")
+mesh=(scripts/mesh "${args[@]}")
+tap_pid=
+finish() {
+  [[ -n $tap_pid ]] && kill "$tap_pid" 2>/dev/null
+  "${mesh[@]}" down >/dev/null 2>&1
+  rm -rf "$state"
+}
+trap finish EXIT
+source tests/support/checks.sh
+py=/usr/bin/python3
+owner() {  # key, count -> the instance that owns it (docs/protocol.md §7.10, in Python)
+  $py -c 'import sys; sys.path.insert(0, "examples/python"); import tap; print(tap.partition_of(sys.argv[1].encode(), int(sys.argv[2])))' "$1" "$2"
+}
+
+check "the mesh comes up: one process per instance" "${mesh[@]}" up
+check "one key pair per instance, none for the declared service" \
+  bash -c 'test -f "$0/keys/orders.2.key" -a -f "$0/keys/inventory.1.key" -a ! -e "$0/keys/orders.key"' "$state"
+"${troupe[@]}" tap "${args[@]}" --service orders --json --seconds 60 >"$state/tap.out" 2>/dev/null &
+tap_pid=$!
+$py examples/python/tap.py "${args[@]}" --json --seconds 60 --limit 400 >"$state/pytap.out" 2>"$state/pytap.err" &
+pytap=$!
+# Both taps are subscribed once orders' instances count them (with a deadline).
+taps_on_every_orders() {
+  local k n
+  for k in 0 1 2; do
+    n=$("${troupe[@]}" query "${args[@]}" "orders.$k" '$metrics' | grep -o '"taps":[0-9]*' | cut -d: -f2)
+    ((${n:-0} >= 2)) || return 1
+  done
+}
+wait_for 15 "both taps are subscribed to every orders instance" taps_on_every_orders
+
+out=$("${troupe[@]}" load "${args[@]}" --orders 300 --rate 0 --seed 11 --quiet --wait 60)
+echo "$out" | tail -1
+check "300 orders all end" grep -q "orders: 300 placed, .* 0 stuck" <<<"$out"
+check "troupe verify: invariants hold over the instances" "${troupe[@]}" verify "${args[@]}"
+
+# Every instance holds exactly the keys it owns.
+for k in 0 1 2; do
+  "${troupe[@]}" query "${args[@]}" "orders.$k" ListOrders '{"limit":1000}' >"$state/orders.$k.json"
+done
+for k in 0 1; do
+  "${troupe[@]}" query "${args[@]}" "inventory.$k" GetStock '{"limit":1000}' >"$state/inventory.$k.json"
+done
+check "each orders instance holds orders, and only those whose order_id it owns" $py -c '
+import json, sys
+sys.path.insert(0, "examples/python")
+from tap import partition_of
+total = 0
+for k in range(3):
+    orders = json.load(open(f"{sys.argv[1]}/orders.{k}.json"))["orders"]
+    assert orders, f"orders.{k} holds no order"
+    wrong = [o["order_id"] for o in orders if partition_of(o["order_id"].encode(), 3) != k]
+    assert not wrong, f"orders.{k} holds {wrong[:3]}"
+    total += len(orders)
+assert total == 300, total' "$state"
+check "each inventory instance holds the stock and reservations of its own SKUs" $py -c '
+import json, sys
+sys.path.insert(0, "examples/python")
+from tap import partition_of
+skus = []
+for k in range(2):
+    r = json.load(open(f"{sys.argv[1]}/inventory.{k}.json"))
+    own = [i["sku"] for i in r["items"]]
+    assert all(partition_of(s.encode(), 2) == k for s in own), (k, own)
+    held = [x for x in r["reservations"] if x["sku"]]
+    assert all(partition_of(x["sku"].encode(), 2) == k for x in held), k
+    skus += own
+assert sorted(skus) == ["CB-404", "GPU-999", "KB-101", "MN-303", "MS-202"], skus' "$state"
+merged=$("${troupe[@]}" query "${args[@]}" orders ListOrders '{"limit":1000}')
+check "troupe query of a list asks every instance and merges" \
+  $py -c 'import json, sys; assert len(json.loads(sys.argv[1])["orders"]) == 300' "$merged"
+
+# Misrouted: a command or a keyed query sent to an instance that does not own its key.
+id=misrouted-1
+k=$(owner "$id" 3)
+wrong=$(((k + 1) % 3))
+"${troupe[@]}" send "${args[@]}" "orders.$wrong" PlaceOrder "{\"order_id\":\"$id\",\"customer\":\"alice\",\"sku\":\"KB-101\",\"quantity\":1}" >/dev/null 2>&1
+letters=$("${troupe[@]}" deadletters "${args[@]}" list orders)
+echo "$letters"
+check "a misrouted command is a dead letter naming its owner" \
+  grep -q "PlaceOrder with key '$id' belongs to orders.$k, not to orders.$wrong" <<<"$letters"
+check "deadletters list orders goes through every instance" \
+  bash -c '[[ $(grep -c "^orders\.[0-2]: [0-9]* dead letter" <<<"$1") -eq 3 ]]' _ "$letters"
+one=$(grep -o '"order_id":"[^"]*"' "$state/orders.0.json" | head -1 | cut -d'"' -f4)
+err=$("${troupe[@]}" query "${args[@]}" orders.1 GetOrder "{\"order_id\":\"$one\"}" 2>&1)
+check "a keyed query asked of another instance is told its owner" grep -q "belongs to orders.0, not to orders.1" <<<"$err"
+check "troupe query routes a keyed query to its owner" \
+  bash -c '"$@" | grep -q "\"order_id\":\"$0\""' "$one" "${troupe[@]}" query "${args[@]}" orders GetOrder "{\"order_id\":\"$one\"}"
+
+# The tools.
+status=$("${troupe[@]}" status "${args[@]}")
+check "troupe status: a row per instance, all ready" \
+  bash -c '[[ $(grep -cE "^(orders\.[0-2]|inventory\.[01]) +ready" <<<"$1") -eq 5 ]]' _ "$status"
+graph=$("${troupe[@]}" graph "${args[@]}")
+check "troupe graph draws a partitioned service once, with its count" \
+  bash -c 'grep -q "\"orders\" \[label=\"orders\\\\n×3 partitions by order_id" <<<"$1" && ! grep -q "orders\.1" <<<"$1"' _ "$graph"
+check "troupe metrics: one section per instance" \
+  bash -c '"$@" | grep -q "service=\"orders.2\""' _ "${troupe[@]}" metrics "${args[@]}" --prometheus
+"${troupe[@]}" send "${args[@]}" --wait --timeout 5000 orders PlaceOrder '{"order_id":"part-trace","customer":"alice","sku":"KB-101","quantity":1}' >/dev/null
+o=$(owner part-trace 3)
+i=$(owner KB-101 2)
+wait_for 10 "the traced order ends" bash -c '"$@" | grep -q "outcome:"' _ "${troupe[@]}" trace "${args[@]}" part-trace
+tr=$("${troupe[@]}" trace "${args[@]}" part-trace)
+echo "$tr"
+check "troupe trace names the instances the saga went through" \
+  bash -c 'grep -q "orders.$0/OrderPlaced" <<<"$2" && grep -q "inventory.$1/StockReserved" <<<"$2"' "$o" "$i" "$tr"
+wait_for 10 "troupe tap --service orders shows every orders instance" \
+  bash -c '[[ $(grep -o "\"source\":\"orders\.[0-2]\"" "$0" | sort -u | wc -l) -eq 3 ]]' "$state/tap.out"
+check "... and no other service" bash -c '! grep -v "\"source\":\"orders\.[0-2]\"" "$0" | grep -q "\"tapkind\":\"event\""' "$state/tap.out"
+wait_for 10 "the Python tap decodes events of the instances" grep -q '"source": "inventory.1"' "$state/pytap.out"
+"${troupe[@]}" export systemd "${args[@]}" --out "$state/units" --bin-dir /opt/troupe/bin >/dev/null
+check "troupe export systemd: a unit per instance, running its service with --partition" \
+  grep -q "ExecStart=/opt/troupe/bin/orders --topology .* --partition 2" "$state/units/troupe-shop-orders.2.service"
+
+# One partition down: the others serve on; back up, its orders complete.
+"${mesh[@]}" kill orders.2 >/dev/null
+for n in 1 2 3 4 5 6 7 8 9 10 11 12; do  # an order id each partition owns, 0 and 1
+  [[ $(owner "alive-$n" 3) != 2 ]] && { alive=alive-$n; break; }
+done
+check "with orders.2 down, an order another instance owns completes" \
+  "${troupe[@]}" send "${args[@]}" --wait --timeout 5000 orders PlaceOrder "{\"order_id\":\"$alive\",\"customer\":\"alice\",\"sku\":\"KB-101\",\"quantity\":1}"
+check "scripts/mesh restart orders.2 brings it back" "${mesh[@]}" restart orders.2
+check "troupe verify after the restart" "${troupe[@]}" verify "${args[@]}"
+
+# Changing the partition count is refused, never a silent re-hash.
+kill "$tap_pid" 2>/dev/null; tap_pid=
+kill "$pytap" 2>/dev/null
+"${mesh[@]}" down >/dev/null
+sed 's/^partitions = 3$/partitions = 2/' "$topology" >"$state/two.toml"
+err=$("$TROUPE_BUILD_DIR/services/orders" --topology "$state/two.toml" --state-dir "$state" --partition 0 2>&1)
+echo "$err"
+check "a store written by 3 partitions is refused under 2" grep -q "written by 3 partition(s) and the topology now says 2" <<<"$err"
+sed '/^partitions = 3$/d; /^key = "order_id"/d' "$topology" >"$state/one.toml"
+err=$("$TROUPE_BUILD_DIR/services/orders" --topology "$state/one.toml" --state-dir "$state" 2>&1)
+echo "$err"
+check "an unpartitioned orders beside the partitioned stores is refused" grep -q "orders.0.db is the store of a partitioned orders" <<<"$err"
+err=$("$TROUPE_BUILD_DIR/services/orders" "${args[@]}" 2>&1)
+check "a partitioned service started without --partition says how to run it" grep -q "run one process per partition, --partition 0 … 2" <<<"$err"
+
+echo "partitions: $failures failure(s)"
+exit $((failures > 0))
