@@ -33,6 +33,53 @@ def read_key(path):
     raise TopologyError(f"{path}: holds no key")
 
 
+def instance_endpoint(endpoint, service, k):
+    """Instance k's endpoint of a partitioned service (docs/protocol.md §7.10)."""
+    if "{partition}" in endpoint:
+        return endpoint.replace("{partition}", str(k))
+    if endpoint.startswith("tcp://"):
+        host, _, port = endpoint.rpartition(":")
+        return f"{host}:{int(port) + 100 * k}" if port.isdigit() else endpoint
+    scheme = endpoint.find("://")
+    at = endpoint.rfind(service)
+    if at > scheme >= 0:
+        return endpoint[: at + len(service)] + f".{k}" + endpoint[at + len(service):]
+    return f"{endpoint}.{k}"
+
+
+def expand_partitions(services, state_dir):
+    """A service with partitions = N is N services NAME.0 … NAME.N-1 to its peers (each
+    its own publisher, endpoints and key pair); a reaction to it is one per instance."""
+    out = {}
+    for name, svc in services.items():
+        n = svc.get("partitions", 1)
+        if n <= 1:
+            out[name] = svc
+            continue
+        for k in range(n):
+            inst = dict(svc)
+            inst["_group"] = name
+            # As the C++ loader does: {state_dir} first, then the instance's name.
+            sub = lambda e: instance_endpoint(e.replace("{state_dir}", state_dir), name, k)  # noqa: E731
+            for which in ("events", "commands", "queries"):
+                inst[which] = sub(svc[which])
+            if "expose" in svc:
+                inst["expose"] = {w: sub(e) for w, e in svc["expose"].items()}
+            out[f"{name}.{k}"] = inst
+    groups = {s["_group"] for s in out.values() if "_group" in s}
+    for svc in out.values():
+        reacts = {}
+        for pub, types in svc.get("reacts_to", {}).items():
+            if pub in groups:
+                for inst, spec in out.items():
+                    if spec.get("_group") == pub:
+                        reacts[inst] = types
+            else:
+                reacts[pub] = types
+        svc["reacts_to"] = reacts
+    return out
+
+
 class Topology:
     def __init__(self, path, service, state_dir=None):
         try:
@@ -49,13 +96,20 @@ class Topology:
         self.settings.update({k: v for k, v in mesh.items() if k in DEFAULTS})
         self.settings.update({k: v for k, v in mesh.get("limits", {}).items() if k in DEFAULTS})
         self.state_dir = state_dir or mesh.get("state_dir", "var")
-        self.services = raw.get("services", {})
+        self.services = expand_partitions(raw.get("services", {}), self.state_dir)
         self.clients = raw.get("clients", {})
         self.taps = raw.get("taps", {})
         if service not in self.services:
             raise TopologyError(f"{path}: no service '{service}' (it has {', '.join(sorted(self.services))})")
         self.service = service
         me = self.services[service]
+        if me.get("partitions", 1) > 1:
+            raise TopologyError(f"{path}: service '{service}' is partitioned; the Python peer runs unpartitioned "
+                                "services only (docs/operations.md, Partitions)")
+        for target in me.get("sends", {}):
+            if any(s.get("_group") == target for s in self.services.values()):
+                raise TopologyError(f"{path}: service '{service}' sends to '{target}', which is partitioned; the "
+                                    "Python peer does not route commands by key yet")
         self.publishes = list(me.get("publishes", []))
         self.accepts = list(me.get("accepts", []))
         self.answers = list(me.get("answers", []))
@@ -116,7 +170,7 @@ class Topology:
                 names.add(name)
         for name, client in self.clients.items():
             allowed = client.get(endpoint, [])
-            if "*" in allowed or me in allowed:
+            if "*" in allowed or me in allowed or self.services[me].get("_group") in allowed:
                 names.add(name)
         if endpoint == "events":
             names |= set(self.taps)
