@@ -4,7 +4,8 @@
 # keys it owns (checked against the routing rule computed in Python), misrouted
 # commands and queries are refused naming the owner, each CLI command understands
 # instances, one partition down leaves the others serving, and a store written under
-# another partition count is refused.
+# another partition count is refused. Shipping runs as the Python service
+# (services/shipping-py), so the second language follows partitioned publishers too.
 # Usage: partitions_test.sh SOURCE_ROOT BUILD_ROOT
 set -uo pipefail
 cd "$1"
@@ -13,7 +14,7 @@ topology=topology/shop-partitioned.toml
 state=$(mktemp -d /tmp/troupe-partitions-XXXXXX)
 troupe=("$2/troupe")
 args=(--topology "$topology" --state-dir "$state")
-mesh=(scripts/mesh "${args[@]}")
+mesh=(scripts/mesh "${args[@]}" --exec shipping=services/shipping-py/shipping.py)
 tap_pid=
 finish() {
   [[ -n $tap_pid ]] && kill "$tap_pid" 2>/dev/null
