@@ -16,6 +16,16 @@ trap '"${mesh[@]}" down >/dev/null 2>&1; rm -rf "$state"' EXIT
 "${mesh[@]}" up >/dev/null
 troupe=("$TROUPE_BUILD_DIR/troupe" load --topology "$topology" --state-dir "$state" --quiet --cancel-ratio 0.1)
 echo "shop_bench: sustained, $orders orders as fast as they can be sent" >&2
+# Each process's CPU over the sustained run (utime + stime from /proc, in clock ticks),
+# as a share of one core: where a 2-core machine saturates, and which process first.
+ticks() { local p; for f in "$state"/*.pid; do p=$(cat "$f"); echo "$(basename "$f" .pid) $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)"; done; }
+before=$(ticks)
+t0=$(date +%s.%N)
 "${troupe[@]}" --orders "$orders" --rate 0 --seed 1 | sed 's/^/  sustained: /'
+t1=$(date +%s.%N)
+after=$(ticks)
+hz=$(getconf CLK_TCK)
+join <(sort <<<"$before") <(sort <<<"$after") |
+  awk -v hz="$hz" -v dt="$(echo "$t1 - $t0" | awk '{print $1 - $3}')" '{ printf "  cpu: %s %.1f\n", $1, 100 * ($3 - $2) / hz / dt }'
 echo "shop_bench: fixed rate, $rate_orders orders at 1000/s" >&2
 "${troupe[@]}" --orders "$rate_orders" --rate 1000 --seed 2 | sed 's/^/  at 1000\/s: /'

@@ -33,11 +33,17 @@ EXPECTED |= {("peer-apply-durable", s, m) for s in ("troupe-durable", "python-pe
 # Commands through the HTTP gateway and from troupe::Client (bench/gateway_bench.sh).
 EXPECTED |= {("gateway-commands", s, m) for s in ("troupe-durable", "gateway") for m in ("throughput", "p99")}
 
+# The shop partitioned (orders ×3, inventory ×2) beside the unpartitioned one, with CPU per process.
+EXPECTED |= {("shop-sustained", "partitioned", "throughput"), ("shop-1000/s", "partitioned", "p99"),
+             ("shop-1000/s", "partitioned", "stuck"), ("shop-cpu", "partitioned", "busiest"),
+             ("shop-cpu", "troupe-durable", "busiest")}
+
 TABLE_ROWS = ["events 1→1, 100 B", "events 1→1, 1 KiB", "fan-out 1→3, 100 B", "command round trip p50",
               "command round trip p99", "query round trip p50", "query round trip p99", "shop saga, sustained",
               "shop saga at 1,000 orders/s, p99", "idle RSS", "exec → ready", "with CURVE", "cost of CURVE",
               "peer applies a durable stream, C++ node", "peer applies a durable stream, Python peer",
-              "Python peer / C++ node", "through the HTTP gateway", "HTTP gateway / troupe::Client"]
+              "Python peer / C++ node", "through the HTTP gateway", "HTTP gateway / troupe::Client",
+              "orders ×3 + inventory ×2", "partitioned / unpartitioned", "busiest process's CPU"]
 TABLE_HEADERS = ["troupe memory", "troupe durable", "raw libzmq", "Mosquitto QoS 0", "Mosquitto QoS 1",
                  "memory / raw", "durable / QoS 1"]
 
