@@ -86,14 +86,19 @@ def load(topology_path, state_dir):
     out = {}
     for name, svc in topo["services"].items():
         # A service running in one process with others (inproc) exposes endpoints for us.
-        ep = (svc.get("expose", {}).get("events") or svc["events"]).replace("{state_dir}", state)
+        ep = svc.get("expose", {}).get("events") or svc["events"]
         n = svc.get("partitions", 1)
         # A partitioned service is N instances, NAME.K, each its own publisher and key pair.
         for k, inst in enumerate([f"{name}.{k}" for k in range(n)] if n > 1 else [name]):
             server_key = None
             if curve:
                 server_key = svc.get("public_key", "").encode() or read_key(f"{keys}/{inst}.pub")
-            out[inst] = (instance_endpoint(ep, name, k) if n > 1 else ep, svc.get("publishes", []), server_key)
+            if isinstance(ep, list):  # listed per instance
+                at = ep[k].replace("{state_dir}", state)
+            else:
+                at = ep.replace("{state_dir}", state)
+                at = instance_endpoint(at, name, k) if n > 1 else at
+            out[inst] = (at, svc.get("publishes", []), server_key)
     return out, (keys if curve else None)
 
 

@@ -60,7 +60,9 @@ def expand_partitions(services, state_dir):
             inst = dict(svc)
             inst["_group"] = name
             # As the C++ loader does: {state_dir} first, then the instance's name.
-            sub = lambda e: instance_endpoint(e.replace("{state_dir}", state_dir), name, k)  # noqa: E731
+            # An endpoint listed per instance (a list of N) is taken as listed.
+            sub = lambda e: (e[k].replace("{state_dir}", state_dir) if isinstance(e, list)  # noqa: E731
+                             else instance_endpoint(e.replace("{state_dir}", state_dir), name, k))
             for which in ("events", "commands", "queries"):
                 inst[which] = sub(svc[which])
             if "expose" in svc:

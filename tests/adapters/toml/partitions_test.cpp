@@ -176,3 +176,20 @@ TEST_CASE("the key of a payload: a string, an integer in decimal, absent or nil 
   CHECK_FALSE(troupe::codec::partition_key(pack([](auto& p) { p.pack(1); }), "X", "order_id"));
   CHECK_FALSE(troupe::codec::partition_key("\xc1", "X", "order_id"));
 }
+
+TEST_CASE("a partitioned service may list an endpoint per instance (instances on hosts of their own)",
+          "[partitions]") {
+  auto t = parse_topology(with(kPartitioned, "commands = \"tcp://127.0.0.1:7100\"",
+                               "commands = [\"tcp://10.0.0.2:7100\", \"tcp://10.0.0.3:7100\", \"tcp://10.0.0.4:7100\"]"),
+                          "topology/p.toml");
+  REQUIRE(t);
+  CHECK(t->find("orders.0")->endpoints.commands == "tcp://10.0.0.2:7100");
+  CHECK(t->find("orders.2")->endpoints.commands == "tcp://10.0.0.4:7100");
+  CHECK(t->find("orders.2")->endpoints.events == "ipc://var/p/orders.2.events");  // not listed: derived
+  CHECK(error_of(with(kPartitioned, "commands = \"tcp://127.0.0.1:7100\"", "commands = [\"tcp://10.0.0.2:7100\"]")) ==
+        "topology/p.toml:7: commands in [services.orders] lists 1 endpoints: a list is one per partition "
+        "(partitions = 3)");
+  CHECK(error_of(with(kPartitioned, "events = \"ipc://{state_dir}/inventory.events\"",
+                      "events = [\"ipc://a\", \"ipc://b\"]"))
+            .find("a list is one per partition (partitions = 1)") != std::string::npos);
+}

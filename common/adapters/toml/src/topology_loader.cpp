@@ -176,10 +176,28 @@ struct Parser {
           !get_string(*x, "queries", s.expose.queries, false, s.line, xwhere))
         return false;
     }
-    if (!get_string(t, "events", s.endpoints.events, true, s.line, where) ||
-        !get_string(t, "commands", s.endpoints.commands, true, s.line, where) ||
-        !get_string(t, "queries", s.endpoints.queries, true, s.line, where))
-      return false;
+    // A partitioned service may list an endpoint per instance (instances on hosts of
+    // their own): an array of exactly `partitions` strings.
+    for (auto [key, field] : {std::pair{"events", &Endpoints::events}, std::pair{"commands", &Endpoints::commands},
+                              std::pair{"queries", &Endpoints::queries}}) {
+      const ::toml::node* n = t.get(key);
+      if (!n || !n->is_array()) {
+        if (!get_string(t, key, s.endpoints.*field, true, s.line, where)) return false;
+        continue;
+      }
+      const ::toml::array& a = *n->as_array();
+      if (s.partitions < 2 || a.size() != static_cast<std::size_t>(s.partitions))
+        return fail(line_of(*n), std::string(key) + " in " + where + " lists " + std::to_string(a.size()) +
+                                     " endpoints: a list is one per partition (partitions = " +
+                                     std::to_string(s.partitions) + ")");
+      s.instance_endpoints.resize(a.size());
+      for (std::size_t k = 0; k < a.size(); ++k) {
+        if (!a[k].is_string())
+          return fail(line_of(a[k]), std::string(key) + " in " + where + " must list strings", Code::wrong_type);
+        s.instance_endpoints[k].*field = **a[k].as_string();
+      }
+      s.endpoints.*field = s.instance_endpoints[0].*field;
+    }
     for (auto [key, list] : {std::pair{"publishes", &s.publishes}, std::pair{"accepts", &s.accepts},
                              std::pair{"answers", &s.answers}})
       if (const ::toml::node* n = t.get(key))
@@ -284,6 +302,12 @@ Result<void> expand_partitions(Topology& topo) {
       for (auto* e : {&p.endpoints.events, &p.endpoints.commands, &p.endpoints.queries, &p.expose.events,
                       &p.expose.commands, &p.expose.queries})
         if (!e->empty()) *e = partition_endpoint(*e, s.name, k);
+      // Listed per instance: as listed (an endpoint not listed is derived as above).
+      if (!s.instance_endpoints.empty()) {
+        const Endpoints& listed = s.instance_endpoints[k];
+        for (auto field : {&Endpoints::events, &Endpoints::commands, &Endpoints::queries})
+          if (!(listed.*field).empty()) p.endpoints.*field = listed.*field;
+      }
       if (!s.public_key.empty())
         return reject(Code::invalid, topo.file + ":" + std::to_string(s.line),
                       "[services." + s.name + "] is partitioned: each instance has a key pair of its own, "
@@ -345,6 +369,8 @@ Result<Topology> parse_topology(std::string_view text, std::string name, const L
     for (auto* e : {&s.endpoints.events, &s.endpoints.commands, &s.endpoints.queries, &s.expose.events,
                     &s.expose.commands, &s.expose.queries})
       substitute(*e, "{state_dir}", topo.defaults.state_dir);
+    for (auto& i : s.instance_endpoints)
+      for (auto* e : {&i.events, &i.commands, &i.queries}) substitute(*e, "{state_dir}", topo.defaults.state_dir);
     topo.services.push_back(std::move(s));
   }
   if (auto expanded = expand_partitions(topo); !expanded) return expanded.error();

@@ -57,6 +57,9 @@ struct ServiceSpec {
   std::string group;    // "orders" for orders.2; "" when not partitioned
   int partition = 0;    // k of this instance
   int partitions = 1;   // N
+  // Endpoints listed per instance (events = ["tcp://10.0.0.2:7100", "tcp://10.0.0.3:7100"]:
+  // instances on hosts of their own), one per instance, else empty: derived.
+  std::vector<Endpoints> instance_endpoints;
   std::string key;      // the default key field ("order_id")
   std::vector<std::pair<std::string, std::string>> keys;  // type -> field or "*"
   int key_line = 0;
