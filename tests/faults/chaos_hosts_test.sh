@@ -5,11 +5,15 @@
 # runs as the Python service (--python): the second language is partitioned, killed and
 # stalled like the rest, in the one CI run that already pays for hosts.
 # Exits 77 (skipped) where network namespaces cannot be made (no root, no iproute2).
-# Usage: chaos_hosts_test.sh SOURCE_ROOT BUILD_ROOT
+# With a TOPOLOGY (topology/shop-partitioned-tcp.toml), the same with every instance of
+# the partitioned services on a host of its own.
+# Usage: chaos_hosts_test.sh SOURCE_ROOT BUILD_ROOT [TOPOLOGY]
 set -uo pipefail
 cd "$1"
 export TROUPE_BUILD_DIR=$2
-out=$(scripts/chaos --hosts --python --duration 30 --seed 11 --rate 150 2>&1)
+topology=()
+[[ -n ${3:-} ]] && topology=(--topology "$3")
+out=$(scripts/chaos --hosts --python --duration 30 --seed 11 --rate 150 "${topology[@]}" 2>&1)
 rc=$?
 if ((rc == 77)); then
   tail -1 <<<"$out"
