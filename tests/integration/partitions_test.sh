@@ -103,6 +103,15 @@ check "a keyed query asked of another instance is told its owner" grep -q "belon
 check "troupe query routes a keyed query to its owner" \
   bash -c '"$@" | grep -q "\"order_id\":\"$0\""' "$one" "${troupe[@]}" query "${args[@]}" orders GetOrder "{\"order_id\":\"$one\"}"
 
+# troupe check --contracts: a partitioned service's types must carry its key field.
+"$TROUPE_BUILD_DIR/services/inventory" --contract >"$state/inventory.contract.json"
+sed '/^keys = /d' "$topology" >"$state/nokeys.toml"
+out=$("${troupe[@]}" check --topology "$state/nokeys.toml" --contracts "$state/inventory.contract.json")
+check "troupe check --contracts names a keyed type without the key field, with file:line" \
+  grep -q "nokeys.toml:[0-9]*: error: service 'inventory' is partitioned by 'sku', but OrderCancelled has no field 'sku'" <<<"$out"
+check "... and the shop's partitioned topology passes it" \
+  "${troupe[@]}" check --topology "$topology" --contracts "$state/inventory.contract.json"
+
 # The tools.
 status=$("${troupe[@]}" status "${args[@]}")
 check "troupe status: a row per instance, all ready" \
@@ -143,6 +152,10 @@ kill "$tap_pid" 2>/dev/null; tap_pid=
 kill "$pytap" 2>/dev/null
 "${mesh[@]}" down >/dev/null
 sed 's/^partitions = 3$/partitions = 2/' "$topology" >"$state/two.toml"
+out=$("${troupe[@]}" check --topology "$state/two.toml" --state-dir "$state")
+check "troupe check refuses the stores of 3 partitions under 2" \
+  grep -q "orders.0.db was written by 3 partition(s), and the topology says 2" <<<"$out"
+check "... exiting 1" bash -c '! "$@" >/dev/null' "${troupe[@]}" check --topology "$state/two.toml" --state-dir "$state"
 err=$("$TROUPE_BUILD_DIR/services/orders" --topology "$state/two.toml" --state-dir "$state" --partition 0 2>&1)
 echo "$err"
 check "a store written by 3 partitions is refused under 2" grep -q "written by 3 partition(s) and the topology now says 2" <<<"$err"

@@ -1,6 +1,11 @@
 // troupe check: validates a topology and reports every finding with file:line.
 #include "cli.hpp"
 
+#include <troupe/adapters/json/contract.hpp>
+#include <troupe/adapters/sqlite/sqlite_store.hpp>
+#include <troupe/domain/schema.hpp>
+
+#include <filesystem>
 #include <iostream>
 
 namespace troupe::cli {
@@ -9,6 +14,7 @@ Runner add_check(CLI::App& app) {
   auto* cmd = app.add_subcommand("check", "validate a topology file (errors exit 1, warnings do not)");
   struct Opts : Common {
     bool list = false, print_state_dir = false, print_host = false, print_security = false;
+    std::vector<std::string> contracts;
   };
   auto c = std::make_shared<Opts>();
   add_common(*cmd, *c);
@@ -16,6 +22,9 @@ Runner add_check(CLI::App& app) {
   cmd->add_flag("--print-state-dir", c->print_state_dir, "print only the state directory (for scripts)");
   cmd->add_flag("--print-host", c->print_host, "print only [mesh] host, the one-process executable, if any");
   cmd->add_flag("--print-security", c->print_security, "print only [mesh] security: none or curve");
+  cmd->add_option("--contracts", c->contracts,
+                  "contracts written by SERVICE --contract: a partitioned service's types must carry its key field")
+      ->check(CLI::ExistingFile);
   return [c, cmd]() -> int {
     if (!*cmd) return -1;
     bool scripted = c->list || c->print_state_dir || c->print_host || c->print_security;
@@ -30,7 +39,48 @@ Runner add_check(CLI::App& app) {
       return kOk;
     }
     int errors = 0, warnings = 0;
-    for (const auto& issue : check_topology(*t)) {
+    std::vector<TopologyIssue> issues = check_topology(*t);
+    for (const auto& path : c->contracts) {
+      auto text = read_file(path);
+      try {
+        if (!text) throw std::runtime_error("cannot read");
+        auto contract = json::parse_contract(*text);
+        auto instances = t->instances(contract.service);
+        if (instances.empty())
+          issues.push_back({TopologyIssue::Severity::warning,
+                            path + ": the contract of '" + contract.service + "', which is no service of the mesh"});
+        else
+          for (auto& i : check_partition_keys(*t, *instances.front(), contract)) issues.push_back(std::move(i));
+      } catch (const std::exception& e) {
+        issues.push_back({TopologyIssue::Severity::error, path + ": " + e.what()});
+      }
+    }
+    // The stores in the state directory: a count other than the topology's would re-hash
+    // every key (docs/operations.md, "Changing the partition count").
+    if (t->defaults.durability == Durability::durable)
+      for (const auto& s : t->services) {
+        if (s.partition > 0) continue;
+        const std::string dir = t->defaults.state_dir + "/", group = s.service();
+        const std::string count = std::to_string(s.partitions);
+        std::error_code ec;
+        const std::string other = dir + (s.partitioned() ? group + ".db" : group + ".0.db");
+        if (std::filesystem::exists(other, ec))
+          issues.push_back({TopologyIssue::Severity::error,
+                            t->file + ":" + std::to_string(s.line) + ": " + other + " is the store of " +
+                                (s.partitioned() ? "an unpartitioned " : "a partitioned ") + group +
+                                ", and the topology says " + count +
+                                " partition(s) (docs/operations.md, \"Changing the partition count\")"});
+        for (const auto* i : t->instances(group)) {
+          const std::string db = dir + i->name + ".db";
+          auto recorded = adapters::SqliteStore::peek(db, "$node", "partitions");
+          if (recorded && *recorded != count)
+            issues.push_back({TopologyIssue::Severity::error,
+                              t->file + ":" + std::to_string(s.line) + ": " + db + " was written by " + *recorded +
+                                  " partition(s), and the topology says " + count +
+                                  " (docs/operations.md, \"Changing the partition count\")"});
+        }
+      }
+    for (const auto& issue : issues) {
       bool error = issue.severity == TopologyIssue::Severity::error;
       (error ? errors : warnings)++;
       std::cout << issue.message.substr(0, issue.message.find(": ") + 2)

@@ -1,6 +1,9 @@
 // Shared helpers of the `troupe` command.
 #include "cli.hpp"
 
+#include <fstream>
+#include <sstream>
+
 #include <cstdlib>
 #include <iostream>
 
@@ -40,6 +43,14 @@ std::optional<nlohmann::json> parse_json(const std::string& text, const std::str
     std::cerr << "troupe: " << what << " is not JSON: " << e.what() << '\n';
     return std::nullopt;
   }
+}
+
+std::optional<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
 }
 
 }  // namespace troupe::cli

@@ -68,4 +68,7 @@ Runner add_keygen(CLI::App& app);
 Runner add_asyncapi(CLI::App& app);
 Runner add_compat(CLI::App& app);
 
+// The whole file, or nullopt when it cannot be read.
+std::optional<std::string> read_file(const std::string& path);
+
 }  // namespace troupe::cli

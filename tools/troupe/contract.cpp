@@ -12,13 +12,6 @@
 namespace troupe::cli {
 namespace {
 
-std::optional<std::string> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // Every service's contract as the running mesh answers $schema; prints what failed.
 std::optional<std::map<std::string, schema::Contract>> mesh_contracts(const Topology& t, const Common& o, int& code) {

@@ -1,6 +1,8 @@
 // Topology look-ups and the cross-reference check behind `troupe check`.
 #include <troupe/domain/topology.hpp>
 
+#include <troupe/domain/schema.hpp>
+
 #include <algorithm>
 #include <map>
 #include <set>
@@ -202,14 +204,43 @@ std::vector<TopologyIssue> check_topology(const Topology& t) {
                         "', which no service publishes, accepts or answers");
   }
   for (const auto& s : t.services)
-    for (const auto& type : s.publishes)
-      if (!consumed.count({s.name, type}))
-        warning(s.line, "service '" + s.name + "' publishes '" + type +
-                            "', which no service reacts to");
+    if (s.partition == 0)  // a partitioned service is said once, by its name
+      for (const auto& type : s.publishes)
+        if (!consumed.count({s.name, type}))
+          warning(s.line, "service '" + s.service() + "' publishes '" + type +
+                              "', which no service reacts to");
   return out;
 }
 
 
+
+std::vector<TopologyIssue> check_partition_keys(const Topology& t, const ServiceSpec& s,
+                                                const schema::Contract& contract) {
+  std::vector<TopologyIssue> out;
+  if (!s.partitioned()) return out;
+  // Every message an instance takes by key must carry the key: a type without the field
+  // would all go to the one instance that owns the empty key.
+  std::vector<std::string> keyed = s.accepts;
+  for (const auto& sub : s.reacts_to)
+    for (const auto& type : sub.types)
+      if (!contains(keyed, type)) keyed.push_back(type);
+  for (const auto& type : keyed) {
+    const std::string field = s.key_field(type);
+    auto m = contract.messages.find(type);
+    if (field.empty() || m == contract.messages.end()) continue;
+    const auto& props = m->second.shape.properties;
+    auto p = std::find_if(props.begin(), props.end(), [&](const schema::Property& x) { return x.name == field; });
+    using K = schema::Shape::Kind;
+    if (p != props.end() && (p->shape.kind == K::string || p->shape.kind == K::integer)) continue;
+    out.push_back({TopologyIssue::Severity::error,
+                   t.file + ":" + std::to_string(s.key_line ? s.key_line : s.line) + ": service '" + s.service() +
+                       "' is partitioned by '" + field + "', but " + type +
+                       (p == props.end() ? " has no field '" + field + "'"
+                                         : "'s field '" + field + "' is neither a string nor an integer") +
+                       " (name its key in keys = { " + type + " = \"FIELD\" }, or \"*\" for every instance)"});
+  }
+  return out;
+}
 
 bool ClientSpec::may(const std::vector<std::string>& list, std::string_view service) const {
   // "orders" names every instance of a partitioned orders (orders.0, orders.1, …).

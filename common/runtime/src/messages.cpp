@@ -253,26 +253,8 @@ void NodeCore::set_contract(schema::Contract contract) {
                               ", but its topology lists " + list(routed));
     }
   }
-  if (self_->partitioned()) {
-    // Every message an instance takes by key must carry the key: a type without the
-    // field would all go to the one instance that owns the empty key.
-    std::vector<std::string> keyed = self_->accepts;
-    for (const auto& sub : self_->reacts_to) keyed.insert(keyed.end(), sub.types.begin(), sub.types.end());
-    for (const auto& type : keyed) {
-      const std::string field = self_->key_field(type);
-      auto m = contract.messages.find(type);
-      if (field.empty() || m == contract.messages.end()) continue;
-      const auto& props = m->second.shape.properties;
-      auto p = std::find_if(props.begin(), props.end(), [&](const schema::Property& x) { return x.name == field; });
-      using K = schema::Shape::Kind;
-      if (p == props.end() || (p->shape.kind != K::string && p->shape.kind != K::integer))
-        throw TopologyViolation(topology_.file + ":" + std::to_string(self_->key_line ? self_->key_line : self_->line) +
-                                ": service '" + self_->group + "' is partitioned by '" + field + "', but " + type +
-                                (p == props.end() ? " has no field '" + field + "'"
-                                                  : "'s field '" + field + "' is neither a string nor an integer") +
-                                " (name its key in keys = { " + type + " = \"FIELD\" }, or \"*\" for every instance)");
-    }
-  }
+  if (auto keys = check_partition_keys(topology_, *self_, contract); !keys.empty())
+    throw TopologyViolation(keys.front().message);
   contract_text_ = troupe::json::contract_text(contract);
   // Loud, not fatal: a service runs without being able to say what it speaks.
   if (contract_text_.size() + 4096 > topology_.defaults.max_message_bytes)

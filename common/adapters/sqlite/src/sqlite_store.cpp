@@ -372,6 +372,25 @@ SqliteStore::~SqliteStore() {
   sqlite3_close(db_);
 }
 
+std::optional<std::string> SqliteStore::peek(const std::string& path, std::string_view table, std::string_view key) {
+  sqlite3* db = nullptr;
+  std::optional<std::string> out;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 1000);
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM state WHERE tbl = ?1 AND key = ?2", -1, &st, nullptr) == SQLITE_OK) {
+      sqlite3_bind_text(st, 1, table.data(), static_cast<int>(table.size()), SQLITE_TRANSIENT);
+      sqlite3_bind_text(st, 2, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
+      if (sqlite3_step(st) == SQLITE_ROW)
+        out = std::string(static_cast<const char*>(sqlite3_column_blob(st, 0)),
+                          static_cast<std::size_t>(sqlite3_column_bytes(st, 0)));
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return out;
+}
+
 std::optional<std::string> SqliteStore::get(std::string_view table, std::string_view key) {
   auto& s = stmt(kGet).bind(1, table).bind(2, key);
   std::optional<std::string> v;

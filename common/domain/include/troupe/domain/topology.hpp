@@ -187,6 +187,16 @@ struct TopologyIssue {
 // duplicate endpoints, unsupported transports (errors); published types nobody consumes (warnings).
 std::vector<TopologyIssue> check_topology(const Topology& topology);
 
+namespace schema {
+struct Contract;
+}
+
+// A partitioned service's messages against its build's contract: every type it accepts
+// or reacts to by key must have the key field, a string or an integer. One error each,
+// at the topology line of the key (empty for an unpartitioned service).
+std::vector<TopologyIssue> check_partition_keys(const Topology& topology, const ServiceSpec& service,
+                                                const schema::Contract& contract);
+
 // True if `endpoint` is tcp://, ipc:// or inproc://.
 bool supported_transport(std::string_view endpoint);
 

@@ -33,6 +33,11 @@ class SqliteStore final : public ports::Store {
   // and counted (troupe_dead_letter_totals)
   static constexpr int kSchemaVersion = 3;
 
+  // One value of a store's state, read without opening it as a store (read-only, no
+  // epoch, no check): for tools that look at a stopped or running node's file. nullopt
+  // when the file, its table or the key is not there.
+  static std::optional<std::string> peek(const std::string& path, std::string_view table, std::string_view key);
+
   std::optional<std::string> get(std::string_view table, std::string_view key) override;
   void put(std::string_view table, std::string_view key, std::string_view value) override;
   void erase(std::string_view table, std::string_view key) override;
