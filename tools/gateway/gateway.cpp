@@ -196,6 +196,7 @@ class Gateway {
   Client& client();
   void routes();
   void command(const httplib::Request& req, httplib::Response& res);
+  const ServiceSpec* declared(const std::string& service) const;
   void query(const httplib::Request& req, httplib::Response& res);
   void saga(const httplib::Request& req, httplib::Response& res);
   void events(const httplib::Request& req, httplib::Response& res);
@@ -237,9 +238,16 @@ bool Gateway::authorized(const httplib::Request& req) const {
   return diff == 0;
 }
 
+// The service named in a path: itself, or (a partitioned service) its first instance,
+// which accepts and answers what every instance does.
+const ServiceSpec* Gateway::declared(const std::string& service) const {
+  auto instances = t_.instances(service);
+  return instances.empty() ? nullptr : instances.front();
+}
+
 void Gateway::command(const httplib::Request& req, httplib::Response& res) {
   std::string service = req.matches[1], type = req.matches[2];
-  const ServiceSpec* spec = t_.find(service);
+  const ServiceSpec* spec = declared(service);
   if (!spec) return fail(res, 404, "no service '" + printable(service) + "' in " + t_.file, "path: service");
   if (!spec->accepts_type(type))
     return fail(res, 404, service + " accepts no command '" + printable(type) + "' (it accepts " + join(spec->accepts) + ")",
@@ -276,6 +284,12 @@ void Gateway::command(const httplib::Request& req, httplib::Response& res) {
   }
   std::string correlation = req.get_param_value("correlation");
   auto& c = client();
+  // A partitioned service: the instance that owns the command's key takes it, and its
+  // outbox holds the event it causes (docs/protocol.md §7.10).
+  if (auto routed = c.route(service, type, tools::to_msgpack(body)); !routed)
+    return fail(res, 400, routed.error().message(), "body");
+  else
+    service = *routed;
   // With ?wait, the caused event is looked for in the service's outbox past its head
   // before the send; a retry of a command applied earlier looks back up to 5,000 events.
   std::uint64_t from = 1;
@@ -318,7 +332,7 @@ void Gateway::command(const httplib::Request& req, httplib::Response& res) {
 
 void Gateway::query(const httplib::Request& req, httplib::Response& res) {
   std::string service = req.matches[1], type = req.matches[2];
-  const ServiceSpec* spec = t_.find(service);
+  const ServiceSpec* spec = declared(service);
   if (!spec) return fail(res, 404, "no service '" + printable(service) + "' in " + t_.file, "path: service");
   static const std::vector<std::string> builtins{"$health", "$metrics", "$schema", "$topology"};
   bool builtin = std::find(builtins.begin(), builtins.end(), type) != builtins.end();
@@ -336,13 +350,26 @@ void Gateway::query(const httplib::Request& req, httplib::Response& res) {
     for (const auto& [k, v] : req.params)
       if (k != "access_token") payload[k] = param_value(v);
   }
-  auto r = client().query_raw(service, type, tools::to_msgpack(payload), o_.timeout);
-  if (!r) {
-    const auto& e = r.error();
-    if (e.code == Rejection::Code::timeout) return fail(res, 503, e.message(), service);
-    return fail(res, 400, e.message(), req.method == "POST" ? "body" : "query");  // the service's own words
+  // A partitioned service asked without its key (a list) or a built-in: every instance,
+  // merged as `troupe query` does (arrays joined; built-ins by instance name).
+  const std::string bytes = tools::to_msgpack(payload);
+  std::vector<std::string> ask{service};
+  if (auto instances = t_.instances(service);
+      instances.size() > 1 && (builtin || !client().route(service, type, bytes))) {
+    ask.clear();
+    for (const auto* i : instances) ask.push_back(i->name);
   }
-  reply(res, 200, tools::to_json(r->payload));
+  std::vector<std::pair<std::string, json>> replies;
+  for (const auto& one : ask) {
+    auto r = client().query_raw(one, type, bytes, o_.timeout);
+    if (!r) {
+      const auto& e = r.error();
+      if (e.code == Rejection::Code::timeout) return fail(res, 503, e.message(), one);
+      return fail(res, 400, e.message(), req.method == "POST" ? "body" : "query");  // the service's own words
+    }
+    replies.emplace_back(one, tools::to_json(r->payload));
+  }
+  reply(res, 200, tools::merge_replies(std::move(replies), builtin));
 }
 
 void Gateway::saga(const httplib::Request& req, httplib::Response& res) {
@@ -416,7 +443,7 @@ void Gateway::events(const httplib::Request& req, httplib::Response& res) {
   if (std::find(kinds.begin(), kinds.end(), f.kind) == kinds.end())
     return fail(res, 400, "kind must be event, command, query, deadletter, gap, repaired or refused", "query: kind");
   for (const auto& s : f.services)
-    if (!t_.find(s) && s != "outside") return fail(res, 404, "no service '" + printable(s) + "' in " + t_.file, "query: service");
+    if (t_.instances(s).empty() && s != "outside") return fail(res, 404, "no service '" + printable(s) + "' in " + t_.file, "query: service");
   if (++counters_.sse_open > o_.sse_clients) {
     --counters_.sse_open;
     ++counters_.sse_refused;

@@ -20,9 +20,13 @@ bool Filter::matches(const Record& r) const {
   if (!type.empty() && type != "*" && fnmatch(type.c_str(), r.type.c_str(), 0) != 0) return false;
   if (!kind.empty() && kind != r.kind) return false;
   if (!correlation.empty() && correlation != r.envelope.correlationid) return false;
-  if (!services.empty() && std::find(services.begin(), services.end(), r.source) == services.end() &&
-      std::find(services.begin(), services.end(), r.target) == services.end())
-    return false;
+  // A partitioned service's name stands for its instances (NAME.K: names have no '.').
+  auto named = [&](const std::string& who) {
+    auto dot = who.rfind('.');
+    return std::find(services.begin(), services.end(), who) != services.end() ||
+           (dot != std::string::npos && std::find(services.begin(), services.end(), who.substr(0, dot)) != services.end());
+  };
+  if (!services.empty() && !named(r.source) && !named(r.target)) return false;
   return true;
 }
 

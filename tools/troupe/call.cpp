@@ -43,17 +43,26 @@ Runner add_send(CLI::App& app) {
     if (!payload) return kUsage;
     Client client(*t, identity(*o));  // the source it writes is who it is (checked under CURVE)
     client.set_identity(identity(*o));
+    // A partitioned service: the instance that owns the command's key takes it, and its
+    // outbox holds what the command causes.
+    const std::string bytes = to_msgpack(*payload);
+    auto routed = client.route(o->service, o->type, bytes);
+    if (!routed) {
+      std::cerr << "troupe: " << routed.error().message() << '\n';
+      return kUsage;
+    }
+    const std::string service = *routed;
     // One deadline for the whole call: head, send and wait together take --timeout.
     auto deadline = Clock::now() + std::chrono::milliseconds(o->timeout_ms);
     std::uint64_t from = 1;  // where in the service's outbox the caused event can be
     if (o->wait) {
-      client.watch({o->service});  // a command's events come from its service
+      client.watch({service});  // a command's events come from its service
       // A service that does not answer this is unlikely to take the command: the send's
       // own error says so, with most of the time left to it.
-      from = tools::outbox_head(client, o->service, std::min(until(deadline), std::chrono::milliseconds(1000))) + 1;
+      from = tools::outbox_head(client, service, std::min(until(deadline), std::chrono::milliseconds(1000))) + 1;
     }
     // Resent until the service confirms it took the command (its id makes that safe).
-    auto sent = client.send_confirmed(o->service, o->type, to_msgpack(*payload), o->correlation, until(deadline),
+    auto sent = client.send_confirmed(service, o->type, bytes, o->correlation, until(deadline),
                                       o->traceparent);
     if (!sent) {
       std::cerr << "troupe: " << sent.error().message() << '\n';
@@ -78,7 +87,7 @@ Runner add_send(CLI::App& app) {
         return kOk;
       }
       if (Clock::now() < next_check) continue;
-      auto found = tools::caused_in_outbox(client, o->service, from, sent->id, deadline);
+      auto found = tools::caused_in_outbox(client, service, from, sent->id, deadline);
       if (!found) {
         std::cerr << "troupe: command " << sent->id << " was taken, but its event cannot be read: "
                   << found.error().message() << '\n';
@@ -126,26 +135,16 @@ Runner add_query(CLI::App& app) {
       ask.clear();
       for (const auto* i : instances) ask.push_back(i->name);
     }
-    nlohmann::json merged;
+    std::vector<std::pair<std::string, nlohmann::json>> replies;
     for (const auto& service : ask) {
       auto r = client.query_raw(service, o->type, bytes, std::chrono::milliseconds(o->timeout_ms));
       if (!r) {
         std::cerr << "troupe: " << r.error().message() << '\n';
         return r.error().code == Rejection::Code::refused ? kFailed : kUnreachable;
       }
-      nlohmann::json reply = to_json(r->payload);
-      if (ask.size() == 1) {
-        merged = std::move(reply);
-      } else if (o->type.rfind('$', 0) == 0) {
-        merged[service] = std::move(reply);
-      } else if (merged.is_null() || !reply.is_object()) {
-        if (merged.is_null()) merged = std::move(reply);
-      } else {
-        for (auto& [k, v] : reply.items())
-          if (v.is_array() && merged.contains(k) && merged[k].is_array())
-            for (auto& row : v) merged[k].push_back(std::move(row));
-      }
+      replies.emplace_back(service, to_json(r->payload));
     }
+    auto merged = tools::merge_replies(std::move(replies), o->type.rfind('$', 0) == 0);
     std::cout << dump(merged, o->pretty ? 2 : -1) << '\n';
     return kOk;
   };

@@ -24,6 +24,12 @@ std::string ServiceSpec::key_field(std::string_view type) const {
   return key;
 }
 
+std::string ServiceSpec::key_rule() const {
+  std::string out = key;
+  for (const auto& [type, field] : keys) out += "; " + type + "=" + field;
+  return out;
+}
+
 std::vector<const ServiceSpec*> Topology::instances(std::string_view service) const {
   std::vector<const ServiceSpec*> out;
   for (const auto& s : services)
@@ -140,6 +146,16 @@ std::vector<TopologyIssue> check_topology(const Topology& t) {
         error(s.line, "service '" + s.name + "' has no " + role + " endpoint");
         continue;
       }
+      if (e->rfind("tcp://", 0) == 0) {
+        auto colon = e->rfind(':');
+        auto port = colon == std::string::npos ? std::string() : e->substr(colon + 1);
+        if (!port.empty() && port.find_first_not_of("0123456789") == std::string::npos &&
+            (port.size() > 5 || std::stoi(port) > 65535)) {
+          error(s.line, "service '" + s.name + "' " + role + " endpoint '" + *e + "' has a port beyond 65535" +
+                            (s.partitioned() ? " (instance K listens on the port + 100 × K)" : ""));
+          continue;
+        }
+      }
       if (!supported_transport(*e)) {
         error(s.line, "service '" + s.name + "' " + role + " endpoint '" + *e +
                           "' is not tcp://, ipc:// or inproc://");
@@ -184,10 +200,14 @@ std::vector<TopologyIssue> check_topology(const Topology& t) {
                                 "', which '" + route.target + "' does not accept");
     }
   }
+  for (const auto& s : t.services)
+    if (!s.group.empty()) names.insert(s.group);  // a partitioned service's own name is taken too
   for (const auto& c : t.clients) {
     const char* what = c.role == ClientSpec::Role::tap ? "tap" : "client";
     if (!valid_name(c.name) || !file_name(c.name))
       error(c.line, std::string(what) + " name '" + c.name + "' is not a valid name (it names key files: no '/', no leading '.')");
+    else if (c.name.find('.') != std::string::npos)
+      error(c.line, std::string(what) + " name '" + c.name + "' has a '.', which names instances of partitioned services");
     if (!names.insert(c.name).second)
       error(c.line, std::string(what) + " '" + c.name + "' has the name of another service, client or tap");
     for (const auto* list : {&c.commands, &c.queries, &c.events})

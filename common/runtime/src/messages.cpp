@@ -22,16 +22,25 @@ bool NodeCore::sends_to_us(std::string_view source) const {
                      [&](const CommandRoute& r) { return r.target == self_->service(); });
 }
 
-std::string NodeCore::key_of(const ServiceSpec& owner, std::string_view type, std::string_view payload) const {
+std::string NodeCore::key_of(const ServiceSpec& owner, std::string_view type, std::string_view payload) {
   const std::string field = owner.key_field(type);
   if (field.empty()) return {};
-  // A key that is not a string or an integer counts as absent: the instance that owns
-  // the empty key takes the message, and its handler says what is wrong with it.
-  auto key = codec::partition_key(payload, type, field);
+  // Read within the limits the handler decodes with, so a payload it takes always has
+  // its key read. One that cannot be read (not msgpack, no map, a key that is no string
+  // or integer) counts as absent: the instance that owns the empty key takes it, and
+  // its handler says what is wrong with it.
+  auto key = codec::partition_key(payload, type, field, payload_limits(type));
   return key ? *key : std::string();
 }
 
-bool NodeCore::owns(std::string_view type, std::string_view payload) const {
+namespace {
+// A key as a message names it: at most 128 bytes of it, printable.
+std::string shown_key(const std::string& key) {
+  return key.size() > 128 ? printable(key.substr(0, 128)) + "…" : printable(key);
+}
+}  // namespace
+
+bool NodeCore::owns(std::string_view type, std::string_view payload) {
   if (!self_->partitioned() || self_->key_field(type).empty()) return true;
   return partition_of(key_of(*self_, type, payload), self_->partitions) == self_->partition;
 }
@@ -181,7 +190,7 @@ void NodeCore::handle_command(Incoming& in) {
   if (!owns(env->type, view(in.frames[1]))) {
     const auto key = key_of(*self_, env->type, view(in.frames[1]));
     dead_letter("commands", &*env,
-                env->type + " with key '" + printable(key) + "' belongs to " + self_->group + "." +
+                env->type + " with key '" + shown_key(key) + "' belongs to " + self_->group + "." +
                     std::to_string(partition_of(key, self_->partitions)) + ", not to " + name_ +
                     " (misrouted: docs/protocol.md §7.10 says how to route)",
                 raw);

@@ -170,8 +170,8 @@ class NodeCore final : public Stager {
                          std::string payload, std::string correlation);
   // Partitions: the key of a message for `owner` (its key field's value, "" if none),
   // and whether this instance applies a message of `type` (always, unpartitioned).
-  std::string key_of(const ServiceSpec& owner, std::string_view type, std::string_view payload) const;
-  bool owns(std::string_view type, std::string_view payload) const;
+  std::string key_of(const ServiceSpec& owner, std::string_view type, std::string_view payload);
+  bool owns(std::string_view type, std::string_view payload);
 
   // Tasks (tasks.cpp): timers from the node's thread or before run(); post from any thread.
   void add_timer(Clock::duration first, Clock::duration period, Task task);

@@ -142,9 +142,17 @@ void NodeCore::check_partition_count() {
                              " partition(s) and the topology now says " + want +
                              ": the keys would be re-hashed to other instances. Move it as docs/operations.md "
                              "\"Changing the partition count\" says");
-  if (!recorded) {
+  // The key too: another field (or per-type rule) re-hashes the keys just the same.
+  auto rule = store_->get(kNodeTable, "partition key");
+  if (self_->partitioned() && rule && *rule != self_->key_rule())
+    throw std::runtime_error("service '" + name_ + "': its store was written with the partition key \"" + *rule +
+                             "\" and the topology now says \"" + self_->key_rule() +
+                             "\": the keys would be re-hashed to other instances. Move it as docs/operations.md "
+                             "\"Changing the partition count\" says");
+  if (!recorded || (self_->partitioned() && !rule)) {
     store_->begin();
     store_->put(kNodeTable, "partitions", want);
+    if (self_->partitioned()) store_->put(kNodeTable, "partition key", self_->key_rule());
     store_->commit();
   }
 }

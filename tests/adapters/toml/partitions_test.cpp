@@ -193,3 +193,31 @@ TEST_CASE("a partitioned service may list an endpoint per instance (instances on
                       "events = [\"ipc://a\", \"ipc://b\"]"))
             .find("a list is one per partition (partitions = 1)") != std::string::npos);
 }
+
+TEST_CASE("what would re-hash or split keys in silence is refused at load", "[partitions]") {
+  CHECK(error_of(with(kPartitioned, "key = \"order_id\"", "key = \"\"")) ==
+        "topology/p.toml:10: key in [services.orders] is empty: name the payload field that carries the key");
+  CHECK(error_of(with(kPartitioned, "key = \"order_id\"", "key = \"order_id\"\nkeys = { PlaceOrder = \"\" }")) ==
+        "topology/p.toml:11: keys.PlaceOrder in [services.orders] is empty: name the field, or \"*\" for every instance");
+  // No default key: every type the instances take needs its own.
+  CHECK(error_of(with(kPartitioned, "key = \"order_id\"", "keys = { PlaceOrder = \"order_id\" }")) ==
+        "topology/p.toml:5: [services.orders] is partitioned and has no default key: name the key of StockReserved "
+        "in keys (or set key = \"FIELD\")");
+  CHECK(error_of(with(kPartitioned, "sends = { orders = [\"PlaceOrder\"] }", "sends = { \"orders.1\" = [\"PlaceOrder\"] }")) ==
+        "topology/p.toml:22: inventory sends to 'orders.1': name the service, not one of its instances (commands are "
+        "routed by key)");
+  CHECK(error_of(with(kPartitioned, "reacts_to = { orders = [\"OrderPlaced\"] }",
+                      "reacts_to = { \"orders.0\" = [\"OrderPlaced\"] }")) ==
+        "topology/p.toml:21: inventory reacts to 'orders.0': name the service, not one of its instances");
+  CHECK(error_of(with(kPartitioned, "[clients.storefront]", "[clients.orders]")) ==
+        "topology/p.toml:24: client 'orders' has the name of another service, client or tap");
+  CHECK(error_of(with(kPartitioned, "[clients.storefront]", "[clients.\"orders.7\"]")).find("has a '.'") !=
+        std::string::npos);
+  CHECK(error_of(with(kPartitioned, "tcp://127.0.0.1:7100", "tcp://127.0.0.1:65500")) ==
+        "topology/p.toml:5: service 'orders.1' commands endpoint 'tcp://127.0.0.1:65600' has a port beyond 65535 "
+        "(instance K listens on the port + 100 × K)");
+  auto t = parse_topology(with(kPartitioned, "key = \"order_id\"", "key = \"order_id\"\nkeys = { GetOrder = \"*\" }"),
+                          "topology/p.toml");
+  REQUIRE(t);
+  CHECK(t->find("orders.1")->key_rule() == "order_id; GetOrder=*");
+}

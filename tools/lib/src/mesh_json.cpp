@@ -68,4 +68,21 @@ std::int64_t micros(const std::string& t) {
   return static_cast<std::int64_t>(timegm(&tm)) * 1000000 + us;
 }
 
+nlohmann::json merge_replies(std::vector<std::pair<std::string, nlohmann::json>> replies, bool by_instance) {
+  if (replies.size() == 1) return std::move(replies.front().second);
+  nlohmann::json merged = by_instance ? nlohmann::json::object() : nlohmann::json();
+  for (auto& [instance, part] : replies) {
+    if (by_instance) {
+      merged[instance] = std::move(part);
+    } else if (merged.is_null()) {
+      merged = std::move(part);
+    } else if (merged.is_object() && part.is_object()) {
+      for (auto& [k, v] : part.items())
+        if (v.is_array() && merged.contains(k) && merged[k].is_array())
+          for (auto& row : v) merged[k].push_back(std::move(row));
+    }
+  }
+  return merged;
+}
+
 }  // namespace troupe::tools

@@ -158,8 +158,13 @@ struct Parser {
           return fail(line_of(field), "keys." + std::string(type.str()) + " in " + where + " must be a field name or \"*\"",
                       Code::wrong_type);
         s.keys.push_back({std::string(type.str()), **field.as_string()});
+        if (s.keys.back().second.empty())
+          return fail(line_of(field), "keys." + std::string(type.str()) + " in " + where +
+                                          " is empty: name the field, or \"*\" for every instance");
       }
     }
+    if (t.get("key") && s.key.empty())
+      return fail(s.key_line, "key in " + where + " is empty: name the payload field that carries the key");
     if (s.partitions > 1 && s.key.empty() && s.keys.empty())
       return fail(t.get("partitions") ? line_of(*t.get("partitions")) : s.line,
                   where + " has partitions = " + std::to_string(s.partitions) +
@@ -205,12 +210,21 @@ struct Parser {
     if (const ::toml::node* n = t.get("reacts_to")) {
       std::vector<std::pair<std::string, std::pair<std::vector<std::string>, int>>> r;
       if (!routes(*n, s.name + ".reacts_to", r)) return false;
-      for (auto& [pub, tl] : r) s.reacts_to.push_back({pub, std::move(tl.first), tl.second});
+      for (auto& [pub, tl] : r) {
+        if (pub.find('.') != std::string::npos)
+          return fail(tl.second, s.name + " reacts to '" + pub + "': name the service, not one of its instances");
+        s.reacts_to.push_back({pub, std::move(tl.first), tl.second});
+      }
     }
     if (const ::toml::node* n = t.get("sends")) {
       std::vector<std::pair<std::string, std::pair<std::vector<std::string>, int>>> r;
       if (!routes(*n, s.name + ".sends", r)) return false;
-      for (auto& [target, tl] : r) s.sends.push_back({target, std::move(tl.first), tl.second});
+      for (auto& [target, tl] : r) {
+        if (target.find('.') != std::string::npos)
+          return fail(tl.second, s.name + " sends to '" + target +
+                                     "': name the service, not one of its instances (commands are routed by key)");
+        s.sends.push_back({target, std::move(tl.first), tl.second});
+      }
     }
     return true;
   }
@@ -293,6 +307,16 @@ Result<void> expand_partitions(Topology& topo) {
     if (!s.partitioned()) {
       out.push_back(std::move(s));
       continue;
+    }
+    if (s.key.empty()) {
+      // No default key: every type the instances take must have one of its own.
+      std::vector<std::string> types = s.accepts;
+      for (const auto& sub : s.reacts_to) types.insert(types.end(), sub.types.begin(), sub.types.end());
+      for (const auto& type : types)
+        if (std::none_of(s.keys.begin(), s.keys.end(), [&](const auto& k) { return k.first == type; }))
+          return reject(Code::missing, topo.file + ":" + std::to_string(s.line),
+                        "[services." + s.name + "] is partitioned and has no default key: name the key of " + type +
+                            " in keys (or set key = \"FIELD\")");
     }
     for (int k = 0; k < s.partitions; ++k) {
       ServiceSpec p = s;

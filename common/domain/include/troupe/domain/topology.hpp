@@ -69,6 +69,9 @@ struct ServiceSpec {
   const std::string& service() const { return group.empty() ? name : group; }
   // The field carrying the key of `type` here: "" when every instance takes it.
   std::string key_field(std::string_view type) const;
+  // What decides who owns a key, as a store records it: "order_id" or
+  // "sku; OrderCancelled=*; ..." (the per-type keys in file order).
+  std::string key_rule() const;
 
   bool publishes_type(std::string_view type) const;
   bool accepts_type(std::string_view type) const;

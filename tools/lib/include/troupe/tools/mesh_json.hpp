@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 #include <string_view>
 
 namespace troupe::tools {
@@ -33,5 +35,11 @@ nlohmann::json cloudevent_json(const Envelope& envelope, nlohmann::json data);
 // Microseconds since the epoch of an envelope's time (RFC 3339 UTC, microseconds);
 // 0 for a text that is not one.
 std::int64_t micros(const std::string& rfc3339);
+
+// The replies of a partitioned service's instances (by name, in instance order) to one
+// query, as one: a built-in's (`by_instance`) as an object of them by instance name; a
+// list's with the arrays of each reply joined in instance order, the rest as the first
+// instance said it. One reply is itself.
+nlohmann::json merge_replies(std::vector<std::pair<std::string, nlohmann::json>> replies, bool by_instance);
 
 }  // namespace troupe::tools
