@@ -2,6 +2,8 @@
 // endpoints, expands reactions to them; the routing hash keeps the vectors of
 // docs/protocol.md §7.10; the key is read from a payload as the protocol says.
 #include <troupe/adapters/msgpack/codec.hpp>
+#include "loader_checks.hpp"
+
 #include <troupe/adapters/toml/topology_loader.hpp>
 
 #include <catch2/catch.hpp>
@@ -40,17 +42,9 @@ commands = ["orders"]
 queries = ["inventory"]
 )";
 
-std::string with(std::string text, const std::string& from, const std::string& to) {
-  auto at = text.find(from);
-  REQUIRE(at != std::string::npos);
-  return text.replace(at, from.size(), to);
-}
+using loader_checks::with;
 
-std::string error_of(const std::string& text) {
-  auto r = parse_topology(text, "topology/p.toml");
-  REQUIRE_FALSE(r);
-  return r.error().message();
-}
+std::string error_of(const std::string& text) { return loader_checks::refusal(text, "topology/p.toml"); }
 
 }  // namespace
 

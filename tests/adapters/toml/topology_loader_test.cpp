@@ -1,4 +1,6 @@
 // Topology files: a good one loads; every mistake is named with file:line.
+#include "loader_checks.hpp"
+
 #include <troupe/adapters/toml/topology_loader.hpp>
 
 #include <catch2/catch.hpp>
@@ -30,17 +32,9 @@ publishes = ["StockReserved"]
 reacts_to = { orders = ["OrderPlaced"] }
 )";
 
-std::string with(std::string text, const std::string& from, const std::string& to) {
-  auto at = text.find(from);
-  REQUIRE(at != std::string::npos);
-  return text.replace(at, from.size(), to);
-}
+using loader_checks::with;
 
-std::string error_of(const std::string& text) {
-  auto r = parse_topology(text, "topology/shop.toml");
-  REQUIRE_FALSE(r);
-  return r.error().message();
-}
+std::string error_of(const std::string& text) { return loader_checks::refusal(text, "topology/shop.toml"); }
 
 }  // namespace
 
