@@ -192,7 +192,7 @@ kill "$pytap" 2>/dev/null
 sed 's/^partitions = 3$/partitions = 2/' "$topology" >"$state/two.toml"
 out=$("${troupe[@]}" check --topology "$state/two.toml" --state-dir "$state")
 check "troupe check refuses the stores of 3 partitions under 2" \
-  grep -q "orders.0.db was written by 3 partition(s), and the topology says 2" <<<"$out"
+  grep -q "orders.0.db was written by 3 partition(s) and the topology now says 2" <<<"$out"
 check "... exiting 1" bash -c '! "$@" >/dev/null' _ "${troupe[@]}" check --topology "$state/two.toml" --state-dir "$state"
 err=$("$TROUPE_BUILD_DIR/services/orders" --topology "$state/two.toml" --state-dir "$state" --partition 0 2>&1)
 echo "$err"
@@ -202,6 +202,9 @@ err=$("$TROUPE_BUILD_DIR/services/orders" --topology "$state/rekeyed.toml" --sta
 echo "$err"
 check "a store written under another partition key is refused" \
   grep -q 'written with the partition key "order_id" and the topology now says "customer"' <<<"$err"
+out=$("${troupe[@]}" check --topology "$state/rekeyed.toml" --state-dir "$state")
+check "... and troupe check says so of every instance's store" \
+  bash -c '[[ $(grep -c "orders\.[0-2]\.db was written with the partition key \"order_id\" and the topology now says \"customer\"" <<<"$0") -eq 3 ]]' "$out"
 sed '/^partitions = 3$/d; /^key = "order_id"/d' "$topology" >"$state/one.toml"
 err=$("$TROUPE_BUILD_DIR/services/orders" --topology "$state/one.toml" --state-dir "$state" 2>&1)
 echo "$err"

@@ -20,11 +20,10 @@ bool Filter::matches(const Record& r) const {
   if (!type.empty() && type != "*" && fnmatch(type.c_str(), r.type.c_str(), 0) != 0) return false;
   if (!kind.empty() && kind != r.kind) return false;
   if (!correlation.empty() && correlation != r.envelope.correlationid) return false;
-  // A partitioned service's name stands for its instances (NAME.K: names have no '.').
+  // A partitioned service's name stands for its instances.
   auto named = [&](const std::string& who) {
-    auto dot = who.rfind('.');
     return std::find(services.begin(), services.end(), who) != services.end() ||
-           (dot != std::string::npos && std::find(services.begin(), services.end(), who.substr(0, dot)) != services.end());
+           std::find(services.begin(), services.end(), service_of(who)) != services.end();
   };
   if (!services.empty() && !named(r.source) && !named(r.target)) return false;
   return true;

@@ -60,24 +60,23 @@ Runner add_check(CLI::App& app) {
     if (t->defaults.durability == Durability::durable)
       for (const auto& s : t->services) {
         if (s.partition > 0) continue;
-        const std::string dir = t->defaults.state_dir + "/", group = s.service();
-        const std::string count = std::to_string(s.partitions);
+        const std::string group(s.service());
         std::error_code ec;
-        const std::string other = dir + (s.partitioned() ? group + ".db" : group + ".0.db");
+        const std::string other = other_layout_store(t->defaults.state_dir, s);
         if (std::filesystem::exists(other, ec))
           issues.push_back({TopologyIssue::Severity::error,
                             t->file + ":" + std::to_string(s.line) + ": " + other + " is the store of " +
                                 (s.partitioned() ? "an unpartitioned " : "a partitioned ") + group +
-                                ", and the topology says " + count +
+                                ", and the topology says " + std::to_string(s.partitions) +
                                 " partition(s) (docs/operations.md, \"Changing the partition count\")"});
         for (const auto* i : t->instances(group)) {
-          const std::string db = dir + i->name + ".db";
-          auto recorded = adapters::SqliteStore::peek(db, "$node", "partitions");
-          if (recorded && *recorded != count)
-            issues.push_back({TopologyIssue::Severity::error,
-                              t->file + ":" + std::to_string(s.line) + ": " + db + " was written by " + *recorded +
-                                  " partition(s), and the topology says " + count +
-                                  " (docs/operations.md, \"Changing the partition count\")"});
+          const std::string db = t->defaults.state_dir + "/" + i->name + ".db";
+          auto differs = partition_record_mismatch(*i, adapters::SqliteStore::peek(db, "$node", "partitions"),
+                                                   adapters::SqliteStore::peek(db, "$node", "partition key"));
+          if (!differs.empty())
+            issues.push_back({TopologyIssue::Severity::error, t->file + ":" + std::to_string(s.line) + ": " + db +
+                                                                   " was " + differs +
+                                                                   " (docs/operations.md, \"Changing the partition count\")"});
         }
       }
     for (const auto& issue : issues) {

@@ -61,12 +61,9 @@ Runner add_tap(CLI::App& app) {
       if (!o->kind.empty() && o->kind != kind) return;
       if (!o->correlation.empty() && o->correlation != corr) return;
       // --service orders matches every instance of a partitioned orders (orders.0, …).
-      // (Service names have no '.': NAME.K is always instance K of NAME.)
       auto named = [&](const std::string& who) {
-        auto dot = who.rfind('.');
-        const std::string group = dot == std::string::npos ? who : who.substr(0, dot);
         return std::find(o->services.begin(), o->services.end(), who) != o->services.end() ||
-               std::find(o->services.begin(), o->services.end(), group) != o->services.end();
+               std::find(o->services.begin(), o->services.end(), service_of(who)) != o->services.end();
       };
       if (!o->services.empty() && !named(source) && !named(target)) return;
       ++shown;

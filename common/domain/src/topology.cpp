@@ -30,6 +30,32 @@ std::string ServiceSpec::key_rule() const {
   return out;
 }
 
+std::vector<std::string> ServiceSpec::taken_types() const {
+  std::vector<std::string> out = accepts;
+  for (const auto& sub : reacts_to)
+    for (const auto& type : sub.types)
+      if (!contains(out, type)) out.push_back(type);
+  return out;
+}
+
+std::string_view service_of(std::string_view name) {
+  auto dot = name.rfind('.');
+  return dot == std::string_view::npos ? name : name.substr(0, dot);
+}
+
+std::string partition_record_mismatch(const ServiceSpec& s, const std::optional<std::string>& count,
+                                      const std::optional<std::string>& key_rule) {
+  const std::string want = std::to_string(s.partitions);
+  if (count && *count != want) return "written by " + *count + " partition(s) and the topology now says " + want;
+  if (s.partitioned() && key_rule && *key_rule != s.key_rule())
+    return "written with the partition key \"" + *key_rule + "\" and the topology now says \"" + s.key_rule() + "\"";
+  return {};
+}
+
+std::string other_layout_store(const std::string& state_dir, const ServiceSpec& s) {
+  return state_dir + "/" + std::string(s.service()) + (s.partitioned() ? ".db" : ".0.db");
+}
+
 std::vector<const ServiceSpec*> Topology::instances(std::string_view service) const {
   std::vector<const ServiceSpec*> out;
   for (const auto& s : services)
@@ -240,11 +266,7 @@ std::vector<TopologyIssue> check_partition_keys(const Topology& t, const Service
   if (!s.partitioned()) return out;
   // Every message an instance takes by key must carry the key: a type without the field
   // would all go to the one instance that owns the empty key.
-  std::vector<std::string> keyed = s.accepts;
-  for (const auto& sub : s.reacts_to)
-    for (const auto& type : sub.types)
-      if (!contains(keyed, type)) keyed.push_back(type);
-  for (const auto& type : keyed) {
+  for (const auto& type : s.taken_types()) {
     const std::string field = s.key_field(type);
     auto m = contract.messages.find(type);
     if (field.empty() || m == contract.messages.end()) continue;
@@ -264,10 +286,8 @@ std::vector<TopologyIssue> check_partition_keys(const Topology& t, const Service
 
 bool ClientSpec::may(const std::vector<std::string>& list, std::string_view service) const {
   // "orders" names every instance of a partitioned orders (orders.0, orders.1, …).
-  auto dot = service.rfind('.');
-  auto group = dot == std::string_view::npos ? std::string_view{} : service.substr(0, dot);
   return std::any_of(list.begin(), list.end(),
-                     [&](const std::string& s) { return s == "*" || s == service || (!group.empty() && s == group); });
+                     [&](const std::string& s) { return s == "*" || s == service || s == service_of(service); });
 }
 
 Admission Topology::admission(const ServiceSpec& service) const {

@@ -121,9 +121,7 @@ void NodeCore::open_store() {
 // differs), and docs/operations.md says how to move from N to M.
 void NodeCore::check_partition_files() {
   if (options_.store || topology_.defaults.durability != Durability::durable) return;
-  const auto& d = topology_.defaults;
-  const std::string other = self_->partitioned() ? d.state_dir + "/" + self_->group + ".db"
-                                                 : d.state_dir + "/" + name_ + ".0.db";
+  const std::string other = other_layout_store(topology_.defaults.state_dir, *self_);
   std::error_code ec;
   if (std::filesystem::exists(other, ec))
     throw std::runtime_error("service '" + name_ + "': " + other + " is the store of " +
@@ -135,23 +133,16 @@ void NodeCore::check_partition_files() {
 }
 
 void NodeCore::check_partition_count() {
-  const std::string want = std::to_string(self_->partitions);
+  // The count, and the key: another field (or per-type rule) re-hashes keys just the same.
   auto recorded = store_->get(kNodeTable, "partitions");
-  if (recorded && *recorded != want)
-    throw std::runtime_error("service '" + name_ + "': its store was written by " + *recorded +
-                             " partition(s) and the topology now says " + want +
-                             ": the keys would be re-hashed to other instances. Move it as docs/operations.md "
-                             "\"Changing the partition count\" says");
-  // The key too: another field (or per-type rule) re-hashes the keys just the same.
   auto rule = store_->get(kNodeTable, "partition key");
-  if (self_->partitioned() && rule && *rule != self_->key_rule())
-    throw std::runtime_error("service '" + name_ + "': its store was written with the partition key \"" + *rule +
-                             "\" and the topology now says \"" + self_->key_rule() +
-                             "\": the keys would be re-hashed to other instances. Move it as docs/operations.md "
+  if (auto differs = partition_record_mismatch(*self_, recorded, rule); !differs.empty())
+    throw std::runtime_error("service '" + name_ + "': its store was " + differs +
+                             ": the keys would be re-hashed to other instances. Move it as docs/operations.md "
                              "\"Changing the partition count\" says");
   if (!recorded || (self_->partitioned() && !rule)) {
     store_->begin();
-    store_->put(kNodeTable, "partitions", want);
+    store_->put(kNodeTable, "partitions", std::to_string(self_->partitions));
     if (self_->partitioned()) store_->put(kNodeTable, "partition key", self_->key_rule());
     store_->commit();
   }
@@ -245,39 +236,37 @@ void NodeCore::connect_all() {
 }
 
 void NodeCore::connect_downstream(const ServiceSpec& spec) {
-  {
-    const ServiceSpec* target = &spec;
-    if (downstreams_.count(target->name)) return;
-    // How far it acknowledged our commands: they are acknowledged in prefixes, so up to
-    // the first one still waiting (or all of them).
-    const auto head = store_->command_head(target->name);
-    const auto waiting = store_->unacked_commands(target->name, 1);
-    // Commands from here on are held back until the receiver's first heartbeat is
-    // checked; an earlier start whose check never came held back some already, which
-    // were never sent either: the mark stays where that start put it.
-    const std::string held_key = target->name + " held";
-    auto held = store_->get(kDownstreamsTable, held_key).value_or("none");
-    std::uint64_t held_from = held == "none" ? head + 1 : std::strtoull(held.c_str(), nullptr, 10);
-    if (held_from == 0 || held_from > head + 1) held_from = head + 1;
-    if (held == "none") {
-      store_->begin();
-      store_->put(kDownstreamsTable, held_key, std::to_string(held_from));
-      store_->commit();
-    }
-    auto down = std::make_unique<Downstream>(target->name, held_from - 1,
-                                             waiting.empty() ? head : waiting.front().sequence - 1,
-                                             store_->get(kDownstreamsTable, target->name).value_or(""),
-                                             topology_.defaults.heartbeat);
-    down->endpoints = target->endpoints;
-    down->push = make_socket(zmq::socket_type::push);
-    secure_client(down->push, target->name);
-    down->push.connect(target->endpoints.commands);
-    down->heartbeats = make_socket(zmq::socket_type::sub);
-    down->heartbeats.set(zmq::sockopt::subscribe, builtin::kHeartbeatTopic);
-    secure_client(down->heartbeats, target->name);
-    down->heartbeats.connect(target->endpoints.events);
-    downstreams_.emplace(down->name, std::move(down));
+  const ServiceSpec* target = &spec;
+  if (downstreams_.count(target->name)) return;
+  // How far it acknowledged our commands: they are acknowledged in prefixes, so up to
+  // the first one still waiting (or all of them).
+  const auto head = store_->command_head(target->name);
+  const auto waiting = store_->unacked_commands(target->name, 1);
+  // Commands from here on are held back until the receiver's first heartbeat is
+  // checked; an earlier start whose check never came held back some already, which
+  // were never sent either: the mark stays where that start put it.
+  const std::string held_key = target->name + " held";
+  auto held = store_->get(kDownstreamsTable, held_key).value_or("none");
+  std::uint64_t held_from = held == "none" ? head + 1 : std::strtoull(held.c_str(), nullptr, 10);
+  if (held_from == 0 || held_from > head + 1) held_from = head + 1;
+  if (held == "none") {
+    store_->begin();
+    store_->put(kDownstreamsTable, held_key, std::to_string(held_from));
+    store_->commit();
   }
+  auto down = std::make_unique<Downstream>(target->name, held_from - 1,
+                                           waiting.empty() ? head : waiting.front().sequence - 1,
+                                           store_->get(kDownstreamsTable, target->name).value_or(""),
+                                           topology_.defaults.heartbeat);
+  down->endpoints = target->endpoints;
+  down->push = make_socket(zmq::socket_type::push);
+  secure_client(down->push, target->name);
+  down->push.connect(target->endpoints.commands);
+  down->heartbeats = make_socket(zmq::socket_type::sub);
+  down->heartbeats.set(zmq::sockopt::subscribe, builtin::kHeartbeatTopic);
+  secure_client(down->heartbeats, target->name);
+  down->heartbeats.connect(target->endpoints.events);
+  downstreams_.emplace(down->name, std::move(down));
 }
 
 void NodeCore::open_subscription(Upstream& up) {

@@ -296,9 +296,9 @@ void substitute(std::string& s, std::string_view var, std::string_view value) {
 Result<void> expand_partitions(Topology& topo) {
   std::vector<ServiceSpec> out;
   for (auto& s : topo.services) {
+    const auto taken = s.taken_types();
     for (const auto& [type, field] : s.keys) {
-      bool known = s.accepts_type(type) || s.answers_type(type);
-      for (const auto& sub : s.reacts_to) known = known || std::find(sub.types.begin(), sub.types.end(), type) != sub.types.end();
+      bool known = s.answers_type(type) || std::find(taken.begin(), taken.end(), type) != taken.end();
       if (!known)
         return reject(Code::invalid, topo.file + ":" + std::to_string(s.line),
                       "[services." + s.name + "] keys names '" + type +
@@ -310,9 +310,7 @@ Result<void> expand_partitions(Topology& topo) {
     }
     if (s.key.empty()) {
       // No default key: every type the instances take must have one of its own.
-      std::vector<std::string> types = s.accepts;
-      for (const auto& sub : s.reacts_to) types.insert(types.end(), sub.types.begin(), sub.types.end());
-      for (const auto& type : types)
+      for (const auto& type : taken)
         if (std::none_of(s.keys.begin(), s.keys.end(), [&](const auto& k) { return k.first == type; }))
           return reject(Code::missing, topo.file + ":" + std::to_string(s.line),
                         "[services." + s.name + "] is partitioned and has no default key: name the key of " + type +

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -72,6 +73,8 @@ struct ServiceSpec {
   // What decides who owns a key, as a store records it: "order_id" or
   // "sku; OrderCancelled=*; ..." (the per-type keys in file order).
   std::string key_rule() const;
+  // The types an instance takes by key or not: what it accepts, then what it reacts to.
+  std::vector<std::string> taken_types() const;
 
   bool publishes_type(std::string_view type) const;
   bool accepts_type(std::string_view type) const;
@@ -168,6 +171,20 @@ struct Topology {
   // that name; empty when there is neither.
   std::vector<const ServiceSpec*> instances(std::string_view service) const;
 };
+
+// The service a name stands for: "orders" for the instance "orders.2" (service names
+// have no '.'), the name itself otherwise.
+std::string_view service_of(std::string_view name);
+
+// A store's partition record against the topology: for the instance `service`, the
+// count and key rule its store recorded (nullopt: none yet). Empty when they agree,
+// else what differs ("written by 3 partition(s) and the topology now says 2").
+std::string partition_record_mismatch(const ServiceSpec& service, const std::optional<std::string>& count,
+                                      const std::optional<std::string>& key_rule);
+
+// The store the other layout of `service` would have left in `state_dir`: the declared
+// service's NAME.db beside a partitioned one's, NAME.0.db beside an unpartitioned one.
+std::string other_layout_store(const std::string& state_dir, const ServiceSpec& service);
 
 // Which of `partitions` instances owns `key`: FNV-1a (64 bit) of the key's bytes, modulo
 // the count (docs/protocol.md §7.10 has the rule and test vectors).
