@@ -353,14 +353,8 @@ void Gateway::query(const httplib::Request& req, httplib::Response& res) {
   // A partitioned service asked without its key (a list) or a built-in: every instance,
   // merged as `troupe query` does (arrays joined; built-ins by instance name).
   const std::string bytes = tools::to_msgpack(payload);
-  std::vector<std::string> ask{service};
-  if (auto instances = t_.instances(service);
-      instances.size() > 1 && (builtin || !client().route(service, type, bytes))) {
-    ask.clear();
-    for (const auto* i : instances) ask.push_back(i->name);
-  }
   std::vector<std::pair<std::string, json>> replies;
-  for (const auto& one : ask) {
+  for (const auto& one : tools::ask_of(client(), service, type, bytes)) {
     auto r = client().query_raw(one, type, bytes, o_.timeout);
     if (!r) {
       const auto& e = r.error();

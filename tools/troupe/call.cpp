@@ -129,14 +129,8 @@ Runner add_query(CLI::App& app) {
     // every instance is asked the same, and their replies merged (arrays joined in
     // instance order; anything else as the first instance said it). A built-in asked
     // of every instance answers one object per instance, by name.
-    std::vector<std::string> ask{o->service};
-    auto instances = t->instances(o->service);
-    if (instances.size() > 1 && (o->type.rfind('$', 0) == 0 || !client.route(o->service, o->type, bytes))) {
-      ask.clear();
-      for (const auto* i : instances) ask.push_back(i->name);
-    }
     std::vector<std::pair<std::string, nlohmann::json>> replies;
-    for (const auto& service : ask) {
+    for (const auto& service : tools::ask_of(client, o->service, o->type, bytes)) {
       auto r = client.query_raw(service, o->type, bytes, std::chrono::milliseconds(o->timeout_ms));
       if (!r) {
         std::cerr << "troupe: " << r.error().message() << '\n';

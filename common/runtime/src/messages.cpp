@@ -33,12 +33,12 @@ std::string NodeCore::key_of(const ServiceSpec& owner, std::string_view type, st
   return key ? *key : std::string();
 }
 
-namespace {
-// A key as a message names it: at most 128 bytes of it, printable.
-std::string shown_key(const std::string& key) {
-  return key.size() > 128 ? printable(key.substr(0, 128)) + "…" : printable(key);
+std::string NodeCore::not_ours(std::string_view type, const std::string& key) const {
+  // The key as far as a message shows it: at most 128 bytes, printable.
+  const std::string shown = key.size() > 128 ? printable(key.substr(0, 128)) + "…" : printable(key);
+  return std::string(type) + " with key '" + shown + "' belongs to " + self_->group + "." +
+         std::to_string(partition_of(key, self_->partitions)) + ", not to " + name_;
 }
-}  // namespace
 
 bool NodeCore::owns(std::string_view type, std::string_view payload) {
   if (!self_->partitioned() || self_->key_field(type).empty()) return true;
@@ -190,10 +190,7 @@ void NodeCore::handle_command(Incoming& in) {
   if (!owns(env->type, view(in.frames[1]))) {
     const auto key = key_of(*self_, env->type, view(in.frames[1]));
     dead_letter("commands", &*env,
-                env->type + " with key '" + shown_key(key) + "' belongs to " + self_->group + "." +
-                    std::to_string(partition_of(key, self_->partitions)) + ", not to " + name_ +
-                    " (misrouted: docs/protocol.md §7.10 says how to route)",
-                raw);
+                not_ours(env->type, key) + " (misrouted: docs/protocol.md §7.10 says how to route)", raw);
     return;
   }
   apply(*env, view(in.frames[1]), h->second, "commands", raw);

@@ -172,6 +172,8 @@ class NodeCore final : public Stager {
   // and whether this instance applies a message of `type` (always, unpartitioned).
   std::string key_of(const ServiceSpec& owner, std::string_view type, std::string_view payload);
   bool owns(std::string_view type, std::string_view payload);
+  // "PlaceOrder with key 'x' belongs to orders.2, not to orders.0" (the key cut at 128 bytes).
+  std::string not_ours(std::string_view type, const std::string& key) const;
 
   // Tasks (tasks.cpp): timers from the node's thread or before run(); post from any thread.
   void add_timer(Clock::duration first, Clock::duration period, Task task);

@@ -108,8 +108,7 @@ void NodeCore::handle_query(Incoming& in) {
     // for this instance's keys; the client asks every instance and merges.
     const auto key = key_of(*self_, env->type, payload);
     if (!key.empty() && partition_of(key, self_->partitions) != self_->partition) {
-      error_reply(&*env, env->type + " with key '" + printable(key.substr(0, 128)) + "' belongs to " + self_->group + "." +
-                             std::to_string(partition_of(key, self_->partitions)) + ", not to " + name_);
+      error_reply(&*env, not_ours(env->type, key));
       return;
     }
   }

@@ -1,5 +1,7 @@
 #include <troupe/tools/mesh_json.hpp>
 
+#include <troupe/runtime/client.hpp>
+
 #include <ctime>
 #include <iomanip>
 #include <sstream>
@@ -83,6 +85,16 @@ nlohmann::json merge_replies(std::vector<std::pair<std::string, nlohmann::json>>
     }
   }
   return merged;
+}
+
+std::vector<std::string> ask_of(const Client& client, const std::string& service, const std::string& type,
+                                std::string_view payload) {
+  auto instances = client.topology().instances(service);
+  if (instances.size() <= 1 || (type.rfind('$', 0) != 0 && client.route(service, type, payload)))
+    return {service};
+  std::vector<std::string> out;
+  for (const auto* i : instances) out.push_back(i->name);
+  return out;
 }
 
 }  // namespace troupe::tools

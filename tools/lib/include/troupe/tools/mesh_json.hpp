@@ -13,6 +13,10 @@
 #include <vector>
 #include <string_view>
 
+namespace troupe {
+class Client;
+}
+
 namespace troupe::tools {
 
 std::string to_msgpack(const nlohmann::json& j);
@@ -41,5 +45,11 @@ std::int64_t micros(const std::string& rfc3339);
 // list's with the arrays of each reply joined in instance order, the rest as the first
 // instance said it. One reply is itself.
 nlohmann::json merge_replies(std::vector<std::pair<std::string, nlohmann::json>> replies, bool by_instance);
+
+// Whom to ask a query of `type` with `payload` addressed to `service`: every instance of
+// a partitioned service for a built-in ($health) or a query without its key (a list),
+// else `service` alone (the Client routes a keyed one to its owner).
+std::vector<std::string> ask_of(const Client& client, const std::string& service, const std::string& type,
+                                std::string_view payload);
 
 }  // namespace troupe::tools
