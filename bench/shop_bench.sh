@@ -3,16 +3,34 @@
 # ipc (durable, synchronous=FULL, as topology/shop.toml says): sustained orders/s (as
 # fast as the load driver can send) and p50/p99 end-to-end latency at a fixed
 # 1,000 orders/s. scripts/bench also runs it on a memory-mode copy of the topology.
-#   bench/shop_bench.sh BUILD_DIR [ORDERS [ORDERS_AT_1000/S [TOPOLOGY]]]
+# --hosts (needs root): every process on a host of its own, a network namespace on one
+# bridge (scripts/lib/hosts.bash), over tcp: TOPOLOGY must bind tcp on 127.0.0.1, like
+# topology/shop-tcp.toml; the load driver runs in the root namespace. Exits 77 when
+# network namespaces cannot be made here.
+#   bench/shop_bench.sh [--hosts] BUILD_DIR [ORDERS [ORDERS_AT_1000/S [TOPOLOGY]]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+hosts=0
+[[ ${1:-} == --hosts ]] && { hosts=1; shift; }
 export TROUPE_BUILD_DIR=${1:-build}
 orders=${2:-5000}
 rate_orders=${3:-$orders}
 topology=${4:-topology/shop.toml}
 state=$(mktemp -d /tmp/troupe-shop-bench-XXXXXX)
 mesh=(scripts/mesh --topology "$topology" --state-dir "$state")
-trap '"${mesh[@]}" down >/dev/null 2>&1; rm -rf "$state"' EXIT
+hosts_who=shop_bench
+source scripts/lib/hosts.bash
+trap '"${mesh[@]}" down >/dev/null 2>&1; hosts_down; rm -rf "$state"' EXIT
+if ((hosts)); then
+  read -r -a names <<<"$("$TROUPE_BUILD_DIR/troupe" check --topology "$topology" --list | tr '\n' ' ')"
+  rc=0
+  hosts_up "${names[@]}" || rc=$?
+  ((rc == 0)) || exit "$rc"
+  hosts_topology "$topology" "$state/hosts.toml"
+  topology=$state/hosts.toml
+  mesh=(env "TROUPE_MESH_WRAP=$(hosts_wrap)" scripts/mesh --topology "$topology" --state-dir "$state")
+  echo "shop_bench: ${#names[@]} hosts in $net.0/24" >&2
+fi
 "${mesh[@]}" up >/dev/null
 troupe=("$TROUPE_BUILD_DIR/troupe" load --topology "$topology" --state-dir "$state" --quiet --cancel-ratio 0.1)
 echo "shop_bench: sustained, $orders orders as fast as they can be sent" >&2
