@@ -892,6 +892,7 @@ class Node:
                                  causationid=cause["id"], traceparent=cause.get("traceparent", ""),
                                  schemaversion=m.schemaversion if m else 1)
         env_bytes = wire.encode_envelope(env)
+        self._check_envelope(type_, env, env_bytes)
         topic = type_.encode() + b" "
         if len(topic) + len(env_bytes) + len(payload) > self.max_bytes:
             self.metrics.inc("oversized_refused")
@@ -901,6 +902,18 @@ class Node:
         self.store.head = seq
         self.metrics.type(type_).published += 1
         self.to_publish.append([topic, env_bytes, payload])
+
+    def _check_envelope(self, type_, env, env_bytes):
+        """An envelope of ours that its readers would refuse (docs/protocol.md §2) is not
+        committed: refused by every reader and asked for again, it would stall the stream."""
+        long = [k for k, v in env.items() if isinstance(v, str) and len(v.encode()) > wire.MAX_ENVELOPE_STRING]
+        if long or len(env_bytes) > wire.MAX_ENVELOPE_BYTES:
+            self.metrics.inc("oversized_refused")
+            what = (f"its {long[0]} of {len(env[long[0]].encode())} bytes is over the limit of "
+                    f"{wire.MAX_ENVELOPE_STRING} bytes per string" if long else
+                    f"it is {len(env_bytes)} bytes, over the limit of {wire.MAX_ENVELOPE_BYTES} bytes per envelope")
+            raise Oversized(f"{self.service} emits {type_} whose envelope every peer would refuse: {what}, "
+                            f"so it is not committed")
 
     def _send_command(self, cause, target, message, data):
         type_ = _name(message)
@@ -914,6 +927,7 @@ class Node:
                                  correlationid=cause.get("correlationid", ""), causationid=cause["id"],
                                  schemaversion=m.schemaversion if m else 1)
         env_bytes = wire.encode_envelope(env)
+        self._check_envelope(type_, env, env_bytes)
         self.store.append_command(target, seq, env_bytes, payload)
         self.command_heads[target] = seq
         o = self.outboxes[target]

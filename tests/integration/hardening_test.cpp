@@ -29,8 +29,10 @@ NodeOptions on(zmq::context_t& ctx) {
 }
 
 // pub + sub1 over ipc with handlers of the test's own: pub's Emit makes one Ping whose
-// note is `count` bytes long (so a test can ask for a huge event), sub1 refuses Pings
-// while `refuse` is set.
+// note is `count` bytes long (so a test can ask for a huge event) and whose correlation
+// id is the Emit's note (as the shop's is an order id a client chose), sub1 refuses
+// Pings while `refuse` is set; sub1's Emit is sent on to pub, its note as the command's
+// correlation id.
 struct Pair {
   TempDir dir;
   zmq::context_t ctx;
@@ -44,7 +46,7 @@ struct Pair {
       : topo(topology("ipc", dir.str(), 1, "durable", extra_mesh)) {
     pub = std::make_unique<Node>(topo, "pub", on(ctx));
     pub->on_command<Emit>([](const Emit& e, troupe::Context& ctx) {
-      ctx.emit(Ping{e.count, std::string(static_cast<std::size_t>(e.count), 'x')});
+      ctx.emit(Ping{e.count, std::string(static_cast<std::size_t>(e.count), 'x')}, e.note);
     });
     pub->on_query<GetApplied>([](const GetApplied&, const troupe::QueryContext&) { return Applied{}; });
     sub = std::make_unique<Node>(topo, "sub1", on(ctx));
@@ -58,7 +60,7 @@ struct Pair {
     sub->on_query<GetApplied>([](const GetApplied&, const troupe::QueryContext& ctx) {
       return ctx.state().load<Applied>("sub", "applied").value_or(Applied{});
     });
-    sub->on_command<Emit>([](const Emit& e, troupe::Context& ctx) { ctx.send("pub", e); });
+    sub->on_command<Emit>([](const Emit& e, troupe::Context& ctx) { ctx.send("pub", Emit{e.count, ""}, e.note); });
     client = std::make_unique<Client>(topo, "test", &ctx);
     run_pub = std::make_unique<Running>(*pub);
     run_sub = std::make_unique<Running>(*sub);
@@ -120,6 +122,37 @@ TEST_CASE("an event too large for the mesh is never committed; its cause is refu
   CHECK(json_query(*p.client, "pub", "$health")["head"] == 0);  // nothing committed
   CHECK(json_query(*p.client, "pub", "$metrics")["oversized_refused"] == 1);
   REQUIRE(p.client->send("pub", Emit{100, ""}));
+  REQUIRE(eventually([&] { return applied(*p.client, "sub1") == 1; }));
+  auto health = json_query(*p.client, "sub1", "$health");
+  CHECK(health["state"] == "ready");
+  CHECK(health["upstreams"][0]["lag"] == 0);
+}
+
+TEST_CASE("an event whose correlation id is over the envelope's limit is never committed, and the stream goes on",
+          "[hardening][poison]") {
+  Pair p;
+  // 2,000 bytes pass the door (a payload string may hold 64 KiB) but not an envelope's
+  // 1,024 per string: committed, sub1 would refuse it at every replay and stall.
+  REQUIRE(p.client->send("pub", Emit{1, std::string(2000, 'k')}));
+  REQUIRE(eventually([&] { return p.letters("pub")["count"] == 1; }));
+  auto letter = p.letters("pub")["letters"][0];
+  CHECK(letter["type"] == "Emit");
+  CHECK_THAT(letter["reason"].get<std::string>(),
+             Catch::Contains("pub emits Ping whose envelope every peer would refuse") &&
+                 Catch::Contains("its correlationid of 2000 bytes is over the limit of 1024 bytes per string"));
+  CHECK(json_query(*p.client, "pub", "$health")["head"] == 0);  // nothing committed
+  CHECK(json_query(*p.client, "pub", "$metrics")["oversized_refused"] == 1);
+  // A sequenced command of sub1's with that correlation is refused the same way.
+  REQUIRE(p.client->send("sub1", Emit{1, std::string(2000, 'k')}));
+  REQUIRE(eventually([&] { return p.letters("sub1")["count"] == 1; }));
+  CHECK_THAT(p.letters("sub1")["letters"][0]["reason"].get<std::string>(),
+             Catch::Contains("sub1 emits Emit whose envelope every peer would refuse"));
+  // The client refuses to send such a command itself, naming the limit.
+  auto refused = p.client->send("pub", Emit{1, ""}, std::string(1500, 'k'));
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == troupe::Rejection::Code::too_large);
+  CHECK_THAT(refused.error().message(), Catch::Contains("correlationid of 1500 bytes"));
+  REQUIRE(p.client->send("pub", Emit{10, "fine"}));
   REQUIRE(eventually([&] { return applied(*p.client, "sub1") == 1; }));
   auto health = json_query(*p.client, "sub1", "$health");
   CHECK(health["state"] == "ready");

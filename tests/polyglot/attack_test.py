@@ -10,6 +10,10 @@ under CURVE, as issue 14 found it could; each attack is a function, each claim a
               raises that type's limit) makes payments emit a ~2 MB PaymentDeclined:
               it is never committed (a dead letter "over max_message_bytes",
               oversized_refused), and 100 orders after it all complete, lag 0 everywhere
+  longkey     a PlaceOrder whose 2,000-char order id passes the door: orders' event
+              would carry it as its correlation id, over the envelope's 1,024 bytes per
+              string; it is never committed (a dead letter naming the field and the
+              limit, oversized_refused), and no stream stalls behind it
   mirrors     subscriptions "" and "$t" get no `$tap ` mirror while a real tap watches
               (auth_refused.tap)
   forgery     commands whose envelope source is `payments` (sequenced 1..50; the
@@ -36,6 +40,7 @@ Run from the source root with the mesh up (attack_test.sh writes the topology, s
 the mesh and runs this). Exit 1 on any FAIL.
 """
 import argparse
+import json
 import glob
 import os
 import re
@@ -140,10 +145,14 @@ class Shop:
     def load(self, orders, seed, wait=20):
         r = subprocess.run([os.path.join(self.args.build, "troupe"), "load", "--topology", self.args.topology,
                             "--state-dir", self.args.state_dir, "--orders", str(orders), "--rate", "0",
-                            "--seed", str(seed), "--quiet", "--wait", str(wait)],
+                            "--seed", str(seed), "--quiet", "--json", "--wait", str(wait)],
                            capture_output=True, timeout=wait + 60)
-        out = r.stdout.decode(errors="replace").strip()
-        return r.returncode == 0 and " 0 stuck" in out, (out.splitlines() or ["(no output)"])[-1]
+        try:
+            out = json.loads(r.stdout)
+        except ValueError:
+            return False, (r.stdout + r.stderr).decode(errors="replace").strip()[-300:] or "(no output)"
+        line = f"{out['orders']} placed, {out['confirmed']} confirmed, {out['cancelled']} cancelled, {out['stuck']} stuck"
+        return r.returncode == 0 and out["stuck"] == 0, line
 
     def settled(self, seconds=15):
         """Every service ready with lag 0 on every upstream; the last view when not."""
@@ -212,6 +221,34 @@ def attack_poison(shop):
     shop.check(f"100 orders after the poison all complete ({line})", ok)
     ok, view = shop.settled()
     shop.check("every service is ready with lag 0 after the poison", ok, str(view))
+
+
+def attack_longkey(shop):
+    """A PlaceOrder whose 2,000-char order id passes the door (a field may hold 64 KiB):
+    orders' events carry the order id as their correlation id, over the envelope's limit
+    of 1,024 bytes per string. Committed, every reader would refuse the event, ask for
+    it again and refuse it again: orders' stream would stall behind it. It is refused
+    before commit instead, and the mesh goes on."""
+    base = shop.metrics("orders").get("oversized_refused", 0)
+    long_id = "k" * 2000
+    shop.send("orders", "PlaceOrder", order(long_id), identity="storefront")
+    reason = {}
+
+    def refused():
+        for letter in shop.letters("orders")["letters"]:
+            if "whose envelope every peer would refuse" in str(letter.get("reason")):
+                reason["orders"] = str(letter["reason"])[:220]
+        return reason
+    poll_until(refused, 15, 0.2)
+    shop.check("an event whose correlation id is over the envelope limit is not committed: a dead letter on orders "
+               "naming the field and the limit",
+               "correlationid of 2000 bytes is over the limit of 1024" in reason.get("orders", ""), str(reason))
+    shop.check("... counted in oversized_refused",
+               shop.metrics("orders").get("oversized_refused", 0) > base, "not counted")
+    ok, line = shop.load(100, seed=23)
+    shop.check(f"100 orders after it all complete ({line})", ok)
+    ok, view = shop.settled()
+    shop.check("every service is ready with lag 0: no stream stalled behind it", ok, str(view))
 
 
 def attack_mirrors(shop):
@@ -540,7 +577,7 @@ def main():
     pids = shop.mesh.pids()
     if not checks.check("the mesh is up", all(pids.values()), str(pids)):
         return 1
-    attacks = [("modes", attack_modes), ("door", attack_door), ("poison", attack_poison),
+    attacks = [("modes", attack_modes), ("door", attack_door), ("poison", attack_poison), ("longkey", attack_longkey),
                ("mirrors", attack_mirrors), ("forgery", attack_forgery),
                ("subs", attack_subscriptions), ("multipart", lambda s: attack_multipart(s, args.frames)),
                ("flood", attack_flood), ("ratelimit", attack_rate), ("takeover", attack_takeover)]

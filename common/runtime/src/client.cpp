@@ -173,6 +173,8 @@ Result<Envelope> Client::send_raw(const std::string& service_or_group, const std
   e.traceparent = std::move(traceparent);
   e.schemaversion = schemaversion;
   std::string env = codec::encode_envelope(e);
+  if (auto over = codec::envelope_over_limits(e, env.size()))
+    return reject(Rejection::Code::too_large, type, "the envelope would be refused: " + *over);
   std::array<zmq::const_buffer, 2> bufs{zmq::buffer(env), zmq::buffer(payload)};
   if (!zmq::send_multipart(push(service), bufs))
     return reject(Rejection::Code::timeout, service, "cannot send " + type + ": its queue is full (is it running?)");
@@ -186,7 +188,7 @@ Result<void> Client::resend(const std::string& service_or_group, const Envelope&
   std::string env = codec::encode_envelope(envelope);
   std::array<zmq::const_buffer, 2> bufs{zmq::buffer(env), zmq::buffer(payload)};
   if (!zmq::send_multipart(push(service), bufs))
-    return reject(Rejection::Code::invalid, service, "cannot resend: its queue is full (is it running?)");
+    return reject(Rejection::Code::timeout, service, "cannot resend: its queue is full (is it running?)");
   return {};
 }
 

@@ -114,6 +114,15 @@ void NodeCore::check_outgoing_size(std::string_view what, std::size_t bytes) con
                            "): peers would refuse it, so it is not committed");
 }
 
+void NodeCore::check_outgoing_envelope(const Envelope& e, std::size_t encoded) const {
+  // A correlation id is the handler's to choose (the shop's is its order id, which a
+  // client chose): one over the envelope's limits would be committed, refused by every
+  // reader, asked for again and refused again, and its stream would stall behind it.
+  if (auto over = codec::envelope_over_limits(e, encoded))
+    throw OversizedMessage(name_ + " emits " + e.type + " whose envelope every peer would refuse: " + *over +
+                           " (docs/protocol.md §2), so it is not committed");
+}
+
 void NodeCore::handle_command(Incoming& in) {
   auto raw = views(in.frames);
   if (!in.oversize.empty()) {
@@ -286,6 +295,7 @@ void NodeCore::stage_event(const Envelope& cause, std::string_view type, std::st
   e.sequence = store_->head() + 1;
   e.epoch = epoch_;
   std::string env = codec::encode_envelope(e);  // before e's strings move into the row
+  check_outgoing_envelope(e, env.size());
   check_outgoing_size(type, type.size() + 1 + env.size() + payload.size());
   ports::OutboxEvent ev{e.sequence, std::move(e.type), std::move(e.correlationid), std::move(e.causationid),
                         std::move(env), std::move(payload)};
@@ -326,6 +336,7 @@ void NodeCore::stage_one_command(const Envelope& cause, std::string_view target,
   // node starts its numbers again at every start: that loss is memory mode's own.
   if (store_->durable()) e.epoch = epoch_;
   std::string env = codec::encode_envelope(e);
+  check_outgoing_envelope(e, env.size());
   check_outgoing_size(type, env.size() + payload.size());
   ports::OutboxCommand c{std::string(target), e.sequence, std::move(e.type), std::move(env), std::move(payload)};
   store_->append_command(c);

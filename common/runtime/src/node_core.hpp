@@ -291,6 +291,9 @@ class NodeCore final : public Stager {
   const codec::Limits& payload_limits(std::string_view type);
   // Throws OversizedMessage when frames of this size would be refused by a peer.
   void check_outgoing_size(std::string_view what, std::size_t bytes) const;
+  // Throws OversizedMessage when an envelope of ours would be refused by its readers
+  // (codec::envelope_over_limits).
+  void check_outgoing_envelope(const Envelope& envelope, std::size_t encoded) const;
   // Keeps a rejected message. `mergeable`: the message was accepted and then refused
   // (not decodable, a handler said no), so a letter of the same message id is updated
   // rather than doubled; refusals at the door (forged source, over the limits) never merge.

@@ -187,6 +187,21 @@ void pack_string(Packer& p, std::string_view s) {
 
 }  // namespace detail
 
+std::optional<std::string> envelope_over_limits(const Envelope& e, std::size_t encoded) {
+  const std::pair<const char*, const std::string*> strings[] = {
+      {"id", &e.id},       {"source", &e.source},         {"type", &e.type},
+      {"time", &e.time},   {"correlationid", &e.correlationid}, {"causationid", &e.causationid},
+      {"traceparent", &e.traceparent}, {"specversion", &e.specversion}, {"datacontenttype", &e.datacontenttype}};
+  for (const auto& [name, value] : strings)
+    if (value->size() > kEnvelopeLimits.max_string)
+      return std::string("its ") + name + " of " + std::to_string(value->size()) + " bytes is over the limit of " +
+             std::to_string(kEnvelopeLimits.max_string) + " bytes per string";
+  if (encoded > kEnvelopeLimits.max_bytes)
+    return "it is " + std::to_string(encoded) + " bytes, over the limit of " + std::to_string(kEnvelopeLimits.max_bytes) +
+           " bytes per envelope";
+  return std::nullopt;
+}
+
 std::string encode_envelope(const Envelope& e) {
   detail::StringBuffer buf;
   buf.out.reserve(256);

@@ -30,6 +30,12 @@ inline constexpr Limits kEnvelopeLimits{4096, 2, 1024, 0, 16, 64};
 // Encodes the envelope as a msgpack map with a fixed key order.
 std::string encode_envelope(const Envelope& envelope);
 
+// What makes an envelope one its receivers would refuse (kEnvelopeLimits: a string over
+// 1024 bytes, the whole over 4096), e.g. "its correlationid of 61440 bytes is over the
+// limit of 1024 bytes per string"; nullopt when it fits. `encoded` is its size as
+// encode_envelope wrote it. A sender checks before it sends or commits.
+std::optional<std::string> envelope_over_limits(const Envelope& envelope, std::size_t encoded);
+
 // Decodes an envelope. Unknown keys are ignored (forward compatibility); a missing
 // required key (specversion, id, source, type, kind) is rejected by name.
 // Envelopes written as troupe writes them (a flat map of strings and unsigned integers)
