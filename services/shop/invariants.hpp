@@ -37,8 +37,20 @@ struct Tally {
   std::size_t confirmed = 0, cancelled = 0;
 };
 
-// What is wrong in `snap`, one line each naming the order, SKU or customer.
-std::vector<std::string> violations(const Snapshot& snap, Tally& tally);
+// One broken invariant. `kind` says what broke, for scripts (`troupe verify --json`):
+//   not_terminal  an order that never ended (lost);
+//   orphan        a reservation or payment for an order orders does not know;
+//   reservation, payment, shipment   an ended order whose effect in that service
+//                 disagrees with how it ended (taken twice, or not undone);
+//   stock, account  a SKU's or customer's totals that do not add up.
+// `text` names the order, SKU or customer and what was seen.
+struct Violation {
+  std::string kind;
+  std::string text;
+};
+
+// What is wrong in `snap`, one violation each.
+std::vector<Violation> violations(const Snapshot& snap, Tally& tally);
 
 // Asks `service` the list query `Query` page after page (keys after the last one seen,
 // as many as a page may hold); `take(reply)` keeps a page's rows and returns how many it

@@ -164,7 +164,8 @@ std::vector<std::string> shop_violations(World& world) {
   };
   if (auto error = shop::fetch(ask, snap)) return {"the snapshot failed: " + *error};
   shop::Tally tally;
-  auto v = shop::violations(snap, tally);
+  std::vector<std::string> v;
+  for (auto& x : shop::violations(snap, tally)) v.push_back(std::move(x.text));
   // Every ended order told its customer (the notifications service's own listing).
   std::set<std::string> told;
   if (auto error = shop::pages<shop::ListNotifications>(ask, "notifications", [&](shop::NotificationList& p) {

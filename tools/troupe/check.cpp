@@ -13,7 +13,7 @@ namespace troupe::cli {
 Runner add_check(CLI::App& app) {
   auto* cmd = app.add_subcommand("check", "validate a topology file (errors exit 1, warnings do not)");
   struct Opts : Common {
-    bool list = false, print_state_dir = false, print_host = false, print_security = false;
+    bool list = false, print_state_dir = false, print_host = false, print_security = false, json = false;
     std::vector<std::string> contracts;
   };
   auto c = std::make_shared<Opts>();
@@ -22,12 +22,40 @@ Runner add_check(CLI::App& app) {
   cmd->add_flag("--print-state-dir", c->print_state_dir, "print only the state directory (for scripts)");
   cmd->add_flag("--print-host", c->print_host, "print only [mesh] host, the one-process executable, if any");
   cmd->add_flag("--print-security", c->print_security, "print only [mesh] security: none or curve");
+  cmd->add_flag("--json", c->json,
+                "print {\"file\", \"valid\", \"services\", \"errors\", \"warnings\"} (each finding {\"where\", "
+                "\"message\"}) instead of lines");
   cmd->add_option("--contracts", c->contracts,
                   "contracts written by SERVICE --contract: a partitioned service's types must carry its key field")
       ->check(CLI::ExistingFile);
   return [c, cmd]() -> int {
     if (!*cmd) return -1;
     bool scripted = c->list || c->print_state_dir || c->print_host || c->print_security;
+    if (c->json && scripted) {
+      std::cerr << "troupe: check --json reports findings; --list and --print-* print one value each\n";
+      return kUsage;
+    }
+    // A finding's text is "WHERE: WHAT" (file:line, or a path); --json keeps the two apart.
+    auto finding = [](const std::string& message) {
+      const auto at = message.find(": ");
+      if (at == std::string::npos) return nlohmann::json{{"where", ""}, {"message", message}};
+      return nlohmann::json{{"where", message.substr(0, at)}, {"message", message.substr(at + 2)}};
+    };
+    if (c->json) {  // a topology that does not even load is a finding too, not a line on stderr
+      toml::LoadOptions lo;
+      if (!c->state_dir.empty()) lo.state_dir = c->state_dir;
+      lo.check = false;
+      if (auto loaded = toml::load_topology(c->topology, lo); !loaded) {
+        std::cout << dump(nlohmann::json{{"file", c->topology},
+                                         {"valid", false},
+                                         {"services", 0},
+                                         {"errors", nlohmann::json::array({finding(loaded.error().message())})},
+                                         {"warnings", nlohmann::json::array()}},
+                          2)
+                  << '\n';
+        return kFailed;
+      }
+    }
     auto t = load(*c, /*check=*/scripted);
     if (!t) return kFailed;
     if (scripted) {
@@ -79,6 +107,15 @@ Runner add_check(CLI::App& app) {
                                                                    " (docs/operations.md, \"Changing the partition count\")"});
         }
       }
+    if (c->json) {
+      nlohmann::json out{{"file", t->file}, {"services", t->services.size()}, {"errors", nlohmann::json::array()},
+                         {"warnings", nlohmann::json::array()}};
+      for (const auto& issue : issues)
+        out[issue.severity == TopologyIssue::Severity::error ? "errors" : "warnings"].push_back(finding(issue.message));
+      out["valid"] = out["errors"].empty();
+      std::cout << dump(out, 2) << '\n';
+      return out["errors"].empty() ? kOk : kFailed;
+    }
     for (const auto& issue : issues) {
       bool error = issue.severity == TopologyIssue::Severity::error;
       (error ? errors : warnings)++;

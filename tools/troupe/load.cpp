@@ -47,7 +47,7 @@ Runner add_load(CLI::App& app) {
     double cancel_ratio = 0.1;
     int cancel_delay_ms = 0;
     int wait_s = 60;
-    bool quiet = false;
+    bool quiet = false, json = false;
   };
   auto o = std::make_shared<Opts>();
   add_common(*cmd, *o);
@@ -60,6 +60,9 @@ Runner add_load(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--wait", o->wait_s, "seconds to wait, after the last order is sent, for every order to end (then the rest count as stuck)")->capture_default_str();
   cmd->add_flag("--quiet,-q", o->quiet, "no progress lines");
+  cmd->add_flag("--json", o->json,
+                "print the result as one JSON object: {\"orders\", \"confirmed\", \"cancelled\", \"stuck\", \"resent\", "
+                "\"elapsed_s\", \"ended_per_s\", \"sent_per_s\", \"latency_ms\": {\"p50\", \"p99\", \"max\", \"timed\"}}");
   return [o, cmd]() -> int {
     if (!*cmd) return -1;
     auto t = load(*o);
@@ -215,11 +218,29 @@ Runner add_load(CLI::App& app) {
     for (auto& [_, tr] : tracked)
       if (tr.latency_ms) lat.push_back(*tr.latency_ms);
     std::size_t stuck = tracked.size() - terminal;
+    const double ended_per_s = elapsed > 0 ? static_cast<double>(terminal) / elapsed : 0;
+    const double sent_per_s =
+        static_cast<double>(tracked.size()) / std::max(1e-9, std::chrono::duration<double>(sent_done - t0).count());
+    if (o->json) {
+      std::cout << dump(nlohmann::json{{"orders", tracked.size()},
+                                       {"confirmed", confirmed},
+                                       {"cancelled", cancelled},
+                                       {"stuck", stuck},
+                                       {"resent", resent},
+                                       {"elapsed_s", elapsed},
+                                       {"ended_per_s", ended_per_s},
+                                       {"sent_per_s", sent_per_s},
+                                       {"latency_ms",
+                                        {{"p50", percentile(lat, 0.5)},
+                                         {"p99", percentile(lat, 0.99)},
+                                         {"max", percentile(lat, 1.0)},
+                                         {"timed", lat.size()}}}})
+                << std::endl;
+      return stuck ? kFailed : kOk;
+    }
     std::cout << std::fixed << std::setprecision(1);
-    std::cout << "load: " << tracked.size() << " orders in " << elapsed << " s ("
-              << (elapsed > 0 ? static_cast<double>(terminal) / elapsed : 0) << " orders/s ended; sent at "
-              << static_cast<double>(tracked.size()) / std::max(1e-9, std::chrono::duration<double>(sent_done - t0).count())
-              << "/s)\n";
+    std::cout << "load: " << tracked.size() << " orders in " << elapsed << " s (" << ended_per_s
+              << " orders/s ended; sent at " << sent_per_s << "/s)\n";
     std::cout << std::setprecision(2) << "latency (PlaceOrder sent -> terminal event): p50 " << percentile(lat, 0.5)
               << " ms, p99 " << percentile(lat, 0.99) << " ms, max " << percentile(lat, 1.0) << " ms ("
               << lat.size() << " timed)\n";

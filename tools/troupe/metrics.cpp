@@ -12,11 +12,13 @@ namespace troupe::cli {
 Runner add_metrics(CLI::App& app) {
   auto* cmd = app.add_subcommand("metrics", "every service's metrics (--prometheus: text exposition format; default JSON)");
   struct Opts : Common {
-    bool prometheus = false;
+    bool prometheus = false, json = false;
   };
   auto o = std::make_shared<Opts>();
   add_common(*cmd, *o);
   cmd->add_flag("--prometheus", o->prometheus, "Prometheus text exposition format");
+  cmd->add_flag("--json", o->json, "JSON, an object of every service's $metrics by name (the default)")
+      ->excludes("--prometheus");
   return [o, cmd]() -> int {
     if (!*cmd) return -1;
     auto t = load(*o);

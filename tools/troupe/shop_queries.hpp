@@ -16,6 +16,6 @@ namespace troupe::cli {
 // Fills `out`; returns the first error, if a service did not answer.
 std::optional<std::string> snapshot(Client& client, shop::Snapshot& out);
 
-int verify_shop(Client& client, const Topology& t, int settle_ms, bool quiet);
+int verify_shop(Client& client, const Topology& t, int settle_ms, bool quiet, bool as_json = false);
 
 }  // namespace troupe::cli

@@ -3,6 +3,7 @@
 
 #include <troupe/runtime/builtin.hpp>
 
+#include <algorithm>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -26,53 +27,81 @@ struct Sample {
   std::chrono::steady_clock::time_point at;
 };
 
-int print_table(Client& client, const Topology& t, int timeout_ms, std::map<std::string, Sample>& previous) {
+// One service's row as JSON: what --json prints, and what the table shows. An
+// unreachable service is {"service", "reachable": false}.
+nlohmann::json service_status(Client& client, const std::string& name, int timeout_ms,
+                              std::map<std::string, Sample>& previous) {
+  auto h = client.query_raw(name, std::string(builtin::kHealth), std::string(1, '\x80'),
+                            std::chrono::milliseconds(timeout_ms));
+  if (!h) return {{"service", name}, {"reachable", false}, {"error", h.error().message()}};
+  auto health = to_json(h->payload);
+  auto m = client.query_raw(name, std::string(builtin::kMetrics), std::string(1, '\x80'),
+                            std::chrono::milliseconds(timeout_ms));
+  auto metrics = m ? to_json(m->payload) : nlohmann::json::object();
+  std::uint64_t handled = 0, rejected = 0;
+  if (metrics.contains("types"))
+    for (const auto& tm : metrics["types"]) {
+      handled += tm.value("handled", 0ull);
+      rejected += tm.value("rejected", 0ull);
+    }
+  nlohmann::json upstreams = nlohmann::json::array();
+  if (health.contains("upstreams"))
+    for (const auto& u : health["upstreams"])
+      upstreams.push_back({{"publisher", u.value("publisher", std::string("?"))},
+                           {"lag", u.value("lag", 0ull)},
+                           {"behind_retention", u.value("behind_retention", false)},
+                           {"head_regressed", u.value("head_regressed", false)}});
+  // Rate: since the previous refresh (--watch), else the average since the node started.
+  auto now = std::chrono::steady_clock::now();
+  double rate = 0;
+  auto prev = previous.find(name);
+  if (prev != previous.end() && handled >= prev->second.handled)
+    rate = (handled - prev->second.handled) / std::max(1e-3, std::chrono::duration<double>(now - prev->second.at).count());
+  else
+    rate = handled / std::max(1e-3, health.value("uptime_s", 0.0));
+  previous[name] = {handled, now};
+  return {{"service", name},
+          {"reachable", true},
+          {"state", health.value("state", "?")},
+          {"uptime_s", health.value("uptime_s", 0.0)},
+          {"head", health.value("head", 0ull)},
+          {"upstreams", upstreams},
+          {"rate", rate},
+          {"handled", handled},
+          {"rejected", rejected},
+          {"gaps_seen", metrics.value("gaps_seen", 0ull)},
+          {"gaps_repaired", metrics.value("gaps_repaired", 0ull)},
+          {"dead_letters", health.value("dead_letters", 0ull)},
+          {"subscriptions", health.value("subscriptions", 0ull)}};
+}
+
+nlohmann::json mesh_status(Client& client, const Topology& t, int timeout_ms, std::map<std::string, Sample>& previous) {
+  nlohmann::json services = nlohmann::json::array();
+  for (const auto& s : t.services) services.push_back(service_status(client, s.name, timeout_ms, previous));
+  return services;
+}
+
+void print_table(const nlohmann::json& services) {
   std::vector<std::vector<std::string>> rows{{"SERVICE", "STATE", "UPTIME", "HEAD", "LAG (per publisher)", "MSG/S",
                                               "HANDLED", "REJECTED", "GAPS", "REPAIRED", "DEAD", "SUBS"}};
-  int unreachable = 0;
-  for (const auto& s : t.services) {
-    auto h = client.query_raw(s.name, std::string(builtin::kHealth), std::string(1, '\x80'),
-                              std::chrono::milliseconds(timeout_ms));
-    if (!h) {
-      ++unreachable;
-      rows.push_back({s.name, "unreachable", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-"});
+  for (const auto& s : services) {
+    const std::string name = s["service"];
+    if (!s["reachable"].get<bool>()) {
+      rows.push_back({name, "unreachable", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-"});
       continue;
     }
-    auto health = to_json(h->payload);
-    auto m = client.query_raw(s.name, std::string(builtin::kMetrics), std::string(1, '\x80'),
-                              std::chrono::milliseconds(timeout_ms));
-    auto metrics = m ? to_json(m->payload) : nlohmann::json::object();
-    std::uint64_t handled = 0, rejected = 0;
     std::string lags;
-    if (health.contains("upstreams"))
-      for (const auto& u : health["upstreams"])
-        lags += (lags.empty() ? "" : " ") + u.value("publisher", std::string("?")) + ":" +
-                std::to_string(u.value("lag", 0ull)) +
-                (u.value("behind_retention", false) || u.value("head_regressed", false) ? "!" : "");
+    for (const auto& u : s["upstreams"])
+      lags += (lags.empty() ? "" : " ") + u["publisher"].get<std::string>() + ":" +
+              std::to_string(u["lag"].get<std::uint64_t>()) +
+              (u["behind_retention"].get<bool>() || u["head_regressed"].get<bool>() ? "!" : "");
     if (lags.empty()) lags = "-";
-    if (metrics.contains("types"))
-      for (const auto& tm : metrics["types"]) {
-        handled += tm.value("handled", 0ull);
-        rejected += tm.value("rejected", 0ull);
-      }
-    // Rate: since the previous refresh (--watch), else the average since the node started.
-    auto now = std::chrono::steady_clock::now();
-    double rate = 0;
-    auto prev = previous.find(s.name);
-    if (prev != previous.end() && handled >= prev->second.handled)
-      rate = (handled - prev->second.handled) /
-             std::max(1e-3, std::chrono::duration<double>(now - prev->second.at).count());
-    else
-      rate = handled / std::max(1e-3, health.value("uptime_s", 0.0));
-    previous[s.name] = {handled, now};
+    const double rate = s["rate"];
     std::ostringstream r;
     r << std::fixed << std::setprecision(rate < 10 ? 1 : 0) << rate;
-    rows.push_back({s.name, health.value("state", "?"), uptime(health.value("uptime_s", 0.0)),
-                    std::to_string(health.value("head", 0ull)), lags, r.str(), std::to_string(handled),
-                    std::to_string(rejected), std::to_string(metrics.value("gaps_seen", 0ull)),
-                    std::to_string(metrics.value("gaps_repaired", 0ull)),
-                    std::to_string(health.value("dead_letters", 0ull)),
-                    std::to_string(health.value("subscriptions", 0ull))});
+    auto n = [&](const char* k) { return std::to_string(s[k].get<std::uint64_t>()); };
+    rows.push_back({name, s["state"], uptime(s["uptime_s"]), n("head"), lags, r.str(), n("handled"), n("rejected"),
+                    n("gaps_seen"), n("gaps_repaired"), n("dead_letters"), n("subscriptions")});
   }
   std::vector<std::size_t> width(rows[0].size(), 0);
   for (const auto& r : rows)
@@ -82,7 +111,10 @@ int print_table(Client& client, const Topology& t, int timeout_ms, std::map<std:
       std::cout << std::left << std::setw(static_cast<int>(width[i]) + 2) << r[i];
     std::cout << '\n';
   }
-  return unreachable;
+}
+
+bool any_unreachable(const nlohmann::json& services) {
+  return std::any_of(services.begin(), services.end(), [](const nlohmann::json& s) { return !s["reachable"].get<bool>(); });
 }
 
 }  // namespace
@@ -90,7 +122,7 @@ int print_table(Client& client, const Topology& t, int timeout_ms, std::map<std:
 Runner add_status(CLI::App& app) {
   auto* cmd = app.add_subcommand("status", "one table of every service: state, heads, lag, counters");
   struct Opts : Common {
-    bool watch = false;
+    bool watch = false, json = false;
     double interval = 2.0;
   };
   auto o = std::make_shared<Opts>();
@@ -98,6 +130,9 @@ Runner add_status(CLI::App& app) {
   add_common(*cmd, *o);
   cmd->add_flag("--watch,-w", o->watch, "refresh until interrupted");
   cmd->add_option("--interval", o->interval, "seconds between refreshes with --watch")->capture_default_str();
+  cmd->add_flag("--json", o->json,
+                "print {\"mesh\", \"services\": [one object per service]} instead of the table (not with --watch)")
+      ->excludes("--watch");
   return [o, cmd]() -> int {
     if (!*cmd) return -1;
     auto t = load(*o);
@@ -105,10 +140,17 @@ Runner add_status(CLI::App& app) {
     Client client(*t, identity(*o));  // the source it writes is who it is (checked under CURVE)
     client.set_identity(identity(*o));
     std::map<std::string, Sample> previous;
-    if (!o->watch) return print_table(client, *t, o->timeout_ms, previous) ? kUnreachable : kOk;
+    if (!o->watch) {
+      auto services = mesh_status(client, *t, o->timeout_ms, previous);
+      if (o->json)
+        std::cout << dump(nlohmann::json{{"mesh", t->mesh}, {"services", services}}, 2) << '\n';
+      else
+        print_table(services);
+      return any_unreachable(services) ? kUnreachable : kOk;
+    }
     while (true) {
       std::cout << "\x1b[H\x1b[2J" << t->mesh << " — " << rfc3339_now() << "\n\n";
-      print_table(client, *t, o->timeout_ms, previous);
+      print_table(mesh_status(client, *t, o->timeout_ms, previous));
       std::cout.flush();
       std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int>(o->interval * 1000)));
     }

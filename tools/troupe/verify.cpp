@@ -49,21 +49,40 @@ bool settle(Client& client, const Topology& t, std::chrono::milliseconds timeout
 
 }  // namespace
 
-int verify_shop(Client& client, const Topology& t, int settle_ms, bool quiet) {
+int verify_shop(Client& client, const Topology& t, int settle_ms, bool quiet, bool as_json) {
+  // --json: {"settled", "ok", "orders", "confirmed", "cancelled", "skus", "customers",
+  // "violations": [{"kind", "text"}], "error" when it could not look}.
+  nlohmann::json out{{"settled", false}, {"ok", false}, {"violations", nlohmann::json::array()}};
+  auto fail = [&](const std::string& error, int code) {
+    if (as_json) {
+      out["error"] = error;
+      std::cout << dump(out, 2) << '\n';
+    } else {
+      std::cout << "verify: " << error << '\n';
+    }
+    return code;
+  };
   std::string why;
-  if (!settle(client, t, std::chrono::milliseconds(settle_ms), why)) {
-    std::cout << "verify: the mesh did not settle within " << settle_ms << " ms: " << why << '\n';
-    return kUnreachable;
-  }
+  if (!settle(client, t, std::chrono::milliseconds(settle_ms), why))
+    return fail("the mesh did not settle within " + std::to_string(settle_ms) + " ms: " + why, kUnreachable);
+  out["settled"] = true;
   shop::Snapshot snap;
-  if (auto err = snapshot(client, snap)) {
-    std::cout << "verify: " << *err << '\n';
-    return kUnreachable;
-  }
+  if (auto err = snapshot(client, snap)) return fail(*err, kUnreachable);
   shop::Tally tally;
   const auto violations = shop::violations(snap, tally);
+  if (as_json) {
+    for (const auto& v : violations) out["violations"].push_back({{"kind", v.kind}, {"text", v.text}});
+    out["ok"] = violations.empty();
+    out["orders"] = snap.orders.size();
+    out["confirmed"] = tally.confirmed;
+    out["cancelled"] = tally.cancelled;
+    out["skus"] = snap.stock.size();
+    out["customers"] = snap.accounts.size();
+    std::cout << dump(out, 2) << '\n';
+    return violations.empty() ? kOk : kFailed;
+  }
   if (!quiet)
-    for (const auto& v : violations) std::cout << "violation: " << v << '\n';
+    for (const auto& v : violations) std::cout << "violation: " << v.text << '\n';
   if (violations.empty()) {
     std::cout << "invariants OK (" << snap.orders.size() << " orders: " << tally.confirmed << " confirmed, " << tally.cancelled
               << " cancelled; " << snap.stock.size() << " SKUs, " << snap.accounts.size() << " customers)\n";
@@ -77,17 +96,21 @@ Runner add_verify(CLI::App& app) {
   auto* cmd = app.add_subcommand("verify", "check the shop's invariants across every service (exit 1 on a violation)");
   struct Opts : Common {
     int settle_ms = 30000;
+    bool json = false;
   };
   auto o = std::make_shared<Opts>();
   add_common(*cmd, *o);
   cmd->add_option("--settle", o->settle_ms, "milliseconds to wait for the mesh to settle first")->capture_default_str();
+  cmd->add_flag("--json", o->json,
+                "print {\"settled\", \"ok\", \"orders\", \"confirmed\", \"cancelled\", \"violations\": [{\"kind\", "
+                "\"text\"}], …}; kinds in services/shop/invariants.hpp");
   return [o, cmd]() -> int {
     if (!*cmd) return -1;
     auto t = load(*o);
     if (!t) return kUsage;
     Client client(*t, "verify");
     client.set_identity(identity(*o));
-    return verify_shop(client, *t, o->settle_ms, false);
+    return verify_shop(client, *t, o->settle_ms, false, o->json);
   };
 }
 
