@@ -26,7 +26,7 @@ finish() {
   rm -rf "$state"
 }
 trap finish EXIT
-orders_head() { "${troupe[@]}" query "${args[@]}" --timeout 1000 orders '$health' 2>/dev/null | grep -o '"head":[0-9]*' | head -1 | cut -d: -f2; }
+orders_head() { "${troupe[@]}" query "${args[@]}" --timeout 1000 orders '$health' 2>/dev/null | json '.head'; }
 head_above() { local h; h=$(orders_head); [[ -n $h ]] && ((h > $1)); }
 # Start orders (only it: `mesh up` starts what is not running) with the fake wall clock,
 # its offset read from a file that this test rewrites to make the clock jump.
@@ -39,7 +39,7 @@ start_orders_with_fake_clock() {
 place() {  # order id: place one order, print the time of the OrderPlaced it caused
   "${troupe[@]}" send "${args[@]}" --wait --timeout 5000 orders PlaceOrder \
     "{\"order_id\":\"$1\",\"customer\":\"alice\",\"sku\":\"KB-101\",\"quantity\":1}" |
-    grep -o '"time":"[^"]*"' | head -1 | cut -d'"' -f4
+    json '.time'
 }
 
 check "mesh comes up" "${mesh[@]}" up
@@ -67,7 +67,7 @@ check "every order of the load ends (exit $load_rc)" test "$load_rc" -eq 0
 check "1,500 orders placed, none stuck" grep -q "orders: 1500 placed, .* 0 stuck" "$state/load.out"
 for id in clock-before clock-after; do
   wait_for 15 "order $id (placed $([[ $id == *before ]] && echo before || echo after) the jump) ends" \
-    bash -c '"$@" | grep -Eq "\"status\":\"(confirmed|cancelled)\""' _ \
+    bash -c '"$@" | jq -e ".status == \"confirmed\" or .status == \"cancelled\"" >/dev/null' _ \
     "${troupe[@]}" query "${args[@]}" orders GetOrder "{\"order_id\":\"$id\"}"
 done
 check "invariants hold: nothing applied twice or lost" "${troupe[@]}" verify "${args[@]}"

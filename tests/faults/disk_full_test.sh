@@ -37,19 +37,19 @@ health() { "${troupe[@]}" query "${args[@]}" --timeout 1000 "$1" '$health' 2>/de
 check "mesh comes up on a 64 MiB tmpfs" "${mesh[@]}" up
 "${troupe[@]}" load "${args[@]}" --orders 1500 --rate 150 --seed 21 --wait 120 --quiet >"$logs/load.out" 2>&1 &
 load=$!
-orders_head() { health orders | grep -o '"head":[0-9]*' | head -1 | cut -d: -f2; }
+orders_head() { health orders | json '.head'; }
 under_way() { local h; h=$(orders_head); [[ -n $h ]] && ((h > 100)); }
 wait_for 20 "the load is under way" under_way
 
 # Fill the disk. dd stops at ENOSPC; every store's next write fails.
 dd if=/dev/zero of="$state/filler" bs=64k status=none 2>/dev/null
 echo "tmpfs full: $(df -h --output=used,size "$state" | tail -1)"
-degraded() { health "$1" | grep -q '"state":"degraded"' && health "$1" | grep -q '"store_error":'; }
+degraded() { health "$1" | json_is '.state == "degraded" and has("store_error")'; }
 # orders takes the load's PlaceOrders: it is the first whose writes fail.
 wait_for 20 "orders reports the failing store in \$health (degraded, store_error)" degraded orders
-echo "orders \$health: $(health orders | grep -o '"store_error":"[^"]*"')"
+echo "orders \$health: $(health orders | json '{store_error}' -c)"
 check "a service's own query is answered while its store fails" \
-  bash -c '"$@" | grep -q "\"orders\""' _ "${troupe[@]}" query "${args[@]}" orders ListOrders '{"limit":1}'
+  bash -c '"$@" | jq -e "has(\"orders\")" >/dev/null' _ "${troupe[@]}" query "${args[@]}" orders ListOrders '{"limit":1}'
 head1=$(orders_head)
 # The fault lasts a few seconds (a schedule, not a wait for a condition).
 sleep 3
@@ -61,13 +61,13 @@ check "the load was still sending (it resends what was not acknowledged)" kill -
 # episode — after a recovery — never per message or per failed batch.
 errors=$(grep -c 'not acknowledging it' "$logs/orders.log")
 resumed=$(grep -c 'store writes work again' "$logs/orders.log")
-failed=$("${troupe[@]}" query "${args[@]}" orders '$metrics' | grep -o '"store_failures":[0-9]*' | cut -d: -f2)
+failed=$("${troupe[@]}" query "${args[@]}" orders '$metrics' | json '.store_failures')
 check "the failure is logged once per episode ($errors logged, $resumed recoveries, ${failed:-?} failed batches)" \
   test "$errors" -ge 1 -a "$errors" -le $((resumed + 1)) -a "$errors" -le 10 -a "${failed:-0}" -ge "$errors"
 
 rm -f "$state/filler"
 echo "space freed"
-ready() { health "$1" | grep -q '"state":"ready"'; }
+ready() { health "$1" | json_is '.state == "ready"'; }
 for s in $services; do wait_for 30 "$s resumes by itself once space is free" ready "$s"; done
 check "the resumption is logged" grep -q "store writes work again; resuming" "$logs/orders.log"
 

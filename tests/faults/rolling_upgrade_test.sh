@@ -89,13 +89,15 @@ tail -n 1 "$state/load.out"
 check "every order ended (troupe load exit 0)" test "$code" = 0
 check "the shop's invariants hold" "${troupe[@]}" verify "${args[@]}"
 for s in orders inventory payments shipping notifications; do
-  check "no dead letter left in $s" bash -c '"$@" | grep -q "^$0: 0 dead letter(s)"' "$s" "${troupe[@]}" deadletters "${args[@]}" list "$s"
+  letters=$("${troupe[@]}" deadletters "${args[@]}" list "$s" 2>&1)
+  check "no dead letter left in $s" grep -q "^$s: 0 dead letter(s)" <<<"$letters" || head -6 <<<"$letters"
 done
 "${troupe[@]}" asyncapi "${args[@]}" --mesh --json -o "$state/v2.asyncapi.json"
 check "version 2 everywhere is compatible with version 1 both ways (troupe compat --mode full)" \
   "${troupe[@]}" compat "$state/v1.asyncapi.json" "$state/v2.asyncapi.json"
 check "... and the mesh now speaks schemaversion 2 of OrderPlaced" \
-  grep -q '"x-troupe-schemaversion": 2' "$state/v2.asyncapi.json"
+  jq -e '[.components.messages[] | select(.title == "OrderPlaced") | .["x-troupe-schemaversion"]] | length > 0 and all(. == 2)' \
+  "$state/v2.asyncapi.json"
 
 echo "$failures failure(s)"
 ((failures == 0))

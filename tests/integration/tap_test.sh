@@ -12,12 +12,11 @@ mesh=(scripts/mesh --state-dir "$state")
 args=(--state-dir "$state")
 tap_pid=""
 trap '[[ -n $tap_pid ]] && kill -CONT $tap_pid 2>/dev/null; kill $tap_pid 2>/dev/null; "${mesh[@]}" down >/dev/null 2>&1; rm -rf "$state"' EXIT
-failures=0
-check() { local w=$1; shift; if "$@"; then echo "ok: $w"; else echo "FAIL: $w"; failures=$((failures + 1)); fi; }
-metric() { "${troupe[@]}" query "${args[@]}" "$1" '$metrics' | grep -o "\"$2\":[0-9]*" | cut -d: -f2; }
+source tests/support/checks.sh
+metric() { "${troupe[@]}" query "${args[@]}" "$1" '$metrics' | json ".$2"; }
 wait_taps() {  # until orders counts at least one tap, with a deadline
   local deadline=$((SECONDS + 10))
-  until (( $(metric orders taps) >= 1 )); do ((SECONDS > deadline)) && return 1; sleep 0.05; done
+  until (( $(metric orders taps) >= 1 )) 2>/dev/null; do ((SECONDS > deadline)) && return 1; sleep 0.05; done
 }
 
 "${mesh[@]}" up >/dev/null || exit 1
@@ -30,16 +29,18 @@ check "the service sees the tap subscribe" wait_taps
 "${troupe[@]}" load "${args[@]}" --orders 50 --seed 3 --quiet >"$state/load.out"
 check "with a tap, commands are mirrored" test "$(metric orders mirrored)" -gt 0
 deadline=$((SECONDS + 10))
-until (( $(grep -c '"tapkind":"command".*"type":"PlaceOrder"' "$state/rec.jsonl") >= 50 )) || ((SECONDS > deadline)); do sleep 0.05; done
+placed() { json_count '.tapkind == "command" and .type == "PlaceOrder"' "$state/rec.jsonl"; }
+until [[ $(placed) =~ ^[0-9]+$ ]] && (($(placed) >= 50)) || ((SECONDS > deadline)); do sleep 0.05; done
 kill $tap_pid; wait $tap_pid 2>/dev/null; tap_pid=""
-check "the recording holds the 50 PlaceOrder commands" test "$(grep -c '"tapkind":"command".*"type":"PlaceOrder"' "$state/rec.jsonl")" -eq 50
+check "the recording holds the 50 PlaceOrder commands" test "$(placed)" = 50
 
 out=$("${troupe[@]}" tap --from "$state/rec.jsonl" --kind command --type 'Place*' --json)
 check "--kind and --type select only what they name" test "$(wc -l <<<"$out")" -eq 50
-check "...and nothing else" bash -c '! grep -v "\"tapkind\":\"command\".*\"type\":\"PlaceOrder\"" <<<"$1" | grep -q .' _ "$out"
-one=$(grep -o '"correlationid":"[^"]*"' <<<"$out" | head -1 | cut -d'"' -f4)
+check "...and nothing else" json_none '.tapkind != "command" or .type != "PlaceOrder"' <<<"$out"
+one=$(json '.correlationid' <<<"$out" | head -1)
 corr=$("${troupe[@]}" tap --from "$state/rec.jsonl" --correlation "$one" --json)
-check "--correlation selects one saga, events and commands" bash -c '[[ $(grep -c . <<<"$1") -ge 3 ]] && ! grep -v "\"correlationid\":\"$2\"" <<<"$1" | grep -q .' _ "$corr" "$one"
+check "--correlation selects one saga, events and commands ($(json_count true <<<"$corr") records)" \
+  bash -c '[[ $(jq -s length <<<"$1") -ge 3 ]] && jq -e -s --arg c "$2" "all(.[]; .correlationid == \$c)" <<<"$1" >/dev/null' _ "$corr" "$one"
 ev=$("${troupe[@]}" tap --from "$state/rec.jsonl" --kind event --service payments)
 check "--service selects a service's messages" bash -c '[[ -n $1 ]] && ! grep -v "payments" <<<"$1" | grep -q .' _ "$ev"
 

@@ -2,9 +2,9 @@
 # condition with a deadline with `wait_for` (never a fixed sleep).
 failures=0
 
-check() {  # description, command...: run the command; ok or FAIL, counted
+check() {  # description, command...: run the command; ok or FAIL, counted (and returned)
   local what=$1; shift
-  if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; failures=$((failures + 1)); fi
+  if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; failures=$((failures + 1)); return 1; fi
 }
 
 wait_for() {  # seconds, description, command...: poll until the command succeeds
@@ -14,4 +14,24 @@ wait_for() {  # seconds, description, command...: poll until the command succeed
     sleep 0.1
   done
   echo "ok: $what"
+}
+
+# JSON is read with jq, never with grep or sed over its text (a field's order, spacing or
+# a nested field of the same name would fool a pattern). Input that is not JSON fails
+# every one of these, so a negative check cannot pass on garbage.
+json() {  # filter [jq options...]: the filter's raw output for the JSON on stdin; nothing if it is not JSON
+  local filter=$1; shift
+  jq -r "$@" "$filter" 2>/dev/null
+}
+json_is() {  # filter: true when the filter holds for the JSON value on stdin
+  jq -e "$1" >/dev/null 2>&1
+}
+json_count() {  # filter [file]: how many JSON values (JSON lines) on stdin or in the file satisfy the filter
+  jq -s "map(select($1)) | length" ${2:+"$2"} 2>/dev/null || echo "not JSON"
+}
+json_any() {  # filter [file]: some JSON value on stdin or in the file satisfies the filter
+  jq -e -s "any(.[]; $1)" ${2:+"$2"} >/dev/null 2>&1
+}
+json_none() {  # filter [file]: the input is JSON and no value satisfies the filter
+  jq -e -s "any(.[]; $1) | not" ${2:+"$2"} >/dev/null 2>&1
 }
