@@ -313,7 +313,7 @@ TEST_CASE("$health, $metrics and $topology describe the node", "[node][integrati
   REQUIRE(eventually([&] { return applied(*m.client, "sub1") == 10; }));
   auto health = json_query(*m.client, "sub1", "$health");
   CHECK(health["service"] == "sub1");
-  CHECK(health["version"] == "0.1.0");
+  CHECK(health["version"] == std::string(troupe::kVersion));
   CHECK(health["incarnation"].get<std::string>().size() == 36);
   CHECK(health["state"] == "ready");
   CHECK(health["upstreams"][0]["publisher"] == "pub");

@@ -27,14 +27,13 @@
 #include <troupe/runtime/context.hpp>
 #include <troupe/runtime/handlers.hpp>
 #include <troupe/runtime/metrics.hpp>
+#include <troupe/runtime/version.hpp>
 
 namespace zmq {
 class context_t;
 }
 
 namespace troupe {
-
-inline constexpr std::string_view kVersion = "0.1.0";
 
 struct NodeOptions {
   // Shared context (required for inproc between nodes of one process); nullptr = own.
