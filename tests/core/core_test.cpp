@@ -178,6 +178,48 @@ TEST_CASE("a stream whose replays go unanswered while its publisher lives is sta
   CHECK_FALSE(s.stalled());
 }
 
+TEST_CASE("a stream whose replays are answered but whose next event is refused on arrival is stalled, asks less "
+          "and less often, then moves",
+          "[core]") {
+  auto s = verified_stream();
+  Effects fx;
+  s.heartbeat(word(10), fx);  // it has 10; we have none, and #1 is one we refuse
+  Time now = t0;
+  int asks = 0;
+  std::string report;
+  auto run = [&](Duration for_how_long) {
+    const Time end = now + for_how_long;
+    while (now < end) {
+      now += 100ms;
+      s.heard(now);
+      auto due = s.tick(now, fx);
+      if (due.ask) {
+        s.asked("r" + std::to_string(asks), *due.ask, now);
+        ++asks;
+        REQUIRE(s.answered({word(10), 1, std::nullopt}, fx));  // answered at once; #1 is never offered
+      }
+      for (const auto& r : fx.reports)
+        if (r.level == Report::Level::error) report = r.text;
+      fx.reports.clear();
+    }
+  };
+  run(60s);
+  REQUIRE(s.stalled());
+  CHECK_THAT(report, Catch::Contains("stream from pub stuck at #0 (its head is #10)") &&
+                         Catch::Contains("replays from #1 were answered and #1 was never applied"));
+  // Without the hold it would ask at every tick (600 times a minute); with it, the waits
+  // double up to 8 timeouts of 1 s.
+  CHECK(asks < 15);
+  const int before = asks;
+  run(60s);
+  CHECK(asks - before <= 60 / 8 + 1);
+  // #1 arrives readable at last, and all after it: applied, and the next answer finds
+  // the stream moved.
+  for (std::uint64_t i = 1; i <= 10; ++i) CHECK(s.offer(i, 0, true, fx) == Verdict::apply);
+  run(10s);
+  CHECK_FALSE(s.stalled());
+}
+
 TEST_CASE("a simulated clock jump: the silence while the node did not run is its own", "[core][clock]") {
   auto s = verified_stream();
   Effects fx;

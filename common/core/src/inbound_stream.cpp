@@ -86,7 +86,20 @@ void InboundStream::heartbeat(const PublisherWord& word, Effects& fx) {
 bool InboundStream::answered(const ReplayAnswer& answer, Effects& fx) {
   const std::uint64_t from = replay_ ? replay_->from : position_ + 1;
   replay_.reset();
-  moves(fx);  // answered: the connection carries what it is asked
+  unanswered_ = 0;  // answered: the connection carries what it is asked
+  // ... but an answer that finds us where the last one did, with more to apply, shows
+  // that what it brought was not applied.
+  if (answered_at_ == position_ && position_ < std::max(known_head_, answer.word.head)) {
+    hold_from_next_tick_ = true;
+    if (++unmoved_ >= kStallReplays)
+      stall(fx, num(static_cast<std::uint64_t>(unmoved_)) + " replays from #" + num(position_ + 1) +
+                    " were answered and #" + num(position_ + 1) +
+                    " was never applied: it is refused on arrival (an envelope or message no reader takes; "
+                    "see the dead letters of events:" + publisher_ + ")");
+  } else {
+    moves(fx);
+  }
+  answered_at_ = position_;
   check(answer.word, fx);
   if (stopped() || !check_epoch(answer, from, fx)) return false;
   known_head_ = std::max(known_head_, answer.word.head);
@@ -137,8 +150,20 @@ InboundStream::Due InboundStream::tick(Time now, Effects& fx) {
     if (position_ != asked_at)
       moves(fx);
     else if (now - last_heard_ < wait && ++unanswered_ >= kStallReplays)
-      stall(fx);
+      stall(fx, num(static_cast<std::uint64_t>(unanswered_)) + " replays from #" + num(position_ + 1) +
+                    " went unanswered while its heartbeats arrive: a message the sockets refuse (over "
+                    "max_message_bytes = " + num(settings_.max_message_bytes) +
+                    "?) or a connection that keeps failing");
   }
+  // Stalled behind an answered replay, and moved since (applied live or replayed).
+  if (unmoved_ > 0 && answered_at_ != position_) moves(fx);
+  // Answered without moving: the next ask waits (1, 2, 4, then 8 timeouts).
+  if (hold_from_next_tick_) {
+    hold_from_next_tick_ = false;
+    hold_until_ = now + timeout * (1 << std::min(unmoved_ - 1, 3));
+  }
+  if (hold_until_ && now < *hold_until_) return due;
+  hold_until_.reset();
   // An unverified stream asks until an answer verifies it: the one it asked may have
   // died with the publisher, and only an answer can show our position's event is
   // still the publisher's own.
@@ -289,21 +314,20 @@ void InboundStream::open_gap(Effects& fx) {
   fx.gap_opened = true;
 }
 
-void InboundStream::stall(Effects& fx) {
+void InboundStream::stall(Effects& fx, const std::string& why) {
   if (stalled_) return;
   stalled_ = true;
   fx.health_changed = true;
-  fx.report(Level::error,
-            "stream from " + publisher_ + " stuck at #" + num(position_) + " (its head is #" + num(known_head_) +
-                "): " + num(static_cast<std::uint64_t>(unanswered_)) + " replays from #" + num(position_ + 1) +
-                " went unanswered while its heartbeats arrive: a message the sockets refuse (over "
-                "max_message_bytes = " + num(settings_.max_message_bytes) +
-                "?) or a connection that keeps failing. Nothing after #" + num(position_) +
-                " is applied until it moves");
+  fx.report(Level::error, "stream from " + publisher_ + " stuck at #" + num(position_) + " (its head is #" +
+                              num(known_head_) + "): " + why + ". Nothing after #" + num(position_) +
+                              " is applied until it moves");
 }
 
 void InboundStream::moves(Effects& fx) {
   unanswered_ = 0;
+  unmoved_ = 0;
+  hold_from_next_tick_ = false;
+  hold_until_.reset();
   if (!stalled_) return;
   stalled_ = false;
   fx.health_changed = true;

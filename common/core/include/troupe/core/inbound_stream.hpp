@@ -138,7 +138,7 @@ class InboundStream {
   void verify();
   void unverify();  // and ask a replay, which verifies again
   void open_gap(Effects& fx);
-  void stall(Effects& fx);
+  void stall(Effects& fx, const std::string& why);
   void moves(Effects& fx);
 
   struct Replay {
@@ -174,6 +174,15 @@ class InboundStream {
   Time subscribed_at_{};
   int unanswered_ = 0;
   bool stalled_ = false;
+  // Replays answered while the stream stays where the last answer found it, with more
+  // to apply: the event after our position is refused on arrival (an envelope or
+  // message no reader takes). Past kStallReplays such answers it is stalled, and each
+  // next ask waits twice as long as the last (up to 8 timeouts) instead of asking again
+  // at once: the publisher is not asked a hundred times a second for what we refuse.
+  int unmoved_ = 0;
+  std::optional<std::uint64_t> answered_at_;  // our position at the last answer
+  bool hold_from_next_tick_ = false;
+  std::optional<Time> hold_until_;
 };
 
 // Unanswered replays, while the publisher's heartbeats arrive, before a stream is stalled.
