@@ -47,7 +47,7 @@ check "mesh comes up" "${mesh[@]}" up
 check "orders restarts under a fake wall clock" start_orders_with_fake_clock
 before=$(place clock-before)
 
-"${troupe[@]}" load "${args[@]}" --orders 1500 --rate 250 --seed 31 --wait 120 --quiet >"$state/load.out" 2>&1 &
+"${troupe[@]}" load "${args[@]}" --orders 1500 --rate 250 --seed 31 --wait 120 --quiet --json >"$state/load.json" 2>"$state/load.err" &
 load=$!
 wait_for 20 "the load is under way" head_above 300
 echo "-7200" >"$clockfile"
@@ -62,9 +62,9 @@ check "orders restarts after SIGKILL with its clock still 2 h behind" start_orde
 
 wait "$load"
 load_rc=$?
-tail -1 "$state/load.out"
+load_line <"$state/load.json"
 check "every order of the load ends (exit $load_rc)" test "$load_rc" -eq 0
-check "1,500 orders placed, none stuck" grep -q "orders: 1500 placed, .* 0 stuck" "$state/load.out"
+check "1,500 orders placed, none stuck" json_is '.orders == 1500 and .stuck == 0' <"$state/load.json"
 for id in clock-before clock-after; do
   wait_for 15 "order $id (placed $([[ $id == *before ]] && echo before || echo after) the jump) ends" \
     bash -c '"$@" | jq -e ".status == \"confirmed\" or .status == \"cancelled\"" >/dev/null' _ \

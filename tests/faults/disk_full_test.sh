@@ -35,7 +35,7 @@ trap finish EXIT
 health() { "${troupe[@]}" query "${args[@]}" --timeout 1000 "$1" '$health' 2>/dev/null; }
 
 check "mesh comes up on a 64 MiB tmpfs" "${mesh[@]}" up
-"${troupe[@]}" load "${args[@]}" --orders 1500 --rate 150 --seed 21 --wait 120 --quiet >"$logs/load.out" 2>&1 &
+"${troupe[@]}" load "${args[@]}" --orders 1500 --rate 150 --seed 21 --wait 120 --quiet --json >"$logs/load.json" 2>"$logs/load.err" &
 load=$!
 orders_head() { health orders | json '.head'; }
 under_way() { local h; h=$(orders_head); [[ -n $h ]] && ((h > 100)); }
@@ -73,9 +73,9 @@ check "the resumption is logged" grep -q "store writes work again; resuming" "$l
 
 wait "$load"
 load_rc=$?
-tail -1 "$logs/load.out"
+load_line <"$logs/load.json"
 check "the load ends with every order ended (exit $load_rc)" test "$load_rc" -eq 0
-check "1,500 orders placed, none stuck" grep -q "orders: 1500 placed, .* 0 stuck" "$logs/load.out"
+check "1,500 orders placed, none stuck" json_is '.orders == 1500 and .stuck == 0' <"$logs/load.json"
 check "invariants hold after the disk fault" "${troupe[@]}" verify "${args[@]}"
 
 echo "disk-full test: $failures failure(s)"

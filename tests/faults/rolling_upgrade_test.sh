@@ -48,7 +48,7 @@ check "the shop comes up at version 1" "${mesh[@]}" up
 "${troupe[@]}" asyncapi "${args[@]}" --mesh --json -o "$state/v1.asyncapi.json"
 
 # 30 s of orders: the upgrades take about 20 s here, and each must run while orders flow.
-"${troupe[@]}" load "${args[@]}" --orders 4500 --rate 150 --seed 21 --quiet --wait 120 >"$state/load.out" 2>&1 &
+"${troupe[@]}" load "${args[@]}" --orders 4500 --rate 150 --seed 21 --quiet --json --wait 120 >"$state/load.json" 2>"$state/load.err" &
 load_pid=$!
 deadline=$((SECONDS + 20))
 until (( $(orders_count) >= 50 )) || ((SECONDS > deadline)); do sleep 0.2; done
@@ -85,7 +85,7 @@ check "at least 1,000 orders placed during the upgrades" test $((after - before)
 
 wait "$load_pid"; code=$?
 load_pid=""
-tail -n 1 "$state/load.out"
+load_line <"$state/load.json"
 check "every order ended (troupe load exit 0)" test "$code" = 0
 check "the shop's invariants hold" "${troupe[@]}" verify "${args[@]}"
 for s in orders inventory payments shipping notifications; do

@@ -45,9 +45,9 @@ taps_on_every_orders() {
 }
 wait_for 15 "both taps are subscribed to every orders instance" taps_on_every_orders
 
-out=$("${troupe[@]}" load "${args[@]}" --orders 300 --rate 0 --seed 11 --quiet --wait 60)
-echo "$out" | tail -1
-check "300 orders all end" grep -q "orders: 300 placed, .* 0 stuck" <<<"$out"
+out=$("${troupe[@]}" load "${args[@]}" --orders 300 --rate 0 --seed 11 --quiet --json --wait 60)
+load_line <<<"$out"
+check "300 orders all end" json_is '.orders == 300 and .stuck == 0' <<<"$out"
 check "troupe verify: invariants hold over the instances" "${troupe[@]}" verify "${args[@]}"
 
 # Every instance holds exactly the keys it owns.

@@ -33,7 +33,7 @@ trap finish EXIT
 check "mesh comes up" "${mesh[@]}" up
 
 out=$("${troupe[@]}" load "${args[@]}" --orders 1000 --rate 0 --seed 7 --quiet --json --wait 120)
-json '"orders: \(.orders) placed, \(.confirmed) confirmed, \(.cancelled) cancelled, \(.stuck) stuck"' <<<"$out"
+load_line <<<"$out"
 check "1,000 orders all end" json_is '.orders == 1000 and .stuck == 0' <<<"$out"
 check "both outcomes occur" json_is '.confirmed > 0 and .cancelled > 0' <<<"$out"
 check "invariants hold after 1,000 orders" "${troupe[@]}" verify "${args[@]}"
@@ -84,9 +84,9 @@ refunded() {
     /usr/bin/python3 -c 'import json, sys; print(sum(a["refunded"] for a in json.load(sys.stdin)["accounts"]))'
 }
 before=$(refunded)
-out=$("${troupe[@]}" load "${args[@]}" --orders 300 --rate 300 --seed 8 --cancel-ratio 1 --cancel-delay 60 --quiet)
-echo "$out" | tail -1
-check "orders with racing cancellations all end" grep -q "0 stuck" <<<"$out"
+out=$("${troupe[@]}" load "${args[@]}" --orders 300 --rate 300 --seed 8 --cancel-ratio 1 --cancel-delay 60 --quiet --json)
+load_line <<<"$out"
+check "orders with racing cancellations all end" json_is '.orders == 300 and .stuck == 0' <<<"$out"
 after=$(refunded)
 echo "payments refunded during the racing cancellations: $((after - before))"
 check "some cancellations raced a captured payment (compensation ran)" test "$after" -gt "$before"
@@ -134,7 +134,7 @@ fi
 if [[ $topology != *edge* ]] && [[ $(ldd "$TROUPE_BUILD_DIR/troupe") != *libasan* ]]; then
   start_head=$(orders_head)
   under_way() { local h; h=$(orders_head); [[ -n $h ]] && ((h > start_head + 20)); }
-  "${troupe[@]}" load "${args[@]}" --orders 300 --rate 100 --seed 10 --quiet --wait 3 >"$state/stall-load.out" 2>&1 &
+  "${troupe[@]}" load "${args[@]}" --orders 300 --rate 100 --seed 10 --quiet --json --wait 3 >"$state/stall-load.json" 2>"$state/stall-load.err" &
   load=$!
   wait_for 10 "the load gets under way" under_way
   for f in "$state"/orders.pid "$state"/orders.[0-9]*.pid; do [[ -f $f ]] && kill -STOP "$(cat "$f")"; done
@@ -143,13 +143,13 @@ if [[ $topology != *edge* ]] && [[ $(ldd "$TROUPE_BUILD_DIR/troupe") != *libasan
   load_rc=$?
   took=$((SECONDS - stalled_at))
   for f in "$state"/orders.pid "$state"/orders.[0-9]*.pid; do [[ -f $f ]] && kill -CONT "$(cat "$f")"; done
-  tail -1 "$state/stall-load.out"
+  load_line <"$state/stall-load.json"
   check "a load whose orders stalls ends by --wait (exit $load_rc, ${took} s after the stall)" \
     test "$load_rc" -eq 1 -a "$took" -le 20
-  check "... and reports its stuck orders" grep -Eq "orders: 300 placed, .* [1-9][0-9]* stuck" "$state/stall-load.out"
+  check "... and reports its stuck orders" json_is '.orders == 300 and .stuck > 0' <"$state/stall-load.json"
 fi
 
-"${troupe[@]}" load "${args[@]}" --orders 600 --rate 300 --seed 9 --quiet >"$state/restart-load.out" &
+"${troupe[@]}" load "${args[@]}" --orders 600 --rate 300 --seed 9 --quiet --json >"$state/restart-load.json" &
 load=$!
 # Restart once the load is under way (orders' head has moved on), with a deadline.
 start_head=$(orders_head)
@@ -160,8 +160,8 @@ until (( $(orders_head) > start_head + 100 )); do
 done
 check "$restart restarts mid-load" "${mesh[@]}" restart "$restart"
 wait "$load"
-tail -1 "$state/restart-load.out"
-check "restarting a service mid-load loses no order" grep -q "0 stuck" "$state/restart-load.out"
+load_line <"$state/restart-load.json"
+check "restarting a service mid-load loses no order" json_is '.orders == 600 and .stuck == 0' <"$state/restart-load.json"
 check "invariants hold after the restart" "${troupe[@]}" verify "${args[@]}"
 
 pids=$(cat "$state"/*.pid)

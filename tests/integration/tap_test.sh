@@ -48,9 +48,9 @@ check "--service selects a service's messages" bash -c '[[ -n $1 ]] && ! grep -v
 tap_pid=$!
 check "a second tap subscribes" wait_taps
 kill -STOP $tap_pid
-out=$("${troupe[@]}" load "${args[@]}" --orders 2000 --rate 0 --seed 4 --quiet)
-echo "$out" | tail -1
-check "a stopped tap does not stop orders from completing" grep -q "0 stuck" <<<"$out"
+out=$("${troupe[@]}" load "${args[@]}" --orders 2000 --rate 0 --seed 4 --quiet --json)
+load_line <<<"$out"
+check "a stopped tap does not stop orders from completing" json_is '.orders == 2000 and .stuck == 0' <<<"$out"
 kill -CONT $tap_pid
 
 echo "tap: $failures failure(s)"

@@ -23,6 +23,9 @@ json() {  # filter [jq options...]: the filter's raw output for the JSON on stdi
   local filter=$1; shift
   jq -r "$@" "$filter" 2>/dev/null
 }
+load_line() {  # the summary of `troupe load --json` on stdin, as its human last line says it
+  json '"orders: \(.orders) placed, \(.confirmed) confirmed, \(.cancelled) cancelled, \(.stuck) stuck"'
+}
 json_is() {  # filter: true when the filter holds for the JSON value on stdin
   jq -e "$1" >/dev/null 2>&1
 }
