@@ -23,7 +23,7 @@ state=$(mktemp -d /tmp/troupe-shop-bench-XXXXXX)
 mesh=(scripts/mesh --topology "$topology" --state-dir "$state")
 hosts_who=shop_bench
 source scripts/lib/hosts.bash
-trap '"${mesh[@]}" down >/dev/null 2>&1; hosts_down; rm -rf "$state"' EXIT
+trap '"${mesh[@]}" down >/dev/null 2>&1 || true; hosts_down; rm -rf "$state"' EXIT
 if ((hosts)); then
   read -r -a names <<<"$("$TROUPE_BUILD_DIR/troupe" check --topology "$topology" --list | tr '\n' ' ')"
   rc=0

@@ -906,10 +906,12 @@ class Node:
     def _check_envelope(self, type_, env, env_bytes):
         """An envelope of ours that its readers would refuse (docs/protocol.md §2) is not
         committed: refused by every reader and asked for again, it would stall the stream."""
-        long = [k for k, v in env.items() if isinstance(v, str) and len(v.encode()) > wire.MAX_ENVELOPE_STRING]
+        def size(v):  # as the wire writes it: bytes that were not UTF-8 are kept as they came
+            return len(v.encode("utf-8", "surrogateescape"))
+        long = [k for k, v in env.items() if isinstance(v, str) and size(v) > wire.MAX_ENVELOPE_STRING]
         if long or len(env_bytes) > wire.MAX_ENVELOPE_BYTES:
             self.metrics.inc("oversized_refused")
-            what = (f"its {long[0]} of {len(env[long[0]].encode())} bytes is over the limit of "
+            what = (f"its {long[0]} of {size(env[long[0]])} bytes is over the limit of "
                     f"{wire.MAX_ENVELOPE_STRING} bytes per string" if long else
                     f"it is {len(env_bytes)} bytes, over the limit of {wire.MAX_ENVELOPE_BYTES} bytes per envelope")
             raise Oversized(f"{self.service} emits {type_} whose envelope every peer would refuse: {what}, "

@@ -23,15 +23,15 @@ declare -A addr=() veth=()
 hosts_netns=()
 hosts_links=()
 
-hosts_down() {
+hosts_down() {  # never fails (it runs in EXIT traps, also under set -e)
   local ns link pids
   for ns in "${hosts_netns[@]}"; do
-    pids=$(ip netns pids "$ns" 2>/dev/null)  # only what this run started in its namespaces
-    [[ -n $pids ]] && kill -KILL $pids 2>/dev/null
-    ip netns del "$ns" 2>/dev/null
+    pids=$(ip netns pids "$ns" 2>/dev/null) || pids=""  # only what this run started in its namespaces
+    if [[ -n $pids ]]; then kill -KILL $pids 2>/dev/null || true; fi
+    ip netns del "$ns" 2>/dev/null || true
   done
   for link in "${hosts_links[@]}"; do
-    ip link show "$link" >/dev/null 2>&1 && ip link del "$link" 2>/dev/null
+    if ip link show "$link" >/dev/null 2>&1; then ip link del "$link" 2>/dev/null || true; fi
   done
   hosts_netns=() hosts_links=()
 }
@@ -45,8 +45,8 @@ hosts_subnet_free() {  # 10.77.N: no route or address of the root namespace over
 
 hosts_up() {
   local err n i s lock
-  prefix=trc$$
-  while ip link show "${prefix}br" >/dev/null 2>&1 || ip netns list | grep -q "^$prefix-"; do prefix=trc$$x$RANDOM; done
+  prefix=trc$$  # at most 10 characters: "${prefix}br" and "${prefix}h99" fit a 15-character link name
+  while ip link show "${prefix}br" >/dev/null 2>&1 || ip netns list | grep -q "^$prefix-"; do prefix=trc$RANDOM; done
   if ! err=$(ip netns add "$prefix-probe" 2>&1); then
     echo "$hosts_who: hosts need network namespaces, and 'ip netns add' failed here (${err:-no ip})"
     return 77

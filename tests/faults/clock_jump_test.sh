@@ -67,7 +67,7 @@ check "every order of the load ends (exit $load_rc)" test "$load_rc" -eq 0
 check "1,500 orders placed, none stuck" json_is '.orders == 1500 and .stuck == 0' <"$state/load.json"
 for id in clock-before clock-after; do
   wait_for 15 "order $id (placed $([[ $id == *before ]] && echo before || echo after) the jump) ends" \
-    bash -c '"$@" | jq -e ".status == \"confirmed\" or .status == \"cancelled\"" >/dev/null' _ \
+    bash -c 'set -o pipefail; "$@" | jq -e -s "length == 1 and (.[0].status | . == \"confirmed\" or . == \"cancelled\")" >/dev/null' _ \
     "${troupe[@]}" query "${args[@]}" orders GetOrder "{\"order_id\":\"$id\"}"
 done
 check "invariants hold: nothing applied twice or lost" "${troupe[@]}" verify "${args[@]}"

@@ -49,7 +49,7 @@ degraded() { health "$1" | json_is '.state == "degraded" and has("store_error")'
 wait_for 20 "orders reports the failing store in \$health (degraded, store_error)" degraded orders
 echo "orders \$health: $(health orders | json '{store_error}' -c)"
 check "a service's own query is answered while its store fails" \
-  bash -c '"$@" | jq -e "has(\"orders\")" >/dev/null' _ "${troupe[@]}" query "${args[@]}" orders ListOrders '{"limit":1}'
+  bash -c 'set -o pipefail; "$@" | jq -e -s "length == 1 and (.[0] | has(\"orders\"))" >/dev/null' _ "${troupe[@]}" query "${args[@]}" orders ListOrders '{"limit":1}'
 head1=$(orders_head)
 # The fault lasts a few seconds (a schedule, not a wait for a condition).
 sleep 3

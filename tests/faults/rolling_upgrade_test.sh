@@ -96,7 +96,7 @@ done
 check "version 2 everywhere is compatible with version 1 both ways (troupe compat --mode full)" \
   "${troupe[@]}" compat "$state/v1.asyncapi.json" "$state/v2.asyncapi.json"
 check "... and the mesh now speaks schemaversion 2 of OrderPlaced" \
-  jq -e '[.components.messages[] | select(.title == "OrderPlaced") | .["x-troupe-schemaversion"]] | length > 0 and all(. == 2)' \
+  jq -e -s 'length == 1 and ([.[0].components.messages[] | select(.title == "OrderPlaced") | .["x-troupe-schemaversion"]] | length > 0 and all(. == 2))' \
   "$state/v2.asyncapi.json"
 
 echo "$failures failure(s)"

@@ -108,7 +108,7 @@ wait_for 10 "rogue's query attempts are counted on orders/queries" refused order
 place rogue r-1 >/dev/null 2>&1
 wait_for 10 "rogue's command attempts are counted on orders/commands" refused orders commands 1
 out=$(status_of r-1)
-check "rogue's order does not exist (orders: $(head -c 160 <<<"$out"))" bash -c '! jq -e ".order_id == \"r-1\"" <<<"$1" >/dev/null 2>&1' _ "$out"
+check "rogue's order does not exist (orders: $(head -c 160 <<<"$out"))" bash -c '! jq -e -s "length == 1 and .[0].order_id == \"r-1\"" <<<"$1" >/dev/null 2>&1' _ "$out"
 "${troupe[@]}" tap "${args[@]}" --identity rogue --json --seconds 4 >"$state/rogue-tap.out" 2>&1 &
 rogue_tap=$!
 wait_for 10 "a rogue tap's subscription attempts are counted on payments/events" refused payments events 1

@@ -129,14 +129,14 @@ check "a key over the string limit is refused by the sender, naming the limit" \
 err=$("$TROUPE_BUILD_DIR/services/orders" "${args[@]}" --partition 1 2>&1); rc=$?
 check "a second process of orders.1 is refused (exit $rc): $(tail -1 <<<"$err" | head -c 160)" \
   bash -c '(($1 != 0)) && grep -q "already running" <<<"$2"' _ "$rc" "$err"
-check "... and orders.1 serves on" bash -c '"$@" | jq -e ".state == \"ready\"" >/dev/null' _ \
+check "... and orders.1 serves on" bash -c 'set -o pipefail; "$@" | jq -e -s "length == 1 and .[0].state == \"ready\"" >/dev/null' _ \
   "${troupe[@]}" query "${args[@]}" orders.1 '$health'
 
 one=$(json '.orders[0].order_id' <"$state/orders.0.json")
 err=$("${troupe[@]}" query "${args[@]}" orders.1 GetOrder "{\"order_id\":\"$one\"}" 2>&1)
 check "a keyed query asked of another instance is told its owner" grep -q "belongs to orders.0, not to orders.1" <<<"$err"
 check "troupe query routes a keyed query to its owner" \
-  bash -c '"$@" | jq -e --arg id "$0" ".order_id == \$id" >/dev/null' "$one" "${troupe[@]}" query "${args[@]}" orders GetOrder "{\"order_id\":\"$one\"}"
+  bash -c 'set -o pipefail; "$@" | jq -e -s --arg id "$0" "length == 1 and .[0].order_id == \$id" >/dev/null' "$one" "${troupe[@]}" query "${args[@]}" orders GetOrder "{\"order_id\":\"$one\"}"
 
 # troupe check --contracts: a partitioned service's types must carry its key field.
 "$TROUPE_BUILD_DIR/services/inventory" --contract >"$state/inventory.contract.json"

@@ -48,9 +48,12 @@ nlohmann::json service_status(Client& client, const std::string& name, int timeo
   if (health.contains("upstreams"))
     for (const auto& u : health["upstreams"])
       upstreams.push_back({{"publisher", u.value("publisher", std::string("?"))},
+                           {"position", u.value("position", 0ull)},
+                           {"known_head", u.value("known_head", 0ull)},
                            {"lag", u.value("lag", 0ull)},
                            {"behind_retention", u.value("behind_retention", false)},
-                           {"head_regressed", u.value("head_regressed", false)}});
+                           {"head_regressed", u.value("head_regressed", false)},
+                           {"stalled", u.value("stalled", false)}});
   // Rate: since the previous refresh (--watch), else the average since the node started.
   auto now = std::chrono::steady_clock::now();
   double rate = 0;
@@ -94,7 +97,8 @@ void print_table(const nlohmann::json& services) {
     for (const auto& u : s["upstreams"])
       lags += (lags.empty() ? "" : " ") + u["publisher"].get<std::string>() + ":" +
               std::to_string(u["lag"].get<std::uint64_t>()) +
-              (u["behind_retention"].get<bool>() || u["head_regressed"].get<bool>() ? "!" : "");
+              (u["behind_retention"].get<bool>() || u["head_regressed"].get<bool>() || u["stalled"].get<bool>() ? "!"
+                                                                                                              : "");
     if (lags.empty()) lags = "-";
     const double rate = s["rate"];
     std::ostringstream r;

@@ -89,13 +89,14 @@ bool InboundStream::answered(const ReplayAnswer& answer, Effects& fx) {
   unanswered_ = 0;  // answered: the connection carries what it is asked
   // ... but an answer that finds us where the last one did, with more to apply, shows
   // that what it brought was not applied.
-  if (answered_at_ == position_ && position_ < std::max(known_head_, answer.word.head)) {
+  if (answered_at_ == position_ && position_ < answer.word.head) {
     hold_from_next_tick_ = true;
     if (++unmoved_ >= kStallReplays)
       stall(fx, num(static_cast<std::uint64_t>(unmoved_)) + " replays from #" + num(position_ + 1) +
                     " were answered and #" + num(position_ + 1) +
                     " was never applied: it is refused on arrival (an envelope or message no reader takes; "
-                    "see the dead letters of events:" + publisher_ + ")");
+                    "see the dead letters of events:" + publisher_ + "), or the batch applying it cannot be "
+                    "committed (see store_error)");
   } else {
     moves(fx);
   }
