@@ -96,10 +96,7 @@ Result<std::string> Client::route(const std::string& service, const std::string&
   if (field.empty())
     return reject(Rejection::Code::invalid, service,
                   "is partitioned, and every instance takes " + type + ": send it to each (" + all + ")");
-  codec::Limits limits;  // as the receiving node decodes
-  limits.max_bytes = topology_.defaults.max_message_bytes;
-  limits.max_string = limits.max_binary = topology_.max_field_bytes(type);
-  auto key = codec::partition_key(payload, type, field, limits);
+  auto key = codec::partition_key(payload, type, field, codec::payload_limits(topology_, type));  // as its node reads it
   if (!key) return key.error();
   if (key->empty() && !first.accepts_type(type))
     return reject(Rejection::Code::invalid, service,

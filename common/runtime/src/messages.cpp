@@ -100,10 +100,7 @@ void NodeCore::apply(const Envelope& env, std::string_view payload, const EventH
 const codec::Limits& NodeCore::payload_limits(std::string_view type) {
   auto it = payload_limits_.find(type);
   if (it != payload_limits_.end()) return it->second;
-  codec::Limits l;
-  l.max_bytes = topology_.defaults.max_message_bytes;
-  l.max_string = l.max_binary = topology_.max_field_bytes(type);
-  return payload_limits_.emplace(std::string(type), l).first->second;
+  return payload_limits_.emplace(std::string(type), codec::payload_limits(topology_, type)).first->second;
 }
 
 void NodeCore::check_outgoing_size(std::string_view what, std::size_t bytes) const {

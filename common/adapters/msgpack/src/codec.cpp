@@ -187,6 +187,13 @@ void pack_string(Packer& p, std::string_view s) {
 
 }  // namespace detail
 
+Limits payload_limits(const Topology& topology, std::string_view type) {
+  Limits l;
+  l.max_bytes = topology.defaults.max_message_bytes;
+  l.max_string = l.max_binary = topology.max_field_bytes(type);
+  return l;
+}
+
 std::optional<std::string> envelope_over_limits(const Envelope& e, std::size_t encoded) {
   const std::pair<const char*, const std::string*> strings[] = {
       {"id", &e.id},       {"source", &e.source},         {"type", &e.type},

@@ -10,6 +10,7 @@
 #include <troupe/domain/envelope.hpp>
 #include <troupe/domain/message.hpp>
 #include <troupe/domain/result.hpp>
+#include <troupe/domain/topology.hpp>
 
 namespace troupe::codec {
 
@@ -23,6 +24,11 @@ struct Limits {
   std::size_t max_array = 1u << 16;      // elements in one array
   std::size_t max_map = 1u << 16;        // entries in one map
 };
+
+// The limits a node of `topology` decodes a payload of `type` with: max_message_bytes
+// in all, the type's max_field_bytes per string and binary. A sender that reads a
+// payload the receiver will read (a partition key) reads it within the same.
+Limits payload_limits(const Topology& topology, std::string_view type);
 
 // Limits for an envelope: small and flat.
 inline constexpr Limits kEnvelopeLimits{4096, 2, 1024, 0, 16, 64};
