@@ -85,13 +85,16 @@ void InboundStream::heartbeat(const PublisherWord& word, Effects& fx) {
 
 bool InboundStream::answered(const ReplayAnswer& answer, Effects& fx) {
   const std::uint64_t from = replay_ ? replay_->from : position_ + 1;
+  const std::optional<Time> asked = replay_ ? std::optional<Time>(replay_->sent) : std::nullopt;
   replay_.reset();
   unanswered_ = 0;  // answered: the connection carries what it is asked
   // ... but an answer that finds us where the last one did, with more to apply, shows
   // that what it brought was not applied.
   if (answered_at_ == position_ && position_ < answer.word.head) {
-    hold_from_next_tick_ = true;
-    if (++unmoved_ >= kStallReplays)
+    ++unmoved_;
+    // The next ask waits 1, 2, 4, then 8 timeouts from this one.
+    if (asked) hold_until_ = *asked + replay_timeout() * (1 << std::min(unmoved_ - 1, 3));
+    if (unmoved_ >= kStallReplays)
       stall(fx, num(static_cast<std::uint64_t>(unmoved_)) + " replays from #" + num(position_ + 1) +
                     " were answered and #" + num(position_ + 1) +
                     " was never applied: it is refused on arrival (an envelope or message no reader takes; "
@@ -140,8 +143,7 @@ InboundStream::Due InboundStream::tick(Time now, Effects& fx) {
   }
   // Each unanswered replay waits twice as long as the last one (up to 8 timeouts): a
   // publisher slow to answer under load is given the time, not asked again and again.
-  const Duration timeout = std::max<Duration>(hb * 2, std::chrono::seconds(1));
-  const Duration wait = timeout * (1 << std::min(unanswered_, 3));
+  const Duration wait = replay_timeout() * (1 << std::min(unanswered_, 3));
   if (replay_ && now - replay_->sent < wait) return due;
   if (replay_) {
     const std::uint64_t asked_at = replay_->position;
@@ -158,11 +160,7 @@ InboundStream::Due InboundStream::tick(Time now, Effects& fx) {
   }
   // Stalled behind an answered replay, and moved since (applied live or replayed).
   if (unmoved_ > 0 && answered_at_ != position_) moves(fx);
-  // Answered without moving: the next ask waits (1, 2, 4, then 8 timeouts).
-  if (hold_from_next_tick_) {
-    hold_from_next_tick_ = false;
-    hold_until_ = now + timeout * (1 << std::min(unmoved_ - 1, 3));
-  }
+  // Answered without moving: held (answered()).
   if (hold_until_ && now < *hold_until_) return due;
   hold_until_.reset();
   // An unverified stream asks until an answer verifies it: the one it asked may have
@@ -324,10 +322,13 @@ void InboundStream::stall(Effects& fx, const std::string& why) {
                               " is applied until it moves");
 }
 
+Duration InboundStream::replay_timeout() const {
+  return std::max<Duration>(settings_.heartbeat * 2, std::chrono::seconds(1));
+}
+
 void InboundStream::moves(Effects& fx) {
   unanswered_ = 0;
   unmoved_ = 0;
-  hold_from_next_tick_ = false;
   hold_until_.reset();
   if (!stalled_) return;
   stalled_ = false;

@@ -140,6 +140,8 @@ class InboundStream {
   void open_gap(Effects& fx);
   void stall(Effects& fx, const std::string& why);
   void moves(Effects& fx);
+  // How long a replay is given to be answered: 2 heartbeats, 1 s at least.
+  Duration replay_timeout() const;
 
   struct Replay {
     std::string id;
@@ -181,8 +183,7 @@ class InboundStream {
   // at once: the publisher is not asked a hundred times a second for what we refuse.
   int unmoved_ = 0;
   std::optional<std::uint64_t> answered_at_;  // our position at the last answer
-  bool hold_from_next_tick_ = false;
-  std::optional<Time> hold_until_;
+  std::optional<Time> hold_until_;            // no ask before then
 };
 
 // Unanswered replays, while the publisher's heartbeats arrive, before a stream is stalled.
