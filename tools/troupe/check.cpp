@@ -35,29 +35,32 @@ Runner add_check(CLI::App& app) {
       std::cerr << "troupe: check --json reports findings; --list and --print-* print one value each\n";
       return kUsage;
     }
-    // A finding's text is "WHERE: WHAT" (file:line, or a path); --json keeps the two apart.
-    auto finding = [](const std::string& message) {
-      const auto at = message.find(": ");
-      if (at == std::string::npos) return nlohmann::json{{"where", ""}, {"message", message}};
-      return nlohmann::json{{"where", message.substr(0, at)}, {"message", message.substr(at + 2)}};
+    // --json: {"file", "valid", "services", "errors", "warnings"}, a finding's text
+    // "WHERE: WHAT" (file:line, or a path) kept as {"where", "message"}.
+    auto print_json = [](const std::string& file, std::size_t services, const std::vector<TopologyIssue>& issues) {
+      nlohmann::json out{{"file", file}, {"services", services}, {"errors", nlohmann::json::array()},
+                         {"warnings", nlohmann::json::array()}};
+      for (const auto& issue : issues) {
+        const auto at = issue.message.find(": ");
+        out[issue.severity == TopologyIssue::Severity::error ? "errors" : "warnings"].push_back(
+            at == std::string::npos
+                ? nlohmann::json{{"where", ""}, {"message", issue.message}}
+                : nlohmann::json{{"where", issue.message.substr(0, at)}, {"message", issue.message.substr(at + 2)}});
+      }
+      out["valid"] = out["errors"].empty();
+      std::cout << dump(out, 2) << '\n';
+      return out["errors"].empty() ? kOk : kFailed;
     };
-    if (c->json) {  // a topology that does not even load is a finding too, not a line on stderr
-      toml::LoadOptions lo;
-      if (!c->state_dir.empty()) lo.state_dir = c->state_dir;
-      lo.check = false;
-      if (auto loaded = toml::load_topology(c->topology, lo); !loaded) {
-        std::cout << dump(nlohmann::json{{"file", c->topology},
-                                         {"valid", false},
-                                         {"services", 0},
-                                         {"errors", nlohmann::json::array({finding(loaded.error().message())})},
-                                         {"warnings", nlohmann::json::array()}},
-                          2)
-                  << '\n';
+    auto t = load_result(*c, /*check=*/scripted);
+    if (!t) {
+      if (!c->json) {
+        std::cerr << "troupe: " << t.error().message() << '\n';
         return kFailed;
       }
+      // A topology that does not even load is a finding too, not a line on stderr.
+      print_json(c->topology, 0, {{TopologyIssue::Severity::error, t.error().message()}});
+      return kFailed;
     }
-    auto t = load(*c, /*check=*/scripted);
-    if (!t) return kFailed;
     if (scripted) {
       if (c->print_state_dir) std::cout << t->defaults.state_dir << '\n';
       if (c->print_host) std::cout << t->defaults.host << '\n';
@@ -107,15 +110,7 @@ Runner add_check(CLI::App& app) {
                                                                    " (docs/operations.md, \"Changing the partition count\")"});
         }
       }
-    if (c->json) {
-      nlohmann::json out{{"file", t->file}, {"services", t->services.size()}, {"errors", nlohmann::json::array()},
-                         {"warnings", nlohmann::json::array()}};
-      for (const auto& issue : issues)
-        out[issue.severity == TopologyIssue::Severity::error ? "errors" : "warnings"].push_back(finding(issue.message));
-      out["valid"] = out["errors"].empty();
-      std::cout << dump(out, 2) << '\n';
-      return out["errors"].empty() ? kOk : kFailed;
-    }
+    if (c->json) return print_json(t->file, t->services.size(), issues);
     for (const auto& issue : issues) {
       bool error = issue.severity == TopologyIssue::Severity::error;
       (error ? errors : warnings)++;

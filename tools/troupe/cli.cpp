@@ -24,11 +24,15 @@ std::string identity(const Common& c, const char* fallback) {
   return fallback;
 }
 
-std::optional<Topology> load(const Common& c, bool check) {
+Result<Topology> load_result(const Common& c, bool check) {
   toml::LoadOptions o;
   if (!c.state_dir.empty()) o.state_dir = c.state_dir;
   o.check = check;
-  auto t = toml::load_topology(c.topology, o);
+  return toml::load_topology(c.topology, o);
+}
+
+std::optional<Topology> load(const Common& c, bool check) {
+  auto t = load_result(c, check);
   if (!t) {
     std::cerr << "troupe: " << t.error().message() << '\n';
     return std::nullopt;

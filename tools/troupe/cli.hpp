@@ -36,7 +36,9 @@ void add_common(CLI::App& app, Common& common);
 // `fallback` ("cli"; "tap" for troupe tap).
 std::string identity(const Common& common, const char* fallback = "cli");
 
-// Loads the topology; on failure prints the file:line error and returns nullopt.
+// Loads the topology (--topology, --state-dir): the file:line error on failure.
+Result<Topology> load_result(const Common& common, bool check = true);
+// The same; on failure prints the error and returns nullopt.
 std::optional<Topology> load(const Common& common, bool check = true);
 
 // Messages as JSON (tools/lib): what every subcommand prints.
