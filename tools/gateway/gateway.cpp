@@ -616,8 +616,10 @@ void Gateway::routes() {
     std::vector<std::string> silent;
     for (const auto& svc : p.value("services", json::array()))
       if (!svc.value("answering", false)) silent.push_back(svc.value("name", ""));
-    if (auto tap = p["tap"].value("error", json()); v && tap.is_string())
-      return fail(res, 503, "not ready: " + tap.get<std::string>(), "tap", {{"ready", false}});
+    // The tap's own failure is known before any picture is made, and is read live: a
+    // picture made just before the tap failed would say nothing of it for a period.
+    if (auto error = hub_.stats().error; !error.empty())
+      return fail(res, 503, "not ready: " + error, "tap", {{"ready", false}});
     if (v && silent.empty() && view_.fresh()) return reply(res, 200, {{"ready", true}, {"services", t_.services.size()}});
     if (v && silent.empty())
       return fail(res, 503, "not ready: the gateway's picture of the mesh is over 3 s old", "mesh", {{"ready", false}});
