@@ -59,11 +59,16 @@ def start_gateway(*args):
     p = subprocess.Popen([gateway_exe, "--state-dir", state, *args], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, env=env)
     procs.append(p)
-    line = p.stdout.readline()
-    if "listening on http://" not in line:
-        p.first_line = line  # its error, when it did not start
-        return p, None
-    return p, line.split("http://", 1)[1].split("/", 1)[0]
+    # Log lines of threads started before the listener (a tap that cannot watch, say) may
+    # come first; what it said before "listening on" is its error when it did not start.
+    said = ""
+    for line in p.stdout:
+        if "listening on http://" in line:
+            p.first_line = said
+            return p, line.split("http://", 1)[1].split("/", 1)[0]
+        said += line
+    p.first_line = said
+    return p, None
 
 
 def request(base, method, path, body=None, headers=None):
@@ -456,7 +461,7 @@ def main():
         picture = until(lambda: (lambda p: p if "dashboard.key" in str(p.get("tap", {}).get("error")) else None)(
             request(kbase, "GET", "/v1/mesh")[1]), 10) if kbase else None
         check("with its tap's key file deleted, /readyz answers 503 naming the file, and the picture says it",
-              bool(said) and picture is not None, f"readyz: {request(kbase, 'GET', '/readyz')[1] if kbase else 'not started'}")
+              bool(said) and picture is not None, f"readyz: {request(kbase, 'GET', '/readyz')[1]}" if kbase else f"not started: {kp.first_line}")
         kp.send_signal(signal.SIGTERM)
         kp.wait(timeout=10)
     finally:
