@@ -4,7 +4,7 @@
 # fast as the load driver can send) and p50/p99 end-to-end latency at a fixed
 # 1,000 orders/s. scripts/bench also runs it on a memory-mode copy of the topology.
 # Prints one JSON object: {"sustained": LOAD, "cpu": {PROCESS: % of a core over the
-# sustained run}, "at_1000": LOAD}, LOAD being what `troupe load --json` prints;
+# sustained run}, "at_1000": LOAD}, LOAD being what `troupe shop load --json` prints;
 # progress goes to stderr.
 # --hosts (needs root): every process on a host of its own, a network namespace on one
 # bridge (scripts/lib/hosts.bash), over tcp: TOPOLOGY must bind tcp on 127.0.0.1, like
@@ -35,7 +35,7 @@ if ((hosts)); then
   echo "shop_bench: ${#names[@]} hosts in $net.0/24" >&2
 fi
 "${mesh[@]}" up >/dev/null
-troupe=("$TROUPE_BUILD_DIR/troupe" load --topology "$topology" --state-dir "$state" --quiet --json --cancel-ratio 0.1)
+troupe=("$TROUPE_BUILD_DIR/troupe" shop load --topology "$topology" --state-dir "$state" --quiet --json --cancel-ratio 0.1)
 echo "shop_bench: sustained, $orders orders as fast as they can be sent" >&2
 # Each process's CPU over the sustained run (utime + stime from /proc, in clock ticks),
 # as a share of one core: where a 2-core machine saturates, and which process first.

@@ -1,6 +1,6 @@
 // The shop's invariants at rest: every order ended, and stock, money and shipments agree
 // with how it ended. One pure check over a snapshot of the services' own answers, used
-// by `troupe verify` (over the live mesh) and by the simulator (over simulated nodes).
+// by `troupe shop verify` (over the live mesh) and by the simulator (over simulated nodes).
 #pragma once
 
 #include "../inventory/messages.hpp"
@@ -37,7 +37,7 @@ struct Tally {
   std::size_t confirmed = 0, cancelled = 0;
 };
 
-// One broken invariant. `kind` says what broke, for scripts (`troupe verify --json`):
+// One broken invariant. `kind` says what broke, for scripts (`troupe shop verify --json`):
 //   not_terminal  an order that never ended (lost);
 //   orphan        a reservation or payment for an order orders does not know;
 //   reservation, payment, shipment   an ended order whose effect in that service

@@ -4,7 +4,7 @@
 # then SIGKILLed and restarted with its clock still behind. Sequence numbers, not
 # timestamps, decide order and dedup, so:
 #   events stamped after the jump carry earlier times, and still apply in order;
-#   every order of the load ends, none twice; `troupe verify` holds.
+#   every order of the load ends, none twice; `troupe shop verify` holds.
 # Skips (exit 77) where Debian's libfaketime is not installed.
 # Usage: clock_jump_test.sh SOURCE_ROOT BUILD_ROOT
 set -uo pipefail
@@ -47,7 +47,7 @@ check "mesh comes up" "${mesh[@]}" up
 check "orders restarts under a fake wall clock" start_orders_with_fake_clock
 before=$(place clock-before)
 
-"${troupe[@]}" load "${args[@]}" --orders 1500 --rate 250 --seed 31 --wait 120 --quiet --json >"$state/load.json" 2>"$state/load.err" &
+"${troupe[@]}" shop load "${args[@]}" --orders 1500 --rate 250 --seed 31 --wait 120 --quiet --json >"$state/load.json" 2>"$state/load.err" &
 load=$!
 wait_for 20 "the load is under way" head_above 300
 echo "-7200" >"$clockfile"
@@ -70,7 +70,7 @@ for id in clock-before clock-after; do
     bash -c 'set -o pipefail; "$@" | jq -e -s "length == 1 and (.[0].status | . == \"confirmed\" or . == \"cancelled\")" >/dev/null' _ \
     "${troupe[@]}" query "${args[@]}" orders GetOrder "{\"order_id\":\"$id\"}"
 done
-check "invariants hold: nothing applied twice or lost" "${troupe[@]}" verify "${args[@]}"
+check "invariants hold: nothing applied twice or lost" "${troupe[@]}" shop verify "${args[@]}"
 
 echo "clock-jump test: $failures failure(s)"
 exit $((failures > 0))

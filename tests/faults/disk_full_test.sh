@@ -5,7 +5,7 @@
 #   store_error) and once in its log;
 #   queries and $health are still answered while writes fail;
 #   once space is freed every service resumes by itself, every order ends and
-#   `troupe verify` holds: nothing was lost or applied twice.
+#   `troupe shop verify` holds: nothing was lost or applied twice.
 # Needs root to mount a tmpfs; skips (exit 77) where mounting is refused.
 # Usage: disk_full_test.sh SOURCE_ROOT BUILD_ROOT
 set -uo pipefail
@@ -35,7 +35,7 @@ trap finish EXIT
 health() { "${troupe[@]}" query "${args[@]}" --timeout 1000 "$1" '$health' 2>/dev/null; }
 
 check "mesh comes up on a 64 MiB tmpfs" "${mesh[@]}" up
-"${troupe[@]}" load "${args[@]}" --orders 1500 --rate 150 --seed 21 --wait 120 --quiet --json >"$logs/load.json" 2>"$logs/load.err" &
+"${troupe[@]}" shop load "${args[@]}" --orders 1500 --rate 150 --seed 21 --wait 120 --quiet --json >"$logs/load.json" 2>"$logs/load.err" &
 load=$!
 orders_head() { health orders | json '.head'; }
 under_way() { local h; h=$(orders_head); [[ -n $h ]] && ((h > 100)); }
@@ -76,7 +76,7 @@ load_rc=$?
 load_line <"$logs/load.json"
 check "the load ends with every order ended (exit $load_rc)" test "$load_rc" -eq 0
 check "1,500 orders placed, none stuck" json_is '.orders == 1500 and .stuck == 0' <"$logs/load.json"
-check "invariants hold after the disk fault" "${troupe[@]}" verify "${args[@]}"
+check "invariants hold after the disk fault" "${troupe[@]}" shop verify "${args[@]}"
 
 echo "disk-full test: $failures failure(s)"
 exit $((failures > 0))

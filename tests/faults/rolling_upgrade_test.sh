@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A rolling upgrade under load: while `troupe load` drives the shop, each service in
+# A rolling upgrade under load: while `troupe shop load` drives the shop, each service in
 # turn is replaced by its version-2 build (tests/upgrade: one more optional field in a
 # message, a higher schemaversion), through scripts/upgrade, which checks each build's
 # contract against the running mesh first. Version 1 reads version 2 and back.
@@ -7,7 +7,7 @@
 # caught by that check; deployed anyway (--force), it refuses the new OrderPlaced
 # events into dead letters whose reason names the field and both schema versions, and
 # loses nothing else: once the good build replaces it, `troupe deadletters retry --all`
-# brings the shop back to `troupe verify` OK, with no dead letter left.
+# brings the shop back to `troupe shop verify` OK, with no dead letter left.
 # Usage: rolling_upgrade_test.sh SOURCE_ROOT BUILD_ROOT
 set -uo pipefail
 src=$1
@@ -48,7 +48,7 @@ check "the shop comes up at version 1" "${mesh[@]}" up
 "${troupe[@]}" asyncapi "${args[@]}" --mesh --json -o "$state/v1.asyncapi.json"
 
 # 30 s of orders: the upgrades take about 20 s here, and each must run while orders flow.
-"${troupe[@]}" load "${args[@]}" --orders 4500 --rate 150 --seed 21 --quiet --json --wait 120 >"$state/load.json" 2>"$state/load.err" &
+"${troupe[@]}" shop load "${args[@]}" --orders 4500 --rate 150 --seed 21 --quiet --json --wait 120 >"$state/load.json" 2>"$state/load.err" &
 load_pid=$!
 deadline=$((SECONDS + 20))
 until (( $(orders_count) >= 50 )) || ((SECONDS > deadline)); do sleep 0.2; done
@@ -86,8 +86,8 @@ check "at least 1,000 orders placed during the upgrades" test $((after - before)
 wait "$load_pid"; code=$?
 load_pid=""
 load_line <"$state/load.json"
-check "every order ended (troupe load exit 0)" test "$code" = 0
-check "the shop's invariants hold" "${troupe[@]}" verify "${args[@]}"
+check "every order ended (troupe shop load exit 0)" test "$code" = 0
+check "the shop's invariants hold" "${troupe[@]}" shop verify "${args[@]}"
 # A one-shot client's commands are not ordered across a service's replacement: a
 # CancelOrder the load sends right after its PlaceOrder can reach the new orders first
 # and be refused ("no order"), its PlaceOrder resent after it (every order ended, so

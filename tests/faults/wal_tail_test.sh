@@ -4,7 +4,7 @@
 # are gone, and it will number new events with sequences its subscribers already
 # applied), and it is started again. Passes only if a subscriber logs `LOSS:` about
 # orders and reports it in $health (head_regressed, or the service degraded); fails
-# loudly if everything says ready with lag 0 while orders are stuck or `troupe verify`
+# loudly if everything says ready with lag 0 while orders are stuck or `troupe shop verify`
 # finds violations.
 # Usage: wal_tail_test.sh SOURCE_ROOT BUILD_ROOT
 set -uo pipefail
@@ -28,7 +28,7 @@ orders_head() {
 head_at_least() { local h; h=$(orders_head); [[ -n $h ]] && ((h >= $1)); }
 
 check "mesh comes up" "${mesh[@]}" up
-"${troupe[@]}" load "${args[@]}" --orders 3600 --rate 300 --seed 14 --quiet --json --wait 10 >"$state/load.json" 2>"$state/load.err" &
+"${troupe[@]}" shop load "${args[@]}" --orders 3600 --rate 300 --seed 14 --quiet --json --wait 10 >"$state/load.json" 2>"$state/load.err" &
 load_pid=$!
 max_seq() {  # directory: orders' last committed event in a copy of its files there
   /usr/bin/python3 -c 'import sqlite3, sys
@@ -81,7 +81,7 @@ h = json.load(sys.stdin)
 sys.exit(0 if h["state"] == "ready" and all(u["lag"] == 0 for u in h["upstreams"]) else 1)' || return 1
   done
 }
-verify_out=$("${troupe[@]}" verify "${args[@]}" --settle 3000 2>&1)
+verify_out=$("${troupe[@]}" shop verify "${args[@]}" --settle 3000 2>&1)
 verify_rc=$?
 echo "$verify_out" | tail -2 | cut -c1-240
 stuck=$(json '.stuck' <"$state/load.json")

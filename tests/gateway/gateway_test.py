@@ -6,7 +6,7 @@ Every route and every error status; idempotent retries (one order for two POSTs)
 that the gateway drops for (and counts) without slowing the mesh; /metrics checked by
 promtool; the OpenAPI document served is the committed one and valid; the token and
 bind rules; SIGTERM. Then (unless --no-browser) the dashboard in headless Chromium
-under `troupe load`: five services drawn, rates non-zero, a saga stuck on a stopped
+under `troupe shop load`: five services drawn, rates non-zero, a saga stuck on a stopped
 payments is shown with where it waits, and goes once payments resumes.
 
 Usage: gateway_test.py SOURCE_ROOT BUILD_ROOT [--no-browser] [--sanitized] [--screenshot PNG]
@@ -406,7 +406,7 @@ def main():
     # The client stops reading (a 4 KiB receive buffer) while orders flow, until the
     # gateway counts drops for it, then reads on: it must be told how many it missed.
     slow = Sse(base, "/v1/events", rcvbuf=4096)
-    load = subprocess.Popen(troupe + ["load", "--state-dir", state, "--orders", "1500", "--rate", "0", "--quiet",
+    load = subprocess.Popen(troupe + ["shop", "load", "--state-dir", state, "--orders", "1500", "--rate", "0", "--quiet",
                                       "--seed", "7"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env)
     procs.append(load)
@@ -536,7 +536,7 @@ def dashboard(base):
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    load = subprocess.Popen(troupe + ["load", "--state-dir", state, "--orders", "200000", "--rate", "60", "--quiet",
+    load = subprocess.Popen(troupe + ["shop", "load", "--state-dir", state, "--orders", "200000", "--rate", "60", "--quiet",
                                       "--seed", "11", "--timeout", "600000"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     procs.append(load)

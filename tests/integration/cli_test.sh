@@ -22,11 +22,33 @@ expect() {  # description, expected exit code, expected output substring, comman
   else echo "FAIL: $what (exit $rc, expected $code; output: $out)"; failures=$((failures + 1)); fi
 }
 
-for sub in check send query status deadletters verify load tap trace graph metrics export keygen; do
+for sub in check send query status settle deadletters tap trace graph metrics export keygen asyncapi compat; do
   expect "troupe $sub --help" 0 "Usage:" "$troupe" "$sub" --help
 done
 expect "troupe --help lists the subcommands" 0 "deadletters" "$troupe" --help
 expect "no subcommand is a usage error" 2 "" "$troupe"
+
+# Commands of their own: `troupe NAME` runs troupe-NAME (beside troupe, in libexec, on
+# PATH), as the shop's `troupe shop` is run from build/troupe-shop.
+expect "troupe --help lists the commands found as troupe-NAME" 0 "troupe-shop)" "$troupe" --help
+expect "troupe shop --help: the shop's commands" 0 "verify" "$troupe" shop --help
+for sub in load verify; do
+  expect "troupe shop $sub --help" 0 "Usage:" "$troupe" shop "$sub" --help
+done
+plugins=$(mktemp -d)
+printf '#!/bin/sh\necho "hello from $0: $*"\nexit 7\n' >"$plugins/troupe-hello"
+chmod +x "$plugins/troupe-hello"
+printf '#!/bin/sh\necho ran\n' >"$plugins/troupe-inert"  # not executable
+expect "troupe NAME runs troupe-NAME found on PATH, with its arguments and exit code" 7 "troupe-hello: a --b c" \
+  env PATH="$plugins:$PATH" "$troupe" hello a --b c
+expect "a troupe-NAME that is not executable is not run" 2 "no executable troupe-inert" \
+  env PATH="$plugins:$PATH" "$troupe" inert
+expect "an unknown command is a usage error naming troupe-NAME" 2 "no executable troupe-nosuch was found" "$troupe" nosuch
+mkdir -p "$plugins/sub" && cp "$plugins/troupe-hello" "$plugins/sub/troupe-x"
+expect "a command name is a word, never a path (troupe ../sub/x)" 2 "is not a troupe command" \
+  env PATH="$plugins:$PATH" "$troupe" ../sub/x
+expect "... nor an option-looking word" 2 "" env PATH="$plugins:$PATH" "$troupe" --hello
+rm -rf "$plugins"
 
 expect "the shipped topology is valid" 0 "topology/shop.toml: OK (5 services" "$troupe" check
 expect "a warning names file and line" 0 "topology/shop.toml:22: warning: service 'inventory' publishes 'StockReleased'" "$troupe" check
@@ -61,6 +83,8 @@ expect "keygen wants NAME or --mesh" 2 "give either NAME or --mesh" "$troupe" ke
 expect "a query to a service that is not running exits 3" 3 "no reply to \$health within 200 ms" \
   "$troupe" query --state-dir "$tmp/none" --timeout 200 orders '$health'
 expect "status shows unreachable services and exits 3" 3 "unreachable" "$troupe" status --state-dir "$tmp/none" --timeout 100
+expect "troupe settle with no mesh running: not at rest (exit 3), naming who did not answer" 3 "orders did not answer" \
+  "$troupe" settle --state-dir "$tmp/none" --wait 300 --timeout 100
 expect "a payload that is not JSON exits 2" 2 "the payload is not JSON" "$troupe" send --state-dir "$tmp/none" orders PlaceOrder '{oops'
 expect "a command the service does not accept exits 2" 2 "does not accept command 'Shout'" "$troupe" send --state-dir "$tmp/none" orders Shout '{}'
 

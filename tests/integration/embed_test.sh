@@ -18,6 +18,13 @@ for s in orders inventory payments shipping notifications shop-edge; do
   [[ ! -e $bin/$s ]] || { echo "FAIL: the shop's $s is installed on the PATH ($bin)"; exit 1; }
   [[ -n $(find "$tmp/root" -path "*libexec/troupe/shop/$s") ]] || { echo "FAIL: no libexec/troupe/shop/$s"; exit 1; }
 done
+[[ ! -e $bin/troupe-shop ]] || { echo "FAIL: troupe-shop is installed on the PATH ($bin)"; exit 1; }
+[[ -n $(find "$tmp/root" -path "*libexec/troupe/troupe-shop") ]] || { echo "FAIL: no libexec/troupe/troupe-shop"; exit 1; }
+# The installed troupe finds the shop's commands in its libexec, wherever the install is.
+help=$("$bin/troupe" --help) || { echo "FAIL: troupe --help"; exit 1; }
+[[ $help == *"libexec/troupe/troupe-shop)"* ]] || { echo "FAIL: the installed troupe --help lists no troupe-shop: $help"; exit 1; }
+"$bin/troupe" shop verify --help >/dev/null || { echo "FAIL: the installed troupe does not run troupe shop verify"; exit 1; }
+echo "installed: troupe shop runs $(find "$tmp/root" -path '*libexec/troupe/troupe-shop')"
 extra=()
 [[ $sanitize != none ]] && extra=(-Db_sanitize="$sanitize" -Db_lundef=false -Dcpp_args=-Wno-maybe-uninitialized)
 export PKG_CONFIG_SYSROOT_DIR=$tmp/root PKG_CONFIG_PATH=$(dirname "$pc")

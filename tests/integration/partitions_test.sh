@@ -45,10 +45,10 @@ taps_on_every_orders() {
 }
 wait_for 15 "both taps are subscribed to every orders instance" taps_on_every_orders
 
-out=$("${troupe[@]}" load "${args[@]}" --orders 300 --rate 0 --seed 11 --quiet --json --wait 60)
+out=$("${troupe[@]}" shop load "${args[@]}" --orders 300 --rate 0 --seed 11 --quiet --json --wait 60)
 load_line <<<"$out"
 check "300 orders all end" json_is '.orders == 300 and .stuck == 0' <<<"$out"
-check "troupe verify: invariants hold over the instances" "${troupe[@]}" verify "${args[@]}"
+check "troupe shop verify: invariants hold over the instances" "${troupe[@]}" shop verify "${args[@]}"
 
 # Every instance holds exactly the keys it owns.
 for k in 0 1 2; do
@@ -218,7 +218,7 @@ done
 check "with orders.2 down, an order another instance owns completes" \
   "${troupe[@]}" send "${args[@]}" --wait --timeout 5000 orders PlaceOrder "{\"order_id\":\"$alive\",\"customer\":\"alice\",\"sku\":\"KB-101\",\"quantity\":1}"
 check "scripts/mesh restart orders.2 brings it back" "${mesh[@]}" restart orders.2
-check "troupe verify after the restart" "${troupe[@]}" verify "${args[@]}"
+check "troupe shop verify after the restart" "${troupe[@]}" shop verify "${args[@]}"
 
 # Changing the partition count is refused, never a silent re-hash.
 kill "$tap_pid" 2>/dev/null; tap_pid=

@@ -20,13 +20,13 @@ wait_taps() {  # until orders counts at least one tap, with a deadline
 }
 
 "${mesh[@]}" up >/dev/null || exit 1
-"${troupe[@]}" load "${args[@]}" --orders 50 --quiet >/dev/null
+"${troupe[@]}" shop load "${args[@]}" --orders 50 --quiet >/dev/null
 check "without a tap nothing is mirrored" test "$(metric orders mirrored)" -eq 0
 
 "${troupe[@]}" tap "${args[@]}" --record "$state/rec.jsonl" --seconds 30 >/dev/null &
 tap_pid=$!
 check "the service sees the tap subscribe" wait_taps
-"${troupe[@]}" load "${args[@]}" --orders 50 --seed 3 --quiet >"$state/load.out"
+"${troupe[@]}" shop load "${args[@]}" --orders 50 --seed 3 --quiet >"$state/load.out"
 check "with a tap, commands are mirrored" test "$(metric orders mirrored)" -gt 0
 deadline=$((SECONDS + 10))
 placed() { json_count '.tapkind == "command" and .type == "PlaceOrder"' "$state/rec.jsonl"; }
@@ -48,7 +48,7 @@ check "--service selects a service's messages" bash -c '[[ -n $1 ]] && ! grep -v
 tap_pid=$!
 check "a second tap subscribes" wait_taps
 kill -STOP $tap_pid
-out=$("${troupe[@]}" load "${args[@]}" --orders 2000 --rate 0 --seed 4 --quiet --json)
+out=$("${troupe[@]}" shop load "${args[@]}" --orders 2000 --rate 0 --seed 4 --quiet --json)
 load_line <<<"$out"
 check "a stopped tap does not stop orders from completing" json_is '.orders == 2000 and .stuck == 0' <<<"$out"
 kill -CONT $tap_pid

@@ -143,7 +143,7 @@ class Shop:
         return r.get("status") if t and t != "$error" and isinstance(r, dict) else None
 
     def load(self, orders, seed, wait=20):
-        r = subprocess.run([os.path.join(self.args.build, "troupe"), "load", "--topology", self.args.topology,
+        r = subprocess.run([os.path.join(self.args.build, "troupe"), "shop", "load", "--topology", self.args.topology,
                             "--state-dir", self.args.state_dir, "--orders", str(orders), "--rate", "0",
                             "--seed", str(seed), "--quiet", "--json", "--wait", str(wait)],
                            capture_output=True, timeout=wait + 60)

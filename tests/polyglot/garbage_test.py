@@ -7,13 +7,13 @@ events (bogus subscription frames), and raw bytes to its sockets. Wrong frame co
 empty frames, random bytes, huge declared msgpack lengths, truncated msgpack, trailing
 bytes, extension types, envelopes over 4 KiB, valid envelopes with wrong payloads,
 unknown types, wrong kinds, invalid UTF-8, sequenced commands from a service that sends
-none, and messages beyond ZMQ_MAXMSGSIZE. Meanwhile `troupe load` places orders.
+none, and messages beyond ZMQ_MAXMSGSIZE. Meanwhile `troupe shop load` places orders.
 
 Then: every service is still the process it was; each rejection was counted exactly
 (`rejected_frames`, `dead_letters` of $metrics); what reached a handler boundary is a
 dead letter kept whole; every query that deserves an answer got $error; subscriptions
 and taps are back where they were; the CLI still prints $metrics and the dead letters;
-the load completed and `troupe verify` holds.
+the load completed and `troupe shop verify` holds.
 
     garbage_test.py --build BUILD_ROOT --state-dir DIR [--topology topology/shop.toml]
                     [--seed N] [--orders N] [--rate R] [--rounds N]
@@ -179,8 +179,9 @@ class Mesh:
         sock.connect(self.services[service]["endpoints"][endpoint])
 
     def troupe(self, *args, timeout=60):
-        cmd = [os.path.join(self.args.build, "troupe"), args[0], "--topology", self.args.topology,
-               "--state-dir", self.state, *args[1:]]
+        words = 2 if args[0] == "shop" else 1  # `troupe shop verify`: the shop's command is two words
+        cmd = [os.path.join(self.args.build, "troupe"), *args[:words], "--topology", self.args.topology,
+               "--state-dir", self.state, *args[words:]]
         r = subprocess.run(cmd, capture_output=True, timeout=timeout)
         return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
 
@@ -449,13 +450,13 @@ class Garbage:
 
 
 def die_with_parent():
-    """In the `troupe load` child: SIGKILL when this test's process dies, however it dies
+    """In the `troupe shop load` child: SIGKILL when this test's process dies, however it dies
     (with the mesh gone, a load can otherwise ask after its orders for hours)."""
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def main():
-    load = []  # the `troupe load` process, killed if this test ends early
+    load = []  # the `troupe shop load` process, killed if this test ends early
     try:
         return run(load)
     finally:
@@ -490,7 +491,7 @@ def run(load_process):
                     for name in mesh.services}
 
     load = subprocess.Popen(
-        [os.path.join(args.build, "troupe"), "load", "--topology", args.topology, "--state-dir", args.state_dir,
+        [os.path.join(args.build, "troupe"), "shop", "load", "--topology", args.topology, "--state-dir", args.state_dir,
          "--orders", str(args.orders), "--rate", str(args.rate), "--seed", str(args.seed), "--quiet",
          "--wait", "60"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
     load_process.append(load)
@@ -632,8 +633,8 @@ def run(load_process):
     expected = {n: (base[n]["taps"], mesh.watchers[n]) for n in mesh.services}
     checks.check("bogus subscribers are gone from the subscription and tap counts",
                  poll_until(lambda: counts() == expected, 10), f"(taps, subscriptions) {counts()}, expected {expected}")
-    rc, out, err = mesh.troupe("verify")
-    checks.check("troupe verify holds", rc == 0, (out + err).strip()[-400:])
+    rc, out, err = mesh.troupe("shop", "verify")
+    checks.check("troupe shop verify holds", rc == 0, (out + err).strip()[-400:])
 
     print(f"garbage: {checks.failures} failure(s) in {time.monotonic() - started:.1f} s (seed {args.seed})")
     return 1 if checks.failures else 0

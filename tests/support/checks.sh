@@ -24,7 +24,7 @@ json() {  # filter [jq options...]: the filter's raw output for the JSON on stdi
   local filter=$1; shift
   jq -r "$@" "$filter" 2>/dev/null
 }
-load_line() {  # the summary of `troupe load --json` on stdin, as its human last line says it
+load_line() {  # the summary of `troupe shop load --json` on stdin, as its human last line says it
   json '"orders: \(.orders) placed, \(.confirmed) confirmed, \(.cancelled) cancelled, \(.stuck) stuck"'
 }
 json_is() {  # filter: true when stdin is one JSON value and the filter holds for it

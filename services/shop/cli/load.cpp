@@ -1,9 +1,8 @@
-// troupe load: drives orders through the shop with a mix that produces every outcome
+// troupe shop load: drives orders through the shop with a mix that produces every outcome
 // (unknown and scarce SKUs, customers short of credit, racing cancellations), waits
 // until every order is terminal, and reports throughput and end-to-end latency.
-#include "../../services/shop/seed.hpp"
-#include "cli.hpp"
-#include "shop_queries.hpp"
+#include "../seed.hpp"
+#include "shop_cli.hpp"
 
 #include <troupe/domain/id.hpp>
 

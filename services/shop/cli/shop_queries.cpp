@@ -1,5 +1,5 @@
 // Paged snapshot of the shop's services, over the mesh.
-#include "shop_queries.hpp"
+#include "shop_cli.hpp"
 
 namespace troupe::cli {
 

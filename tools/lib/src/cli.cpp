@@ -1,5 +1,5 @@
 // Shared helpers of the `troupe` command.
-#include "cli.hpp"
+#include <troupe/tools/cli.hpp>
 
 #include <fstream>
 #include <sstream>

@@ -1,53 +1,12 @@
-// troupe verify: the shop's invariants, checked by querying every service once the
+// troupe shop verify: the shop's invariants, checked by querying every service once the
 // mesh has settled. Prints each violation with its order id, or "invariants OK".
-#include "cli.hpp"
-#include "shop_queries.hpp"
+#include "shop_cli.hpp"
+
+#include <troupe/tools/settle.hpp>
 
 #include <iostream>
-#include <map>
-#include <thread>
 
 namespace troupe::cli {
-namespace {
-
-using namespace shop;
-
-// Waits until every subscriber's position equals its publisher's head, twice in a row.
-bool settle(Client& client, const Topology& t, std::chrono::milliseconds timeout, std::string& why) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  std::map<std::string, std::uint64_t> previous;
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::map<std::string, std::uint64_t> heads;
-    std::map<std::string, nlohmann::json> health;
-    bool ok = true;
-    for (const auto& s : t.services) {
-      auto h = client.query_raw(s.name, "$health", std::string(1, '\x80'), std::chrono::milliseconds(1000));
-      if (!h) {
-        why = h.error().message();
-        ok = false;
-        break;
-      }
-      health[s.name] = to_json(h->payload);
-      heads[s.name] = health[s.name].value("head", 0ull);
-    }
-    if (ok) {
-      why.clear();
-      for (auto& [name, h] : health)
-        for (const auto& u : h["upstreams"]) {
-          auto pub = u.value("publisher", "");
-          if (u.value("position", 0ull) != heads[pub])
-            why = name + " has applied " + std::to_string(u.value("position", 0ull)) + " of " + pub + "'s " +
-                  std::to_string(heads[pub]) + " events";
-        }
-      if (why.empty() && heads == previous) return true;
-      previous = heads;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return false;
-}
-
-}  // namespace
 
 int verify_shop(Client& client, const Topology& t, int settle_ms, bool quiet, bool as_json) {
   // --json: {"settled", "ok", "orders", "confirmed", "cancelled", "skus", "customers",
@@ -62,9 +21,9 @@ int verify_shop(Client& client, const Topology& t, int settle_ms, bool quiet, bo
     }
     return code;
   };
-  std::string why;
-  if (!settle(client, t, std::chrono::milliseconds(settle_ms), why))
-    return fail("the mesh did not settle within " + std::to_string(settle_ms) + " ms: " + why, kUnreachable);
+  auto settled = tools::settle(client, t, std::chrono::milliseconds(settle_ms));
+  if (!settled.settled)
+    return fail("the mesh did not settle within " + std::to_string(settle_ms) + " ms: " + settled.why, kUnreachable);
   out["settled"] = true;
   shop::Snapshot snap;
   if (auto err = snapshot(client, snap)) return fail(*err, kUnreachable);
