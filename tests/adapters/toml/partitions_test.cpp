@@ -44,7 +44,7 @@ queries = ["inventory"]
 
 using loader_checks::with;
 
-std::string error_of(const std::string& text) { return loader_checks::refusal(text, "topology/p.toml"); }
+std::string partition_error_of(const std::string& text) { return loader_checks::refusal(text, "topology/p.toml"); }
 
 }  // namespace
 
@@ -102,19 +102,19 @@ TEST_CASE("partition keys: the default, per type, and '*' for every instance", "
 }
 
 TEST_CASE("mistakes in partitions are named with file:line", "[partitions]") {
-  CHECK(error_of(with(kPartitioned, "key = \"order_id\"\n", "")) ==
+  CHECK(partition_error_of(with(kPartitioned, "key = \"order_id\"\n", "")) ==
         "topology/p.toml:9: [services.orders] has partitions = 3 but no key: say which payload field routes a "
         "message (key = \"order_id\")");
-  CHECK(error_of(with(kPartitioned, "partitions = 3", "partitions = 0")) ==
+  CHECK(partition_error_of(with(kPartitioned, "partitions = 3", "partitions = 0")) ==
         "topology/p.toml:9: 'partitions' must be between 1 and 256, got 0");
-  CHECK(error_of(with(kPartitioned, "key = \"order_id\"", "key = \"order_id\"\nkeys = { Nope = \"x\" }")) ==
+  CHECK(partition_error_of(with(kPartitioned, "key = \"order_id\"", "key = \"order_id\"\nkeys = { Nope = \"x\" }")) ==
         "topology/p.toml:5: [services.orders] keys names 'Nope', which the service does not accept, answer or react to");
-  CHECK(error_of(with(kPartitioned, "[services.inventory]", "[services.\"inv.1\"]")).find("has a '.'") !=
+  CHECK(partition_error_of(with(kPartitioned, "[services.inventory]", "[services.\"inv.1\"]")).find("has a '.'") !=
         std::string::npos);
-  CHECK(error_of(with(kPartitioned, "partitions = 3", "partitions = 3\npublic_key = \"" + std::string(40, 'a') + "\"")).find(
+  CHECK(partition_error_of(with(kPartitioned, "partitions = 3", "partitions = 3\npublic_key = \"" + std::string(40, 'a') + "\"")).find(
             "each instance has a key pair of its own") != std::string::npos);
   // Two instances' derived endpoints that meet another service's are a duplicate.
-  CHECK(error_of(with(kPartitioned, "commands = \"ipc://{state_dir}/inventory.commands\"",
+  CHECK(partition_error_of(with(kPartitioned, "commands = \"ipc://{state_dir}/inventory.commands\"",
                       "commands = \"tcp://127.0.0.1:7200\"")).find("is already used by orders.1 commands") !=
         std::string::npos);
 }
@@ -180,34 +180,34 @@ TEST_CASE("a partitioned service may list an endpoint per instance (instances on
   CHECK(t->find("orders.0")->endpoints.commands == "tcp://10.0.0.2:7100");
   CHECK(t->find("orders.2")->endpoints.commands == "tcp://10.0.0.4:7100");
   CHECK(t->find("orders.2")->endpoints.events == "ipc://var/p/orders.2.events");  // not listed: derived
-  CHECK(error_of(with(kPartitioned, "commands = \"tcp://127.0.0.1:7100\"", "commands = [\"tcp://10.0.0.2:7100\"]")) ==
+  CHECK(partition_error_of(with(kPartitioned, "commands = \"tcp://127.0.0.1:7100\"", "commands = [\"tcp://10.0.0.2:7100\"]")) ==
         "topology/p.toml:7: commands in [services.orders] lists 1 endpoints: a list is one per partition "
         "(partitions = 3)");
-  CHECK(error_of(with(kPartitioned, "events = \"ipc://{state_dir}/inventory.events\"",
+  CHECK(partition_error_of(with(kPartitioned, "events = \"ipc://{state_dir}/inventory.events\"",
                       "events = [\"ipc://a\", \"ipc://b\"]"))
             .find("a list is one per partition (partitions = 1)") != std::string::npos);
 }
 
 TEST_CASE("what would re-hash or split keys in silence is refused at load", "[partitions]") {
-  CHECK(error_of(with(kPartitioned, "key = \"order_id\"", "key = \"\"")) ==
+  CHECK(partition_error_of(with(kPartitioned, "key = \"order_id\"", "key = \"\"")) ==
         "topology/p.toml:10: key in [services.orders] is empty: name the payload field that carries the key");
-  CHECK(error_of(with(kPartitioned, "key = \"order_id\"", "key = \"order_id\"\nkeys = { PlaceOrder = \"\" }")) ==
+  CHECK(partition_error_of(with(kPartitioned, "key = \"order_id\"", "key = \"order_id\"\nkeys = { PlaceOrder = \"\" }")) ==
         "topology/p.toml:11: keys.PlaceOrder in [services.orders] is empty: name the field, or \"*\" for every instance");
   // No default key: every type the instances take needs its own.
-  CHECK(error_of(with(kPartitioned, "key = \"order_id\"", "keys = { PlaceOrder = \"order_id\" }")) ==
+  CHECK(partition_error_of(with(kPartitioned, "key = \"order_id\"", "keys = { PlaceOrder = \"order_id\" }")) ==
         "topology/p.toml:5: [services.orders] is partitioned and has no default key: name the key of StockReserved "
         "in keys (or set key = \"FIELD\")");
-  CHECK(error_of(with(kPartitioned, "sends = { orders = [\"PlaceOrder\"] }", "sends = { \"orders.1\" = [\"PlaceOrder\"] }")) ==
+  CHECK(partition_error_of(with(kPartitioned, "sends = { orders = [\"PlaceOrder\"] }", "sends = { \"orders.1\" = [\"PlaceOrder\"] }")) ==
         "topology/p.toml:22: inventory sends to 'orders.1': name the service, not one of its instances (commands are "
         "routed by key)");
-  CHECK(error_of(with(kPartitioned, "reacts_to = { orders = [\"OrderPlaced\"] }",
+  CHECK(partition_error_of(with(kPartitioned, "reacts_to = { orders = [\"OrderPlaced\"] }",
                       "reacts_to = { \"orders.0\" = [\"OrderPlaced\"] }")) ==
         "topology/p.toml:21: inventory reacts to 'orders.0': name the service, not one of its instances");
-  CHECK(error_of(with(kPartitioned, "[clients.storefront]", "[clients.orders]")) ==
+  CHECK(partition_error_of(with(kPartitioned, "[clients.storefront]", "[clients.orders]")) ==
         "topology/p.toml:24: client 'orders' has the name of another service, client or tap");
-  CHECK(error_of(with(kPartitioned, "[clients.storefront]", "[clients.\"orders.7\"]")).find("has a '.'") !=
+  CHECK(partition_error_of(with(kPartitioned, "[clients.storefront]", "[clients.\"orders.7\"]")).find("has a '.'") !=
         std::string::npos);
-  CHECK(error_of(with(kPartitioned, "tcp://127.0.0.1:7100", "tcp://127.0.0.1:65500")) ==
+  CHECK(partition_error_of(with(kPartitioned, "tcp://127.0.0.1:7100", "tcp://127.0.0.1:65500")) ==
         "topology/p.toml:5: service 'orders.1' commands endpoint 'tcp://127.0.0.1:65600' has a port beyond 65535 "
         "(instance K listens on the port + 100 × K)");
   auto t = parse_topology(with(kPartitioned, "key = \"order_id\"", "key = \"order_id\"\nkeys = { GetOrder = \"*\" }"),
