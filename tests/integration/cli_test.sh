@@ -44,9 +44,13 @@ expect "troupe NAME runs troupe-NAME found on PATH, with its arguments and exit 
 expect "a troupe-NAME that is not executable is not run" 2 "no executable troupe-inert" \
   env PATH="$plugins:$PATH" "$troupe" inert
 expect "an unknown command is a usage error naming troupe-NAME" 2 "no executable troupe-nosuch was found" "$troupe" nosuch
-mkdir -p "$plugins/sub" && cp "$plugins/troupe-hello" "$plugins/sub/troupe-x"
+# troupe-../sub/x would name an executable here, were the name not refused as a path.
+mkdir -p "$plugins/troupe-../sub" && cp "$plugins/troupe-hello" "$plugins/troupe-../sub/x"
 expect "a command name is a word, never a path (troupe ../sub/x)" 2 "is not a troupe command" \
   env PATH="$plugins:$PATH" "$troupe" ../sub/x
+printf 'echo no interpreter line\n' >"$plugins/troupe-noshebang" && chmod +x "$plugins/troupe-noshebang"
+expect "a troupe-NAME that cannot be run exits 126, naming it" 126 "cannot run $plugins/troupe-noshebang" \
+  env PATH="$plugins:$PATH" "$troupe" noshebang
 expect "... nor an option-looking word" 2 "" env PATH="$plugins:$PATH" "$troupe" --hello
 rm -rf "$plugins"
 

@@ -7,7 +7,7 @@ set -uo pipefail
 src=$1 build=$2 sanitize=$3
 tmp=$(mktemp -d /tmp/troupe-embed-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-meson install -C "$build" --destdir "$tmp/root" --quiet >"$tmp/install.log" 2>&1 || { cat "$tmp/install.log"; exit 1; }
+meson install -C "$build" --no-rebuild --destdir "$tmp/root" --quiet >"$tmp/install.log" 2>&1 || { cat "$tmp/install.log"; exit 1; }
 pc=$(find "$tmp/root" -name troupe.pc | head -1)
 [[ -n $pc ]] || { echo "FAIL: no troupe.pc installed"; exit 1; }
 echo "installed: $(find "$tmp/root" -name 'libtroupe.a' | head -1), $pc, $(find "$tmp/root" -path '*include/troupe/runtime/node.hpp')"
@@ -22,7 +22,7 @@ done
 [[ -n $(find "$tmp/root" -path "*libexec/troupe/troupe-shop") ]] || { echo "FAIL: no libexec/troupe/troupe-shop"; exit 1; }
 # The installed troupe finds the shop's commands in its libexec, wherever the install is.
 help=$("$bin/troupe" --help) || { echo "FAIL: troupe --help"; exit 1; }
-[[ $help == *"libexec/troupe/troupe-shop)"* ]] || { echo "FAIL: the installed troupe --help lists no troupe-shop: $help"; exit 1; }
+[[ $help == *"($tmp/root/"*"/libexec/troupe/troupe-shop)"* ]] || { echo "FAIL: the installed troupe --help lists no troupe-shop: $help"; exit 1; }
 "$bin/troupe" shop verify --help >/dev/null || { echo "FAIL: the installed troupe does not run troupe shop verify"; exit 1; }
 echo "installed: troupe shop runs $(find "$tmp/root" -path '*libexec/troupe/troupe-shop')"
 extra=()

@@ -8,7 +8,7 @@ set -uo pipefail
 src=$1 build=$2
 source "$src/tests/support/checks.sh"
 tmp=$(mktemp -d /tmp/troupe-scaffold-XXXXXX)
-project=$tmp/work/hello
+project=$tmp/work/time  # a C library name: the generated code must not collide with it
 finish() {
   [[ -x $project/mesh ]] && (cd "$project" && ./mesh down >/dev/null 2>&1)
   rm -rf "$tmp"
@@ -21,15 +21,17 @@ export PATH="$bin:$PATH" PKG_CONFIG_SYSROOT_DIR=$tmp/root PKG_CONFIG_PATH=$(dirn
 check "the installed troupe is the one on PATH" test "$(command -v troupe)" = "$bin/troupe"
 
 mkdir -p "$tmp/work" && cd "$tmp/work" || exit 1
-out=$(troupe new mesh hello)
+out=$(troupe new mesh time)
 echo "$out"
-check "troupe new mesh writes a project" test -f hello/meson.build -a -f hello/topology.toml -a -x hello/mesh \
-  -a -f hello/services/greeter/messages.hpp -a -f hello/services/tally/tally.hpp -a -f hello/tests/tally_test.cpp
-check "... whose topology troupe check accepts" troupe check --topology hello/topology.toml
-out=$(troupe new mesh hello 2>&1); rc=$?
+check "troupe new mesh writes a project" test -f time/meson.build -a -f time/topology.toml -a -x time/mesh \
+  -a -f time/services/greeter/messages.hpp -a -f time/services/tally/tally.hpp -a -f time/tests/tally_test.cpp
+check "... whose topology troupe check accepts" troupe check --topology time/topology.toml
+out=$(troupe new mesh time 2>&1); rc=$?
 check "troupe new mesh refuses a directory that is not empty (exit 1)" test "$rc" = 1 -a -n "$(grep -F "not an empty directory" <<<"$out")"
 out=$(troupe new mesh bad --name 'Bad Name' 2>&1); rc=$?
-check "troupe new mesh refuses a name that is no identifier (exit 2)" test "$rc" = 2
+check "troupe new mesh refuses a name that is no identifier (exit 2)" test "$rc" = 2 -a ! -e bad
+out=$(troupe new mesh "" --name empty 2>&1); rc=$?
+check "troupe new mesh refuses an empty directory name, writing nothing here (exit 2)" test "$rc" = 2 -a ! -e meson.build
 
 cd "$project" || exit 1
 check "the project builds against the installed library (meson, pkg-config)" \
@@ -63,7 +65,7 @@ check "./mesh up starts the new service beside the running ones" ./mesh up
 ev=$(troupe send --topology topology.toml --wait --timeout 5000 audit RecordAudit '{"key":"k","value":"v"}')
 check "the new service takes its command and publishes its event" json_is '.type == "AuditRecorded" and .data.value == "v"' <<<"$ev"
 check "... and answers its query" bash -c 'troupe query --topology topology.toml audit GetAudit "{\"key\":\"k\"}" | jq -e ".value == \"v\"" >/dev/null'
-pids=$(cat var/hello/*.pid)
+pids=$(cat var/time/*.pid)
 check "./mesh down stops the mesh" ./mesh down
 alive=0
 for p in $pids; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Garbage on every endpoint of a running shop while orders flow (garbage_test.py): no
-# service dies, every rejection is counted and kept, the load completes and `troupe
+# service dies, every rejection is counted and kept, the load completes and `troupe shop
 # verify` holds. Seeded: TROUPE_GARBAGE_SEED (default 1) reproduces a run.
 # Usage: garbage_test.sh SOURCE_ROOT BUILD_ROOT [TOPOLOGY]
 set -uo pipefail

@@ -12,6 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -80,8 +81,8 @@ std::string found_commands() {
       auto file = entry.path().filename().string();
       if (!file.starts_with("troupe-") || !is_command_name(file.substr(7))) continue;
       if (::access(entry.path().c_str(), X_OK) != 0 || !seen.insert(file).second) continue;
-      out += "  " + file.substr(7) + std::string(file.size() < 20 ? 20 - (file.size() - 7) : 1, ' ') + "(" +
-             entry.path().string() + ")\n";
+      const auto name = file.substr(7);
+      out += "  " + name + std::string(name.size() < 20 ? 20 - name.size() : 1, ' ') + "(" + entry.path().string() + ")\n";
     }
   }
   return out.empty() ? std::string() : "\nCommands of their own, found as troupe-NAME (troupe NAME --help):\n" + out;
@@ -107,7 +108,8 @@ int main(int argc, char** argv) {
       auto command = is_command_name(name) ? find_command(name) : std::nullopt;
       if (!command) {
         std::cerr << "troupe: '" << name << "' is not a troupe command, and no executable troupe-" << name
-                  << " was found beside troupe, in " TROUPE_LIBEXECDIR " or on PATH (troupe --help)\n";
+                  << " was found beside troupe, in " TROUPE_LIBEXEC_FROM_BINDIR " from it, in " TROUPE_LIBEXECDIR
+                     " or on PATH (troupe --help)\n";
         return kUsage;
       }
       std::string self = command->string();
@@ -116,7 +118,7 @@ int main(int argc, char** argv) {
       args.push_back(nullptr);
       ::execv(self.c_str(), args.data());
       std::cerr << "troupe: cannot run " << self << ": " << std::strerror(errno) << '\n';
-      return kFailed;
+      return 126;  // as a shell says it: found, but could not be run
     }
   }
   try {

@@ -7,6 +7,7 @@
 #include <troupe/adapters/toml/topology_loader.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -60,15 +61,22 @@ std::string fill(std::string_view text, const std::map<std::string, std::string>
   return out;
 }
 
-// Writes `text` to `path` (making its directories); false, with the reason printed.
+// The C++ namespace of a mesh's code: the mesh's name with a suffix, so that no mesh
+// name ("time", "tally", "greet") collides with a C library name, a service or a rule.
+std::string mesh_namespace(const std::string& mesh) { return mesh + "_mesh"; }
+
+// Writes `text` to `path` (making its directories) through a temporary file renamed
+// into place: a failure leaves the old file whole. False, with the reason printed.
 bool write(const fs::path& path, const std::string& text, bool executable) {
   std::error_code ec;
   fs::create_directories(path.parent_path(), ec);
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  const fs::path temporary = path.string() + ".troupe-new";
+  std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
   out << text;
   out.close();
-  if (!out) {
-    std::cerr << "troupe new: cannot write " << path.string() << '\n';
+  if (!out || (fs::rename(temporary, path, ec), ec)) {
+    std::cerr << "troupe new: cannot write " << path.string() << (ec ? ": " + ec.message() : std::string()) << '\n';
+    fs::remove(temporary, ec);
     return false;
   }
   if (executable)
@@ -78,6 +86,10 @@ bool write(const fs::path& path, const std::string& text, bool executable) {
 }
 
 int new_mesh(const std::string& dir, std::string name) {
+  if (dir.empty()) {  // an unset $DIR in a script must not write into the working directory
+    std::cerr << "troupe new: the project's directory is empty; name one (troupe new mesh DIR)\n";
+    return kUsage;
+  }
   if (name.empty()) {
     // The directory's own name, made a name: "my-mesh" -> "my_mesh".
     name = fs::path(dir).lexically_normal().filename().string();
@@ -97,7 +109,7 @@ int new_mesh(const std::string& dir, std::string name) {
     std::cerr << "troupe new: " << dir << " exists and is not an empty directory; nothing was written\n";
     return kFailed;
   }
-  const std::map<std::string, std::string> values{{"mesh", name}, {"mesh_ns", name}};
+  const std::map<std::string, std::string> values{{"mesh", name}, {"mesh_ns", mesh_namespace(name)}};
   std::size_t written = 0;
   for (const auto& f : templates::files()) {
     if (!f.path.starts_with("mesh/")) continue;
@@ -129,15 +141,20 @@ int new_service(const std::string& dir, const std::string& name) {
     std::cerr << "troupe new: " << topology.error().message() << '\n';
     return kUsage;
   }
+  if (auto bad = bad_name(topology->mesh, "the mesh's [mesh] name")) {
+    std::cerr << "troupe new: " << topology_file.string() << ": " << *bad << " (it names the code's namespace)\n";
+    return kUsage;
+  }
   for (const auto& s : topology->services)
     if (s.name == name || s.name.starts_with(name + ".")) {
       std::cerr << "troupe new: " << topology_file.string() << " already has a service '" << name << "'\n";
       return kFailed;
     }
-  if (std::error_code ec; fs::exists(root / "services" / name, ec)) {
-    std::cerr << "troupe new: " << (root / "services" / name).string() << " exists; nothing was written\n";
-    return kFailed;
-  }
+  for (const auto& taken : {root / "services" / name, root / "tests" / (name + "_test.cpp")})
+    if (std::error_code ec; fs::exists(fs::symlink_status(taken, ec))) {
+      std::cerr << "troupe new: " << taken.string() << " exists; nothing was written\n";
+      return kFailed;
+    }
   // The build's list of services: "services = ['greeter', 'tally']" gets ", 'NAME'".
   static const std::regex list(R"((^|\n)(services = \[[^\]\n]*)\])");
   std::smatch m;
@@ -146,10 +163,12 @@ int new_service(const std::string& dir, const std::string& name) {
               << " has no line \"services = [...]\" to add '" << name << "' to; nothing was written\n";
     return kFailed;
   }
+  // "services = [" + what it lists, with trailing blanks and a trailing comma taken off.
   std::string listed = m[2].str();
+  while (!listed.empty() && (listed.back() == ' ' || listed.back() == ',')) listed.pop_back();
   std::string new_build = build_text->substr(0, m.position(2)) + listed + (listed.ends_with("[") ? "" : ", ") + "'" +
                           name + "']" + build_text->substr(m.position(0) + m.length(0));
-  const std::string mesh_ns = topology->mesh;
+  const std::string mesh_ns = mesh_namespace(topology->mesh);
   const std::map<std::string, std::string> values{{"mesh", topology->mesh}, {"mesh_ns", mesh_ns}, {"name", name},
                                                   {"Name", camel(name)}};
   std::string section;

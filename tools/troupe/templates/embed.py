@@ -11,13 +11,13 @@ lines = ['// Made by tools/troupe/templates/embed.py at build time; do not edit.
 entries = []
 for n, path in enumerate(paths):
     data = open(path, 'rb').read()
-    lines.append(f'const char k{n}[] = {{')
+    lines.append(f'const unsigned char k{n}[] = {{')
     for i in range(0, len(data), 24):
-        lines.append('  ' + ', '.join(str(b if b < 128 else b - 256) for b in data[i:i + 24]) + ',')
+        lines.append('  ' + ', '.join(str(b) for b in data[i:i + 24]) + ',')
     lines.append('  0};')
     rel = os.path.relpath(path, root)
     executable = 'true' if os.access(path, os.X_OK) else 'false'
-    entries.append(f'      {{"{rel}", std::string_view(k{n}, sizeof k{n} - 1), {executable}}},')
+    entries.append(f'      {{"{rel}", std::string_view(reinterpret_cast<const char*>(k{n}), sizeof k{n} - 1), {executable}}},')
 lines.append('}  // namespace')
 lines.append('const std::vector<File>& files() {')
 lines.append('  static const std::vector<File> all{')

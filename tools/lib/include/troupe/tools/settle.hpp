@@ -13,7 +13,10 @@
 namespace troupe::tools {
 
 struct Settled {
-  bool settled = false;  // every stream at its publisher's head, on two looks in a row
+  // Every stream at its publisher's head, on two clean looks with the same heads a
+  // heartbeat apart. A stream flagged behind retention, head regressed or stalled
+  // does not hold this back (waiting does not move it): it is a finding.
+  bool settled = false;
   std::string why;       // when not settled: what was still moving or not answering
   // One object per service (instance) from its last $health and $metrics:
   // {"service", "state", "head", "dead_letters", "gaps_seen", "gaps_repaired",
