@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""bench_quick: `scripts/bench --quick --out TMP` runs every scenario for every system it
+"""bench_quick: `scripts/bench --smoke --out TMP` (the --quick run's scenarios with the
+smallest counts) runs every scenario for every system it
 claims to compare and reports each one: rows, systems, the machine, the plots. It never
 looks at how fast anything was. Leaves bench/results.json and docs/ untouched. And
 bench/peer_bench.py fails a peer that applies duplicates (the Python peer broken on
@@ -88,9 +89,9 @@ def main():
     real = [os.path.join(src, "bench", "results.json"), os.path.join(src, "docs", "performance.md")]
     before = {p: open(p, "rb").read() if os.path.exists(p) else None for p in real}
     with tempfile.TemporaryDirectory(prefix="troupe-bench-test-") as out:
-        r = subprocess.run([bench, "--quick", "--build", build, "--out", out], stdout=subprocess.PIPE, text=True)
+        r = subprocess.run([bench, "--smoke", "--build", build, "--out", out], stdout=subprocess.PIPE, text=True)
         print(r.stdout)
-        check(r.returncode == 0, "scripts/bench --quick exits 0 (got %d)" % r.returncode)
+        check(r.returncode == 0, "scripts/bench --smoke exits 0 (got %d)" % r.returncode)
 
         path = os.path.join(out, "results.json")
         check(os.path.exists(path), "results.json is written into --out")
