@@ -10,8 +10,6 @@
 
 #include <troupe/runtime/node.hpp>
 
-#include <spdlog/spdlog.h>
-
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
@@ -121,21 +119,5 @@ int main(int argc, char** argv) {
       return 126;  // as a shell says it: found, but could not be run
     }
   }
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int code = app.exit(e);
-    return code == 0 ? kOk : kUsage;
-  }
-  spdlog::set_level(spdlog::level::warn);
-  try {
-    for (auto& run : runners) {
-      int code = run();
-      if (code >= 0) return code;
-    }
-  } catch (const std::exception& e) {
-    std::cerr << "troupe: " << e.what() << '\n';
-    return kFailed;
-  }
-  return kUsage;
+  return run_app(app, runners, argc, argv, "troupe");
 }

@@ -5,8 +5,6 @@
 
 #include <troupe/runtime/version.hpp>
 
-#include <spdlog/spdlog.h>
-
 #include <iostream>
 
 int main(int argc, char** argv) {
@@ -15,21 +13,5 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string(troupe::kVersion));
   std::vector<Runner> runners{add_load(app), add_verify(app)};
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int code = app.exit(e);
-    return code == 0 ? kOk : kUsage;
-  }
-  spdlog::set_level(spdlog::level::warn);
-  try {
-    for (auto& run : runners) {
-      int code = run();
-      if (code >= 0) return code;
-    }
-  } catch (const std::exception& e) {
-    std::cerr << "troupe shop: " << e.what() << '\n';
-    return kFailed;
-  }
-  return kUsage;
+  return run_app(app, runners, argc, argv, "troupe shop");
 }

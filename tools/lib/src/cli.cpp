@@ -1,6 +1,8 @@
 // Shared helpers of the `troupe` command.
 #include <troupe/tools/cli.hpp>
 
+#include <spdlog/spdlog.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -47,6 +49,26 @@ std::optional<nlohmann::json> parse_json(const std::string& text, const std::str
     std::cerr << "troupe: " << what << " is not JSON: " << e.what() << '\n';
     return std::nullopt;
   }
+}
+
+int run_app(CLI::App& app, const std::vector<Runner>& runners, int argc, char** argv, const std::string& who) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? kOk : kUsage;
+  }
+  spdlog::set_level(spdlog::level::warn);
+  try {
+    for (const auto& run : runners) {
+      int code = run();
+      if (code >= 0) return code;
+    }
+  } catch (const std::exception& e) {
+    std::cerr << who << ": " << e.what() << '\n';
+    return kFailed;
+  }
+  return kUsage;
 }
 
 std::optional<std::string> read_file(const std::string& path) {

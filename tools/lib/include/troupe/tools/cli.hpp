@@ -14,6 +14,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace troupe::cli {
 
@@ -57,6 +58,10 @@ std::optional<nlohmann::json> parse_json(const std::string& text, const std::str
 // A subcommand adds itself to its app and returns the function that runs it: -1 when
 // it was not the one chosen, else its exit code.
 using Runner = std::function<int()>;
+
+// Parses the command line into `app` and runs the runner chosen: its exit code, kUsage
+// for bad arguments (0 after --help), kFailed with "WHO: what" for an exception.
+int run_app(CLI::App& app, const std::vector<Runner>& runners, int argc, char** argv, const std::string& who);
 
 // The whole file, or nullopt when it cannot be read.
 std::optional<std::string> read_file(const std::string& path);
