@@ -4,6 +4,7 @@
 #include "rules.hpp"
 
 #include <algorithm>
+#include <thread>
 
 namespace sensors {
 namespace {
@@ -57,11 +58,12 @@ void install_alerts(troupe::Handlers& node) {
   });
 }
 
-void install_actuator(troupe::Handlers& node) {
+void install_actuator(troupe::Handlers& node, std::chrono::milliseconds acting) {
   node.publishes<Actuated>();
-  node.on_command<Actuate>([](const Actuate& c, troupe::Context& ctx) {
+  node.on_command<Actuate>([acting](const Actuate& c, troupe::Context& ctx) {
     auto done = ctx.state().load<Actuated>("actions", c.alert_id).value_or(Actuated{c.alert_id, c.action, 0});
-    ++done.times;  // the device acts here; a second application would show as 2
+    std::this_thread::sleep_for(acting);  // the device acts here
+    ++done.times;                          // a second application would show as 2
     ctx.state().save("actions", c.alert_id, done);
     ctx.emit(done, c.alert_id);
   });

@@ -3,6 +3,8 @@
 
 #include <troupe/runtime/handlers.hpp>
 
+#include <chrono>
+
 namespace sensors {
 
 // sensor: publishes Reading. Its readings come from the device driver (main.cpp) by
@@ -14,6 +16,8 @@ void install_aggregator(troupe::Handlers& node);
 // and sends Actuate to the actuator) and to Actuated (marks the alert acknowledged).
 void install_alerts(troupe::Handlers& node);
 // actuator: accepts Actuate, publishes Actuated, counts how often it acted per alert.
-void install_actuator(troupe::Handlers& node);
+// Acting takes `acting` (a real device's relay or valve is not instant), during which
+// the command is taken but not yet done: a crash then must not lose or double it.
+void install_actuator(troupe::Handlers& node, std::chrono::milliseconds acting = std::chrono::milliseconds(0));
 
 }  // namespace sensors

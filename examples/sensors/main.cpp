@@ -9,7 +9,8 @@
 // doubles none).
 //
 //   sensors [--topology topology/sensors.toml] [--state-dir DIR]
-// SENSORS_DEVICE_SECONDS=N stops the device after N seconds (the mesh serves on).
+// SENSORS_DEVICE_SECONDS=N stops the device after N seconds (the mesh serves on);
+// SENSORS_ACTUATOR_MS=N makes the actuator take N ms to act (default 0).
 // Exit codes: 0 after SIGTERM/SIGINT, 1 broken environment, 2 bad topology, 64 bad arguments.
 #include "handlers.hpp"
 #include "rules.hpp"
@@ -21,9 +22,11 @@
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <thread>
@@ -49,12 +52,17 @@ int main(int argc, char** argv) {
     std::cerr << "sensors: " << topology.error().message() << '\n';
     return 2;
   }
-  using Install = void (*)(troupe::Handlers&);
+  const auto env_int = [](const char* name, int otherwise) {
+    const char* v = std::getenv(name);
+    return v && *v ? std::atoi(v) : otherwise;
+  };
+  const auto acting = std::chrono::milliseconds(std::max(0, env_int("SENSORS_ACTUATOR_MS", 0)));
+  using Install = std::function<void(troupe::Handlers&)>;
   const std::map<std::string, std::pair<Install, bool>> services{  // install, in memory
       {"sensor", {sensors::install_sensor, true}},
       {"aggregator", {sensors::install_aggregator, true}},
       {"alerts", {sensors::install_alerts, false}},
-      {"actuator", {sensors::install_actuator, false}}};
+      {"actuator", {[acting](troupe::Handlers& node) { sensors::install_actuator(node, acting); }, false}}};
   zmq::context_t context(1);
   std::map<std::string, std::unique_ptr<troupe::Node>> nodes;
   try {
@@ -76,8 +84,7 @@ int main(int argc, char** argv) {
   // The device driver: a reading of each sensor every 20 ms, handed to the sensor node.
   // post() is the one call safe from another thread; the task runs on the node's own.
   std::atomic<bool> stop{false};
-  const char* limit = std::getenv("SENSORS_DEVICE_SECONDS");
-  const auto device_for = std::chrono::seconds(limit && *limit ? std::atoi(limit) : 1'000'000'000);
+  const auto device_for = std::chrono::seconds(std::max(0, env_int("SENSORS_DEVICE_SECONDS", 1'000'000'000)));
   std::thread device([&, sensor = nodes.at("sensor").get()] {
     const auto until = std::chrono::steady_clock::now() + device_for;
     while (!stop && std::chrono::steady_clock::now() < until) {

@@ -24,6 +24,11 @@ int verify_shop(Client& client, const Topology& t, int settle_ms, bool quiet, bo
   auto settled = tools::settle(client, t, std::chrono::milliseconds(settle_ms));
   if (!settled.settled)
     return fail("the mesh did not settle within " + std::to_string(settle_ms) + " ms: " + settled.why, kUnreachable);
+  // A stream that cannot catch up (behind retention, head regressed) leaves the shop's
+  // state incomplete: its invariants would be judged on a part, so they are not.
+  for (const auto& f : tools::findings(settled))
+    if (f["kind"] == "behind_retention" || f["kind"] == "head_regressed")
+      return fail("the mesh cannot come to rest: " + f["text"].get<std::string>(), kUnreachable);
   out["settled"] = true;
   shop::Snapshot snap;
   if (auto err = snapshot(client, snap)) return fail(*err, kUnreachable);

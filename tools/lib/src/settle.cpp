@@ -40,9 +40,11 @@ nlohmann::json look(Client& client, const std::string& name, std::chrono::millis
           {"upstreams", upstreams}};
 }
 
-bool flagged(const nlohmann::json& upstream) {
-  return upstream.value("behind_retention", false) || upstream.value("head_regressed", false) ||
-         upstream.value("stalled", false);
+// A stream that waiting cannot move: its publisher no longer holds what it lacks
+// (behind retention), or numbers events again it already applied (head regressed).
+// A stalled stream is waited on: it clears once its replays are answered.
+bool stopped(const nlohmann::json& upstream) {
+  return upstream.value("behind_retention", false) || upstream.value("head_regressed", false);
 }
 
 }  // namespace
@@ -50,17 +52,17 @@ bool flagged(const nlohmann::json& upstream) {
 Settled settle(Client& client, const Topology& topology, std::chrono::milliseconds timeout,
                std::chrono::milliseconds ask_at_most, std::chrono::milliseconds poll) {
   const auto deadline = Clock::now() + timeout;
-  // At rest: two clean looks with the same heads, the second at least a heartbeat after
-  // the first, so that what a look cannot see (a sequenced command still in its
-  // sender's outbox, resent at most a heartbeat later) has had its chance to move a head.
-  const auto confirm_after = std::max(poll, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                topology.defaults.heartbeat));
+  // At rest: two clean looks with the same heads, the second begun at least three
+  // heartbeats after the first ended, so that what a look cannot see has had its chance
+  // to move a head: a sequenced command still in its sender's outbox is resent after two
+  // heartbeats without progress, checked every half heartbeat.
+  const auto confirm_after =
+      poll + 3 * std::chrono::duration_cast<std::chrono::milliseconds>(topology.defaults.heartbeat);
   std::optional<std::pair<std::map<std::string, std::uint64_t>, Clock::time_point>> clean;
   Settled out;
   while (true) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     const auto ask = std::clamp(left, std::chrono::milliseconds(1), std::max(ask_at_most, std::chrono::milliseconds(1)));
-    const auto looked = Clock::now();
     out.services = nlohmann::json::array();
     out.why.clear();
     std::map<std::string, std::uint64_t> heads;
@@ -74,8 +76,8 @@ Settled settle(Client& client, const Topology& topology, std::chrono::millisecon
       heads[s.name] = row["head"].get<std::uint64_t>();
     }
     // Each stream against its publisher's own head (a publisher that did not answer
-    // leaves its streams unknown, which is not at rest either). A stream flagged behind
-    // retention, head regressed or stalled does not move by waiting: it is a finding
+    // leaves its streams unknown, which is not at rest either). A stream behind
+    // retention or head regressed does not move by waiting: it is a finding
     // (findings()), not a reason to wait until the deadline.
     for (auto& row : out.services) {
       if (!row["reachable"].get<bool>()) continue;
@@ -85,11 +87,12 @@ Settled settle(Client& client, const Topology& topology, std::chrono::millisecon
         auto head = heads.find(pub);
         u["head"] = head == heads.end() ? nlohmann::json() : nlohmann::json(head->second);
         u["lag"] = head == heads.end() || head->second < position ? nlohmann::json() : nlohmann::json(head->second - position);
-        if (out.why.empty() && !flagged(u) && (head == heads.end() || head->second != position))
+        if (out.why.empty() && !stopped(u) && (head == heads.end() || head->second != position))
           out.why = row["service"].get<std::string>() + " has applied " + std::to_string(position) + " of " + pub +
                     "'s " + (head == heads.end() ? std::string("unknown") : std::to_string(head->second)) + " events";
       }
     }
+    const auto looked = Clock::now();  // when this look ended
     if (!out.why.empty()) {
       clean.reset();  // the next clean look is a first one again
     } else if (clean && clean->first == heads && looked - clean->second >= confirm_after) {
@@ -97,7 +100,7 @@ Settled settle(Client& client, const Topology& topology, std::chrono::millisecon
       return out;
     } else {
       if (!clean || clean->first != heads) clean.emplace(heads, looked);
-      out.why = "heads still moving, or not yet confirmed by a second look a heartbeat later";
+      out.why = "heads still moving, or not yet confirmed by a second look three heartbeats later";
     }
     if (Clock::now() + poll >= deadline) return out;
     std::this_thread::sleep_for(poll);

@@ -13,9 +13,9 @@
 namespace troupe::tools {
 
 struct Settled {
-  // Every stream at its publisher's head, on two clean looks with the same heads a
-  // heartbeat apart. A stream flagged behind retention, head regressed or stalled
-  // does not hold this back (waiting does not move it): it is a finding.
+  // Every stream at its publisher's head, on two clean looks with the same heads three
+  // heartbeats apart. A stream behind retention or head regressed does not hold this
+  // back (waiting does not move it): it is a finding. A stalled one is waited on.
   bool settled = false;
   std::string why;       // when not settled: what was still moving or not answering
   // One object per service (instance) from its last $health and $metrics:
