@@ -34,10 +34,22 @@ max_seq() {  # directory: orders' last committed event in a copy of its files th
   /usr/bin/python3 -c 'import sqlite3, sys
 print(sqlite3.connect(sys.argv[1] + "/orders.db").execute("SELECT coalesce(max(seq), 0) FROM troupe_outbox").fetchone()[0])' "$1"
 }
-# A kill just after a checkpoint loses nothing; then orders starts whole and the
-# drill is tried again, a few hundred events later.
+# What orders' subscribers have applied of its stream (the highest position): a loss
+# is only visible to them when one has applied an event the cut takes away.
+applied_of_orders() {
+  local s top=0 p
+  for s in inventory payments shipping notifications; do
+    p=$("${troupe[@]}" query "${args[@]}" --timeout 500 "$s" '$health' 2>/dev/null |
+        json '[.upstreams[] | select(.publisher == "orders") | .position] | max // 0')
+    [[ -n $p ]] && ((p > top)) && top=$p
+  done
+  echo "$top"
+}
+# A kill just after a checkpoint loses nothing, and a cut of events no subscriber had
+# applied yet diverges from nothing they know; then orders starts whole and the drill
+# is tried again, a few hundred events later.
 lost=0
-for attempt in 1 2 3; do
+for attempt in 1 2 3 4; do
   wait_for 20 "orders has committed $((attempt * 600)) events under load" head_at_least $((attempt * 600))
   "${mesh[@]}" kill orders >/dev/null
   rm -rf "$state/whole" "$state/cut"
@@ -46,11 +58,12 @@ for attempt in 1 2 3; do
   cp "$state/orders.db" "$state/cut/"
   before=$(max_seq "$state/whole")
   after=$(max_seq "$state/cut")
-  echo "orders' head: #$before committed, #$after without the WAL tail"
-  if ((after < before)); then lost=1; break; fi
+  applied=$(applied_of_orders)
+  echo "orders' head: #$before committed, #$after without the WAL tail; its subscribers applied up to #$applied"
+  if ((after < before && applied > after)); then lost=1; break; fi
   "${mesh[@]}" up >/dev/null
 done
-check "the drill lost committed events (else it tests nothing)" test "$lost" -eq 1
+check "the drill lost committed events a subscriber had applied (else it tests nothing)" test "$lost" -eq 1
 rm -f "$state/orders.db-wal" "$state/orders.db-shm"
 check "orders starts again without its WAL tail" "${mesh[@]}" up
 wait "$load_pid"
