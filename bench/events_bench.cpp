@@ -111,6 +111,9 @@ std::size_t body_for(int payload) {
 struct Throughput {
   double rate = 0;  // events/s each subscriber received
   long lost = 0;    // over all subscribers
+  // troupe: the batches every node of the run committed while it was timed (each one
+  // SQLite transaction, so one fsync when durable); 0 for raw libzmq.
+  std::uint64_t commits = 0;
 };
 
 struct RoundTrips {
@@ -358,6 +361,12 @@ Throughput troupe_events(int events, const std::string& durability, int payload_
     return sum;
   };
   const std::int64_t want = static_cast<std::int64_t>(events) * fanout;
+  auto batches = [&] {
+    std::uint64_t sum = mesh.pub().counters().batches.load();
+    for (int s = 0; s < fanout; ++s) sum += mesh.sub(s).counters().batches.load();
+    return sum;
+  };
+  const std::uint64_t batches_before = batches();
   auto t0 = Clock::now();
   for (int sent = 0; sent < events; sent += per_burst) {
     auto e = client->send("pub", Burst{std::min(per_burst, events - sent), body, 0});
@@ -387,6 +396,7 @@ Throughput troupe_events(int events, const std::string& durability, int payload_
     }
   }
   Throughput t;
+  t.commits = batches() - batches_before;
   auto got = total();
   t.lost = static_cast<long>(want - got);
   t.rate = static_cast<double>(got) / fanout /
@@ -521,6 +531,14 @@ int main(int argc, char** argv) {
         std::printf("%-44s %14.0f %10s %8ld\n", system_name(s), t.rate, ratio, t.lost);
         report.add(o.scenario, system_name(s), "throughput", t.rate, "events/s");
         report.add(o.scenario, system_name(s), "lost", static_cast<double>(t.lost), "events");
+        if (t.commits > 0) {
+          // What the disk allows is this many events per fsync paid, over its latency.
+          report.add(o.scenario, system_name(s), "commits", static_cast<double>(t.commits), "commits");
+          report.add(o.scenario, system_name(s), "events-per-commit",
+                     static_cast<double>(o.count) / static_cast<double>(t.commits), "events");
+          std::cerr << "  " << system_name(s) << ": " << t.commits << " commits over every node, "
+                    << static_cast<double>(o.count) / static_cast<double>(t.commits) << " events each\n";
+        }
         if (t.lost > 0 && s == "durable") broken_promise = true;
       }
     } else {
