@@ -531,7 +531,7 @@ int main(int argc, char** argv) {
         std::printf("%-44s %14.0f %10s %8ld\n", system_name(s), t.rate, ratio, t.lost);
         report.add(o.scenario, system_name(s), "throughput", t.rate, "events/s");
         report.add(o.scenario, system_name(s), "lost", static_cast<double>(t.lost), "events");
-        if (t.commits > 0) {
+        if (s == "durable" && t.commits > 0) {
           // What the disk allows is this many events per fsync paid, over its latency.
           report.add(o.scenario, system_name(s), "commits", static_cast<double>(t.commits), "commits");
           report.add(o.scenario, system_name(s), "events-per-commit",

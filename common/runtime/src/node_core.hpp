@@ -244,6 +244,7 @@ class NodeCore final : public Stager {
 
   // --- reactor.cpp: the loop, batches and their unit of work, the relay
   std::size_t collect(std::vector<Incoming>& batch, std::size_t max);
+  std::vector<const void*> drained_;  // collect(): sockets found empty in this call
   void receive_bounded(zmq::socket_t& s, zmq::message_t first, Incoming& in);
   void process(std::vector<Incoming>& batch);
   void relay();
