@@ -56,6 +56,9 @@ class Metrics:
         self.c = dict.fromkeys(COUNTERS, 0)
         self.types = {}
         self.batch_size, self.commit_us = Histogram(), Histogram()
+        # where a message's time goes: receipt to handler (per message), the commit alone
+        # and the relay after it (per batch)
+        self.queue_us, self.store_commit_us, self.relay_us = Histogram(), Histogram(), Histogram()
         self.rate_limited = {"queries": 0, "commands": 0}
         self.socket_events = {}
         self.auth_refused = {}
@@ -71,7 +74,9 @@ class Metrics:
 
     def reply(self, service):
         out = {"service": service, "types": {t: m.reply() for t, m in self.types.items()},
-               "batch_size": self.batch_size.reply(), "commit_us": self.commit_us.reply()}
+               "batch_size": self.batch_size.reply(), "commit_us": self.commit_us.reply(),
+               "queue_us": self.queue_us.reply(), "store_commit_us": self.store_commit_us.reply(),
+               "relay_us": self.relay_us.reply()}
         out.update(self.c)
         out.update(rate_limited=dict(self.rate_limited), socket_events=dict(self.socket_events),
                    auth_refused=dict(self.auth_refused))

@@ -431,7 +431,7 @@ class Node:
                 frames, user, oversize = got
                 batch.append(("command", oversize, frames, user))
         if batch:
-            self._apply(batch)
+            self._apply(batch, time.perf_counter())
         self._timers()
         return len(batch)
 
@@ -534,7 +534,8 @@ class Node:
             pass
 
     # --- a unit of work: a batch of messages, one transaction, one savepoint per message
-    def _apply(self, batch):
+    def _apply(self, batch, received=None):
+        """`received`: when the batch was taken from its sockets (queue_us)."""
         t0 = time.perf_counter()
         marks = {p: s.mark() for p, s in self.streams.items()}
         head0 = self.store.head
@@ -544,6 +545,8 @@ class Node:
         try:
             self.store.begin()
             for kind, peer, frames, user in batch:
+                if received is not None:
+                    self.metrics.queue_us.add((time.perf_counter() - received) * 1e6)
                 if kind == "sub":
                     self._event_frames(peer, frames)
                 elif kind == "dealer":
@@ -557,7 +560,9 @@ class Node:
                 self.store.set_position("cmd:" + sender, pos, epochs)
             if self.store.head != head0:
                 self.store.save_head()
+            t_commit = time.perf_counter()
             self.store.commit()
+            self.metrics.store_commit_us.add((time.perf_counter() - t_commit) * 1e6)
         except Exception as e:  # the store failed: nothing of the batch happened
             self.store.rollback()
             for p, s in self.streams.items():
@@ -581,7 +586,9 @@ class Node:
         self.inbox.committed()
         self.metrics.batch_size.add(len(batch))
         self.metrics.commit_us.add((time.perf_counter() - t0) * 1e6)
+        t_relay = time.perf_counter()
         self._flush()
+        self.metrics.relay_us.add((time.perf_counter() - t_relay) * 1e6)
 
     def _flush(self):
         """After commit: the batch's events go out, and its commands where they may."""

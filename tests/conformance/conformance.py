@@ -952,6 +952,10 @@ def c_builtins(run):
     expect(not missing, f"$metrics lacks counters {missing}")
     expect(metrics.get("service") == "peer" and isinstance(metrics.get("types"), dict),
            f"$metrics service {metrics.get('service')!r}, types {type(metrics.get('types')).__name__}")
+    # Where a message's time goes: receipt to handler, the commit alone, the relay after it.
+    split = {h_: (metrics.get(h_) or {}).get("count") for h_ in ("queue_us", "store_commit_us", "relay_us")}
+    expect(all(isinstance(c, int) and c > 0 for c in split.values()),
+           f"$metrics queue_us/store_commit_us/relay_us counts {split}: expected each counted, Pings were applied")
     ping = metrics["types"].get("Ping") or {}
     expect(isinstance(ping.get("received"), int) and ping.get("handled", 0) >= len(run.expected_pings),
            f"$metrics types.Ping {ping!r}: expected received and handled >= {len(run.expected_pings)}")

@@ -344,6 +344,10 @@ TEST_CASE("$health, $metrics and $topology describe the node", "[node][integrati
   CHECK(std::get<std::string>(typed_metrics->batch_size.buckets.back().first) == "+Inf");
   CHECK(std::get<std::uint64_t>(typed_metrics->batch_size.buckets.front().first) == 10);
   CHECK(metrics["batch_size"]["buckets"].back()[0] == "+Inf");  // as the protocol always said
+  // Where the time goes: every message received is queued, every batch commits and relays.
+  CHECK(typed_metrics->queue_us.count >= 10);
+  CHECK(typed_metrics->store_commit_us.count == typed_metrics->batch_size.count);
+  CHECK(typed_metrics->relay_us.count == typed_metrics->batch_size.count);
   auto pub_metrics = json_query(*m.client, "pub", "$metrics");
   CHECK(pub_metrics["types"]["Ping"]["published"] == 10);
   CHECK(pub_metrics["types"]["Emit"]["handled"] == 1);

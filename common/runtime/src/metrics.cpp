@@ -45,6 +45,9 @@ builtin::MetricsReply report(const Metrics& m, std::string service) {
     r.types[type] = {t.received, t.handled, t.rejected, t.published, report(t.latency_us)};
   r.batch_size = report(m.batch_size);
   r.commit_us = report(m.commit_us);
+  r.queue_us = report(m.queue_us);
+  r.store_commit_us = report(m.store_commit_us);
+  r.relay_us = report(m.relay_us);
   r.replays_requested = m.replays_requested;
   r.replays_served = m.replays_served;
   r.gaps_seen = m.gaps_seen;

@@ -140,6 +140,8 @@ struct Incoming {
   // From::task: what to run, and whether it was posted (run again if its batch fails).
   Task task = {};
   bool posted = false;
+  // When collect() took it from its socket (queue_us in $metrics); unset for tasks.
+  Clock::time_point received = {};
 };
 
 // A task run every `period` (or once, when period is zero).

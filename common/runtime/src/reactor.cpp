@@ -126,6 +126,7 @@ void NodeCore::run() {
 
 std::size_t NodeCore::collect(std::vector<Incoming>& batch, std::size_t max) {
   std::size_t got = 0;
+  const std::size_t first = batch.size();
   // A socket found empty is not asked again in this call. libzmq answers a non-blocking
   // receive on an empty socket only after looking into the socket's command mailbox, a
   // poll(2) and a getpid(2) each time; asking every empty socket once per message
@@ -195,6 +196,10 @@ std::size_t NodeCore::collect(std::vector<Incoming>& batch, std::size_t max) {
     }
     for (auto& [_, d] : downstreams_) progress |= take(d->heartbeats, Incoming::From::heartbeat, nullptr);
   }
+  if (got) {
+    const auto now = Clock::now();
+    for (std::size_t i = first; i < batch.size(); ++i) batch[i].received = now;
+  }
   return got;
 }
 
@@ -242,6 +247,9 @@ void NodeCore::process(std::vector<Incoming>& batch) {
   try {
     store_->begin();
     for (auto& in : batch) {
+      if (in.received != Clock::time_point{})
+        metrics_.queue_us.add(static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - in.received).count()));
       // Anything from a publisher's events socket shows that connection lives.
       if (in.upstream && in.from != Incoming::From::replay) in.upstream->stream.heard(t0);
       switch (in.from) {
@@ -277,7 +285,10 @@ void NodeCore::process(std::vector<Incoming>& batch) {
       wrote = true;
     }
     wrote = wrote || store_->head() != start_head;
+    const auto commit_start = Clock::now();
     store_->commit();
+    metrics_.store_commit_us.add(static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - commit_start).count()));
     command_inbox_.committed();
   } catch (const std::exception& e) {
     store_->rollback();
@@ -307,7 +318,10 @@ void NodeCore::process(std::vector<Incoming>& batch) {
   metrics_.commit_us.add(static_cast<std::uint64_t>(commit_us));
   metrics_.batch_size.add(batch.size());
   metrics_.batches.fetch_add(1, std::memory_order_relaxed);
+  const auto relay_start = Clock::now();
   relay();
+  metrics_.relay_us.add(static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - relay_start).count()));
   request_replays();
 }
 

@@ -236,6 +236,9 @@ struct MetricsReply {
   std::string service;
   std::map<std::string, TypeMetricsReply> types;  // per message type; "$unknown" for types no service knows
   HistogramReply batch_size, commit_us;
+  // queue_us: a message's receipt to its handler's start; store_commit_us: the commit
+  // alone; relay_us: sending what a batch emitted. Absent from older peers' replies.
+  HistogramReply queue_us, store_commit_us, relay_us;
   // Delivery.
   std::uint64_t replays_requested = 0, replays_served = 0, gaps_seen = 0, gaps_repaired = 0, duplicates = 0,
                 dead_letters = 0, rejected_frames = 0, commands_resent = 0, commands_out_of_order = 0,
@@ -255,6 +258,9 @@ struct MetricsReply {
                       TROUPE_DETAIL_FIELD(types),
                       TROUPE_DETAIL_FIELD(batch_size),
                       TROUPE_DETAIL_FIELD(commit_us),
+                      TROUPE_DETAIL_DEFAULTED(queue_us),
+                      TROUPE_DETAIL_DEFAULTED(store_commit_us),
+                      TROUPE_DETAIL_DEFAULTED(relay_us),
                       TROUPE_DETAIL_FIELD(replays_requested),
                       TROUPE_DETAIL_FIELD(replays_served),
                       TROUPE_DETAIL_FIELD(gaps_seen),
