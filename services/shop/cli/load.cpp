@@ -26,6 +26,8 @@ struct Tracked {
   std::string payload;
   std::optional<double> latency_ms;
   std::string outcome;  // confirmed | cancelled | "" (not yet)
+  // --hops: every event of this order's saga, as this process saw it (type, when).
+  std::vector<std::pair<std::string, Clock::time_point>> seen;
 };
 
 double percentile(std::vector<double> v, double q) {
@@ -33,6 +35,61 @@ double percentile(std::vector<double> v, double q) {
   std::sort(v.begin(), v.end());
   auto i = static_cast<std::size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
   return v[std::min(i, v.size() - 1)];
+}
+
+double mean(const std::vector<double>& v) {
+  double sum = 0;
+  for (double x : v) sum += x;
+  return v.empty() ? 0 : sum / static_cast<double>(v.size());
+}
+
+// Where the saga's time goes, hop by hop: for the orders that took the most common path
+// (the sequence of event types seen), each hop is the time from seeing one event (or
+// sending PlaceOrder) to seeing the next, all on this process's one clock, so the hops
+// of an order add up to its latency. A hop is the next service's queueing, handling,
+// commit and relay, and the event's way to this process. Compared: the orders at or
+// above the p99 latency ("tail") and the middle tenth around the median.
+nlohmann::json hops(const std::map<std::string, Tracked>& tracked, double p99) {
+  std::map<std::vector<std::string>, std::size_t> paths;
+  for (const auto& [_, tr] : tracked) {
+    if (!tr.latency_ms) continue;
+    std::vector<std::string> path;
+    for (const auto& [type, _] : tr.seen) path.push_back(type);
+    ++paths[path];
+  }
+  if (paths.empty()) return nullptr;
+  const auto& path = std::max_element(paths.begin(), paths.end(), [](const auto& a, const auto& b) {
+                       return a.second < b.second;
+                     })->first;
+  std::vector<const Tracked*> on_path;
+  for (const auto& [_, tr] : tracked) {
+    if (!tr.latency_ms || tr.seen.size() != path.size()) continue;
+    bool same = true;
+    for (std::size_t i = 0; i < path.size() && same; ++i) same = tr.seen[i].first == path[i];
+    if (same) on_path.push_back(&tr);
+  }
+  std::sort(on_path.begin(), on_path.end(), [](auto* a, auto* b) { return *a->latency_ms < *b->latency_ms; });
+  const std::size_t n = on_path.size(), mid_from = n * 45 / 100, mid_to = std::max(mid_from + 1, n * 55 / 100);
+  std::vector<std::vector<double>> tail(path.size()), middle(path.size());
+  std::size_t tail_orders = 0;
+  for (std::size_t k = 0; k < n; ++k) {
+    const Tracked& tr = *on_path[k];
+    bool is_tail = *tr.latency_ms >= p99, is_middle = k >= mid_from && k < mid_to;
+    tail_orders += is_tail;
+    auto from = tr.sent;
+    for (std::size_t i = 0; i < path.size(); ++i) {
+      double ms = std::chrono::duration<double, std::milli>(tr.seen[i].second - from).count();
+      from = tr.seen[i].second;
+      if (is_tail) tail[i].push_back(ms);
+      if (is_middle) middle[i].push_back(ms);
+    }
+  }
+  auto rows = nlohmann::json::array();
+  for (std::size_t i = 0; i < path.size(); ++i)
+    rows.push_back({{"hop", (i ? path[i - 1] : std::string("PlaceOrder sent")) + " -> " + path[i]},
+                    {"median_ms", mean(middle[i])},
+                    {"tail_ms", mean(tail[i])}});
+  return {{"orders_on_path", n}, {"tail_orders", tail_orders}, {"hops", rows}};
 }
 
 }  // namespace
@@ -46,7 +103,7 @@ Runner add_load(CLI::App& app) {
     double cancel_ratio = 0.1;
     int cancel_delay_ms = 0;
     int wait_s = 60;
-    bool quiet = false, json = false;
+    bool quiet = false, json = false, hops = false;
   };
   auto o = std::make_shared<Opts>();
   add_common(*cmd, *o);
@@ -59,6 +116,9 @@ Runner add_load(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--wait", o->wait_s, "seconds to wait, after the last order is sent, for every order to end (then the rest count as stuck)")->capture_default_str();
   cmd->add_flag("--quiet,-q", o->quiet, "no progress lines");
+  cmd->add_flag("--hops", o->hops,
+                "also follow every service's events and report where the saga's time goes, hop by hop, for the "
+                "orders at or above the p99 latency beside those around the median (JSON: \"hops\")");
   cmd->add_flag("--json", o->json,
                 "print the result as one JSON object: {\"orders\", \"confirmed\", \"cancelled\", \"stuck\", \"resent\", "
                 "\"elapsed_s\", \"ended_per_s\", \"sent_per_s\", \"latency_ms\": {\"p50\", \"p99\", \"max\", \"timed\"}}");
@@ -78,18 +138,27 @@ Runner add_load(CLI::App& app) {
 
     Client client(*t, "load");
     client.set_identity(identity(*o));
-    client.watch({"orders"}, /*heartbeats=*/true);
+    // With --hops, every service that publishes; else orders alone.
+    std::set<std::string> followed, wanted;
+    for (const auto& spec : t->services)
+      if (o->hops ? !spec.publishes.empty() : spec.service() == "orders") {
+        followed.insert(spec.service());
+        wanted.insert(spec.name);
+      }
+    client.watch({followed.begin(), followed.end()}, /*heartbeats=*/true);
     // The first heartbeat of each instance proves its subscription is live: no terminal
     // event is missed.
     std::set<std::string> live;
-    const auto instances = t->instances("orders").size();
     const auto hb_deadline = Clock::now() + std::chrono::milliseconds(t->defaults.heartbeat.count() * 3 + 2000);
-    while (live.size() < instances && Clock::now() < hb_deadline) {
+    while (live.size() < wanted.size() && Clock::now() < hb_deadline) {
       auto ev = client.next_event(std::chrono::duration_cast<std::chrono::milliseconds>(hb_deadline - Clock::now()));
-      if (ev) live.insert(ev->envelope.source);
+      if (ev && wanted.count(ev->envelope.source)) live.insert(ev->envelope.source);
     }
-    if (live.size() < instances) {
-      std::cerr << "troupe: orders is not publishing (is the mesh up? try scripts/mesh up)\n";
+    if (live.size() < wanted.size()) {
+      std::string missing;
+      for (const auto& w : wanted)
+        if (!live.count(w)) missing += (missing.empty() ? "" : ", ") + w;
+      std::cerr << "troupe: not publishing: " << missing << " (is the mesh up? try scripts/mesh up)\n";
       return kUnreachable;
     }
 
@@ -99,6 +168,10 @@ Runner add_load(CLI::App& app) {
     std::map<std::string, Tracked> tracked;
     std::size_t terminal = 0, confirmed = 0, cancelled = 0;
     auto on_event = [&](const Received& ev) {
+      if (o->hops && ev.envelope.type[0] != '$') {
+        auto it = tracked.find(ev.envelope.correlationid);
+        if (it != tracked.end() && it->second.outcome.empty()) it->second.seen.emplace_back(ev.envelope.type, Clock::now());
+      }
       if (ev.envelope.type != "OrderConfirmed" && ev.envelope.type != "OrderCancelled") return;
       auto it = tracked.find(ev.envelope.correlationid);
       if (it == tracked.end() || !it->second.outcome.empty()) return;
@@ -220,8 +293,9 @@ Runner add_load(CLI::App& app) {
     const double ended_per_s = elapsed > 0 ? static_cast<double>(terminal) / elapsed : 0;
     const double sent_per_s =
         static_cast<double>(tracked.size()) / std::max(1e-9, std::chrono::duration<double>(sent_done - t0).count());
+    const auto where = o->hops ? hops(tracked, percentile(lat, 0.99)) : nlohmann::json();
     if (o->json) {
-      std::cout << dump(nlohmann::json{{"orders", tracked.size()},
+      auto out = nlohmann::json{{"orders", tracked.size()},
                                        {"confirmed", confirmed},
                                        {"cancelled", cancelled},
                                        {"stuck", stuck},
@@ -233,8 +307,9 @@ Runner add_load(CLI::App& app) {
                                         {{"p50", percentile(lat, 0.5)},
                                          {"p99", percentile(lat, 0.99)},
                                          {"max", percentile(lat, 1.0)},
-                                         {"timed", lat.size()}}}})
-                << std::endl;
+                                         {"timed", lat.size()}}}};
+      if (o->hops) out["hops"] = where;
+      std::cout << dump(out) << std::endl;
       return stuck ? kFailed : kOk;
     }
     std::cout << std::fixed << std::setprecision(1);
@@ -243,6 +318,14 @@ Runner add_load(CLI::App& app) {
     std::cout << std::setprecision(2) << "latency (PlaceOrder sent -> terminal event): p50 " << percentile(lat, 0.5)
               << " ms, p99 " << percentile(lat, 0.99) << " ms, max " << percentile(lat, 1.0) << " ms ("
               << lat.size() << " timed)\n";
+    if (where.is_object()) {
+      std::cout << "where the time goes (" << where["tail_orders"].get<std::size_t>() << " orders at or above p99, of "
+                << where["orders_on_path"].get<std::size_t>() << " on the most common path), mean ms per hop:\n";
+      for (const auto& h : where["hops"])
+        std::cout << "  " << std::left << std::setw(44) << h["hop"].get<std::string>() << std::right << " median "
+                  << std::setw(8) << h["median_ms"].get<double>() << "  tail " << std::setw(8)
+                  << h["tail_ms"].get<double>() << '\n';
+    }
     if (resent) std::cout << "resent " << resent << " PlaceOrder command(s) that orders had not received\n";
     std::cout << "orders: " << tracked.size() << " placed, " << confirmed << " confirmed, " << cancelled
               << " cancelled, " << stuck << " stuck" << std::endl;  // before commands still queued linger
