@@ -4,8 +4,11 @@
 # fast as the load driver can send) and p50/p99 end-to-end latency at a fixed
 # 1,000 orders/s. scripts/bench also runs it on a memory-mode copy of the topology.
 # Prints one JSON object: {"sustained": LOAD, "cpu": {PROCESS: % of a core over the
-# sustained run}, "at_1000": LOAD}, LOAD being what `troupe shop load --json` prints;
-# progress goes to stderr.
+# sustained run}, "at_1000": LOAD, "split": {PROCESS: {"queue", "handling", "commit",
+# "relay", "batch": {"mean_us", "p99_us"}}}}, LOAD being what `troupe shop load --json`
+# prints; the fixed-rate load runs with --hops (where each hop's time goes), and "split"
+# is each process's $metrics over that run alone (queue_us, the handlers' latency_us,
+# store_commit_us, relay_us, commit_us: a whole batch); progress goes to stderr.
 # --hosts (needs root): every process on a host of its own, a network namespace on one
 # bridge (scripts/lib/hosts.bash), over tcp: TOPOLOGY must bind tcp on 127.0.0.1, like
 # topology/shop-tcp.toml; the load driver runs in the root namespace. Exits 77 when
@@ -51,7 +54,24 @@ cpu=$(join <(sort <<<"$before") <(sort <<<"$after") |
   awk -v hz="$hz" -v dt="$(echo "$t1 - $t0" | awk '{print $1 - $3}')" '{ printf "%s %.1f\n", $1, 100 * ($3 - $2) / hz / dt }' |
   jq -R -s 'split("\n") | map(select(length > 0) | split(" ") | {(.[0]): (.[1] | tonumber)}) | add // {}')
 echo "shop_bench: fixed rate, $rate_orders orders at 1000/s" >&2
-at_1000=$("${troupe[@]}" --orders "$rate_orders" --rate 1000 --seed 2) || rc=1
+metrics() { "$TROUPE_BUILD_DIR/troupe" metrics --topology "$topology" --state-dir "$state" --json 2>/dev/null || echo '{}'; }
+m0=$(metrics)
+at_1000=$("${troupe[@]}" --orders "$rate_orders" --rate 1000 --seed 2 --hops) || rc=1
+m1=$(metrics)
+# Each histogram over the fixed-rate run alone (after minus before), as a mean and the
+# bucket bound under which 99 % fall; handling merges the handlers of every type.
+split=$(jq -n --argjson a "$m0" --argjson b "$m1" '
+  def diff(x; y): x as $x | y as $y | {count: (($y.count // 0) - ($x.count // 0)), sum: (($y.sum // 0) - ($x.sum // 0)),
+    buckets: [range(0; ($y.buckets // []) | length) as $i | [$y.buckets[$i][0], ($y.buckets[$i][1] - (($x.buckets // [])[$i][1] // 0))]]};
+  def handlers(m): reduce ((m.types // {}) | to_entries[] | select(.key | startswith("$") | not) | .value.latency_us) as $h
+    ({count: 0, sum: 0, buckets: []}; {count: (.count + $h.count), sum: (.sum + $h.sum),
+      buckets: (if (.buckets | length) == 0 then $h.buckets
+                else [range(0; $h.buckets | length) as $i | [$h.buckets[$i][0], (.buckets[$i][1] + $h.buckets[$i][1])]] end)});
+  def summary(h): h as $h | if $h.count > 0 then {mean_us: ($h.sum / $h.count),
+    p99_us: first(foreach $h.buckets[] as $x (0; . + $x[1]; if . >= 0.99 * $h.count then $x[0] else empty end))} else null end;
+  $b | to_entries | map(.key as $s | {($s): {queue: summary(diff($a[$s].queue_us; .value.queue_us)),
+    handling: summary(diff(handlers($a[$s]); handlers(.value))), commit: summary(diff($a[$s].store_commit_us; .value.store_commit_us)),
+    relay: summary(diff($a[$s].relay_us; .value.relay_us)), batch: summary(diff($a[$s].commit_us; .value.commit_us))}}) | add // {}')
 jq -n --argjson sustained "${sustained:-null}" --argjson cpu "$cpu" --argjson at_1000 "${at_1000:-null}" \
-  '{sustained: $sustained, cpu: $cpu, at_1000: $at_1000}'
+  --argjson split "${split:-{\}}" '{sustained: $sustained, cpu: $cpu, at_1000: $at_1000, split: $split}'
 exit "$rc"

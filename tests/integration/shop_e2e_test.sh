@@ -97,6 +97,13 @@ echo "payments refunded during the racing cancellations: $((after - before))"
 check "some cancellations raced a captured payment (compensation ran)" test "$after" -gt "$before"
 check "invariants hold after racing cancellations" "${troupe[@]}" shop verify "${args[@]}"
 
+# Where a saga's time goes: the hops of the path most orders take, timed on one clock.
+out=$("${troupe[@]}" shop load "${args[@]}" --orders 200 --rate 500 --seed 9 --quiet --json --hops)
+check "load --hops: the saga's five hops on the most common path, each timed, for the tail and the median" \
+  json_is '(.hops.hops | length) == 5 and .hops.hops[0].hop == "PlaceOrder sent -> OrderPlaced"
+           and .hops.hops[4].hop == "ShipmentScheduled -> OrderConfirmed"
+           and all(.hops.hops[]; .median_ms > 0 and .tail_ms > 0) and .hops.tail_orders >= 1' <<<"$out"
+
 "${troupe[@]}" send "${args[@]}" orders PlaceOrder '{"order_id":"bad-1","customer":"alice","sku":"KB-101","quantity":"three"}' >/dev/null
 ev=$("${troupe[@]}" send "${args[@]}" --wait --timeout 5000 orders PlaceOrder '{"order_id":"good-1","customer":"alice","sku":"KB-101","quantity":1}')
 check "the order after a malformed one completes" json_is '.type == "OrderPlaced"' <<<"$ev"
