@@ -99,10 +99,12 @@ check "invariants hold after racing cancellations" "${troupe[@]}" shop verify "$
 
 # Where a saga's time goes: the hops of the path most orders take, timed on one clock.
 out=$("${troupe[@]}" shop load "${args[@]}" --orders 200 --rate 500 --seed 9 --quiet --json --hops)
-check "load --hops: the saga's five hops on the most common path, each timed, for the tail and the median" \
-  json_is '(.hops.hops | length) == 5 and .hops.hops[0].hop == "PlaceOrder sent -> OrderPlaced"
-           and .hops.hops[4].hop == "ShipmentScheduled -> OrderConfirmed"
-           and all(.hops.hops[]; .median_ms > 0 and .tail_ms > 0) and .hops.tail_orders >= 1' <<<"$out"
+check "load --hops: the tail's path from PlaceOrder to an outcome, each hop timed for the tail and the median" \
+  json_is '(.hops.hops | length) >= 2 and .hops.hops[0].hop == "PlaceOrder sent -> OrderPlaced"
+           and (.hops.hops[-1].hop | test(" -> Order(Confirmed|Cancelled)$"))
+           and all(.hops.hops[]; .median_ms >= 0 and .tail_ms >= 0) and .hops.tail_orders >= 1' <<<"$out"
+check "load --hops: the tail's hops add up to at least the p99 latency (one clock)" \
+  json_is '([.hops.hops[].tail_ms] | add) >= .latency_ms.p99 * 0.999' <<<"$out"
 
 "${troupe[@]}" send "${args[@]}" orders PlaceOrder '{"order_id":"bad-1","customer":"alice","sku":"KB-101","quantity":"three"}' >/dev/null
 ev=$("${troupe[@]}" send "${args[@]}" --wait --timeout 5000 orders PlaceOrder '{"order_id":"good-1","customer":"alice","sku":"KB-101","quantity":1}')

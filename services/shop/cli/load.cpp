@@ -43,31 +43,32 @@ double mean(const std::vector<double>& v) {
   return v.empty() ? 0 : sum / static_cast<double>(v.size());
 }
 
-// Where the saga's time goes, hop by hop: for the orders that took the most common path
-// (the sequence of event types seen), each hop is the time from seeing one event (or
-// sending PlaceOrder) to seeing the next, all on this process's one clock, so the hops
-// of an order add up to its latency. A hop is the next service's queueing, handling,
-// commit and relay, and the event's way to this process. Compared: the orders at or
-// above the p99 latency ("tail") and the middle tenth around the median.
+// Where the saga's time goes, hop by hop: each hop is the time from seeing one event of
+// an order (or sending its PlaceOrder) to seeing the next, all on this process's one
+// clock, so the hops of an order add up to its latency. A hop is the next service's
+// queueing, handling, commit and relay, and the event's way to this process. The path
+// (the sequence of event types seen) is the one most of the tail took: the orders at or
+// above the p99 latency. Compared with the tenth of that path's orders around its median.
 nlohmann::json hops(const std::map<std::string, Tracked>& tracked, double p99) {
-  std::map<std::vector<std::string>, std::size_t> paths;
-  for (const auto& [_, tr] : tracked) {
-    if (!tr.latency_ms) continue;
+  auto path_of = [](const Tracked& tr) {
     std::vector<std::string> path;
     for (const auto& [type, _] : tr.seen) path.push_back(type);
-    ++paths[path];
-  }
-  if (paths.empty()) return nullptr;
-  const auto& path = std::max_element(paths.begin(), paths.end(), [](const auto& a, const auto& b) {
-                       return a.second < b.second;
-                     })->first;
+    return path;
+  };
+  std::map<std::vector<std::string>, std::size_t> tail_paths;
+  std::size_t tail_total = 0;
+  for (const auto& [_, tr] : tracked)
+    if (tr.latency_ms && *tr.latency_ms >= p99 && !tr.seen.empty()) {
+      ++tail_paths[path_of(tr)];
+      ++tail_total;
+    }
+  if (tail_paths.empty()) return nullptr;
+  const auto path = std::max_element(tail_paths.begin(), tail_paths.end(), [](const auto& a, const auto& b) {
+                      return a.second < b.second;
+                    })->first;
   std::vector<const Tracked*> on_path;
-  for (const auto& [_, tr] : tracked) {
-    if (!tr.latency_ms || tr.seen.size() != path.size()) continue;
-    bool same = true;
-    for (std::size_t i = 0; i < path.size() && same; ++i) same = tr.seen[i].first == path[i];
-    if (same) on_path.push_back(&tr);
-  }
+  for (const auto& [_, tr] : tracked)
+    if (tr.latency_ms && path_of(tr) == path) on_path.push_back(&tr);
   std::sort(on_path.begin(), on_path.end(), [](auto* a, auto* b) { return *a->latency_ms < *b->latency_ms; });
   const std::size_t n = on_path.size(), mid_from = n * 45 / 100, mid_to = std::max(mid_from + 1, n * 55 / 100);
   std::vector<std::vector<double>> tail(path.size()), middle(path.size());
@@ -89,7 +90,7 @@ nlohmann::json hops(const std::map<std::string, Tracked>& tracked, double p99) {
     rows.push_back({{"hop", (i ? path[i - 1] : std::string("PlaceOrder sent")) + " -> " + path[i]},
                     {"median_ms", mean(middle[i])},
                     {"tail_ms", mean(tail[i])}});
-  return {{"orders_on_path", n}, {"tail_orders", tail_orders}, {"hops", rows}};
+  return {{"orders_on_path", n}, {"tail_orders", tail_orders}, {"tail_total", tail_total}, {"hops", rows}};
 }
 
 }  // namespace
@@ -118,7 +119,8 @@ Runner add_load(CLI::App& app) {
   cmd->add_flag("--quiet,-q", o->quiet, "no progress lines");
   cmd->add_flag("--hops", o->hops,
                 "also follow every service's events and report where the saga's time goes, hop by hop, for the "
-                "orders at or above the p99 latency beside those around the median (JSON: \"hops\")");
+                "orders at or above the p99 latency beside those around the median, on the path most of them took "
+                "(JSON: \"hops\")");
   cmd->add_flag("--json", o->json,
                 "print the result as one JSON object: {\"orders\", \"confirmed\", \"cancelled\", \"stuck\", \"resent\", "
                 "\"elapsed_s\", \"ended_per_s\", \"sent_per_s\", \"latency_ms\": {\"p50\", \"p99\", \"max\", \"timed\"}}");
@@ -319,8 +321,9 @@ Runner add_load(CLI::App& app) {
               << " ms, p99 " << percentile(lat, 0.99) << " ms, max " << percentile(lat, 1.0) << " ms ("
               << lat.size() << " timed)\n";
     if (where.is_object()) {
-      std::cout << "where the time goes (" << where["tail_orders"].get<std::size_t>() << " orders at or above p99, of "
-                << where["orders_on_path"].get<std::size_t>() << " on the most common path), mean ms per hop:\n";
+      std::cout << "where the time goes: " << where["tail_orders"].get<std::size_t>() << " of the "
+                << where["tail_total"].get<std::size_t>() << " orders at or above p99 took this path (of "
+                << where["orders_on_path"].get<std::size_t>() << " that did), mean ms per hop:\n";
       for (const auto& h : where["hops"])
         std::cout << "  " << std::left << std::setw(44) << h["hop"].get<std::string>() << std::right << " median "
                   << std::setw(8) << h["median_ms"].get<double>() << "  tail " << std::setw(8)
