@@ -5,10 +5,12 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace bench {
@@ -27,6 +29,31 @@ inline std::string scenario_name(const std::string& mode, int payload, int fanou
   if (mode != "events") return mode + "-rtt";
   std::string size = payload % 1024 == 0 ? std::to_string(payload / 1024) + "KiB" : std::to_string(payload) + "B";
   return (fanout == 1 ? "events-1to1-" : "fanout-1to" + std::to_string(fanout) + "-") + size;
+}
+
+// Waits until `total()` reaches `want`, or for `quiet` without progress (then what is
+// missing is lost). Returns what was counted and when counting ended: now when all came,
+// else the last progress.
+struct Counted {
+  long got = 0;
+  std::chrono::steady_clock::time_point end;
+};
+template <class Total>
+Counted wait_counted(Total total, long want, std::chrono::milliseconds quiet = std::chrono::seconds(3)) {
+  using Clock = std::chrono::steady_clock;
+  auto last_progress = Clock::now();
+  long last_total = 0;
+  while (total() < want) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    if (long now_total = total(); now_total != last_total) {
+      last_total = now_total;
+      last_progress = Clock::now();
+    } else if (Clock::now() - last_progress > quiet) {
+      break;
+    }
+  }
+  long got = total();
+  return {got, got >= want ? Clock::now() : last_progress};
 }
 
 // Nearest-rank percentile of `v` (q in [0, 1]); 0 for no samples.

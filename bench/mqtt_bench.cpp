@@ -184,21 +184,8 @@ Throughput events(const Options& o) {
   for (int i = 0; i < o.count; ++i)
     if (!pub.publish(topic, payload.data(), o.payload, o.qos)) ++refused;
   const long want = static_cast<long>(o.count) * o.fanout;
-  auto last_progress = Clock::now();
-  long last_total = 0;
-  // Wait for everything, or for 3 s without progress (then what is missing is lost).
-  while (total() < want) {
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
-    if (auto now_total = total(); now_total != last_total) {
-      last_total = now_total;
-      last_progress = Clock::now();
-    } else if (Clock::now() - last_progress > std::chrono::seconds(3)) {
-      break;
-    }
-  }
+  auto [got, end] = bench::wait_counted(total, want);
   Throughput t;
-  long got = total();
-  auto end = got == want ? Clock::now() : last_progress;
   t.lost = want - got;
   t.rate = static_cast<double>(got) / o.fanout / std::max(1e-9, std::chrono::duration<double>(end - t0).count());
   if (t.lost > 0)

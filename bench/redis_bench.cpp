@@ -198,20 +198,7 @@ Throughput events(const Options& o) {
     throw;
   }
   const long want = static_cast<long>(o.count) * o.fanout;
-  auto last_progress = Clock::now();
-  long last_total = 0;
-  // Wait for everything, or for 3 s without progress (then what is missing is lost).
-  while (total() < want) {
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
-    if (auto now_total = total(); now_total != last_total) {
-      last_total = now_total;
-      last_progress = Clock::now();
-    } else if (Clock::now() - last_progress > std::chrono::seconds(3)) {
-      break;
-    }
-  }
-  long got = total();
-  auto end = got == want ? Clock::now() : last_progress;
+  auto [got, end] = bench::wait_counted(total, want);
   stop = true;
   for (auto& t : threads) t.join();
   Throughput t;
