@@ -70,9 +70,15 @@ class Redis {
   explicit Redis(const Options& o) {
     timeval tv{10, 0};
     c_ = redisConnectWithTimeout(o.host.c_str(), o.port, tv);
-    if (!c_ || c_->err)
-      throw std::runtime_error("cannot connect to " + o.host + ":" + std::to_string(o.port) + ": " +
-                               (c_ ? c_->errstr : "out of memory"));
+    if (!c_ || c_->err) {
+      std::string why = c_ ? c_->errstr : "out of memory";
+      redisFree(c_);
+      throw std::runtime_error("cannot connect to " + o.host + ":" + std::to_string(o.port) + ": " + why);
+    }
+    // No command waits longer than the blocking reads ask for plus this: a stalled server
+    // is an error, not a bench that never ends.
+    timeval command{10, 0};
+    redisSetTimeout(c_, command);
   }
   ~Redis() { redisFree(c_); }
   Redis(const Redis&) = delete;
@@ -144,6 +150,15 @@ Throughput events(const Options& o) {
   std::vector<Consumer> consumers(static_cast<std::size_t>(o.fanout));
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
+  struct JoinAll {  // however this function is left, no thread is left running
+    std::vector<std::thread>& t;
+    std::atomic<bool>& stop;
+    ~JoinAll() {
+      stop = true;
+      for (auto& x : t)
+        if (x.joinable()) x.join();
+    }
+  } join_all{threads, stop};
   for (int g = 0; g < o.fanout; ++g)
     threads.emplace_back([&, g] {
       auto& me = consumers[static_cast<std::size_t>(g)];
@@ -180,7 +195,7 @@ Throughput events(const Options& o) {
   };
   std::string payload(static_cast<std::size_t>(o.payload), 'p');
   auto t0 = Clock::now();
-  try {
+  {  // should it throw, join_all stops and joins the consumers
     Redis producer(o);
     int unanswered = 0;
     for (int sent = 0; sent < o.count;) {
@@ -192,15 +207,12 @@ Throughput events(const Options& o) {
       }
     }
     for (; unanswered > 0; --unanswered) producer.reply();
-  } catch (...) {
-    stop = true;
-    for (auto& t : threads) t.join();
-    throw;
   }
   const long want = static_cast<long>(o.count) * o.fanout;
   auto [got, end] = bench::wait_counted(total, want);
   stop = true;
   for (auto& t : threads) t.join();
+  threads.clear();
   Throughput t;
   t.lost = want - got;
   for (auto& c : consumers) {
@@ -222,6 +234,7 @@ RoundTrips round_trips(const Options& o) {
   Redis admin(o);
   admin.run({"XGROUP", "CREATE", commands, "responder", "0", "MKSTREAM"});
   std::atomic<bool> stop{false}, failed{false};
+  Redis sender(o);  // before the responder starts: a failed connect leaves no thread behind
   std::thread responder([&] {
     try {
       Redis r(o);
@@ -241,7 +254,6 @@ RoundTrips round_trips(const Options& o) {
       failed = true;
     }
   });
-  Redis sender(o);
   std::string payload(static_cast<std::size_t>(o.payload), 'p');
   std::string last = "0";  // the caused stream is read from its start
   auto once = [&](long n, int timeout_ms) -> std::optional<double> {
@@ -267,7 +279,7 @@ RoundTrips round_trips(const Options& o) {
     while (!once(--n, 200))
       if (Clock::now() > deadline || failed.load()) throw std::runtime_error("no round trip within 10 s");
     for (int i = 0; i < 50; ++i) (void)once(--n, 1000);
-    for (int i = 0; i < o.count; ++i) {
+    for (int i = 0; i < o.count && !failed.load(); ++i) {
       if (auto ms = once(i, 5000)) r.ms.push_back(*ms);
       else ++r.lost;
     }

@@ -5,10 +5,12 @@
 # 1,000 orders/s. scripts/bench also runs it on a memory-mode copy of the topology.
 # Prints one JSON object: {"sustained": LOAD, "cpu": {PROCESS: % of a core over the
 # sustained run}, "at_1000": LOAD, "split": {PROCESS: {"queue", "handling", "commit",
-# "relay", "batch": {"mean_us", "p99_us"}}}}, LOAD being what `troupe shop load --json`
-# prints; the fixed-rate load runs with --hops (where each hop's time goes), and "split"
-# is each process's $metrics over that run alone (queue_us, the handlers' latency_us,
-# store_commit_us, relay_us, commit_us: a whole batch); progress goes to stderr.
+# "relay", "batch": {"mean_us", "p99_us"}}}, "hops": HOPS}, LOAD being what `troupe shop
+# load --json` prints; "split" is each process's $metrics over the fixed-rate run alone
+# (queue_us, the handlers' latency_us, store_commit_us, relay_us, commit_us: a whole
+# batch); HOPS is what a second fixed-rate load of half as many orders with --hops says
+# (where each hop's time goes: a pass of its own, because following every service makes
+# the load driver read five times the events); progress goes to stderr.
 # --hosts (needs root): every process on a host of its own, a network namespace on one
 # bridge (scripts/lib/hosts.bash), over tcp: TOPOLOGY must bind tcp on 127.0.0.1, like
 # topology/shop-tcp.toml; the load driver runs in the root namespace. Exits 77 when
@@ -56,7 +58,7 @@ cpu=$(join <(sort <<<"$before") <(sort <<<"$after") |
 echo "shop_bench: fixed rate, $rate_orders orders at 1000/s" >&2
 metrics() { "$TROUPE_BUILD_DIR/troupe" metrics --topology "$topology" --state-dir "$state" --json 2>/dev/null || echo '{}'; }
 m0=$(metrics)
-at_1000=$("${troupe[@]}" --orders "$rate_orders" --rate 1000 --seed 2 --hops) || rc=1
+at_1000=$("${troupe[@]}" --orders "$rate_orders" --rate 1000 --seed 2) || rc=1
 m1=$(metrics)
 # Each histogram over the fixed-rate run alone (after minus before), as a mean and the
 # bucket bound under which 99 % fall; handling merges the handlers of every type.
@@ -71,7 +73,12 @@ split=$(jq -n --argjson a "$m0" --argjson b "$m1" '
     p99_us: first(foreach $h.buckets[] as $x (0; . + $x[1]; if . >= 0.99 * $h.count then $x[0] else empty end))} else null end;
   $b | to_entries | map(.key as $s | {($s): {queue: summary(diff($a[$s].queue_us; .value.queue_us)),
     handling: summary(diff(handlers($a[$s]); handlers(.value))), commit: summary(diff($a[$s].store_commit_us; .value.store_commit_us)),
-    relay: summary(diff($a[$s].relay_us; .value.relay_us)), batch: summary(diff($a[$s].commit_us; .value.commit_us))}}) | add // {}')
+    relay: summary(diff($a[$s].relay_us; .value.relay_us)), batch: summary(diff($a[$s].commit_us; .value.commit_us))}}) | add // {}') ||
+  split='{}'
+hop_orders=$((rate_orders / 2 > 200 ? rate_orders / 2 : 200))
+echo "shop_bench: where the time goes, $hop_orders orders at 1000/s with --hops" >&2
+hops=$("${troupe[@]}" --orders "$hop_orders" --rate 1000 --seed 3 --hops) || rc=1
 jq -n --argjson sustained "${sustained:-null}" --argjson cpu "$cpu" --argjson at_1000 "${at_1000:-null}" \
-  --argjson split "${split:-{\}}" '{sustained: $sustained, cpu: $cpu, at_1000: $at_1000, split: $split}'
+  --argjson split "${split:-{\}}" --argjson hops "${hops:-null}" \
+  '{sustained: $sustained, cpu: $cpu, at_1000: $at_1000, split: $split, hops: ($hops.hops // null)}'
 exit "$rc"

@@ -1,5 +1,6 @@
 """What a Python peer counts, in the shape of `$metrics` (docs/protocol.md §7.5): every
 field of the C++ node's MetricsReply, so `troupe metrics` reads it like any other."""
+import bisect
 
 BOUNDS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000,
           200_000, 500_000, 1_000_000, 2_000_000, 5_000_000]
@@ -18,12 +19,9 @@ class Histogram:
         v = int(v)
         self.count += 1
         self.sum += v
-        self.max = max(self.max, v)
-        for i, b in enumerate(BOUNDS):
-            if v <= b:
-                self.counts[i] += 1
-                return
-        self.counts[-1] += 1
+        if v > self.max:
+            self.max = v
+        self.counts[bisect.bisect_left(BOUNDS, v)] += 1  # the first bound >= v; past the last: +Inf
 
     def _quantile(self, q):
         if not self.count:

@@ -147,6 +147,17 @@ Runner add_load(CLI::App& app) {
         followed.insert(spec.service());
         wanted.insert(spec.name);
       }
+    // Under CURVE the identity must be let in to every stream it follows: say so, rather
+    // than wait for heartbeats that cannot come.
+    if (t->curve())
+      if (const ClientSpec* who = t->find_client(identity(*o)))
+        for (const auto& svc : followed)
+          if (!who->may(who->events, svc)) {
+            std::cerr << "troupe: identity '" << who->name << "' may not watch " << svc << "'s events ([clients."
+                      << who->name << "] events in " << t->file << ")" << (o->hops ? "; --hops follows every publishing service" : "")
+                      << '\n';
+            return kUsage;
+          }
     client.watch({followed.begin(), followed.end()}, /*heartbeats=*/true);
     // The first heartbeat of each instance proves its subscription is live: no terminal
     // event is missed.
