@@ -76,8 +76,7 @@ void NodeCore::apply(const Envelope& env, std::string_view payload, const EventH
   } catch (const std::exception& e) {
     r = reject(Code::refused, env.type, std::string("handler failed: ") + e.what());
   }
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
-  tm.latency_us.add(static_cast<std::uint64_t>(us));
+  tm.latency_us.add_since(t0);
   if (r) {
     store_->release();
     ++tm.handled;

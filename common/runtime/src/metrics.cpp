@@ -16,6 +16,11 @@ void Histogram::add(std::uint64_t value) {
   max_ = std::max(max_, value);
 }
 
+void Histogram::add_since(std::chrono::steady_clock::time_point start) {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
+  add(static_cast<std::uint64_t>(std::max<decltype(us)>(us, 0)));
+}
+
 std::uint64_t Histogram::quantile(double q) const {
   if (count_ == 0) return 0;
   auto want = static_cast<std::uint64_t>(q * static_cast<double>(count_) + 0.5);

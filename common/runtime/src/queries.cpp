@@ -122,8 +122,7 @@ void NodeCore::handle_query(Incoming& in) {
   } catch (const std::exception& e) {
     r = reject(Code::refused, env->type, std::string("handler failed: ") + e.what());
   }
-  tm.latency_us.add(static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count()));
+  tm.latency_us.add_since(t0);
   if (!r) {
     // A payload that does not decode is bad input: kept. A handler's refusal ("no such
     // order") is an answer: the client gets it, nothing is kept.

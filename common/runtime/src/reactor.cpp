@@ -132,18 +132,17 @@ std::size_t NodeCore::collect(std::vector<Incoming>& batch, std::size_t max) {
   // poll(2) and a getpid(2) each time; asking every empty socket once per message
   // collected cost three of each per event, more than the event itself.
   drained_.clear();
-  auto is_drained = [&](const zmq::socket_t& s) {
-    return std::find(drained_.begin(), drained_.end(), s.handle()) != drained_.end();
+  // A message's first frame, unless the socket is (or is now found) empty.
+  auto recv_first = [&](zmq::socket_t& s, zmq::message_t& first) {
+    if (std::find(drained_.begin(), drained_.end(), s.handle()) != drained_.end()) return false;
+    if (s.recv(first, zmq::recv_flags::dontwait)) return true;
+    drained_.push_back(s.handle());
+    return false;
   };
-  auto mark_drained = [&](const zmq::socket_t& s) { drained_.push_back(s.handle()); };
   // One whole message: its frames in a vector sized for the usual three.
   auto recv_frames = [&](zmq::socket_t& s, Frames& frames) {
-    if (is_drained(s)) return false;
     zmq::message_t first;
-    if (!s.recv(first, zmq::recv_flags::dontwait)) {
-      mark_drained(s);
-      return false;
-    }
+    if (!recv_first(s, first)) return false;
     frames.reserve(3);
     bool more = first.more();
     frames.push_back(std::move(first));
@@ -165,12 +164,9 @@ std::size_t NodeCore::collect(std::vector<Incoming>& batch, std::size_t max) {
   };
   // What clients send: never held beyond the limits, however many frames come.
   auto take_bounded = [&](zmq::socket_t& s, Incoming::From from) {
-    if (got >= max || is_drained(s)) return false;
+    if (got >= max) return false;
     zmq::message_t first;
-    if (!s.recv(first, zmq::recv_flags::dontwait)) {
-      mark_drained(s);
-      return false;
-    }
+    if (!recv_first(s, first)) return false;
     Incoming in{from, nullptr, {}};
     receive_bounded(s, std::move(first), in);
     batch.push_back(std::move(in));
@@ -247,9 +243,7 @@ void NodeCore::process(std::vector<Incoming>& batch) {
   try {
     store_->begin();
     for (auto& in : batch) {
-      if (in.received != Clock::time_point{})
-        metrics_.queue_us.add(static_cast<std::uint64_t>(
-            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - in.received).count()));
+      if (in.received != Clock::time_point{}) metrics_.queue_us.add_since(in.received);
       // Anything from a publisher's events socket shows that connection lives.
       if (in.upstream && in.from != Incoming::From::replay) in.upstream->stream.heard(t0);
       switch (in.from) {
@@ -287,8 +281,7 @@ void NodeCore::process(std::vector<Incoming>& batch) {
     wrote = wrote || store_->head() != start_head;
     const auto commit_start = Clock::now();
     store_->commit();
-    metrics_.store_commit_us.add(static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - commit_start).count()));
+    metrics_.store_commit_us.add_since(commit_start);
     command_inbox_.committed();
   } catch (const std::exception& e) {
     store_->rollback();
@@ -314,14 +307,12 @@ void NodeCore::process(std::vector<Incoming>& batch) {
     return;
   }
   if (!store_error_.empty() && wrote) store_works_again();
-  auto commit_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
-  metrics_.commit_us.add(static_cast<std::uint64_t>(commit_us));
+  metrics_.commit_us.add_since(t0);
   metrics_.batch_size.add(batch.size());
   metrics_.batches.fetch_add(1, std::memory_order_relaxed);
   const auto relay_start = Clock::now();
   relay();
-  metrics_.relay_us.add(static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - relay_start).count()));
+  metrics_.relay_us.add_since(relay_start);
   request_replays();
 }
 

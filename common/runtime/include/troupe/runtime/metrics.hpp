@@ -20,6 +20,8 @@ class Histogram {
   static constexpr std::array<std::uint64_t, 11> kBounds{10,   50,    100,   250,    500,    1000,
                                                          2500, 10000, 50000, 250000, UINT64_MAX};
   void add(std::uint64_t value);
+  // Adds the microseconds from `start` until now (steady clock).
+  void add_since(std::chrono::steady_clock::time_point start);
   std::uint64_t count() const { return count_; }
   std::uint64_t sum() const { return sum_; }
   std::uint64_t max() const { return max_; }
