@@ -2,7 +2,7 @@
 # footprint: stripped binary sizes, idle RSS, PSS and USS per service process and of
 # shop-edge, and the time from exec to every service answering $health. PSS divides
 # each shared page among the processes mapping it; USS counts only the process's own
-# pages (Private_Clean + Private_Dirty), what stopping it would give back.
+# pages (Private_Clean + Private_Dirty + Private_Hugetlb), what stopping it would give back.
 #   bench/footprint.sh BUILD_DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -18,6 +18,7 @@ namespace troupe::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr std::size_t kMaxSeen = 64;  // --hops: events kept per order (a saga has about six)
 
 struct Tracked {
   Clock::time_point sent;
@@ -183,7 +184,10 @@ Runner add_load(CLI::App& app) {
     auto on_event = [&](const Received& ev) {
       if (o->hops && ev.envelope.type[0] != '$') {
         auto it = tracked.find(ev.envelope.correlationid);
-        if (it != tracked.end() && it->second.outcome.empty()) it->second.seen.emplace_back(ev.envelope.type, Clock::now());
+        // At most kMaxSeen per order: a publisher repeating an order's events cannot make
+        // this process hold them without end.
+        if (it != tracked.end() && it->second.outcome.empty() && it->second.seen.size() < kMaxSeen)
+          it->second.seen.emplace_back(ev.envelope.type, Clock::now());
       }
       if (ev.envelope.type != "OrderConfirmed" && ev.envelope.type != "OrderCancelled") return;
       auto it = tracked.find(ev.envelope.correlationid);
