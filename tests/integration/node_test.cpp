@@ -512,9 +512,11 @@ struct FailingNode {
   std::unique_ptr<Running> running, pub_running;
   std::unique_ptr<Client> client;
 
-  FailingNode(const std::string& name, int subscribers) : topo(topology("ipc", dir.str(), subscribers)) {
+  FailingNode(const std::string& name, int subscribers, troupe::Synchronous sync = troupe::Synchronous::normal,
+              const std::string& extra_mesh = "")
+      : topo(topology("ipc", dir.str(), subscribers, "durable", extra_mesh)) {
     store = std::make_shared<FailingStore>(
-        std::make_shared<troupe::adapters::SqliteStore>(dir.str() + "/" + name + ".db", troupe::Synchronous::normal));
+        std::make_shared<troupe::adapters::SqliteStore>(dir.str() + "/" + name + ".db", sync));
     NodeOptions o;
     o.context = &ctx;
     o.store = store;
@@ -626,4 +628,78 @@ TEST_CASE("a node whose store failed while it had nothing to write says ready ag
   f.store->fail_commits = false;
   CHECK(eventually([&] { return f.state() == "ready"; }, std::chrono::seconds(5)));
   CHECK(f.store->probes.load() >= 1);
+}
+
+TEST_CASE("a pipelined commit sends what a batch caused only once a sync made it durable",
+          "[node][integration][faults]") {
+  FailingNode f("pub", 0, troupe::Synchronous::full, "commit = \"pipelined\"");
+  auto& store = *f.store;
+  auto& pub = *f.node;
+  REQUIRE(f.client->send_confirmed("pub", "Emit", troupe::codec::encode(Emit{2, ""}), ""));
+  REQUIRE(eventually([&] { return pub.counters().published.load() == 2; }));
+  REQUIRE(store.syncs_done.load() >= 1);  // the fsync is the syncer's, not the commit's
+
+  store.hold_syncs = true;
+  const int commits = store.commits.load(), syncs = store.syncs_started.load();
+  REQUIRE(f.client->send("pub", Emit{1, ""}));
+  REQUIRE(eventually([&] { return store.commits.load() > commits && store.syncs_started.load() > syncs; }));
+  // A second batch committed after the first one's relay had its turn: the event the
+  // first one emitted is still held, and so are the second one's.
+  const int after_first = store.commits.load();
+  REQUIRE(f.client->send("pub", Emit{3, ""}));
+  REQUIRE(eventually([&] { return store.commits.load() > after_first; }));
+  CHECK(pub.counters().published.load() == 2);
+  CHECK(pub.counters().events_applied.load() + pub.counters().commands_applied.load() >= 2);
+
+  store.hold_syncs = false;
+  REQUIRE(eventually([&] { return pub.counters().published.load() == 6; }));
+  auto metrics = json_query(*f.client, "pub", "$metrics");
+  CHECK(metrics["store_sync_us"]["count"].get<int>() >= 2);
+  CHECK(troupe::codec::decode<Applied>(
+            f.client->query_raw("pub", "GetApplied", troupe::codec::encode(GetApplied{}))->payload)
+            ->count == 6);
+}
+
+TEST_CASE("a node whose fsync fails stops, loudly, without sending what the unsynced batches caused",
+          "[node][integration][faults]") {
+  TempDir dir;
+  zmq::context_t ctx;
+  auto topo = topology("ipc", dir.str(), 0, "durable", "commit = \"pipelined\"");
+  auto store = std::make_shared<FailingStore>(
+      std::make_shared<troupe::adapters::SqliteStore>(dir.str() + "/pub.db", troupe::Synchronous::full));
+  NodeOptions o;
+  o.context = &ctx;
+  o.store = store;
+  Node pub(topo, "pub", o);
+  install(pub);
+  std::string error;
+  std::thread running([&] {
+    try {
+      pub.run();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  });
+  Client client(topo, "test", &ctx);
+  REQUIRE(client.send_confirmed("pub", "Emit", troupe::codec::encode(Emit{1, ""}), ""));
+  store->hold_syncs = true;
+  store->fail_syncs = true;
+  const int syncs = store->syncs_started.load();
+  REQUIRE(client.send("pub", Emit{2, ""}));
+  REQUIRE(eventually([&] { return store->syncs_started.load() > syncs; }));
+  store->hold_syncs = false;
+  bool ended = eventually([&] { return !pub.counters().running.load(); }, std::chrono::seconds(10));
+  if (!ended) pub.stop();
+  running.join();
+  CHECK(ended);
+  CHECK_THAT(error, Catch::Contains("LOSS risk") && Catch::Contains("Input/output error"));
+  CHECK(pub.counters().published.load() == 1);  // the two Pings of the unsynced batch never left
+}
+
+TEST_CASE("a commit is fsynced inline unless the topology asks for it pipelined", "[node][integration]") {
+  FailingNode f("pub", 0, troupe::Synchronous::full);
+  REQUIRE(f.client->send_confirmed("pub", "Emit", troupe::codec::encode(Emit{1, ""}), ""));
+  REQUIRE(eventually([&] { return f.node->counters().published.load() == 1; }));
+  CHECK(f.store->syncs_started.load() == 0);
+  CHECK(json_query(*f.client, "pub", "$metrics")["store_sync_us"]["count"] == 0);
 }

@@ -1,12 +1,15 @@
 // A store whose commits can be made to fail, over a real store: for node tests of what
 // happens when writes fail (a full disk, a broken file) without needing root for a
-// tmpfs. Everything else is passed through unchanged.
+// tmpfs; and whose pipelined syncs (defer_sync) can be held back or made to fail.
+// Everything else is passed through unchanged.
 #pragma once
 
 #include <troupe/ports/store.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
+#include <thread>
 
 namespace testmesh {
 
@@ -17,6 +20,11 @@ class FailingStore final : public troupe::ports::Store {
   std::atomic<bool> fail_commits{false};
   std::atomic<int> failed{0};  // commits refused so far
   std::atomic<int> probes{0};  // the node's own write probes ("$troupe" state) seen
+  std::atomic<int> commits{0};  // commits done
+  // Syncs of a pipelined commit: held (each waits while set), or refused like an
+  // fdatasync that failed; counted as they start and as they end.
+  std::atomic<bool> hold_syncs{false}, fail_syncs{false};
+  std::atomic<int> syncs_started{0}, syncs_done{0};
 
   std::optional<std::string> get(std::string_view t, std::string_view k) override { return inner_->get(t, k); }
   void put(std::string_view t, std::string_view k, std::string_view v) override {
@@ -41,10 +49,17 @@ class FailingStore final : public troupe::ports::Store {
       throw troupe::ports::StoreError("failing store: database or disk is full");
     }
     inner_->commit();
+    ++commits;
   }
   void rollback() noexcept override { inner_->rollback(); }
   std::string incarnation() const override { return inner_->incarnation(); }
   bool durable() const override { return inner_->durable(); }
+  troupe::ports::Syncer* defer_sync() override {
+    auto* inner = inner_->defer_sync();
+    if (!inner) return nullptr;
+    syncer_.inner = inner;
+    return &syncer_;
+  }
   std::uint64_t epoch() override { return inner_->epoch(); }
   std::uint64_t epoch_of(std::uint64_t sequence) override { return inner_->epoch_of(sequence); }
   std::uint64_t head() override { return inner_->head(); }
@@ -83,7 +98,21 @@ class FailingStore final : public troupe::ports::Store {
   }
 
  private:
+  struct GatedSyncer final : troupe::ports::Syncer {
+    FailingStore& store;
+    troupe::ports::Syncer* inner = nullptr;
+    explicit GatedSyncer(FailingStore& s) : store(s) {}
+    std::uint64_t written() override { return inner->written(); }
+    void sync() override {
+      ++store.syncs_started;
+      while (store.hold_syncs.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      if (store.fail_syncs.load()) throw troupe::ports::StoreError("failing store: fdatasync: Input/output error");
+      inner->sync();
+      ++store.syncs_done;
+    }
+  };
   std::shared_ptr<troupe::ports::Store> inner_;
+  GatedSyncer syncer_{*this};
 };
 
 }  // namespace testmesh

@@ -342,8 +342,12 @@ void NodeCore::stage_one_command(const Envelope& cause, std::string_view target,
 
 void NodeCore::resend_commands() {
   const auto now = Clock::now();
+  bool durable = false;
   for (auto& [name, d] : downstreams_) {
     if (!d->outbox.resend_due(now)) continue;
+    // What the store holds may not be on disk yet: a command is sent only once it is.
+    if (!durable) await_durable();
+    durable = true;
     for (const auto& c : store_->unacked_commands(name, 512)) {
       if (c.sequence > d->outbox.resend_limit()) break;
       std::array<zmq::const_buffer, 2> bufs{zmq::buffer(c.envelope), zmq::buffer(c.payload)};

@@ -53,6 +53,7 @@ builtin::MetricsReply report(const Metrics& m, std::string service) {
   r.queue_us = report(m.queue_us);
   r.store_commit_us = report(m.store_commit_us);
   r.relay_us = report(m.relay_us);
+  r.store_sync_us = report(m.store_sync_us);
   r.replays_requested = m.replays_requested;
   r.replays_served = m.replays_served;
   r.gaps_seen = m.gaps_seen;

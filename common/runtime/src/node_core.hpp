@@ -16,6 +16,7 @@
 #include <troupe/core/inbound_stream.hpp>
 
 #include "rate_limits.hpp"
+#include "sync_thread.hpp"
 
 #include <troupe/adapters/zmq/ipc_guard.hpp>
 #include <troupe/adapters/zmq/sockets.hpp>
@@ -247,9 +248,35 @@ class NodeCore final : public Stager {
   // --- reactor.cpp: the loop, batches and their unit of work, the relay
   std::size_t collect(std::vector<Incoming>& batch, std::size_t max);
   std::vector<const void*> drained_;  // collect(): sockets found empty in this call
+  ports::Syncer* syncer_ = nullptr;   // set when the store's fsync is pipelined
+  std::unique_ptr<SyncThread> sync_;
+  int sync_fd_ = -1;                  // written by sync_ when a sync ends
+  // What committed batches emitted, by the store's write count they wait for, with what
+  // a heartbeat tells of them (head, acks if they moved).
+  struct Held {
+    std::uint64_t written = 0;
+    std::vector<Outgoing> out;
+    std::uint64_t head = 0;
+    std::optional<std::map<std::string, std::uint64_t, std::less<>>> acks;
+  };
+  std::deque<Held> held_;
+  bool acks_moved_ = false;  // the batch being committed moved command positions
+  // What heartbeats say while syncs are pipelined: the head and acks made durable.
+  std::uint64_t durable_head_ = 0;
+  std::map<std::string, std::uint64_t, std::less<>> durable_acks_;
   void receive_bounded(zmq::socket_t& s, zmq::message_t first, Incoming& in);
   void process(std::vector<Incoming>& batch);
+  // Sends what the batch emitted (batch_out_), or, while a sync is pending (pipelined
+  // commit), holds it until a sync covers the batch.
   void relay();
+  void send_now(std::vector<Outgoing>& outs);
+  // Pipelined commit: starts the sync thread if the store defers its fsync.
+  void start_sync();
+  // Sends what a completed sync has made durable; throws StoreError once a sync failed.
+  void release_synced();
+  // Waits until everything committed is durable and sent: before commands are resent
+  // from the store, and at the end.
+  void await_durable();
   void answer_queries_outside_batch(std::vector<Incoming>& batch);
   void store_works_again();
   void probe_store(Clock::time_point now);

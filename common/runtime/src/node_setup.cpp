@@ -74,7 +74,8 @@ NodeCore::NodeCore(Topology topology, std::string service, NodeOptions options)
   }
   stop_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   post_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (stop_fd_ < 0 || post_fd_ < 0) throw std::runtime_error(name_ + ": eventfd: " + std::strerror(errno));
+  sync_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (stop_fd_ < 0 || post_fd_ < 0 || sync_fd_ < 0) throw std::runtime_error(name_ + ": eventfd: " + std::strerror(errno));
   try {
     open_store();
     bind_all();
@@ -314,7 +315,8 @@ void NodeCore::close_all() noexcept {
     for (const char* e : {"events", "commands", "queries"}) zap_->forget(name_ + "/" + e);
     zap_.reset();  // before an owned context closes: the last node stops the authority
   }
-  for (int* fd : {&stop_fd_, &post_fd_}) {
+  sync_.reset();  // before its eventfd and the store
+  for (int* fd : {&stop_fd_, &post_fd_, &sync_fd_}) {
     if (*fd >= 0) ::close(*fd);
     *fd = -1;
   }

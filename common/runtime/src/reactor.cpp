@@ -12,6 +12,8 @@
 #include <thread>
 #include <utility>
 
+#include <unistd.h>
+
 namespace troupe::detail {
 
 void NodeCore::run() {
@@ -37,12 +39,18 @@ void NodeCore::run() {
   state_ = "ready";
   refresh_state();
   metrics_.running.store(true);
+  // Also when run() ends by an exception (a failed fsync): tests and tools watch it.
+  struct NotRunning {
+    Metrics& m;
+    ~NotRunning() { m.running.store(false); }
+  } not_running{metrics_};
   const auto hb = topology_.defaults.heartbeat;
   next_heartbeat_ = Clock::now();
   next_maintenance_ = Clock::now() + hb;
   running_ = true;
   for (auto& t : timers_) t.next = Clock::now() + t.next.time_since_epoch();  // added before run()
   request_replays();
+  start_sync();
 
   std::vector<Incoming> batch;
   std::vector<zmq::pollitem_t> items;
@@ -50,6 +58,7 @@ void NodeCore::run() {
     items.clear();
     items.push_back({nullptr, stop_fd_, ZMQ_POLLIN, 0});
     items.push_back({nullptr, post_fd_, ZMQ_POLLIN, 0});
+    items.push_back({nullptr, sync_fd_, ZMQ_POLLIN, 0});
     items.push_back({pub_.handle(), 0, ZMQ_POLLIN, 0});
     items.push_back({pull_.handle(), 0, ZMQ_POLLIN, 0});
     items.push_back({router_.handle(), 0, ZMQ_POLLIN, 0});
@@ -72,13 +81,18 @@ void NodeCore::run() {
       continue;
     }
     if (items[0].revents & ZMQ_POLLIN) break;
+    if (items[2].revents & ZMQ_POLLIN) {
+      std::uint64_t n = 0;
+      [[maybe_unused]] auto r = ::read(sync_fd_, &n, sizeof n);
+    }
+    if (sync_) release_synced();
     notice_suspension(Clock::now());
     for (std::size_t i = 0; i < monitors_.sockets().size(); ++i)
       if (items[first_monitor + i].revents & ZMQ_POLLIN) monitors_.drain(i, metrics_.socket_events);
     collect_refusals();
 
     // Subscriptions arriving on our XPUB (who is attached).
-    if (items[2].revents & ZMQ_POLLIN) {
+    if (items[3].revents & ZMQ_POLLIN) {
       zmq::message_t m;
       while (pub_.recv(m, zmq::recv_flags::dontwait)) on_subscription(m);
     }
@@ -120,6 +134,12 @@ void NodeCore::run() {
     if (batch.empty()) break;
     process(batch);
   }
+  try {
+    await_durable();
+  } catch (const std::exception& e) {
+    log_->critical("{}", e.what());
+  }
+  sync_.reset();
   metrics_.running.store(false);
   log_->info("{} stopping", name_);
 }
@@ -273,6 +293,7 @@ void NodeCore::process(std::vector<Incoming>& batch) {
       }
       if (up.stream.identity_unsaved()) save_upstream(up);
     }
+    acks_moved_ = acks_moved_ || !command_inbox_.moved().empty();
     for (const auto& m : command_inbox_.moved()) {
       store_->set_position("cmd:" + m.sender, m.position);
       if (m.epochs) store_->put(kSendersTable, m.sender, *m.epochs);
@@ -291,6 +312,7 @@ void NodeCore::process(std::vector<Incoming>& batch) {
     for (std::size_t i = 0; i < upstreams_.size(); ++i) upstreams_[i]->stream.rewind(start_marks[i]);
     for (auto& [n, d] : downstreams_) d->outbox.rewind(start_acked[n]);
     command_inbox_.rolled_back();
+    acks_moved_ = false;
     batch_out_.clear();
     ++metrics_.store_failures;
     // Posted tasks are run again with the next batch (a timer's tick is simply next).
@@ -365,8 +387,58 @@ void NodeCore::answer_queries_outside_batch(std::vector<Incoming>& batch) {
   relay();
 }
 
+void NodeCore::start_sync() {
+  if (!topology_.defaults.pipelined_commit || sync_) return;
+  syncer_ = store_->defer_sync();
+  if (!syncer_) return;
+  durable_head_ = store_->head();  // what the store had at open is on disk
+  durable_acks_ = command_inbox_.acks();
+  sync_ = std::make_unique<SyncThread>(*syncer_, sync_fd_);
+}
+
 void NodeCore::relay() {
-  for (auto& out : batch_out_) {
+  if (!sync_) return send_now(batch_out_);
+  // Held until durable: the batch's own writes, or those it read (a query answered
+  // from a commit not yet synced tells of it too).
+  const auto written = syncer_->written();
+  sync_->request(written);
+  if (held_.empty() || held_.back().written != written) held_.push_back({written, {}, 0, std::nullopt});
+  auto& held = held_.back();
+  for (auto& out : batch_out_) held.out.push_back(std::move(out));
+  batch_out_.clear();
+  held.head = store_->head();
+  if (acks_moved_) held.acks = command_inbox_.acks();
+  acks_moved_ = false;
+  release_synced();
+}
+
+void NodeCore::release_synced() {
+  for (auto us : sync_->take_durations()) {
+    metrics_.store_sync_us.add(us);
+    metrics_.store_syncs.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (auto error = sync_->error())
+    throw ports::StoreError("LOSS risk: the store's commits cannot be made durable (" + *error +
+                            "); stopping without sending what they caused (" + std::to_string(held_.size()) +
+                            " batches held): restart to recover what is on disk");
+  const auto synced = sync_->synced();
+  while (!held_.empty() && held_.front().written <= synced) {
+    auto& held = held_.front();
+    send_now(held.out);
+    durable_head_ = held.head;
+    if (held.acks) durable_acks_ = std::move(*held.acks);
+    held_.pop_front();
+  }
+}
+
+void NodeCore::await_durable() {
+  if (!sync_) return;
+  sync_->wait(syncer_->written());
+  release_synced();
+}
+
+void NodeCore::send_now(std::vector<Outgoing>& outs) {
+  for (auto& out : outs) {
     std::vector<zmq::const_buffer> bufs;
     bufs.reserve(out.frames.size());
     for (const auto& f : out.frames) bufs.push_back(zmq::buffer(f));
@@ -395,7 +467,7 @@ void NodeCore::relay() {
       }
     }
   }
-  batch_out_.clear();
+  outs.clear();
 }
 
 }  // namespace troupe::detail

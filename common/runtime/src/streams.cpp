@@ -194,11 +194,13 @@ void NodeCore::send_heartbeat() {
   hb.service = name_;
   hb.incarnation = store_->incarnation();
   hb.boot = boot_;
-  hb.head = store_->head();
-  hb.oldest = store_->oldest();
+  // Under a pipelined commit only what a sync has made durable: a receiver that
+  // acknowledged a command it could still lose would have its sender forget it.
+  hb.head = sync_ ? durable_head_ : store_->head();
+  hb.oldest = std::min(store_->oldest(), hb.head + 1);
   hb.durable = store_->durable();
   hb.epoch = epoch_;
-  for (const auto& [sender, pos] : command_inbox_.acks()) hb.acks[sender] = pos;
+  for (const auto& [sender, pos] : sync_ ? durable_acks_ : command_inbox_.acks()) hb.acks[sender] = pos;
   Envelope e = make_envelope(name_, std::string(builtin::Heartbeat::kType), Kind::event);
   std::string topic(builtin::kHeartbeatTopic), env = codec::encode_envelope(e), body = codec::encode(hb);
   std::array<zmq::const_buffer, 3> bufs{zmq::buffer(topic), zmq::buffer(env), zmq::buffer(body)};

@@ -705,3 +705,35 @@ TEST_CASE("a long scan after a key sees every key once, even while it writes", "
     CHECK(s.get("t", key(100)) == "v");
   });
 }
+
+TEST_CASE("a SQLite store can leave its fsync to a syncer that counts its writes and syncs its WAL",
+          "[store][sqlite]") {
+  testmesh::TempDir dir;
+  std::string path = dir.str() + "/s.db";
+  SqliteStore s(path);
+  s.begin();
+  CHECK_THROWS_AS(s.defer_sync(), std::logic_error);  // never inside a unit of work
+  s.rollback();
+  auto* syncer = s.defer_sync();
+  REQUIRE(syncer);
+  CHECK(s.defer_sync() == syncer);
+  const auto before = syncer->written();
+  s.begin();
+  CHECK(s.position("orders") == 0);  // a unit that only reads is no write
+  s.commit();
+  CHECK(syncer->written() == before);
+  s.begin();
+  s.append_event(event(s.head() + 1));
+  s.commit();
+  CHECK(syncer->written() == before + 1);
+  CHECK(syncer->written() == before + 1);  // asking again is not a write
+  CHECK_NOTHROW(syncer->sync());
+  // A WAL removed under the running store would make a sync of nothing: an error.
+  std::filesystem::remove(path + "-wal");
+  CHECK_THROWS_WITH(syncer->sync(), "cannot open " + path + "-wal to fsync it: No such file or directory");
+
+  SqliteStore normal(dir.str() + "/n.db", troupe::Synchronous::normal);
+  CHECK(normal.defer_sync() == nullptr);  // no promise to the disk to keep
+  MemoryStore memory;
+  CHECK(memory.defer_sync() == nullptr);
+}

@@ -295,3 +295,15 @@ TEST_CASE("non-ASCII in comments and string values is fine", "[topology]") {
   REQUIRE(t);
   CHECK(t->defaults.state_dir == "var/caf\xc3\xa9");
 }
+
+TEST_CASE("a commit is inline unless the mesh asks for it pipelined", "[topology]") {
+  auto plain = troupe::toml::parse_topology(kGood, "topology/shop.toml");
+  REQUIRE(plain);
+  CHECK_FALSE(plain->defaults.pipelined_commit);
+  auto pipelined = troupe::toml::parse_topology(with(kGood, "heartbeat_ms = 250", "heartbeat_ms = 250\ncommit = \"pipelined\""),
+                                                "topology/shop.toml");
+  REQUIRE(pipelined);
+  CHECK(pipelined->defaults.pipelined_commit);
+  CHECK(error_of(with(kGood, "heartbeat_ms = 250", "heartbeat_ms = 250\ncommit = \"later\"")) ==
+        "topology/shop.toml:6: commit must be \"pipelined\" or \"inline\", got \"later\"");
+}

@@ -236,7 +236,69 @@ SqliteStore::Statement& SqliteStore::stmt(int which) {
   return s;
 }
 
-SqliteStore::SqliteStore(const std::string& path, Synchronous synchronous) : path_(path) {
+// The fsync of the WAL, apart from the commit: SQLite writes a commit's frames into the
+// WAL and, under synchronous=NORMAL, leaves them in the page cache; one fdatasync of the
+// file then makes every commit written before it durable (Linux syncs the file, whatever
+// descriptor wrote it). The file is opened for each sync, so a WAL removed under a
+// running store is an error, not a sync of a file nobody reads again.
+class SqliteStore::WalSyncer final : public ports::Syncer {
+ public:
+  WalSyncer(SqliteStore& store, std::string wal, std::string dir)
+      : store_(store), wal_(std::move(wal)), dir_(std::move(dir)) {}
+
+  std::uint64_t written() override {
+    auto changes = sqlite3_total_changes64(store_.db_);
+    if (changes != changes_seen_) {
+      changes_seen_ = changes;
+      ++written_;
+    }
+    return written_;
+  }
+
+  void sync() override {
+    // Once, the directory too: the WAL's own entry in it is what finds the file again.
+    if (!dir_synced_) {
+      sync_file(dir_, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      dir_synced_ = true;
+    }
+    sync_file(wal_, O_RDONLY | O_CLOEXEC);
+  }
+
+ private:
+  static void sync_file(const std::string& path, int flags) {
+    int fd = ::open(path.c_str(), flags);
+    if (fd < 0) {
+      int e = errno;
+      throw ports::StoreError("cannot open " + path + " to fsync it: " + std::strerror(e));
+    }
+    int rc = ::fdatasync(fd);
+    int e = errno;
+    ::close(fd);
+    if (rc != 0) throw ports::StoreError("fdatasync " + path + ": " + std::strerror(e));
+  }
+
+  SqliteStore& store_;
+  const std::string wal_, dir_;
+  sqlite3_int64 changes_seen_ = 0;  // the store's thread
+  std::uint64_t written_ = 0;
+  bool dir_synced_ = false;          // the sync thread
+};
+
+ports::Syncer* SqliteStore::defer_sync() {
+  if (synchronous_ != Synchronous::full) return nullptr;
+  if (!syncer_) {
+    if (in_unit_) throw std::logic_error("SqliteStore::defer_sync inside a unit of work");
+    exec("PRAGMA synchronous=NORMAL");
+    auto slash = path_.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
+    syncer_ = std::make_unique<WalSyncer>(*this, path_ + "-wal", dir);
+    syncer_->written();  // what was written before is durable already (synchronous=FULL)
+  }
+  return syncer_.get();
+}
+
+SqliteStore::SqliteStore(const std::string& path, Synchronous synchronous)
+    : path_(path), synchronous_(synchronous) {
   open_file();
   if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
     std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";

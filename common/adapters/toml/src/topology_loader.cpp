@@ -84,19 +84,20 @@ struct Parser {
 
   bool mesh(const ::toml::table& t, int line, Topology& topo) {
     if (!only_keys(t, "[mesh]",
-                   {"name", "state_dir", "heartbeat_ms", "security", "durability", "synchronous",
+                   {"name", "state_dir", "heartbeat_ms", "security", "durability", "synchronous", "commit",
                     "batch_max", "batch_delay_us", "retention_events", "retention_command_ids",
                     "max_message_bytes", "max_field_bytes", "max_dead_letters", "max_dead_letter_bytes",
                     "client_queries_per_second", "client_commands_per_second", "seed", "host", "keys_dir"}))
       return false;
     auto& d = topo.defaults;
-    std::string durability = "durable", synchronous = "full";
+    std::string durability = "durable", synchronous = "full", commit = "inline";
     std::int64_t heartbeat = d.heartbeat.count(), delay = d.batch_delay.count();
     if (!get_string(t, "name", topo.mesh, true, line, "[mesh]") ||
         !get_string(t, "state_dir", d.state_dir, false, line, "[mesh]") ||
         !get_string(t, "security", d.security, false, line, "[mesh]") ||
         !get_string(t, "durability", durability, false, line, "[mesh]") ||
         !get_string(t, "synchronous", synchronous, false, line, "[mesh]") ||
+        !get_string(t, "commit", commit, false, line, "[mesh]") ||
         !get_string(t, "seed", d.seed, false, line, "[mesh]") ||
         !get_string(t, "host", d.host, false, line, "[mesh]") ||
         !get_string(t, "keys_dir", d.keys_dir, false, line, "[mesh]") ||
@@ -121,6 +122,9 @@ struct Parser {
     if (synchronous == "full") d.synchronous = Synchronous::full;
     else if (synchronous == "normal") d.synchronous = Synchronous::normal;
     else return fail(line_of_key("synchronous"), "synchronous must be \"full\" or \"normal\", got \"" + synchronous + "\"");
+    if (commit == "pipelined") d.pipelined_commit = true;
+    else if (commit == "inline") d.pipelined_commit = false;
+    else return fail(line_of_key("commit"), "commit must be \"pipelined\" or \"inline\", got \"" + commit + "\"");
     if (d.security != "none" && d.security != "curve")
       return fail(line_of_key("security"), "security must be \"none\" or \"curve\", got \"" + d.security + "\"");
     return true;

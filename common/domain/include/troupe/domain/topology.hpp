@@ -122,6 +122,10 @@ struct MeshDefaults {
   std::string keys_dir = "{state_dir}/keys";     // CURVE key pairs, NAME.key / NAME.pub
   Durability durability = Durability::durable;
   Synchronous synchronous = Synchronous::full;
+  // With full: whether a batch's fsync runs inside its commit ("inline", the default)
+  // or in a thread of its own beside the next batch ("pipelined": for a slow disk and
+  // few busy processes per core; docs/performance.md).
+  bool pipelined_commit = false;
   std::size_t batch_max = 512;                 // messages per group commit
   std::chrono::microseconds batch_delay{0};    // extra wait to fill a batch
   std::size_t retention_events = 1'000'000;    // outbox events kept for replay

@@ -59,6 +59,20 @@ struct DeadLetterTotals {
   std::uint64_t bytes = 0;
 };
 
+// Pipelined group commit: the fsync of committed units of work, apart from commit().
+// Got from Store::defer_sync(); from then on commit() does not wait for the disk.
+class Syncer {
+ public:
+  virtual ~Syncer() = default;
+  // How many times the store has been written so far: call it on the store's thread,
+  // outside a unit of work. sync() called after it returned n makes those n durable.
+  virtual std::uint64_t written() = 0;
+  // Makes durable everything committed before the call, or throws StoreError (the
+  // disk refused: what was committed since the last sync may be lost on power loss).
+  // Called from a thread of its own while units of work go on.
+  virtual void sync() = 0;
+};
+
 class Store : public State {
  public:
   // Units of work. begin() opens one; savepoint/release/rollback_to bracket one
@@ -75,6 +89,12 @@ class Store : public State {
   // stores keep it across restarts; a memory store makes a new one each start.
   virtual std::string incarnation() const = 0;
   virtual bool durable() const = 0;
+  // Leaves the fsync of every later commit to the returned Syncer (owned by the store),
+  // so the next unit of work can run while the last one reaches the disk. The caller
+  // must then hold back whatever a commit caused until a sync() has covered it.
+  // nullptr: commit() does all there is to do (a memory store; a store whose commits
+  // are not fsynced anyway).
+  virtual Syncer* defer_sync() { return nullptr; }
 
   // Epochs tell a lost tail of committed events from a restart: every open of a store
   // draws a new random nonzero epoch and records it durably as covering the sequences

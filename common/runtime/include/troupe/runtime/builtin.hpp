@@ -239,6 +239,8 @@ struct MetricsReply {
   // queue_us: a message's receipt to its handler's start; store_commit_us: the commit
   // alone; relay_us: sending what a batch emitted. Absent from older peers' replies.
   HistogramReply queue_us, store_commit_us, relay_us;
+  // store_sync_us: each fsync of a pipelined commit (empty where commits fsync inline).
+  HistogramReply store_sync_us;
   // Delivery.
   std::uint64_t replays_requested = 0, replays_served = 0, gaps_seen = 0, gaps_repaired = 0, duplicates = 0,
                 dead_letters = 0, rejected_frames = 0, commands_resent = 0, commands_out_of_order = 0,
@@ -261,6 +263,7 @@ struct MetricsReply {
                       TROUPE_DETAIL_DEFAULTED(queue_us),
                       TROUPE_DETAIL_DEFAULTED(store_commit_us),
                       TROUPE_DETAIL_DEFAULTED(relay_us),
+                      TROUPE_DETAIL_DEFAULTED(store_sync_us),
                       TROUPE_DETAIL_FIELD(replays_requested),
                       TROUPE_DETAIL_FIELD(replays_served),
                       TROUPE_DETAIL_FIELD(gaps_seen),

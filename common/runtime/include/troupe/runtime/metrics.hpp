@@ -52,8 +52,11 @@ struct Metrics {
   // queueing from its receipt to its handler's start (per message), the store's commit
   // alone and the relay of what the batch emitted (per batch); handling is latency_us.
   Histogram queue_us, store_commit_us, relay_us;
+  // Pipelined commit: each fsync of the store, made beside the batches.
+  Histogram store_sync_us;
   // Work done.
   Counter events_applied{0}, commands_applied{0}, queries_answered{0}, published{0}, batches{0};
+  Counter store_syncs{0};  // fsyncs of a pipelined commit (store_sync_us's count)
   // Delivery: refusals, repairs, losses.
   Counter rejected{0}, dead_letters{0}, duplicates{0}, gaps_seen{0}, gaps_repaired{0}, replays_requested{0},
       replays_served{0}, rejected_frames{0}, commands_resent{0}, commands_out_of_order{0}, store_failures{0},

@@ -1,7 +1,8 @@
 // SqliteStore: the Store port on one SQLite file per service instance (WAL mode).
 // troupe's tables (troupe_*) sit beside the service's own state table; a unit of work
 // is one SQLite transaction, a message inside it one savepoint. synchronous=FULL by
-// default (durable against power loss); NORMAL trades the last commits on power loss
+// default (durable against power loss; the fsync may be left to a Syncer, see
+// defer_sync()); NORMAL trades the last commits on power loss
 // (never on a process crash) for fewer fsyncs — see docs/guarantees.md.
 #pragma once
 
@@ -55,6 +56,9 @@ class SqliteStore final : public ports::Store {
 
   std::string incarnation() const override { return incarnation_; }
   bool durable() const override { return true; }
+  // With Synchronous::full: commits from now on are not fsynced by SQLite
+  // (synchronous=NORMAL); the Syncer fdatasyncs the WAL file. With normal: nullptr.
+  ports::Syncer* defer_sync() override;
 
   std::uint64_t epoch() override { return epoch_; }
   std::uint64_t epoch_of(std::uint64_t sequence) override;
@@ -105,7 +109,11 @@ class SqliteStore final : public ports::Store {
   std::pair<std::int64_t, std::int64_t> two_ints(int which);
   [[noreturn]] void fail(const std::string& what) const;
 
+  class WalSyncer;
+
   std::string path_;
+  Synchronous synchronous_;
+  std::unique_ptr<WalSyncer> syncer_;
   sqlite3* db_ = nullptr;
   std::vector<std::unique_ptr<Statement>> statements_;
   std::string incarnation_;
