@@ -35,6 +35,9 @@ EXPECTED |= {("shop-split", "troupe-durable", "orders %s mean" % part)
              for part in ("queue", "handling", "commit", "relay")}
 # What the disk allows the durable 1→1 run: its commits, events per commit.
 EXPECTED |= {("events-1to1-100B", "troupe-durable", m) for m in ("commits", "events-per-commit")}
+# ... and with commit = "pipelined": its rate and loss, and what its fsyncs covered.
+EXPECTED |= {("events-1to1-100B", "troupe-durable-pipelined", m)
+             for m in ("throughput", "lost", "commits", "fsyncs", "events-per-fsync")}
 for system in ("troupe-memory", "troupe-durable", "edge-memory", "edge-durable"):
     EXPECTED |= {("shop-sustained", system, "throughput"), ("shop-1000/s", system, "p50"),
                  ("shop-1000/s", system, "p99"), ("shop-1000/s", system, "stuck")}
@@ -68,7 +71,7 @@ TABLE_ROWS = ["events 1→1, 100 B", "events 1→1, 1 KiB", "fan-out 1→3, 100 
               "Python peer / C++ node", "through the HTTP gateway", "HTTP gateway / troupe::Client",
               "orders ×3 + inventory ×2", "partitioned / unpartitioned", "busiest process's CPU",
               "shop-edge saga at 1,000 orders/s, p99", "events per commit", "what the disk allows", "idle PSS",
-              "idle USS"]
+              "idle USS", "commit = \"pipelined\"", "pipelined: events per fsync"]
 TABLE_HEADERS = ["troupe memory", "troupe durable", "raw libzmq", "Mosquitto QoS 0", "Mosquitto QoS 1",
                  "Redis Streams, fsync always", "memory / raw", "durable / QoS 1", "durable / Redis"]
 
