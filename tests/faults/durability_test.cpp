@@ -25,15 +25,8 @@ struct ProcessMesh {
   std::map<std::string, std::unique_ptr<Process>> procs;
   std::string binary = testproc::env_or("TROUPE_TEST_SERVICE", "build/tests/test_service");
 
-  // `pipelined`: synchronous = "full" with commit = "pipelined" (the test mesh's own is
-  // "normal", which has no fsync to pipeline).
-  explicit ProcessMesh(int subscribers, const std::string& extra_mesh = "", bool pipelined = false) {
-    auto text = topology_text("ipc", dir.str(), subscribers, "durable", extra_mesh);
-    if (pipelined) {
-      const std::string normal = "synchronous = \"normal\"";
-      text.replace(text.find(normal), normal.size(), "synchronous = \"full\"\ncommit = \"pipelined\"");
-    }
-    std::ofstream(topo_file) << text;
+  explicit ProcessMesh(int subscribers, const std::string& extra_mesh = "") {
+    std::ofstream(topo_file) << topology_text("ipc", dir.str(), subscribers, "durable", extra_mesh);
     auto t = troupe::toml::load_topology(topo_file);
     REQUIRE(t);
     topo = *t;
@@ -153,7 +146,7 @@ TEST_CASE("a command sent while its receiver is down takes effect exactly once a
 TEST_CASE("under a pipelined commit, SIGKILLs of a publisher and of a receiver with its acks in flight lose "
           "nothing and double nothing",
           "[durability][faults][process]") {
-  ProcessMesh m(1, "", true);
+  ProcessMesh m(1, "synchronous = \"full\"\ncommit = \"pipelined\"");
   m.start("pub");
   m.start("sub1");
   for (int i = 0; i < 40; ++i) REQUIRE(m.client->send("pub", Emit{50, ""}));

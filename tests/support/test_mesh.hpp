@@ -60,8 +60,10 @@ inline std::string topology_text(const std::string& transport, const std::string
            ep(name, "commands") + "\"\nqueries = \"" + ep(name, "queries") + "\"\n";
   };
   std::string t = "[mesh]\nname = \"test\"\nstate_dir = \"" + state_dir +
-                  "\"\nheartbeat_ms = 100\ndurability = \"" + durability +
-                  "\"\nsynchronous = \"normal\"\n" + extra_mesh + "\n\n";
+                  "\"\nheartbeat_ms = 100\ndurability = \"" + durability + "\"\n" +
+                  // "normal" unless extra_mesh says otherwise (a pipelined commit needs "full")
+                  (extra_mesh.find("synchronous") == std::string::npos ? "synchronous = \"normal\"\n" : "") +
+                  extra_mesh + "\n\n";
   t += service("pub") + "publishes = [\"Ping\"]\naccepts = [\"Emit\"]\nanswers = [\"GetApplied\"]\n\n";
   for (int i = 1; i <= subscribers; ++i)
     t += service("sub" + std::to_string(i)) +

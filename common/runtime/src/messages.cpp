@@ -345,9 +345,12 @@ void NodeCore::resend_commands() {
   bool durable = false;
   for (auto& [name, d] : downstreams_) {
     if (!d->outbox.resend_due(now)) continue;
-    // What the store holds may not be on disk yet: a command is sent only once it is.
-    if (!durable) await_durable();
-    durable = true;
+    // What the store holds may not be on disk yet: a command is sent only once it is
+    // (a wait of one sync at most, and only when something is unacknowledged).
+    if (sync_ && !durable && store_->command_head(name) > d->outbox.acked()) {
+      await_durable();
+      durable = true;
+    }
     for (const auto& c : store_->unacked_commands(name, 512)) {
       if (c.sequence > d->outbox.resend_limit()) break;
       std::array<zmq::const_buffer, 2> bufs{zmq::buffer(c.envelope), zmq::buffer(c.payload)};

@@ -134,12 +134,16 @@ void NodeCore::run() {
     if (batch.empty()) break;
     process(batch);
   }
+  // What the last batches caused leaves once they are on disk; a sync that fails now
+  // still ends run() with its error (exit 1), after the sync thread is stopped.
+  std::exception_ptr failed;
   try {
     await_durable();
-  } catch (const std::exception& e) {
-    log_->critical("{}", e.what());
+  } catch (...) {
+    failed = std::current_exception();
   }
   sync_.reset();
+  if (failed) std::rethrow_exception(failed);
   metrics_.running.store(false);
   log_->info("{} stopping", name_);
 }
@@ -393,7 +397,7 @@ void NodeCore::start_sync() {
   if (!syncer_) return;
   durable_head_ = store_->head();  // what the store had at open is on disk
   durable_acks_ = command_inbox_.acks();
-  sync_ = std::make_unique<SyncThread>(*syncer_, sync_fd_);
+  sync_ = std::make_unique<SyncThread>(*syncer_, sync_fd_, syncer_->written());
 }
 
 void NodeCore::relay() {

@@ -4,8 +4,8 @@
 
 namespace troupe::detail {
 
-SyncThread::SyncThread(ports::Syncer& syncer, int wake_fd)
-    : syncer_(syncer), wake_fd_(wake_fd), thread_([this] { loop(); }) {}
+SyncThread::SyncThread(ports::Syncer& syncer, int wake_fd, std::uint64_t durable)
+    : syncer_(syncer), wake_fd_(wake_fd), requested_(durable), synced_(durable), thread_([this] { loop(); }) {}
 
 SyncThread::~SyncThread() {
   {

@@ -20,8 +20,9 @@ namespace troupe::detail {
 
 class SyncThread {
  public:
-  // `wake_fd`: an eventfd written each time a sync completes (or fails).
-  SyncThread(ports::Syncer& syncer, int wake_fd);
+  // `wake_fd`: an eventfd written each time a sync completes (or fails); `durable`: the
+  // Syncer::written() count already on disk.
+  SyncThread(ports::Syncer& syncer, int wake_fd, std::uint64_t durable);
   ~SyncThread();  // stops and joins (a sync in progress completes first)
   SyncThread(const SyncThread&) = delete;
   SyncThread& operator=(const SyncThread&) = delete;

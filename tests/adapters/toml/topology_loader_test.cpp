@@ -306,4 +306,8 @@ TEST_CASE("a commit is inline unless the mesh asks for it pipelined", "[topology
   CHECK(pipelined->defaults.pipelined_commit);
   CHECK(error_of(with(kGood, "heartbeat_ms = 250", "heartbeat_ms = 250\ncommit = \"later\"")) ==
         "topology/shop.toml:6: commit must be \"pipelined\" or \"inline\", got \"later\"");
+  CHECK(error_of(with(kGood, "heartbeat_ms = 250",
+                      "heartbeat_ms = 250\nsynchronous = \"normal\"\ncommit = \"pipelined\"")) ==
+        "topology/shop.toml:7: commit = \"pipelined\" needs synchronous = \"full\": with \"normal\" no commit is "
+        "fsynced, so there is nothing to pipeline");
 }

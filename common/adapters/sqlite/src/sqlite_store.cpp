@@ -239,12 +239,30 @@ SqliteStore::Statement& SqliteStore::stmt(int which) {
 // The fsync of the WAL, apart from the commit: SQLite writes a commit's frames into the
 // WAL and, under synchronous=NORMAL, leaves them in the page cache; one fdatasync of the
 // file then makes every commit written before it durable (Linux syncs the file, whatever
-// descriptor wrote it). The file is opened for each sync, so a WAL removed under a
-// running store is an error, not a sync of a file nobody reads again.
+// descriptor wrote it). The descriptor is opened once, before the first commit it must
+// cover: a write-back error is reported once to every descriptor open when it happened,
+// so one SQLite's own checkpoint fsync saw first is not hidden from this one, as it would
+// be from a descriptor opened after it. A WAL removed or replaced under the running store
+// is an error, not a sync of a file nobody reads again.
 class SqliteStore::WalSyncer final : public ports::Syncer {
  public:
-  WalSyncer(SqliteStore& store, std::string wal, std::string dir)
-      : store_(store), wal_(std::move(wal)), dir_(std::move(dir)) {}
+  WalSyncer(SqliteStore& store, std::string wal, const std::string& dir) : store_(store), wal_(std::move(wal)) {
+    fd_ = open_or_throw(wal_, O_RDONLY | O_CLOEXEC);
+    // Once, the directory too: the WAL's own entry in it is what finds the file again.
+    int dir_fd = -1;
+    try {
+      dir_fd = open_or_throw(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      sync_or_throw(dir_fd, dir);
+    } catch (...) {
+      if (dir_fd >= 0) ::close(dir_fd);
+      ::close(fd_);
+      throw;
+    }
+    ::close(dir_fd);
+  }
+  ~WalSyncer() override { ::close(fd_); }
+  WalSyncer(const WalSyncer&) = delete;
+  WalSyncer& operator=(const WalSyncer&) = delete;
 
   std::uint64_t written() override {
     auto changes = sqlite3_total_changes64(store_.db_);
@@ -256,42 +274,47 @@ class SqliteStore::WalSyncer final : public ports::Syncer {
   }
 
   void sync() override {
-    // Once, the directory too: the WAL's own entry in it is what finds the file again.
-    if (!dir_synced_) {
-      sync_file(dir_, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      dir_synced_ = true;
-    }
-    sync_file(wal_, O_RDONLY | O_CLOEXEC);
+    struct stat held {}, named {};
+    if (::fstat(fd_, &held) != 0 || held.st_nlink == 0 || ::stat(wal_.c_str(), &named) != 0 ||
+        named.st_ino != held.st_ino || named.st_dev != held.st_dev)
+      throw ports::StoreError(wal_ + " was removed or replaced under the running store: its commits since are "
+                                     "in no file a restart reads");
+    sync_or_throw(fd_, wal_);
   }
 
  private:
-  static void sync_file(const std::string& path, int flags) {
+  static int open_or_throw(const std::string& path, int flags) {
     int fd = ::open(path.c_str(), flags);
     if (fd < 0) {
       int e = errno;
       throw ports::StoreError("cannot open " + path + " to fsync it: " + std::strerror(e));
     }
-    int rc = ::fdatasync(fd);
-    int e = errno;
-    ::close(fd);
-    if (rc != 0) throw ports::StoreError("fdatasync " + path + ": " + std::strerror(e));
+    return fd;
+  }
+  static void sync_or_throw(int fd, const std::string& path) {
+    if (::fdatasync(fd) != 0) {
+      int e = errno;
+      throw ports::StoreError("fdatasync " + path + ": " + std::strerror(e));
+    }
   }
 
   SqliteStore& store_;
-  const std::string wal_, dir_;
+  const std::string wal_;
+  int fd_ = -1;
   sqlite3_int64 changes_seen_ = 0;  // the store's thread
   std::uint64_t written_ = 0;
-  bool dir_synced_ = false;          // the sync thread
 };
 
 ports::Syncer* SqliteStore::defer_sync() {
   if (synchronous_ != Synchronous::full) return nullptr;
   if (!syncer_) {
     if (in_unit_) throw std::logic_error("SqliteStore::defer_sync inside a unit of work");
-    exec("PRAGMA synchronous=NORMAL");
     auto slash = path_.rfind('/');
     std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
+    // Opened while commits are still fsynced (the WAL exists: the open wrote this
+    // start's epoch into it), then commits stop being fsynced.
     syncer_ = std::make_unique<WalSyncer>(*this, path_ + "-wal", dir);
+    exec("PRAGMA synchronous=NORMAL");
     syncer_->written();  // what was written before is durable already (synchronous=FULL)
   }
   return syncer_.get();

@@ -125,6 +125,9 @@ struct Parser {
     if (commit == "pipelined") d.pipelined_commit = true;
     else if (commit == "inline") d.pipelined_commit = false;
     else return fail(line_of_key("commit"), "commit must be \"pipelined\" or \"inline\", got \"" + commit + "\"");
+    if (d.pipelined_commit && d.synchronous != Synchronous::full)
+      return fail(line_of_key("commit"), "commit = \"pipelined\" needs synchronous = \"full\": with \"" +
+                                             synchronous + "\" no commit is fsynced, so there is nothing to pipeline");
     if (d.security != "none" && d.security != "curve")
       return fail(line_of_key("security"), "security must be \"none\" or \"curve\", got \"" + d.security + "\"");
     return true;
