@@ -2,9 +2,9 @@
 // replay, heartbeats — one class whose rooms are node_setup.cpp (binding, connections,
 // the state lock), reactor.cpp (loop, batches, relay), streams.cpp (event streams),
 // messages.cpp (handlers, commands), dead_letters.cpp, queries.cpp (typed built-in
-// replies), security.cpp (who may do what), taps.cpp (subscriptions, mirrors), tasks.cpp
-// and compose.cpp (the default store). What is done to a socket is adapters/zmq's.
-// Internal.
+// replies), security.cpp (who may do what), taps.cpp (subscriptions, mirrors), tasks.cpp,
+// compose.cpp (the default store) and pipelined.cpp (commit = "pipelined"). What is done
+// to a socket is adapters/zmq's. Internal.
 #pragma once
 
 #include <troupe/domain/id.hpp>
@@ -270,8 +270,10 @@ class NodeCore final : public Stager {
   // commit), holds it until a sync covers the batch.
   void relay();
   void send_now(std::vector<Outgoing>& outs);
-  // Pipelined commit: starts the sync thread if the store defers its fsync.
+  // --- pipelined.cpp: the pipelined commit. Starts the sync thread if the store defers
+  // its fsync; holds what a batch emitted until a sync covers it.
   void start_sync();
+  void hold_until_synced();
   // Sends what a completed sync has made durable; throws StoreError once a sync failed.
   void release_synced();
   // Waits until everything committed is durable and sent: before commands are resent
