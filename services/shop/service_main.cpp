@@ -4,10 +4,12 @@
 #include <troupe/adapters/json/contract.hpp>
 #include <troupe/adapters/toml/topology_loader.hpp>
 
-#include <CLI/CLI.hpp>
+#include <getopt.h>
 #include <spdlog/spdlog.h>
 
+#include <charconv>
 #include <iostream>
+#include <string_view>
 
 namespace shop {
 
@@ -17,25 +19,69 @@ troupe::Result<Seed> seed_for(const troupe::Topology& topology) {
   return load_seed(topology.defaults.seed);
 }
 
+namespace {
+
+void usage(std::ostream& out, const std::string& name, const std::string& summary,
+           const std::string& default_topology, bool contract) {
+  out << name << ": " << summary << "\nUsage: " << name << " [OPTIONS]\n\nOptions:\n"
+      << "  -h, --help             print this help and exit\n"
+      << "  -t, --topology FILE    topology file (default: " << default_topology << ")\n";
+  if (contract) out << "  -p, --partition K      which instance to run of a partitioned service (0 … N-1)\n";
+  out << "      --state-dir DIR    override the topology's state directory\n";
+  if (contract)
+    out << "      --contract         print the messages this build publishes, accepts, answers and reads\n"
+        << "                         (JSON, as $schema answers) and exit\n";
+}
+
+}  // namespace
+
+// Options by getopt_long (the C library's), not a header-only parser: its templates were
+// about 170 kB of every service's executable, text an idle service keeps mapped
+// (docs/performance.md, Footprint).
 std::variant<Config, int> configure(int argc, char** argv, const std::string& name,
                                     const std::string& summary, const std::string& default_topology,
                                     bool* contract) {
-  CLI::App app{name + ": " + summary};
   std::string topology_file = default_topology, state_dir;
   int partition = -1;
-  app.add_option("--topology,-t", topology_file, "topology file")->capture_default_str();
-  if (contract)
-    app.add_option("--partition,-p", partition, "which instance to run of a partitioned service (0 … N-1)")
-        ->check(CLI::Range(0, 255));
-  app.add_option("--state-dir", state_dir, "override the topology's state directory");
-  if (contract)
-    app.add_flag("--contract", *contract,
-                 "print the messages this build publishes, accepts, answers and reads (JSON, as $schema answers) and exit");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 64;
+  enum : int { kStateDir = 256, kContract };
+  const option all[] = {{"help", no_argument, nullptr, 'h'},          {"topology", required_argument, nullptr, 't'},
+                        {"state-dir", required_argument, nullptr, kStateDir}, {"partition", required_argument, nullptr, 'p'},
+                        {"contract", no_argument, nullptr, kContract}, {nullptr, 0, nullptr, 0}};
+  const option service_only[] = {{"help", no_argument, nullptr, 'h'},
+                                 {"topology", required_argument, nullptr, 't'},
+                                 {"state-dir", required_argument, nullptr, kStateDir},
+                                 {nullptr, 0, nullptr, 0}};
+  auto bad = [&](const std::string& why) {
+    std::cerr << name << ": " << why << "\nRun with --help for more information.\n";
+    return 64;
+  };
+  // '+': stop at the first non-option; ':': a missing value is reported as ':', not '?'.
+  // Our own messages, naming the service, instead of getopt's.
+  opterr = 0;
+  optind = 1;
+  int c;
+  while ((c = getopt_long(argc, argv, contract ? "+:ht:p:" : "+:ht:", contract ? all : service_only, nullptr)) != -1) {
+    switch (c) {
+      case 'h': usage(std::cout, name, summary, default_topology, contract); return 0;
+      case 't': topology_file = optarg; break;
+      case kStateDir: state_dir = optarg; break;
+      case kContract: *contract = true; break;
+      case 'p': {
+        const std::string_view text = optarg;
+        int value = -1;
+        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (ec != std::errc() || end != text.data() + text.size() || value < 0 || value > 255)
+          return bad("--partition: '" + std::string(text) + "' is not a number in 0 … 255");
+        partition = value;
+        break;
+      }
+      case ':': return bad(std::string(argv[optind - 1]) + ": needs a value");
+      default:
+        return bad((optopt ? std::string("-") + static_cast<char>(optopt) : std::string(argv[optind - 1])) +
+                   ": not an option here");
+    }
   }
+  if (optind < argc) return bad(std::string(argv[optind]) + ": unexpected argument");
   if (contract && *contract) return Config{};
   troupe::toml::LoadOptions options;
   if (!state_dir.empty()) options.state_dir = state_dir;

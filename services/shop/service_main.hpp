@@ -21,9 +21,9 @@ struct Config {
   int partition = -1;  // --partition K, for one instance of a partitioned service
 };
 
-// Parses --topology/--state-dir/--help and loads the topology and its seed file. With
-// `contract` given, --contract is offered too; when set, nothing is loaded and the
-// returned Config is empty.
+// Parses --topology/--state-dir/--help (getopt_long) and loads the topology and its seed
+// file. With `contract` given, --partition and --contract are offered too; when
+// --contract is set, nothing is loaded and the returned Config is empty.
 // Returns the configuration, or the exit code to leave with (0 after --help, 2 for a
 // bad topology or seed file, 64 for bad arguments), the reason already printed.
 std::variant<Config, int> configure(int argc, char** argv, const std::string& name,

@@ -247,5 +247,21 @@ check "an unpartitioned orders beside the partitioned stores is refused" grep -q
 err=$("$TROUPE_BUILD_DIR/services/orders" "${args[@]}" 2>&1)
 check "a partitioned service started without --partition says how to run it" grep -q "run one process per partition, --partition 0 … 2" <<<"$err"
 
+# A service's own options (getopt_long): --help exits 0 and names them, a bad one exits
+# 64 naming the argument, and shop-edge (one process, no partitions) has no --partition.
+orders=$TROUPE_BUILD_DIR/services/orders
+exit_of() { "$@" >/dev/null 2>&1; echo $?; }
+check "orders --help exits 0, naming --partition and --contract" \
+  bash -c 'out=$("$0" --help) && grep -q -- "--partition K" <<<"$out" && grep -q -- "--contract" <<<"$out"' "$orders"
+for bad in "--partition 256" "--partition -1" "--partition 1x" "--bogus" "-x" "extra" "--topology"; do
+  read -ra words <<<"$bad"
+  err=$("$orders" "${words[@]}" 2>&1); rc=$?
+  check "orders $bad exits 64 naming it: $(head -1 <<<"$err")" \
+    bash -c '(($1 == 64)) && grep -q -- "^orders: ${2%% *}" <<<"$3"' _ "$rc" "${words[0]}" "$err"
+done
+check "orders --partition=2 --topology=FILE (the = forms) reaches the topology" \
+  bash -c '"$0" --partition=2 --topology="$1" --state-dir "$2" 2>&1 | grep -q "partition key"' "$orders" "$state/rekeyed.toml" "$state"
+check "shop-edge offers no --partition" test "$(exit_of "$TROUPE_BUILD_DIR/services/shop-edge" --partition 1)" = 64
+
 echo "partitions: $failures failure(s)"
 exit $((failures > 0))
