@@ -260,8 +260,11 @@ std::optional<Received> Client::next_event(std::chrono::milliseconds timeout) {
       if (!env) continue;
       return Received{std::move(*env), std::string(sv(frames[2])), {}};
     }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return std::nullopt;
+    // Rounded up: with less than a millisecond left, rounding down returned at once and
+    // a caller waiting in a loop (troupe shop load between two orders) spun a core.
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return std::nullopt;
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
     try {
       zmq::poll(&item, 1, left);
     } catch (const zmq::error_t& e) {

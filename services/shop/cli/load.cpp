@@ -208,7 +208,7 @@ Runner add_load(CLI::App& app) {
     auto drain = [&](std::chrono::milliseconds wait) {
       send_due_cancels();
       if (!cancels.empty())
-        wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(cancels.begin()->first - Clock::now()));
+        wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(cancels.begin()->first - Clock::now()));
       if (wait.count() < 0) wait = std::chrono::milliseconds(0);
       while (auto ev = client.next_event(wait)) {
         on_event(*ev);
@@ -260,7 +260,11 @@ Runner add_load(CLI::App& app) {
     for (int i = 0; i < o->orders; ++i) {
       if (o->rate > 0) {
         auto due = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(i / o->rate));
-        while (Clock::now() < due) drain(std::chrono::duration_cast<std::chrono::milliseconds>(due - Clock::now()));
+        // Rounded up: waits end at most a millisecond late (the schedule is kept from t0,
+        // so lateness does not add up), where rounding down made the last millisecond
+        // before each order a busy loop — a whole core of a two-core machine taken from
+        // the services being timed.
+        while (Clock::now() < due) drain(std::chrono::ceil<std::chrono::milliseconds>(due - Clock::now()));
       }
       shop::PlaceOrder p;
       p.order_id = "o" + run + "-" + std::to_string(i + 1);
