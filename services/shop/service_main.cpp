@@ -59,7 +59,16 @@ std::variant<Config, int> configure(int argc, char** argv, const std::string& na
   // Our own messages, naming the service, instead of getopt's.
   opterr = 0;
   optind = 1;
-  int c;
+  int c, at = optind;
+  // The argument getopt stopped at, by name: a long option as written up to its '='
+  // (`--contract=1`), a short one as its letter (also inside `-hx`).
+  auto named = [&] {
+    if (at < argc && std::string_view(argv[at]).starts_with("--")) {
+      const std::string_view arg = argv[at];
+      return std::string(arg.substr(0, arg.find('=')));
+    }
+    return std::string("-") + static_cast<char>(optopt);
+  };
   while ((c = getopt_long(argc, argv, contract ? "+:ht:p:" : "+:ht:", contract ? all : service_only, nullptr)) != -1) {
     switch (c) {
       case 'h': usage(std::cout, name, summary, default_topology, contract); return 0;
@@ -75,11 +84,11 @@ std::variant<Config, int> configure(int argc, char** argv, const std::string& na
         partition = value;
         break;
       }
-      case ':': return bad(std::string(argv[optind - 1]) + ": needs a value");
-      default:
-        return bad((optopt ? std::string("-") + static_cast<char>(optopt) : std::string(argv[optind - 1])) +
-                   ": not an option here");
+      case ':': return bad(named() + ": needs a value");
+      default:  // '?': an unknown option, or a known long one given a value it does not take
+        return bad(named() + (optopt && named().starts_with("--") ? ": takes no value" : ": not an option here"));
     }
+    at = optind;
   }
   if (optind < argc) return bad(std::string(argv[optind]) + ": unexpected argument");
   if (contract && *contract) return Config{};

@@ -248,20 +248,37 @@ err=$("$TROUPE_BUILD_DIR/services/orders" "${args[@]}" 2>&1)
 check "a partitioned service started without --partition says how to run it" grep -q "run one process per partition, --partition 0 … 2" <<<"$err"
 
 # A service's own options (getopt_long): --help exits 0 and names them, a bad one exits
-# 64 naming the argument, and shop-edge (one process, no partitions) has no --partition.
+# 64 with configure's own words for it, and shop-edge (one process, no partitions) has
+# no --partition. Each under a timeout: an argument wrongly accepted would start a node.
 orders=$TROUPE_BUILD_DIR/services/orders
-exit_of() { "$@" >/dev/null 2>&1; echo $?; }
 check "orders --help exits 0, naming --partition and --contract" \
-  bash -c 'out=$("$0" --help) && grep -q -- "--partition K" <<<"$out" && grep -q -- "--contract" <<<"$out"' "$orders"
-for bad in "--partition 256" "--partition -1" "--partition 1x" "--bogus" "-x" "extra" "--topology"; do
-  read -ra words <<<"$bad"
-  err=$("$orders" "${words[@]}" 2>&1); rc=$?
-  check "orders $bad exits 64 naming it: $(head -1 <<<"$err")" \
-    bash -c '(($1 == 64)) && grep -q -- "^orders: ${2%% *}" <<<"$3"' _ "$rc" "${words[0]}" "$err"
+  bash -c 'out=$(timeout 10 "$0" --help) && grep -q -- "--partition K" <<<"$out" && grep -q -- "--contract" <<<"$out"' "$orders"
+while IFS='|' read -r given said; do
+  read -ra words <<<"$given"
+  err=$(timeout 10 "$orders" "${words[@]}" 2>&1); rc=$?
+  check "orders $given exits 64 (got $rc): $said" bash -c '(($1 == 64)) && grep -qxF -- "$2" <<<"$3"' _ "$rc" "orders: $said" "$err"
+done <<'ARGS'
+--partition 256|--partition: '256' is not a number in 0 … 255
+-p -1|--partition: '-1' is not a number in 0 … 255
+--partition 1x|--partition: '1x' is not a number in 0 … 255
+--bogus|--bogus: not an option here
+-x|-x: not an option here
+-xh|-x: not an option here
+--contract=1|--contract: takes no value
+--help=yes|--help: takes no value
+extra|extra: unexpected argument
+--topology|--topology: needs a value
+-t|-t: needs a value
+ARGS
+# The partition given as -pK and --partition=K, the topology as -tFILE and --topology=FILE,
+# each reaching the store check of that instance (a store written under another key).
+for form in "-p2 -t$state/rekeyed.toml" "--partition=2 --topology=$state/rekeyed.toml"; do
+  read -ra words <<<"$form"
+  check "orders $form reaches orders.2's store check" \
+    bash -c 'timeout 10 "$0" "$@" 2>&1 | grep -q "service .orders\.2.: its store was written with the partition key"' "$orders" "${words[@]}" --state-dir "$state"
 done
-check "orders --partition=2 --topology=FILE (the = forms) reaches the topology" \
-  bash -c '"$0" --partition=2 --topology="$1" --state-dir "$2" 2>&1 | grep -q "partition key"' "$orders" "$state/rekeyed.toml" "$state"
-check "shop-edge offers no --partition" test "$(exit_of "$TROUPE_BUILD_DIR/services/shop-edge" --partition 1)" = 64
+err=$(timeout 10 "$TROUPE_BUILD_DIR/services/shop-edge" --partition 1 2>&1); rc=$?
+check "shop-edge offers no --partition (exit $rc)" bash -c '(($1 == 64)) && grep -qxF "shop-edge: --partition: not an option here" <<<"$2"' _ "$rc" "$err"
 
 echo "partitions: $failures failure(s)"
 exit $((failures > 0))
