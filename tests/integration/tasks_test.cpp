@@ -9,6 +9,7 @@
 #include <zmq.hpp>
 
 #include <atomic>
+#include <ctime>
 
 using namespace testmesh;
 using troupe::Client;
@@ -91,6 +92,27 @@ TEST_CASE("a task that throws keeps nothing, is counted, and the node goes on", 
   m.pub->post([](troupe::Context& ctx) { emit_next(ctx); });
   REQUIRE(eventually([&] { return m.applied("sub1").count == 1; }));
   CHECK(m.applied("pub").count == 1);
+}
+
+TEST_CASE("a client waiting for an event waits its whole timeout, not less", "[client]") {
+  // Rounding the time left down to whole milliseconds once made next_event return at
+  // once with less than a millisecond to go: a 1 ms wait did not wait at all, and a
+  // caller waiting in a loop (troupe shop load between two orders) spun a core.
+  Mesh m;
+  m.client->watch({"pub"});
+  auto cpu_ms = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  const double cpu0 = cpu_ms();
+  for (int i = 0; i < 20; ++i) CHECK_FALSE(m.client->next_event(std::chrono::milliseconds(1)));
+  CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(20));
+  CHECK(cpu_ms() - cpu0 < 10);  // asleep in poll, not looking again and again
+  const auto t1 = std::chrono::steady_clock::now();
+  CHECK_FALSE(m.client->next_event(std::chrono::milliseconds(0)));  // 0: one look, no wait
+  CHECK(std::chrono::steady_clock::now() - t1 < std::chrono::seconds(1));
 }
 
 TEST_CASE("a client's traceparent travels with its command into the events it causes", "[client]") {

@@ -122,8 +122,9 @@ Result<Received> Client::query_raw(const std::string& service_or_group, const st
   }
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
+    const auto now = std::chrono::steady_clock::now();  // rounded up, as in next_event
+    if (now >= deadline) break;
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
     zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
     try {
       zmq::poll(&item, 1, left);

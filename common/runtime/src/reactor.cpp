@@ -72,7 +72,9 @@ void NodeCore::run() {
 
     auto now = Clock::now();
     auto wake = std::min({next_heartbeat_, next_maintenance_, next_timer()});
-    auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(wake - now);
+    // Rounded up: a heartbeat, maintenance or timer fires at most a millisecond late,
+    // where rounding down spun this loop through the last millisecond before each.
+    auto timeout = std::chrono::ceil<std::chrono::milliseconds>(wake - now);
     if (timeout.count() < 0) timeout = std::chrono::milliseconds(0);
     try {
       zmq::poll(items, timeout);

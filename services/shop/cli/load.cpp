@@ -165,7 +165,7 @@ Runner add_load(CLI::App& app) {
     std::set<std::string> live;
     const auto hb_deadline = Clock::now() + std::chrono::milliseconds(t->defaults.heartbeat.count() * 3 + 2000);
     while (live.size() < wanted.size() && Clock::now() < hb_deadline) {
-      auto ev = client.next_event(std::chrono::duration_cast<std::chrono::milliseconds>(hb_deadline - Clock::now()));
+      auto ev = client.next_event(std::chrono::ceil<std::chrono::milliseconds>(hb_deadline - Clock::now()));
       if (ev && wanted.count(ev->envelope.source)) live.insert(ev->envelope.source);
     }
     if (live.size() < wanted.size()) {
