@@ -18,7 +18,9 @@ Runner add_check(CLI::App& app) {
   };
   auto c = std::make_shared<Opts>();
   add_common(*cmd, *c);
-  cmd->add_flag("--list", c->list, "print only the service names, one a line (for scripts)");
+  cmd->add_flag("--list", c->list,
+                "print only the service names, one a line (for scripts; given with --print-* flags, each "
+                "prints one line, in the order state dir, host, security, then the services)");
   cmd->add_flag("--print-state-dir", c->print_state_dir, "print only the state directory (for scripts)");
   cmd->add_flag("--print-host", c->print_host, "print only [mesh] host, the one-process executable, if any");
   cmd->add_flag("--print-security", c->print_security, "print only [mesh] security: none or curve");
