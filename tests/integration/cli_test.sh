@@ -68,6 +68,11 @@ sed 's/heartbeat_ms = 500/heartbeat_ms = "fast"/' topology/shop.toml >"$tmp/type
 expect "a wrong type is an error with file:line" 1 "$tmp/typed.toml:7: 'heartbeat_ms' must be an integer" \
   "$troupe" check --topology "$tmp/typed.toml"
 expect "a missing topology file" 1 "/nonexistent.toml: cannot read the topology file" "$troupe" check --topology /nonexistent.toml
+# scripts/mesh reads these four from one call, by line: state dir, host (empty here),
+# security, then the services, whatever order the flags are given in.
+facts=$(printf 'var/shop\n\ncurve\norders\ninventory\npayments\nshipping\nnotifications')
+expect "check --list --print-security --print-host --print-state-dir: a line each, state dir first" 0 "$facts" \
+  bash -c '[[ $("$@") == "$0" ]] && echo "$0"' "$facts" "$troupe" check --list --print-security --print-host --print-state-dir
 
 expect "under curve, a missing key is named, with how to make it" 1 "identity 'cli' has no usable CURVE key pair: $tmp/none/keys/cli.key: cannot read the key file" \
   "$troupe" query --state-dir "$tmp/none" --timeout 200 orders '$health'
