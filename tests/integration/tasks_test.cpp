@@ -2,6 +2,7 @@
 // another thread — runs on the node's thread in a unit of work, like a handler.
 #include "../support/test_mesh.hpp"
 
+#include <troupe/adapters/msgpack/codec.hpp>
 #include <troupe/runtime/client.hpp>
 
 #include <catch2/catch.hpp>
@@ -113,6 +114,39 @@ TEST_CASE("a client waiting for an event waits its whole timeout, not less", "[c
   const auto t1 = std::chrono::steady_clock::now();
   CHECK_FALSE(m.client->next_event(std::chrono::milliseconds(0)));  // 0: one look, no wait
   CHECK(std::chrono::steady_clock::now() - t1 < std::chrono::seconds(1));
+}
+
+TEST_CASE("malformed events do not hold a waiting client past its timeout", "[client]") {
+  // next_event drops what it cannot decode; it once went straight back for the next
+  // message without looking at the clock, so a publisher sending only garbage held the
+  // caller for as long as it kept sending. Over inproc every message is in the client's
+  // queue once send returns: 20,000 malformed ones, then one good Ping.
+  Mesh m;
+  zmq::socket_t pub(m.ctx, zmq::socket_type::xpub);
+  pub.bind("inproc://garbage-publisher");
+  m.client->set_endpoints("pub", {"inproc://garbage-publisher", "inproc://unused-commands", "inproc://unused-queries"});
+  m.client->watch({"pub"});
+  zmq::message_t subscription;
+  pub.set(zmq::sockopt::rcvtimeo, 5000);
+  REQUIRE(pub.recv(subscription));  // the client's SUB is attached: nothing sent is dropped
+  for (int i = 0; i < 20000; ++i) {
+    pub.send(zmq::str_buffer("Ping "), zmq::send_flags::sndmore);
+    pub.send(zmq::str_buffer("not an envelope"), zmq::send_flags::sndmore);
+    pub.send(zmq::str_buffer("x"), zmq::send_flags::none);
+  }
+  const std::string env = troupe::codec::encode_envelope(troupe::make_envelope("pub", "Ping", troupe::Kind::event));
+  const std::string payload = troupe::codec::encode(Ping{7, "after the garbage"});
+  pub.send(zmq::str_buffer("Ping "), zmq::send_flags::sndmore);
+  pub.send(zmq::buffer(env), zmq::send_flags::sndmore);
+  pub.send(zmq::buffer(payload), zmq::send_flags::none);
+  // A 0 ms wait: one look. It finds a malformed message and gives up, where it used to
+  // read all 20,000 and return the Ping behind them.
+  CHECK_FALSE(m.client->next_event(std::chrono::milliseconds(0)));
+  // Waiting again and again, the caller still gets the good event.
+  std::optional<troupe::Received> ev;
+  REQUIRE(eventually([&] { return (ev = m.client->next_event(std::chrono::milliseconds(5))).has_value(); }));
+  CHECK(ev->envelope.type == "Ping");
+  CHECK(troupe::codec::decode<Ping>(ev->payload)->note == "after the garbage");
 }
 
 TEST_CASE("a client's traceparent travels with its command into the events it causes", "[client]") {

@@ -255,16 +255,18 @@ std::optional<Received> Client::next_event(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
     std::vector<zmq::message_t> frames;
-    if (zmq::recv_multipart(*watcher_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
-      if (frames.size() != 3) continue;
-      auto env = codec::decode_envelope(sv(frames[1]));
-      if (!env) continue;
-      return Received{std::move(*env), std::string(sv(frames[2])), {}};
+    const bool got = zmq::recv_multipart(*watcher_, std::back_inserter(frames), zmq::recv_flags::dontwait).has_value();
+    if (got && frames.size() == 3) {
+      if (auto env = codec::decode_envelope(sv(frames[1])))
+        return Received{std::move(*env), std::string(sv(frames[2])), {}};
     }
-    // Rounded up: with less than a millisecond left, rounding down returned at once and
-    // a caller waiting in a loop (troupe shop load between two orders) spun a core.
+    // A malformed message is dropped, and the deadline still holds: a publisher sending
+    // nothing else cannot keep the caller here past its timeout. Rounded up: with less
+    // than a millisecond left, rounding down returned at once and a caller waiting in a
+    // loop (troupe shop load between two orders) spun a core.
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return std::nullopt;
+    if (got) continue;  // look again before sleeping: more may be queued
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
     try {
       zmq::poll(&item, 1, left);
