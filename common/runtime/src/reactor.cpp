@@ -83,11 +83,13 @@ void NodeCore::run() {
       continue;
     }
     if (items[0].revents & ZMQ_POLLIN) break;
+    // The sync thread writes its eventfd after every sync, done or failed: only then is
+    // there anything to release (each batch also releases what is synced by then).
     if (items[2].revents & ZMQ_POLLIN) {
       std::uint64_t n = 0;
       [[maybe_unused]] auto r = ::read(sync_fd_, &n, sizeof n);
+      if (sync_) release_synced();
     }
-    if (sync_) release_synced();
     notice_suspension(Clock::now());
     for (std::size_t i = 0; i < monitors_.sockets().size(); ++i)
       if (items[first_monitor + i].revents & ZMQ_POLLIN) monitors_.drain(i, metrics_.socket_events);
