@@ -92,6 +92,10 @@ expect "keygen wants NAME or --mesh" 2 "give either NAME or --mesh" "$troupe" ke
 expect "a query to a service that is not running exits 3" 3 "no reply to \$health within 200 ms" \
   "$troupe" query --state-dir "$tmp/none" --timeout 200 orders '$health'
 expect "status shows unreachable services and exits 3" 3 "unreachable" "$troupe" status --state-dir "$tmp/none" --timeout 100
+expect "status --wait: exit 3, naming on stderr who never answered" 3 "no answer to \$health within 300 ms from orders, payments" \
+  "$troupe" status --state-dir "$tmp/none" --timeout 100 --wait 300 orders payments
+expect "status SERVICE: an unknown name is a usage error" 2 "no service or instance 'ordrs'" \
+  "$troupe" status --state-dir "$tmp/none" ordrs
 expect "troupe settle with no mesh running: not at rest (exit 3), naming who did not answer" 3 "orders did not answer" \
   "$troupe" settle --state-dir "$tmp/none" --wait 300 --timeout 100
 expect "a payload that is not JSON exits 2" 2 "the payload is not JSON" "$troupe" send --state-dir "$tmp/none" orders PlaceOrder '{oops'
@@ -136,6 +140,10 @@ WRAP
   chmod +x "$tmp/wrap"
   mesh=(env TROUPE_BUILD_DIR="$build" TROUPE_MESH_WRAP="$tmp/wrap {service}" scripts/mesh --state-dir "$state")
   expect "mesh up behind a forking wrapper" 0 "mesh: up (5 services" "${mesh[@]}" up
+  expect "status --wait SERVICE...: only those, once they answer" 0 '"service": "payments"' \
+    "$troupe" status --state-dir "$state" --wait 5000 --json orders payments
+  expect "... and no other" 0 "orders payments" bash -c '"$@" | jq -r "[.services[].service] | join(\" \")"' _ \
+    "$troupe" status --state-dir "$state" --json orders payments
   expect "the state directory is private (0700)" 0 "700" stat -c %a "$state"
   expect "logs are private (0600)" 0 "600" stat -c %a "$state/orders.log"
   if ((skew)); then

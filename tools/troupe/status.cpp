@@ -78,10 +78,60 @@ nlohmann::json service_status(Client& client, const std::string& name, int timeo
           {"subscriptions", health.value("subscriptions", 0ull)}};
 }
 
-nlohmann::json mesh_status(Client& client, const Topology& t, int timeout_ms, std::map<std::string, Sample>& previous) {
+// `silent`: those --wait already found not answering, reported without asking again.
+nlohmann::json mesh_status(Client& client, const std::vector<std::string>& names, int timeout_ms,
+                           std::map<std::string, Sample>& previous, const std::vector<std::string>& silent = {}) {
   nlohmann::json services = nlohmann::json::array();
-  for (const auto& s : t.services) services.push_back(service_status(client, s.name, timeout_ms, previous));
+  for (const auto& name : names)
+    if (std::find(silent.begin(), silent.end(), name) != silent.end())
+      services.push_back({{"service", name}, {"reachable", false}, {"error", "no answer to $health"}});
+    else
+      services.push_back(service_status(client, name, timeout_ms, previous));
   return services;
+}
+
+// --wait: asks each service for $health, one after the other, again and again until it
+// answers or `wait` is over (a service that has not bound yet is connected to within
+// 10 ms of binding: Client::dealer). The names that never answered.
+std::vector<std::string> wait_for_health(Client& client, const std::vector<std::string>& names,
+                                         std::chrono::milliseconds wait, int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  std::vector<std::string> silent;
+  for (const auto& name : names) {
+    while (true) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        silent.push_back(name);
+        break;
+      }
+      auto h = client.query_raw(name, std::string(builtin::kHealth), std::string(1, '\x80'),
+                                std::min(left, std::chrono::milliseconds(timeout_ms)));
+      if (h) break;
+      if (h.error().code != Rejection::Code::timeout) {  // refused, or no such service: not "not yet"
+        silent.push_back(name);
+        break;
+      }
+    }
+  }
+  return silent;
+}
+
+// The services named on the command line, as services (every instance) or instances;
+// every one when none is named. nullopt after printing which name is unknown.
+std::optional<std::vector<std::string>> chosen(const Topology& t, const std::vector<std::string>& wanted) {
+  std::vector<std::string> names;
+  for (const auto& w : wanted) {
+    const auto before = names.size();
+    for (const auto& s : t.services)
+      if (s.name == w || s.service() == w) names.push_back(s.name);
+    if (names.size() == before) {
+      std::cerr << "troupe status: no service or instance '" << w << "' in " << t.file << '\n';
+      return std::nullopt;
+    }
+  }
+  if (wanted.empty())
+    for (const auto& s : t.services) names.push_back(s.name);
+  return names;
 }
 
 void print_table(const nlohmann::json& services) {
@@ -128,11 +178,20 @@ Runner add_status(CLI::App& app) {
   struct Opts : Common {
     bool watch = false, json = false;
     double interval = 2.0;
+    int wait_ms = 0;
+    std::vector<std::string> services;
   };
   auto o = std::make_shared<Opts>();
   o->timeout_ms = 500;
   add_common(*cmd, *o);
+  cmd->add_option("services", o->services, "only these services or instances (default: every one)");
   cmd->add_flag("--watch,-w", o->watch, "refresh until interrupted");
+  cmd->add_option("--wait", o->wait_ms,
+                  "wait up to this many milliseconds for every service to answer $health before reporting "
+                  "(how scripts/mesh waits for a mesh to come up): exit 0 once all answer, else 3 and a line on "
+                  "stderr naming those that did not")
+      ->check(CLI::NonNegativeNumber)
+      ->excludes("--watch");
   cmd->add_option("--interval", o->interval, "seconds between refreshes with --watch")->capture_default_str();
   cmd->add_flag("--json", o->json,
                 "print {\"mesh\", \"services\": [one object per service]} instead of the table (not with --watch)")
@@ -143,9 +202,20 @@ Runner add_status(CLI::App& app) {
     if (!t) return kUsage;
     Client client(*t, identity(*o));  // the source it writes is who it is (checked under CURVE)
     client.set_identity(identity(*o));
+    auto names = chosen(*t, o->services);
+    if (!names) return kUsage;
     std::map<std::string, Sample> previous;
     if (!o->watch) {
-      auto services = mesh_status(client, *t, o->timeout_ms, previous);
+      std::vector<std::string> silent;
+      if (o->wait_ms > 0) {
+        silent = wait_for_health(client, *names, std::chrono::milliseconds(o->wait_ms), o->timeout_ms);
+        if (!silent.empty()) {
+          std::string list;
+          for (const auto& n : silent) list += (list.empty() ? "" : ", ") + n;
+          std::cerr << "troupe status: no answer to $health within " << o->wait_ms << " ms from " << list << '\n';
+        }
+      }
+      auto services = mesh_status(client, *names, o->timeout_ms, previous, silent);
       if (o->json)
         std::cout << dump(nlohmann::json{{"mesh", t->mesh}, {"services", services}}, 2) << '\n';
       else
@@ -154,7 +224,7 @@ Runner add_status(CLI::App& app) {
     }
     while (true) {
       std::cout << "\x1b[H\x1b[2J" << t->mesh << " — " << rfc3339_now() << "\n\n";
-      print_table(mesh_status(client, *t, o->timeout_ms, previous));
+      print_table(mesh_status(client, *names, o->timeout_ms, previous));
       std::cout.flush();
       std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int>(o->interval * 1000)));
     }
