@@ -157,6 +157,14 @@ WRAP
   else
     echo "skip: no clock skew (faketime is not installed, or the build is sanitized)"
   fi
+  # One service down: --wait asks round robin, so the others behind it are still asked
+  # and shown as they are, and only it is named.
+  "${mesh[@]}" kill payments >/dev/null
+  expect "status --wait with payments down: exit 3, naming only payments" 3 "within 1500 ms from payments"$'\n'"end" \
+    bash -c '"$@" 2>&1 >/dev/null; rc=$?; echo end; exit $rc' _ "$troupe" status --state-dir "$state" --timeout 200 --wait 1500
+  expect "... and every other service reachable" 0 "orders inventory shipping notifications" \
+    bash -c '"$@" | jq -r "[.services[] | select(.reachable) | .service] | join(\" \")"' _ \
+    "$troupe" status --state-dir "$state" --timeout 200 --wait 1500 --json
   expect "mesh down" 0 "mesh: down" "${mesh[@]}" down
   expect "mesh down stopped the services behind the wrapper" 1 "" pgrep -f -- "--state-dir $state"
   chmod 644 "$state/keys/orders.key"

@@ -78,42 +78,57 @@ nlohmann::json service_status(Client& client, const std::string& name, int timeo
           {"subscriptions", health.value("subscriptions", 0ull)}};
 }
 
-// `silent`: those --wait already found not answering, reported without asking again.
+// What --wait found of the services that did not answer: why, by name.
+struct Unanswered {
+  std::map<std::string, std::string> why;
+  bool refused = false;  // one of them refused (a $error reply): no waiting helps
+};
+
+// `unanswered`: reported as --wait found them, without asking again.
 nlohmann::json mesh_status(Client& client, const std::vector<std::string>& names, int timeout_ms,
-                           std::map<std::string, Sample>& previous, const std::vector<std::string>& silent = {}) {
+                           std::map<std::string, Sample>& previous, const Unanswered& unanswered = {}) {
   nlohmann::json services = nlohmann::json::array();
   for (const auto& name : names)
-    if (std::find(silent.begin(), silent.end(), name) != silent.end())
-      services.push_back({{"service", name}, {"reachable", false}, {"error", "no answer to $health"}});
+    if (auto it = unanswered.why.find(name); it != unanswered.why.end())
+      services.push_back({{"service", name}, {"reachable", false}, {"error", it->second}});
     else
       services.push_back(service_status(client, name, timeout_ms, previous));
   return services;
 }
 
-// --wait: asks each service for $health, one after the other, again and again until it
-// answers or `wait` is over (a service that has not bound yet is connected to within
-// 10 ms of binding: Client::dealer). The names that never answered.
-std::vector<std::string> wait_for_health(Client& client, const std::vector<std::string>& names,
-                                         std::chrono::milliseconds wait, int timeout_ms) {
+// --wait: asks for $health round robin, each service that has not answered yet in turn,
+// each try at most `timeout_ms` (at least 10), until all have answered or `wait` is over.
+// A service that has not bound yet is connected to within 10 to 100 ms of binding (the
+// reconnect interval of Client::dealer). A refusal ends the wait for that service.
+Unanswered wait_for_health(Client& client, const std::vector<std::string>& names, std::chrono::milliseconds wait,
+                           int timeout_ms) {
   const auto deadline = std::chrono::steady_clock::now() + wait;
-  std::vector<std::string> silent;
-  for (const auto& name : names) {
-    while (true) {
+  const auto per_try = std::chrono::milliseconds(std::max(timeout_ms, 10));
+  Unanswered out;
+  std::vector<std::string> pending = names;
+  while (!pending.empty()) {
+    std::vector<std::string> again;
+    for (const auto& name : pending) {
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) {
-        silent.push_back(name);
-        break;
+        again.push_back(name);
+        continue;
       }
-      auto h = client.query_raw(name, std::string(builtin::kHealth), std::string(1, '\x80'),
-                                std::min(left, std::chrono::milliseconds(timeout_ms)));
-      if (h) break;
-      if (h.error().code != Rejection::Code::timeout) {  // refused, or no such service: not "not yet"
-        silent.push_back(name);
-        break;
+      auto h = client.query_raw(name, std::string(builtin::kHealth), std::string(1, '\x80'), std::min(left, per_try));
+      if (h) continue;
+      if (h.error().code == Rejection::Code::timeout) {
+        again.push_back(name);
+      } else {
+        out.why[name] = h.error().message();
+        out.refused = true;
       }
     }
+    pending = std::move(again);
+    if (std::chrono::steady_clock::now() >= deadline) break;
   }
-  return silent;
+  for (const auto& name : pending)
+    out.why[name] = "no answer to $health within " + std::to_string(wait.count()) + " ms";
+  return out;
 }
 
 // The services named on the command line, as services (every instance) or instances;
@@ -121,10 +136,13 @@ std::vector<std::string> wait_for_health(Client& client, const std::vector<std::
 std::optional<std::vector<std::string>> chosen(const Topology& t, const std::vector<std::string>& wanted) {
   std::vector<std::string> names;
   for (const auto& w : wanted) {
-    const auto before = names.size();
+    bool known = false;
     for (const auto& s : t.services)
-      if (s.name == w || s.service() == w) names.push_back(s.name);
-    if (names.size() == before) {
+      if (s.name == w || s.service() == w) {
+        known = true;
+        if (std::find(names.begin(), names.end(), s.name) == names.end()) names.push_back(s.name);
+      }
+    if (!known) {
       std::cerr << "troupe status: no service or instance '" << w << "' in " << t.file << '\n';
       return std::nullopt;
     }
@@ -206,20 +224,25 @@ Runner add_status(CLI::App& app) {
     if (!names) return kUsage;
     std::map<std::string, Sample> previous;
     if (!o->watch) {
-      std::vector<std::string> silent;
+      Unanswered unanswered;
       if (o->wait_ms > 0) {
-        silent = wait_for_health(client, *names, std::chrono::milliseconds(o->wait_ms), o->timeout_ms);
-        if (!silent.empty()) {
-          std::string list;
-          for (const auto& n : silent) list += (list.empty() ? "" : ", ") + n;
-          std::cerr << "troupe status: no answer to $health within " << o->wait_ms << " ms from " << list << '\n';
+        unanswered = wait_for_health(client, *names, std::chrono::milliseconds(o->wait_ms), o->timeout_ms);
+        std::string silent;
+        for (const auto& name : *names) {  // in the topology's order
+          auto it = unanswered.why.find(name);
+          if (it == unanswered.why.end()) continue;
+          if (it->second.rfind("no answer to ", 0) == 0) silent += (silent.empty() ? "" : ", ") + name;
+          else std::cerr << "troupe status: " << name << " refused $health: " << it->second << '\n';
         }
+        if (!silent.empty())
+          std::cerr << "troupe status: no answer to $health within " << o->wait_ms << " ms from " << silent << '\n';
       }
-      auto services = mesh_status(client, *names, o->timeout_ms, previous, silent);
+      auto services = mesh_status(client, *names, o->timeout_ms, previous, unanswered);
       if (o->json)
         std::cout << dump(nlohmann::json{{"mesh", t->mesh}, {"services", services}}, 2) << '\n';
       else
         print_table(services);
+      if (unanswered.refused) return kFailed;
       return any_unreachable(services) ? kUnreachable : kOk;
     }
     while (true) {
