@@ -197,6 +197,19 @@ TEST_CASE("limits bound what a decoder will allocate", "[codec][payload][hostile
     CHECK(r.error().code == Code::too_large);
     CHECK(r.error().what == "nested deeper than 32 levels");
   }
+  SECTION("deep but within the limit: every level opens and closes in its turn") {
+    // 30 nested two-element arrays [inner, 7]: past the 16 levels the walk keeps in
+    // place, so its counts move between the two stores both ways.
+    std::string deep = "\x01";
+    for (int i = 0; i < 30; ++i) deep = "\x92" + deep + "\x07";
+    CHECK(troupe::codec::validate(deep, "deep"));
+    auto trailing = troupe::codec::validate(deep + "\x01", "deep");
+    REQUIRE_FALSE(trailing);
+    CHECK(trailing.error().what == "1 trailing bytes after the value");
+    auto cut = troupe::codec::validate(deep.substr(0, 40), "deep");  // 21 levels still open
+    REQUIRE_FALSE(cut);
+    CHECK(cut.error().what == "truncated: the value ends early");
+  }
   SECTION("a string longer than allowed") {
     Limits l;
     l.max_string = 8;

@@ -15,6 +15,32 @@ std::uint64_t big_endian(std::string_view bytes, std::size_t at, std::size_t n) 
   return v;
 }
 
+// The count of items still to come in each open array or map, innermost last: the
+// first 16 levels in place (a payload is rarely deeper; every payload a node receives
+// is walked, and a heap allocation per walk was a few percent of an event's cost), the
+// rest on the heap.
+class OpenContainers {
+ public:
+  bool empty() const { return size_ == 0; }
+  std::size_t size() const { return size_; }
+  std::uint64_t& back() { return size_ <= kInPlace ? in_place_[size_ - 1] : deeper_.back(); }
+  void push_back(std::uint64_t items) {
+    if (size_ < kInPlace) in_place_[size_] = items;
+    else deeper_.push_back(items);
+    ++size_;
+  }
+  void pop_back() {
+    if (size_ > kInPlace) deeper_.pop_back();
+    --size_;
+  }
+
+ private:
+  static constexpr std::size_t kInPlace = 16;
+  std::array<std::uint64_t, kInPlace> in_place_{};
+  std::vector<std::uint64_t> deeper_;
+  std::size_t size_ = 0;
+};
+
 // Walks one msgpack value without allocating anything for it and checks every limit on
 // the way. msgpack-c allocates the elements of an array or a map as soon as it reads
 // the header, before they arrive: 31 nested headers claiming 65,535 elements each (155
@@ -24,7 +50,7 @@ template <class Where>
 std::optional<Rejection> walk(std::string_view bytes, const Limits& limits, const Where& where) {
   using Code = Rejection::Code;
   auto truncated = [&] { return reject(Code::malformed, where(), "truncated: the value ends early"); };
-  std::vector<std::uint64_t> open;  // items still to come in each open array or map
+  OpenContainers open;
   std::size_t at = 0;
   while (true) {
     if (at >= bytes.size()) return truncated();
