@@ -14,7 +14,7 @@ void NodeCore::log_rejection(const std::string& line) {
 }
 
 void NodeCore::dead_letter(const char* endpoint, const Envelope* env, const std::string& reason,
-                           const std::vector<std::string_view>& raw, bool mergeable) {
+                           std::span<const std::string_view> raw, bool mergeable) {
   ports::DeadLetter l;
   l.time = rfc3339_now();
   l.endpoint = endpoint;
@@ -71,7 +71,7 @@ void NodeCore::dead_letter(const char* endpoint, const Envelope* env, const std:
 }
 
 void NodeCore::reject_frames(const char* endpoint, const std::string& reason,
-                             const std::vector<std::string_view>& raw) {
+                             std::span<const std::string_view> raw) {
   if (!reanswering_) ++metrics_.rejected_frames;
   dead_letter(endpoint, nullptr, reason, raw);
 }

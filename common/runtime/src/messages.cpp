@@ -52,7 +52,7 @@ bool NodeCore::mesh_type(std::string_view type) const {
 }
 
 void NodeCore::apply(const Envelope& env, std::string_view payload, const EventHandler& handler,
-                     const char* endpoint, const std::vector<std::string_view>& raw) {
+                     const char* endpoint, std::span<const std::string_view> raw) {
   auto& tm = metrics_.types[env.type];
   ++tm.received;
   if (auto fits = codec::validate(payload, env.type, payload_limits(env.type)); !fits) {

@@ -31,6 +31,7 @@
 #include <zmq_addon.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <deque>
 #include <map>
@@ -38,6 +39,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <vector>
 
 namespace troupe::detail {
@@ -300,8 +302,9 @@ class NodeCore final : public Stager {
   // --- streams.cpp: drives each publisher's core::InboundStream (events in order and
   // once, replays, verification, losses, stalls); this node's heartbeat.
   // `replayed`: from a $replay page whose answer the stream accepted.
+  // `raw`: the message's frames as received, kept only if it becomes a dead letter.
   void handle_event(Upstream& up, std::string_view env_bytes, std::string_view payload,
-                    const std::vector<std::string_view>& raw, bool replayed = false);
+                    std::span<const std::string_view> raw, bool replayed = false);
   void handle_replay(Upstream& up, Incoming& in);
   void handle_heartbeat(Upstream* up, Incoming& in);
   // Carries out what the core asked: log lines, a saved identity, counted losses, state.
@@ -314,11 +317,14 @@ class NodeCore final : public Stager {
   bool commands_lost_ = false;     // a receiver's acks say commands were lost (LOSS)
   Clock::time_point last_turn_{};  // when the loop last woke
   core::Effects fx_;               // reused: what the core asked of the last call
+  // Reused by process(): each stream's and outbox's mark at the start of the batch.
+  std::vector<core::InboundStream::Mark> batch_start_marks_;
+  std::vector<core::CommandOutbox::Mark> batch_start_acked_;
 
   // --- messages.cpp: handlers, commands, dead letters, staging
   void handle_command(Incoming& in);
   void apply(const Envelope& env, std::string_view payload, const EventHandler& handler,
-             const char* endpoint, const std::vector<std::string_view>& raw);
+             const char* endpoint, std::span<const std::string_view> raw);
   // The codec limits for `type`'s payload: max_message_bytes and the type's max_field_bytes.
   const codec::Limits& payload_limits(std::string_view type);
   // Throws OversizedMessage when frames of this size would be refused by a peer.
@@ -330,9 +336,9 @@ class NodeCore final : public Stager {
   // (not decodable, a handler said no), so a letter of the same message id is updated
   // rather than doubled; refusals at the door (forged source, over the limits) never merge.
   void dead_letter(const char* endpoint, const Envelope* env, const std::string& reason,
-                   const std::vector<std::string_view>& raw, bool mergeable = false);
+                   std::span<const std::string_view> raw, bool mergeable = false);
   void reject_frames(const char* endpoint, const std::string& reason,
-                     const std::vector<std::string_view>& raw);
+                     std::span<const std::string_view> raw);
   void log_rejection(const std::string& line);
   // True if the topology routes commands from `source` to this service.
   bool sends_to_us(std::string_view source) const;

@@ -261,10 +261,14 @@ void NodeCore::process(std::vector<Incoming>& batch) {
         return in.from != Incoming::From::query && in.from != Incoming::From::heartbeat;
       }))
     last_writes_ = t0;
-  std::vector<core::InboundStream::Mark> start_marks;
+  // Where each stream and outbox stood, to go back to if the batch fails (in the order
+  // of upstreams_ and downstreams_, which are fixed once the node is set up).
+  auto& start_marks = batch_start_marks_;
+  start_marks.clear();
   for (auto& up : upstreams_) start_marks.push_back(up->stream.mark());
-  std::map<std::string, core::CommandOutbox::Mark> start_acked;
-  for (auto& [n, d] : downstreams_) start_acked[n] = d->outbox.mark();
+  auto& start_acked = batch_start_acked_;
+  start_acked.clear();
+  for (auto& [n, d] : downstreams_) start_acked.push_back(d->outbox.mark());
   batch_out_.clear();
   const auto start_head = store_->head();
   bool wrote = false;  // a batch of queries and heartbeats alone proves nothing about writes
@@ -285,7 +289,9 @@ void NodeCore::process(std::vector<Incoming>& batch) {
                           views(in.frames));
             break;
           }
-          handle_event(*in.upstream, view(in.frames[1]), view(in.frames[2]), views(in.frames));
+          // The frames as a dead letter would keep them, without a vector per event.
+          const std::array<std::string_view, 3> raw{view(in.frames[0]), view(in.frames[1]), view(in.frames[2])};
+          handle_event(*in.upstream, raw[1], raw[2], raw);
           break;
         }
         case Incoming::From::replay: handle_replay(*in.upstream, in); break;
@@ -318,7 +324,8 @@ void NodeCore::process(std::vector<Incoming>& batch) {
     // Nothing of this batch happened: positions, incarnations and acks go back to what
     // was committed, and the events come again through replay once writes work.
     for (std::size_t i = 0; i < upstreams_.size(); ++i) upstreams_[i]->stream.rewind(start_marks[i]);
-    for (auto& [n, d] : downstreams_) d->outbox.rewind(start_acked[n]);
+    std::size_t i = 0;
+    for (auto& [n, d] : downstreams_) d->outbox.rewind(start_acked[i++]);
     command_inbox_.rolled_back();
     acks_moved_ = false;
     batch_out_.clear();

@@ -39,7 +39,7 @@ void NodeCore::carry_out(Upstream* up, core::Effects& fx) {
 }
 
 void NodeCore::handle_event(Upstream& up, std::string_view env_bytes, std::string_view payload,
-                            const std::vector<std::string_view>& raw, bool replayed) {
+                            std::span<const std::string_view> raw, bool replayed) {
   std::string endpoint = "events:" + up.name;
   auto env = codec::decode_envelope(env_bytes);
   if (!env) {
@@ -118,7 +118,7 @@ void NodeCore::handle_replay(Upstream& up, Incoming& in) {
   static const std::string kReplayedTopic = "$replayed ";
   for (std::size_t i = 2; i + 1 < in.frames.size(); i += 2)
     handle_event(up, view(in.frames[i]), view(in.frames[i + 1]),
-                 {kReplayedTopic, view(in.frames[i]), view(in.frames[i + 1])}, true);
+                 std::array<std::string_view, 3>{kReplayedTopic, view(in.frames[i]), view(in.frames[i + 1])}, true);
 }
 
 void NodeCore::handle_heartbeat(Upstream* up, Incoming& in) {
