@@ -302,7 +302,8 @@ class NodeCore final : public Stager {
   // --- streams.cpp: drives each publisher's core::InboundStream (events in order and
   // once, replays, verification, losses, stalls); this node's heartbeat.
   // `replayed`: from a $replay page whose answer the stream accepted.
-  // `raw`: the message's frames as received, kept only if it becomes a dead letter.
+  // `raw`: the message's frames as a dead letter keeps them (a replayed event's topic
+  // frame is "$replayed "), copied only if it becomes one.
   void handle_event(Upstream& up, std::string_view env_bytes, std::string_view payload,
                     std::span<const std::string_view> raw, bool replayed = false);
   void handle_replay(Upstream& up, Incoming& in);
