@@ -207,11 +207,11 @@ class Gateway {
   const Topology& t_;
   Options o_;
   zmq::context_t context_{1};
+  Counters counters_;  // before hub_: its subscribers count drops into it until the hub stops
   Hub hub_;
   View view_;
   httplib::Server server_;
   std::atomic<bool> stopping_{false};
-  Counters counters_;
   std::mutex clients_mutex_;
   std::map<std::thread::id, std::unique_ptr<Client>> clients_;
 };
@@ -445,7 +445,7 @@ void Gateway::events(const httplib::Request& req, httplib::Response& res) {
   }
   auto st = std::make_shared<Stream>();
   st->filter = f;
-  st->sub = hub_.subscribe(f, o_.sse_queue, o_.sse_queue_bytes);  // before the replay: nothing falls between
+  st->sub = hub_.subscribe(f, o_.sse_queue, o_.sse_queue_bytes, &counters_.sse_dropped);  // before the replay: nothing falls between
   st->mesh = req.get_param_value("mesh") == "1";
   std::string last = req.get_header_value("Last-Event-ID");
   if (last.empty()) last = req.get_param_value("last_event_id");
@@ -535,8 +535,7 @@ bool Gateway::stream(Stream& st, httplib::DataSink& sink) {
     }
     out += sse_text("", resume_token(st.positions), d->text);
   }
-  if (dropped) {
-    counters_.sse_dropped += dropped;
+  if (dropped) {  // counted in sse_dropped as each was dropped (Subscriber::push)
     out += sse("dropped", "", {{"dropped", dropped},
                                {"reason", "this stream read too slowly; the gateway keeps " +
                                               std::to_string(o_.sse_queue) + " records (" +

@@ -34,6 +34,7 @@ void Subscriber::push(std::shared_ptr<const Delivered> r) {
     std::lock_guard lock(mutex_);
     if (queue_.size() >= capacity_ || bytes_ + r->text.size() > max_bytes_) {
       ++dropped_;
+      if (dropped_total_) dropped_total_->fetch_add(1, std::memory_order_relaxed);
       return;
     }
     bytes_ += r->text.size();
@@ -80,8 +81,9 @@ void Hub::stop() {
   for (auto& s : subscribers_) s->wake();
 }
 
-std::shared_ptr<Subscriber> Hub::subscribe(Filter filter, std::size_t capacity, std::size_t max_bytes) {
-  auto s = std::make_shared<Subscriber>(std::move(filter), capacity, max_bytes);
+std::shared_ptr<Subscriber> Hub::subscribe(Filter filter, std::size_t capacity, std::size_t max_bytes,
+                                           std::atomic<std::uint64_t>* dropped_total) {
+  auto s = std::make_shared<Subscriber>(std::move(filter), capacity, max_bytes, dropped_total);
   std::lock_guard lock(mutex_);
   subscribers_.push_back(s);
   return s;

@@ -54,11 +54,14 @@ struct Filter {
 
 // One SSE client's queue. The hub never waits for a client: past `capacity` records
 // or `max_bytes` of their text it drops what comes and counts it, and the client is
-// told how many it missed.
+// told how many it missed. `dropped_total` (the gateway's metric, if given) counts each
+// drop as it happens: a stream whose writer is blocked on a client that does not read
+// tells the client only once the writer moves again, and the metric must not wait.
 class Subscriber {
  public:
-  Subscriber(Filter filter, std::size_t capacity, std::size_t max_bytes)
-      : filter_(std::move(filter)), capacity_(capacity), max_bytes_(max_bytes) {}
+  Subscriber(Filter filter, std::size_t capacity, std::size_t max_bytes,
+             std::atomic<std::uint64_t>* dropped_total = nullptr)
+      : filter_(std::move(filter)), capacity_(capacity), max_bytes_(max_bytes), dropped_total_(dropped_total) {}
   const Filter& filter() const { return filter_; }
   void push(std::shared_ptr<const Delivered> r);
   // Waits up to `timeout` for records; returns them and how many were dropped since
@@ -74,6 +77,7 @@ class Subscriber {
   std::deque<std::shared_ptr<const Delivered>> queue_;
   std::uint64_t dropped_ = 0;
   bool woken_ = false;
+  std::atomic<std::uint64_t>* dropped_total_;
 };
 
 struct HubStats {
@@ -95,7 +99,8 @@ class Hub {
   void start();
   void stop();
 
-  std::shared_ptr<Subscriber> subscribe(Filter filter, std::size_t capacity, std::size_t max_bytes);
+  std::shared_ptr<Subscriber> subscribe(Filter filter, std::size_t capacity, std::size_t max_bytes,
+                                        std::atomic<std::uint64_t>* dropped_total = nullptr);
   void unsubscribe(const std::shared_ptr<Subscriber>& s);
 
   // Messages seen per edge (from, to) since start: events from a publisher to each
