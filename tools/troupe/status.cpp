@@ -7,6 +7,7 @@
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -78,10 +79,11 @@ nlohmann::json service_status(Client& client, const std::string& name, int timeo
           {"subscriptions", health.value("subscriptions", 0ull)}};
 }
 
-// What --wait found of the services that did not answer: why, by name.
+// What --wait found of the services that did not answer: why, by name, and which of
+// them refused (a $error reply: no waiting helps).
 struct Unanswered {
   std::map<std::string, std::string> why;
-  bool refused = false;  // one of them refused (a $error reply): no waiting helps
+  std::set<std::string> refused;
 };
 
 // `unanswered`: reported as --wait found them, without asking again.
@@ -120,7 +122,7 @@ Unanswered wait_for_health(Client& client, const std::vector<std::string>& names
         again.push_back(name);
       } else {
         out.why[name] = h.error().message();
-        out.refused = true;
+        out.refused.insert(name);
       }
     }
     pending = std::move(again);
@@ -231,8 +233,10 @@ Runner add_status(CLI::App& app) {
         for (const auto& name : *names) {  // in the topology's order
           auto it = unanswered.why.find(name);
           if (it == unanswered.why.end()) continue;
-          if (it->second.rfind("no answer to ", 0) == 0) silent += (silent.empty() ? "" : ", ") + name;
-          else std::cerr << "troupe status: " << name << " refused $health: " << it->second << '\n';
+          if (unanswered.refused.count(name))
+            std::cerr << "troupe status: " << name << " refused $health: " << it->second << '\n';
+          else
+            silent += (silent.empty() ? "" : ", ") + name;
         }
         if (!silent.empty())
           std::cerr << "troupe status: no answer to $health within " << o->wait_ms << " ms from " << silent << '\n';
@@ -242,7 +246,7 @@ Runner add_status(CLI::App& app) {
         std::cout << dump(nlohmann::json{{"mesh", t->mesh}, {"services", services}}, 2) << '\n';
       else
         print_table(services);
-      if (unanswered.refused) return kFailed;
+      if (!unanswered.refused.empty()) return kFailed;
       return any_unreachable(services) ? kUnreachable : kOk;
     }
     while (true) {
